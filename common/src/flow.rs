@@ -1,0 +1,450 @@
+//! Per-stream flow control and body transfer.
+//!
+//! Each stream starts with [`INITIAL_WINDOW`] bytes of credit in each
+//! direction. A sender takes credit before queueing `Data` and waits, on its
+//! own task, when there is none; a receiver hands credit back with `Window`
+//! frames as its consumer drains (once half a window has been consumed, to
+//! keep control frames few). A slow reader therefore holds back its own
+//! stream only, and each stream buffers at most one window at the receiver.
+
+use std::{
+    pin::Pin,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc, Mutex,
+    },
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use thiserror::Error;
+use tokio::sync::{mpsc::UnboundedReceiver, Notify};
+
+use crate::{
+    frame::Frame,
+    outbox::{Outbox, SendError},
+    protocol::{ResetCode, INITIAL_WINDOW, MAX_DATA_PAYLOAD},
+};
+
+/// Credit a sender may spend on one stream; shared between the task that
+/// sends the body and the dispatcher that receives `Window` frames.
+#[derive(Debug)]
+pub struct SendCredit {
+    state: Mutex<CreditState>,
+    notify: Notify,
+}
+
+#[derive(Debug)]
+struct CreditState {
+    available: u64,
+    closed: bool,
+}
+
+/// The stream was closed while the sender waited for credit.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("stream closed")]
+pub struct StreamClosed;
+
+impl SendCredit {
+    /// Credit starting at [`INITIAL_WINDOW`].
+    pub fn new() -> Arc<SendCredit> {
+        Arc::new(SendCredit {
+            state: Mutex::new(CreditState {
+                available: u64::from(INITIAL_WINDOW),
+                closed: false,
+            }),
+            notify: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CreditState> {
+        // The state is two plain fields; a panic elsewhere cannot leave it torn.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds credit granted by the peer.
+    pub fn grant(&self, increment: u32) {
+        let mut s = self.lock();
+        s.available = s.available.saturating_add(u64::from(increment));
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    /// Ends the stream for the sender: waiting and future `acquire` calls fail.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.notify.notify_one();
+    }
+
+    /// `true` once [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Waits for credit and takes up to `want` bytes of it (at least one).
+    pub async fn acquire(&self, want: usize) -> Result<usize, StreamClosed> {
+        loop {
+            {
+                let mut s = self.lock();
+                if s.closed {
+                    return Err(StreamClosed);
+                }
+                if s.available > 0 {
+                    let n = (want as u64).min(s.available);
+                    s.available -= n;
+                    return Ok(n as usize);
+                }
+            }
+            // `notify_one` stores a permit if nobody waits yet, so a grant
+            // between the check above and this await is not lost.
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// Receive-side accounting of one stream: how much the peer may still send.
+#[derive(Debug)]
+pub struct RecvCredit {
+    remaining: AtomicI64,
+}
+
+impl RecvCredit {
+    /// Accounting starting at [`INITIAL_WINDOW`].
+    pub fn new() -> Arc<RecvCredit> {
+        Arc::new(RecvCredit {
+            remaining: AtomicI64::new(i64::from(INITIAL_WINDOW)),
+        })
+    }
+
+    /// Records `n` received bytes; `false` if the peer overran its credit.
+    pub fn take(&self, n: usize) -> bool {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.remaining.fetch_sub(n, Ordering::AcqRel) >= n
+    }
+
+    /// Records credit handed back to the peer.
+    pub fn give(&self, n: u32) {
+        self.remaining.fetch_add(i64::from(n), Ordering::AcqRel);
+    }
+}
+
+/// What the dispatcher of a connection delivers to a stream's body reader.
+#[derive(Debug)]
+pub enum BodyEvent {
+    /// Body bytes.
+    Data(Bytes),
+    /// The body is complete.
+    End,
+    /// The peer reset the stream.
+    Reset(ResetCode, String),
+}
+
+/// Why a received body did not complete.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// The peer reset the stream.
+    #[error("{code}{}{reason}", if reason.is_empty() { "" } else { ": " })]
+    Reset {
+        /// The reset code received.
+        code: ResetCode,
+        /// The reset's detail text.
+        reason: String,
+    },
+    /// The tunnel closed before the body was complete.
+    #[error("tunnel closed before the body was complete")]
+    TunnelClosed,
+}
+
+/// Runs a closure when dropped, unless disarmed: how a stream's reader tells
+/// its connection that nobody wants the stream any more.
+pub struct CancelOnDrop(Option<Box<dyn FnOnce()>>);
+
+impl CancelOnDrop {
+    /// Arms `f`.
+    pub fn new(f: impl FnOnce() + 'static) -> Self {
+        CancelOnDrop(Some(Box::new(f)))
+    }
+
+    /// A guard that does nothing.
+    pub fn none() -> Self {
+        CancelOnDrop(None)
+    }
+
+    /// Drops `f` without running it.
+    pub fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// A stream's incoming body as a `Stream` of byte chunks. It hands credit
+/// back to the peer as chunks are taken from it, and cancels the stream if
+/// dropped before the body ended.
+pub struct RecvBody {
+    stream: u32,
+    rx: UnboundedReceiver<BodyEvent>,
+    outbox: Outbox,
+    credit: Arc<RecvCredit>,
+    unacked: u32,
+    done: bool,
+    cancel: CancelOnDrop,
+}
+
+impl RecvBody {
+    /// A body reader for `stream`, fed by `rx`.
+    pub fn new(
+        stream: u32,
+        rx: UnboundedReceiver<BodyEvent>,
+        outbox: Outbox,
+        credit: Arc<RecvCredit>,
+        cancel: CancelOnDrop,
+    ) -> Self {
+        RecvBody {
+            stream,
+            rx,
+            outbox,
+            credit,
+            unacked: 0,
+            done: false,
+            cancel,
+        }
+    }
+
+    fn consumed(&mut self, n: usize) {
+        self.unacked = self.unacked.saturating_add(n as u32);
+        if self.unacked >= INITIAL_WINDOW / 2 {
+            let increment = std::mem::take(&mut self.unacked);
+            self.credit.give(increment);
+            // If the tunnel is gone the body ends with an error on the next poll.
+            let _ = self.outbox.send(&Frame::Window {
+                stream: self.stream,
+                increment,
+            });
+        }
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        self.cancel.disarm();
+    }
+}
+
+impl Stream for RecvBody {
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(BodyEvent::Data(bytes))) => {
+                self.consumed(bytes.len());
+                Poll::Ready(Some(Ok(bytes)))
+            }
+            Poll::Ready(Some(BodyEvent::End)) => {
+                self.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(BodyEvent::Reset(code, reason))) => {
+                self.finish();
+                Poll::Ready(Some(Err(BodyError::Reset { code, reason })))
+            }
+            Poll::Ready(None) => {
+                self.finish();
+                Poll::Ready(Some(Err(BodyError::TunnelClosed)))
+            }
+        }
+    }
+}
+
+/// How sending a body onto the tunnel failed.
+#[derive(Debug, Error)]
+pub enum PumpError<E> {
+    /// Reading the body failed (caller went away, local service failed).
+    #[error("reading the body failed: {0}")]
+    Source(E),
+    /// The peer closed or reset the stream.
+    #[error("stream closed by the peer")]
+    StreamClosed,
+    /// The tunnel connection is gone.
+    #[error("tunnel closed")]
+    TunnelClosed,
+}
+
+/// Sends `body` on `stream` as `Data` frames under flow control, then `End`.
+/// On error nothing more is sent: the caller decides whether to reset.
+pub async fn pump_body<S, E>(
+    stream: u32,
+    body: S,
+    credit: &SendCredit,
+    outbox: &Outbox,
+) -> Result<u64, PumpError<E>>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut sent = 0u64;
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(PumpError::Source)?;
+        while !chunk.is_empty() {
+            let n = credit
+                .acquire(chunk.len().min(MAX_DATA_PAYLOAD))
+                .await
+                .map_err(|_| PumpError::StreamClosed)?;
+            let piece = chunk.split_to(n);
+            outbox
+                .send_data(stream, &piece)
+                .map_err(|_| PumpError::TunnelClosed)?;
+            sent += n as u64;
+        }
+    }
+    outbox
+        .send(&Frame::End { stream })
+        .map_err(|e| match e {
+            SendError::Closed | SendError::Encode(_) => PumpError::TunnelClosed,
+        })?;
+    Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::stream;
+    use std::convert::Infallible;
+
+    #[tokio::test]
+    async fn pump_splits_and_waits_for_credit() {
+        let (outbox, mut rx) = Outbox::new();
+        let credit = SendCredit::new();
+        let big = Bytes::from(vec![7u8; INITIAL_WINDOW as usize + 100]);
+        let body = stream::iter(vec![Ok::<_, Infallible>(big)]);
+        let pump = tokio::spawn({
+            let credit = credit.clone();
+            let outbox = outbox.clone();
+            async move { pump_body(1, body, &credit, &outbox).await.map_err(|_| ()) }
+        });
+        let mut got = 0usize;
+        while got < INITIAL_WINDOW as usize {
+            match Frame::decode(rx.recv().await.unwrap()).unwrap() {
+                Frame::Data { data, .. } => {
+                    assert!(data.len() <= MAX_DATA_PAYLOAD);
+                    got += data.len();
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(got, INITIAL_WINDOW as usize);
+        // No credit left: the pump must be waiting, not sending.
+        tokio::task::yield_now().await;
+        assert!(rx.try_recv().is_err());
+        credit.grant(1000);
+        match Frame::decode(rx.recv().await.unwrap()).unwrap() {
+            Frame::Data { data, .. } => assert_eq!(data.len(), 100),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            Frame::decode(rx.recv().await.unwrap()).unwrap(),
+            Frame::End { stream: 1 }
+        );
+        assert_eq!(pump.await.unwrap(), Ok(INITIAL_WINDOW as u64 + 100));
+    }
+
+    #[tokio::test]
+    async fn closing_credit_stops_a_waiting_pump() {
+        let (outbox, _rx) = Outbox::new();
+        let credit = SendCredit::new();
+        let body = stream::iter(vec![Ok::<_, Infallible>(Bytes::from(vec![
+            0u8;
+            INITIAL_WINDOW as usize
+                * 2
+        ]))]);
+        let pump = tokio::spawn({
+            let credit = credit.clone();
+            async move {
+                matches!(
+                    pump_body(1, body, &credit, &outbox).await,
+                    Err(PumpError::StreamClosed)
+                )
+            }
+        });
+        tokio::task::yield_now().await;
+        credit.close();
+        assert!(pump.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn recv_body_grants_credit_and_reports_end() {
+        let (outbox, mut out_rx) = Outbox::new();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let credit = RecvCredit::new();
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = cancelled.clone();
+        let mut body = RecvBody::new(
+            3,
+            rx,
+            outbox,
+            credit.clone(),
+            CancelOnDrop::new(move || flag.store(true, Ordering::SeqCst)),
+        );
+        let half = INITIAL_WINDOW as usize / 2;
+        assert!(credit.take(half));
+        tx.send(BodyEvent::Data(Bytes::from(vec![1u8; half]))).unwrap();
+        tx.send(BodyEvent::End).unwrap();
+        assert_eq!(body.next().await.unwrap().unwrap().len(), half);
+        assert_eq!(
+            Frame::decode(out_rx.try_recv().unwrap()).unwrap(),
+            Frame::Window {
+                stream: 3,
+                increment: INITIAL_WINDOW / 2
+            }
+        );
+        assert!(body.next().await.is_none());
+        drop(body);
+        assert!(!cancelled.load(Ordering::SeqCst), "completed body must not cancel");
+        // The credit given back lets the peer send a full window again.
+        assert!(credit.take(INITIAL_WINDOW as usize));
+        assert!(!credit.take(1));
+    }
+
+    #[tokio::test]
+    async fn dropping_an_unfinished_body_cancels() {
+        let (outbox, _out_rx) = Outbox::new();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = cancelled.clone();
+        let body = RecvBody::new(
+            1,
+            rx,
+            outbox,
+            RecvCredit::new(),
+            CancelOnDrop::new(move || flag.store(true, Ordering::SeqCst)),
+        );
+        tx.send(BodyEvent::Data(Bytes::from_static(b"x"))).unwrap();
+        drop(body);
+        assert!(cancelled.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn reset_and_closed_tunnel_are_errors() {
+        let (outbox, _out_rx) = Outbox::new();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut body = RecvBody::new(1, rx, outbox.clone(), RecvCredit::new(), CancelOnDrop::none());
+        tx.send(BodyEvent::Reset(ResetCode::LocalError, "boom".into()))
+            .unwrap();
+        let err = body.next().await.unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "local service error: boom");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<BodyEvent>();
+        let mut body = RecvBody::new(2, rx, outbox, RecvCredit::new(), CancelOnDrop::none());
+        drop(tx);
+        assert_eq!(body.next().await.unwrap(), Err(BodyError::TunnelClosed));
+    }
+}

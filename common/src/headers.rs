@@ -1,0 +1,199 @@
+//! Header rules applied at both ends of the tunnel.
+//!
+//! Hop-by-hop headers describe one connection, not the message, so they are
+//! never forwarded as they are: `Connection` and every header it names,
+//! `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding` and `Upgrade`.
+
+use bytes::Bytes;
+
+use crate::protocol::HeaderList;
+
+/// Headers that are hop-by-hop whatever `Connection` says (lower case).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// `true` when `name` (any case) is hop-by-hop by itself.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name))
+        || (name.len() > 6 && name[..6].eq_ignore_ascii_case(b"proxy-"))
+}
+
+/// Removes hop-by-hop headers from `headers`, including every header named
+/// by a `Connection` header, keeping the order of the rest.
+pub fn strip_hop_by_hop(headers: &mut HeaderList) {
+    let named: Vec<Vec<u8>> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+        .flat_map(|(_, v)| v.split(|b| *b == b','))
+        .map(|t| t.trim_ascii().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    headers.retain(|(name, _)| {
+        !is_hop_by_hop(name) && !named.iter().any(|t| t.eq_ignore_ascii_case(name))
+    });
+}
+
+/// What the public side knows about the caller, added as `X-Forwarded-*`.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarded<'a> {
+    /// The caller's IP address, as seen by the server.
+    pub client_ip: Option<&'a str>,
+    /// `http` or `https`.
+    pub proto: &'a str,
+    /// The public host the caller asked for (with port if it gave one).
+    pub host: &'a str,
+    /// Keep `X-Forwarded-Proto`/`-Host` that a trusted proxy in front set.
+    pub trust_incoming: bool,
+}
+
+/// Adds `X-Forwarded-For` (the caller's address appended to any list already
+/// present), and sets `X-Forwarded-Proto` and `X-Forwarded-Host`.
+pub fn add_forwarded(headers: &mut HeaderList, fwd: &Forwarded<'_>) {
+    let mut chain: Vec<u8> = Vec::new();
+    headers.retain(|(name, value)| {
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            if !chain.is_empty() {
+                chain.extend_from_slice(b", ");
+            }
+            chain.extend_from_slice(value.trim_ascii());
+            false
+        } else {
+            true
+        }
+    });
+    if let Some(ip) = fwd.client_ip {
+        if !chain.is_empty() {
+            chain.extend_from_slice(b", ");
+        }
+        chain.extend_from_slice(ip.as_bytes());
+    }
+    if !chain.is_empty() {
+        headers.push((Bytes::from_static(b"x-forwarded-for"), Bytes::from(chain)));
+    }
+    set_unless_trusted(headers, b"x-forwarded-proto", fwd.proto, fwd.trust_incoming);
+    set_unless_trusted(headers, b"x-forwarded-host", fwd.host, fwd.trust_incoming);
+}
+
+fn set_unless_trusted(headers: &mut HeaderList, name: &'static [u8], value: &str, trust: bool) {
+    let present = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    if trust && present {
+        return;
+    }
+    headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    headers.push((
+        Bytes::from_static(name),
+        Bytes::copy_from_slice(value.as_bytes()),
+    ));
+}
+
+/// The value of the first header called `name` (any case).
+pub fn find<'a>(headers: &'a HeaderList, name: &[u8]) -> Option<&'a Bytes> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(pairs: &[(&str, &str)]) -> HeaderList {
+        pairs
+            .iter()
+            .map(|(n, v)| {
+                (
+                    Bytes::copy_from_slice(n.as_bytes()),
+                    Bytes::copy_from_slice(v.as_bytes()),
+                )
+            })
+            .collect()
+    }
+
+    fn names(h: &HeaderList) -> Vec<String> {
+        h.iter()
+            .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn strips_fixed_list_and_connection_named_headers() {
+        let mut h = list(&[
+            ("Host", "a"),
+            ("Connection", "keep-alive, X-Secret , close"),
+            ("connection", "x-other"),
+            ("Keep-Alive", "timeout=5"),
+            ("X-Secret", "1"),
+            ("x-other", "2"),
+            ("TE", "trailers"),
+            ("Trailer", "x"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "h2c"),
+            ("Proxy-Authorization", "Basic x"),
+            ("Proxy-Whatever", "y"),
+            ("Set-Cookie", "a=1"),
+            ("Set-Cookie", "b=2"),
+            ("Content-Length", "3"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(
+            names(&h),
+            ["Host", "Set-Cookie", "Set-Cookie", "Content-Length"]
+        );
+    }
+
+    #[test]
+    fn forwarded_headers_append_and_set() {
+        let mut h = list(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("X-Forwarded-For", "10.0.0.2"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil"),
+        ]);
+        add_forwarded(
+            &mut h,
+            &Forwarded {
+                client_ip: Some("127.0.0.1"),
+                proto: "http",
+                host: "demo.localhost:8080",
+                trust_incoming: false,
+            },
+        );
+        assert_eq!(
+            find(&h, b"x-forwarded-for").map(|v| &v[..]),
+            Some(&b"10.0.0.1, 10.0.0.2, 127.0.0.1"[..])
+        );
+        assert_eq!(find(&h, b"x-forwarded-proto").map(|v| &v[..]), Some(&b"http"[..]));
+        assert_eq!(
+            find(&h, b"x-forwarded-host").map(|v| &v[..]),
+            Some(&b"demo.localhost:8080"[..])
+        );
+        assert_eq!(h.len(), 3);
+    }
+
+    #[test]
+    fn trusted_proxy_headers_are_kept() {
+        let mut h = list(&[("x-forwarded-proto", "https")]);
+        add_forwarded(
+            &mut h,
+            &Forwarded {
+                client_ip: None,
+                proto: "http",
+                host: "h",
+                trust_incoming: true,
+            },
+        );
+        assert_eq!(find(&h, b"x-forwarded-proto").map(|v| &v[..]), Some(&b"https"[..]));
+        assert_eq!(find(&h, b"x-forwarded-host").map(|v| &v[..]), Some(&b"h"[..]));
+        assert!(find(&h, b"x-forwarded-for").is_none());
+    }
+}

@@ -1,0 +1,31 @@
+//! Shared pieces of the burrow HTTP tunnel: the wire protocol spoken between
+//! `burrow-server` and the `burrow` client, the header rules both apply, and
+//! per-stream flow control.
+//!
+//! # Layout
+//! - [`protocol`]: the handshake messages, request and response heads, reset
+//!   codes, and the protocol constants (version, window, frame limits).
+//! - [`frame`]: encoding and decoding of the binary frames carried in
+//!   WebSocket binary messages.
+//! - [`headers`]: hop-by-hop header stripping and `X-Forwarded-*` rules.
+//! - [`flow`]: send credit, receive accounting, and the body pump that moves
+//!   a byte stream onto the tunnel under flow control.
+//! - [`outbox`]: the queue of encoded frames waiting for a WebSocket writer.
+//!
+//! Nothing here knows about actix-web: both binaries map these types onto
+//! their HTTP stacks.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod flow;
+pub mod frame;
+pub mod headers;
+pub mod outbox;
+pub mod protocol;
+
+pub use frame::{DecodeError, Frame};
+pub use outbox::Outbox;
+pub use protocol::{
+    Hello, HelloAck, RequestHead, ResetCode, ResponseHead, TunnelRequest, TunnelVerdict,
+    PROTOCOL_VERSION,
+};
