@@ -1,1 +1,153 @@
+//! `burrow`: the local side of the burrow HTTP tunnel.
+//!
+//! Connects one WebSocket to a `burrow-server`, registers the configured
+//! hosts, and answers every request the server forwards by fetching the
+//! matching local service.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration, loaded and validated.
+//! - [`connection`]: one WebSocket connection: handshake, dispatch, writer.
+//! - [`forward`]: one stream: the local request and the streamed answer.
+//! - [`net`]: HTTP clients with the socket options the tunnel wants.
+//! - [`run`]: the reconnect loop around connections.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub mod config;
+pub mod connection;
+#[cfg(feature = "demo")]
+pub mod demo;
+pub mod forward;
+pub mod net;
+
+use std::{
+    hash::{BuildHasher, Hasher},
+    rc::Rc,
+    time::Duration,
+};
+
+use thiserror::Error;
+use tokio::sync::mpsc::UnboundedSender;
+
+pub use config::ClientConfig;
+use connection::ConnError;
+use forward::ForwardContext;
+
+/// Progress reports of a running client, for embedding and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The server accepted every tunnel; requests may now arrive.
+    Registered {
+        /// The hosts now served.
+        hosts: Vec<String>,
+    },
+    /// The connection ended; the client will reconnect.
+    Disconnected {
+        /// Why it ended.
+        reason: String,
+    },
+}
+
+/// Why the client stopped for good.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The server refused a tunnel (bad token, unknown host, version): trying
+    /// again would not help.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// First pause before reconnecting.
+const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Exponential backoff with jitter, capped.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Self {
+        Backoff {
+            next: INITIAL_BACKOFF,
+            max,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = INITIAL_BACKOFF;
+    }
+
+    /// The next pause: between half and all of the current step, so clients
+    /// cut off together do not come back together.
+    fn pause(&mut self) -> Duration {
+        let step = self.next.min(self.max);
+        self.next = (self.next * 2).min(self.max);
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let half = step / 2;
+        half + half.mul_f64((random % 1000) as f64 / 1000.0)
+    }
+}
+
+/// Serves the configured tunnels until a refusal ends the client. Lost
+/// connections are retried with backoff, forever. `events`, when given,
+/// receives progress reports.
+pub async fn run(
+    config: ClientConfig,
+    events: Option<UnboundedSender<ClientEvent>>,
+) -> Result<(), ClientError> {
+    let ctx = Rc::new(ForwardContext {
+        http: net::http_client(Duration::from_secs(10)),
+        tunnels: Rc::new(config.tunnels.clone()),
+        local_timeout: config.local_timeout,
+    });
+    let mut backoff = Backoff::new(config.max_backoff);
+    loop {
+        let err = match connection::serve(&config, ctx.clone(), events.as_ref()).await {
+            Ok(()) => ConnError::Lost("connection ended".into()),
+            Err(e) => e,
+        };
+        match &err {
+            ConnError::Refused {
+                reason,
+                retry: false,
+            } => return Err(ClientError::Refused(reason.clone())),
+            ConnError::Lost(_) | ConnError::Protocol(_) => {
+                backoff.reset();
+                log::warn!("{err}");
+            }
+            ConnError::Connect { .. } | ConnError::Refused { .. } => log::warn!("{err}"),
+        }
+        if let Some(events) = &events {
+            let _ = events.send(ClientEvent::Disconnected {
+                reason: err.to_string(),
+            });
+        }
+        let pause = backoff.pause();
+        log::info!("reconnecting in {:.1} s", pause.as_secs_f64());
+        tokio::time::sleep(pause).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let mut b = Backoff::new(Duration::from_secs(2));
+        let mut steps = Vec::new();
+        for _ in 0..6 {
+            steps.push(b.pause());
+        }
+        let expected = [250u64, 500, 1000, 2000, 2000, 2000];
+        for (got, full) in steps.iter().zip(expected) {
+            let full = Duration::from_millis(full);
+            assert!(*got >= full / 2 && *got <= full, "{got:?} vs {full:?}");
+        }
+        b.reset();
+        assert!(b.pause() <= INITIAL_BACKOFF);
+    }
+}

@@ -1,1 +1,52 @@
-fn main(){}
+use std::path::PathBuf;
+
+use burrow_client::ClientConfig;
+use clap::{Parser, Subcommand};
+
+/// The local side of burrow: serves local HTTP services on public hosts of a
+/// burrow-server.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Configuration file.
+    #[arg(short, long, default_value = "config/client.toml", global = true)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the whole tunnel on this machine: a burrow-server from
+    /// config/server.toml, this client, and a demo page if nothing listens
+    /// on the local port.
+    Demo {
+        /// Server configuration file.
+        #[arg(long, default_value = "config/server.toml")]
+        server_config: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let result = match args.command {
+        None => run_client(&args.config),
+        Some(Command::Demo { server_config }) => {
+            burrow_client::demo::run(&args.config, &server_config)
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("burrow: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_client(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = ClientConfig::from_file(path)?;
+    actix_rt::System::new().block_on(burrow_client::run(config, None))?;
+    Ok(())
+}

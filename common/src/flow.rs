@@ -307,11 +307,9 @@ where
             sent += n as u64;
         }
     }
-    outbox
-        .send(&Frame::End { stream })
-        .map_err(|e| match e {
-            SendError::Closed | SendError::Encode(_) => PumpError::TunnelClosed,
-        })?;
+    outbox.send(&Frame::End { stream }).map_err(|e| match e {
+        SendError::Closed | SendError::Encode(_) => PumpError::TunnelClosed,
+    })?;
     Ok(sent)
 }
 
@@ -364,7 +362,8 @@ mod tests {
         let credit = SendCredit::new();
         let body = stream::iter(vec![Ok::<_, Infallible>(Bytes::from(vec![
             0u8;
-            INITIAL_WINDOW as usize
+            INITIAL_WINDOW
+                as usize
                 * 2
         ]))]);
         let pump = tokio::spawn({
@@ -397,7 +396,8 @@ mod tests {
         );
         let half = INITIAL_WINDOW as usize / 2;
         assert!(credit.take(half));
-        tx.send(BodyEvent::Data(Bytes::from(vec![1u8; half]))).unwrap();
+        tx.send(BodyEvent::Data(Bytes::from(vec![1u8; half])))
+            .unwrap();
         tx.send(BodyEvent::End).unwrap();
         assert_eq!(body.next().await.unwrap().unwrap().len(), half);
         assert_eq!(
@@ -409,7 +409,10 @@ mod tests {
         );
         assert!(body.next().await.is_none());
         drop(body);
-        assert!(!cancelled.load(Ordering::SeqCst), "completed body must not cancel");
+        assert!(
+            !cancelled.load(Ordering::SeqCst),
+            "completed body must not cancel"
+        );
         // The credit given back lets the peer send a full window again.
         assert!(credit.take(INITIAL_WINDOW as usize));
         assert!(!credit.take(1));
@@ -437,7 +440,13 @@ mod tests {
     async fn reset_and_closed_tunnel_are_errors() {
         let (outbox, _out_rx) = Outbox::new();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut body = RecvBody::new(1, rx, outbox.clone(), RecvCredit::new(), CancelOnDrop::none());
+        let mut body = RecvBody::new(
+            1,
+            rx,
+            outbox.clone(),
+            RecvCredit::new(),
+            CancelOnDrop::none(),
+        );
         tx.send(BodyEvent::Reset(ResetCode::LocalError, "boom".into()))
             .unwrap();
         let err = body.next().await.unwrap().unwrap_err();

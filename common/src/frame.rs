@@ -209,7 +209,10 @@ impl Frame {
         if is_connection_frame != (stream == CONNECTION_STREAM) {
             return Err(DecodeError::WrongStream { kind: name, stream });
         }
-        let mut r = Reader { buf: msg, kind: name };
+        let mut r = Reader {
+            buf: msg,
+            kind: name,
+        };
         let frame = match kind {
             KIND_HELLO => Frame::Hello(r.json()?),
             KIND_HELLO_ACK => Frame::HelloAck(r.json()?),
@@ -491,7 +494,12 @@ mod tests {
     fn hl(pairs: &[(&str, &[u8])]) -> HeaderList {
         pairs
             .iter()
-            .map(|(n, v)| (Bytes::copy_from_slice(n.as_bytes()), Bytes::copy_from_slice(v)))
+            .map(|(n, v)| {
+                (
+                    Bytes::copy_from_slice(n.as_bytes()),
+                    Bytes::copy_from_slice(v),
+                )
+            })
             .collect()
     }
 
@@ -516,11 +524,19 @@ mod tests {
                     host: "a.localhost".into(),
                     accepted: true,
                     reason: None,
+                    retry: false,
                 },
                 TunnelVerdict {
                     host: "b.localhost".into(),
                     accepted: false,
                     reason: Some("bad token".into()),
+                    retry: false,
+                },
+                TunnelVerdict {
+                    host: "c.localhost".into(),
+                    accepted: false,
+                    reason: Some("held".into()),
+                    retry: true,
                 },
             ],
             error: None,
@@ -587,7 +603,10 @@ mod tests {
         .encode()
         .unwrap();
         assert_eq!(via_fn, via_frame);
-        assert_eq!(&via_fn[..], &[KIND_DATA, 0, 0, 0, 4, b'h', b'e', b'l', b'l', b'o']);
+        assert_eq!(
+            &via_fn[..],
+            &[KIND_DATA, 0, 0, 0, 4, b'h', b'e', b'l', b'l', b'o']
+        );
     }
 
     #[test]
@@ -620,7 +639,10 @@ mod tests {
             host: "h".into(),
             method: "GET".into(),
             uri: "/".into(),
-            headers: vec![(Bytes::from_static(b"x-big"), Bytes::from(vec![b'a'; 70_000]))],
+            headers: vec![(
+                Bytes::from_static(b"x-big"),
+                Bytes::from(vec![b'a'; 70_000]),
+            )],
             end_stream: true,
         };
         assert!(Frame::RequestHead { stream: 1, head }.encode().is_err());
@@ -668,7 +690,10 @@ mod tests {
                     field: "increment",
                 },
             ),
-            (vec![KIND_WINDOW, 0, 0, 0, 1, 0, 0, 0, 0], DecodeError::ZeroWindow),
+            (
+                vec![KIND_WINDOW, 0, 0, 0, 1, 0, 0, 0, 0],
+                DecodeError::ZeroWindow,
+            ),
             (
                 vec![KIND_RESET, 0, 0, 0, 1],
                 DecodeError::Truncated {
@@ -727,7 +752,10 @@ mod tests {
             Err(DecodeError::DataTooLarge(MAX_DATA_PAYLOAD + 1))
         );
         let bad_json = Frame::decode(Bytes::from_static(&[KIND_HELLO, 0, 0, 0, 0, b'{']));
-        assert!(matches!(bad_json, Err(DecodeError::InvalidJson { kind: "hello", .. })));
+        assert!(matches!(
+            bad_json,
+            Err(DecodeError::InvalidJson { kind: "hello", .. })
+        ));
     }
 
     #[test]

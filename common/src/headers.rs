@@ -23,7 +23,9 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// `true` when `name` (any case) is hop-by-hop by itself.
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name))
+    HOP_BY_HOP
+        .iter()
+        .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
         || (name.len() > 6 && name[..6].eq_ignore_ascii_case(b"proxy-"))
 }
 
@@ -172,7 +174,10 @@ mod tests {
             find(&h, b"x-forwarded-for").map(|v| &v[..]),
             Some(&b"10.0.0.1, 10.0.0.2, 127.0.0.1"[..])
         );
-        assert_eq!(find(&h, b"x-forwarded-proto").map(|v| &v[..]), Some(&b"http"[..]));
+        assert_eq!(
+            find(&h, b"x-forwarded-proto").map(|v| &v[..]),
+            Some(&b"http"[..])
+        );
         assert_eq!(
             find(&h, b"x-forwarded-host").map(|v| &v[..]),
             Some(&b"demo.localhost:8080"[..])
@@ -192,8 +197,14 @@ mod tests {
                 trust_incoming: true,
             },
         );
-        assert_eq!(find(&h, b"x-forwarded-proto").map(|v| &v[..]), Some(&b"https"[..]));
-        assert_eq!(find(&h, b"x-forwarded-host").map(|v| &v[..]), Some(&b"h"[..]));
+        assert_eq!(
+            find(&h, b"x-forwarded-proto").map(|v| &v[..]),
+            Some(&b"https"[..])
+        );
+        assert_eq!(
+            find(&h, b"x-forwarded-host").map(|v| &v[..]),
+            Some(&b"h"[..])
+        );
         assert!(find(&h, b"x-forwarded-for").is_none());
     }
 }

@@ -79,6 +79,11 @@ pub struct TunnelVerdict {
     /// Why the tunnel was refused; absent when accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `true` when the refusal may clear by itself (the host is held by
+    /// another live connection, perhaps this client's own previous one), so
+    /// the client should retry later; refusals without it are final.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry: bool,
 }
 
 /// Ordered list of header fields; names are lower-case ASCII, values raw bytes.

@@ -1,0 +1,327 @@
+//! Client configuration: read from a TOML file and validated.
+
+use std::{
+    collections::HashSet,
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use awc::http::Uri;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Default wait for the local service's response head, in seconds. Longer
+/// than the server's default `request_timeout`, so that the server decides.
+pub const DEFAULT_LOCAL_TIMEOUT_SECS: u64 = 120;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the expected shape.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line, column and key.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid config file {path}: key `{key}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The offending key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Token(s.into())
+    }
+
+    /// The secret itself, for the handshake.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+/// One public host and the local service behind it.
+#[derive(Debug, Clone)]
+pub struct TunnelConfig {
+    /// Public host name, lower case.
+    pub host: String,
+    /// Token the server expects for `host`.
+    pub token: Token,
+    /// Base URL of the local service, without a trailing slash
+    /// (`http://127.0.0.1:3000`).
+    pub local: String,
+}
+
+/// Validated client configuration.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// WebSocket URL of the server's control endpoint.
+    pub server: String,
+    /// The tunnels to serve over the one connection.
+    pub tunnels: Vec<TunnelConfig>,
+    /// Longest wait for the local service's response head.
+    pub local_timeout: Duration,
+    /// Longest pause between reconnection attempts.
+    pub max_backoff: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: String,
+    local_timeout_secs: Option<u64>,
+    max_reconnect_delay_secs: Option<u64>,
+    tunnels: Vec<RawTunnel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnel {
+    host: String,
+    token: Token,
+    local: String,
+}
+
+impl ClientConfig {
+    /// Reads and validates the file at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_str(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` only names the source in errors.
+    pub fn from_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        let server: Uri = raw
+            .server
+            .parse()
+            .map_err(|_| invalid("server", format!("`{}` is not a URL", raw.server)))?;
+        match server.scheme_str() {
+            Some("ws") | Some("http") => {}
+            Some("wss") | Some("https") => {
+                return Err(invalid(
+                    "server",
+                    "TLS (wss://) is not supported by this build yet; use ws:// behind a TLS proxy"
+                        .into(),
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    "server",
+                    format!("`{}` must be a ws:// URL", raw.server),
+                ))
+            }
+        }
+        if server.host().is_none() {
+            return Err(invalid("server", format!("`{}` has no host", raw.server)));
+        }
+        if raw.tunnels.is_empty() {
+            return Err(invalid(
+                "tunnels",
+                "at least one [[tunnels]] entry is needed".into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut tunnels = Vec::new();
+        for (i, t) in raw.tunnels.into_iter().enumerate() {
+            let host = t.host.trim().trim_end_matches('.').to_ascii_lowercase();
+            let host_ok = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+            if !host_ok {
+                let msg = format!("`{}` is not a valid host name", t.host);
+                return Err(invalid(&format!("tunnels[{i}].host"), msg));
+            }
+            if !seen.insert(host.clone()) {
+                let msg = format!("host `{host}` is listed twice");
+                return Err(invalid(&format!("tunnels[{i}].host"), msg));
+            }
+            if t.token.0.is_empty() {
+                return Err(invalid(
+                    &format!("tunnels[{i}].token"),
+                    "must not be empty".into(),
+                ));
+            }
+            let local = parse_local(&t.local)
+                .map_err(|msg| invalid(&format!("tunnels[{i}].local"), msg))?;
+            tunnels.push(TunnelConfig {
+                host,
+                token: t.token,
+                local,
+            });
+        }
+        let secs = raw.local_timeout_secs.unwrap_or(DEFAULT_LOCAL_TIMEOUT_SECS);
+        if secs == 0 {
+            return Err(invalid("local_timeout_secs", "must be at least 1".into()));
+        }
+        let backoff = raw.max_reconnect_delay_secs.unwrap_or(30);
+        if backoff == 0 {
+            return Err(invalid(
+                "max_reconnect_delay_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(ClientConfig {
+            server: raw.server,
+            tunnels,
+            local_timeout: Duration::from_secs(secs),
+            max_backoff: Duration::from_secs(backoff),
+        })
+    }
+
+    /// The public URL of `host`, assuming the server's public port is the one
+    /// clients connect to.
+    pub fn public_url(&self, host: &str) -> String {
+        let uri: Option<Uri> = self.server.parse().ok();
+        let secure = uri
+            .as_ref()
+            .and_then(|u| u.scheme_str())
+            .is_some_and(|s| s == "wss" || s == "https");
+        let scheme = if secure { "https" } else { "http" };
+        match uri.and_then(|u| u.port_u16()) {
+            Some(p) if !(p == 80 && !secure || p == 443 && secure) => {
+                format!("{scheme}://{host}:{p}/")
+            }
+            _ => format!("{scheme}://{host}/"),
+        }
+    }
+}
+
+/// Checks a local service URL: `http://host:port` with an optional path
+/// prefix; returns it without a trailing slash.
+fn parse_local(local: &str) -> Result<String, String> {
+    let uri: Uri = local
+        .parse()
+        .map_err(|_| format!("`{local}` is not a URL like http://127.0.0.1:3000"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err("https local services are not supported by this build yet".into())
+        }
+        _ => return Err(format!("`{local}` must start with http://")),
+    }
+    if uri.host().is_none() {
+        return Err(format!("`{local}` has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("`{local}` must not have a query"));
+    }
+    Ok(local.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ClientConfig, ConfigError> {
+        ClientConfig::from_str(text, Path::new("client.toml"))
+    }
+
+    const OK: &str = "server = \"ws://127.0.0.1:8080/_burrow/connect\"\n\
+        [[tunnels]]\nhost = \"Demo.localhost\"\ntoken = \"t\"\nlocal = \"http://127.0.0.1:3000/\"\n";
+
+    #[test]
+    fn valid_config() {
+        let c = parse(OK).unwrap();
+        assert_eq!(c.tunnels[0].host, "demo.localhost");
+        assert_eq!(c.tunnels[0].local, "http://127.0.0.1:3000");
+        assert_eq!(c.tunnels[0].token.expose(), "t");
+        assert_eq!(
+            c.local_timeout,
+            Duration::from_secs(DEFAULT_LOCAL_TIMEOUT_SECS)
+        );
+        assert_eq!(
+            c.public_url("demo.localhost"),
+            "http://demo.localhost:8080/"
+        );
+        assert!(!format!("{c:?}").contains("\"t\""));
+    }
+
+    #[test]
+    fn shipped_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/client.toml");
+        let c = ClientConfig::from_file(&path).unwrap();
+        assert!(!c.tunnels.is_empty());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let cases: Vec<(String, Vec<&str>)> = vec![
+            (
+                "server = 1\n".into(),
+                vec!["client.toml", "line 1", "server"],
+            ),
+            (
+                OK.replace("local = ", "locale = "),
+                vec!["line 6", "locale"],
+            ),
+            (OK.replace("ws://", "ftp://"), vec!["`server`", "ws://"]),
+            (
+                OK.replace("http://127", "https://127"),
+                vec!["tunnels[0].local"],
+            ),
+            (
+                OK.replace("http://127.0.0.1:3000/", "nope"),
+                vec!["tunnels[0].local"],
+            ),
+            (OK.replace("Demo.localhost", "a b"), vec!["tunnels[0].host"]),
+            (
+                OK.replace("token = \"t\"", "token = \"\""),
+                vec!["tunnels[0].token"],
+            ),
+            (format!("{OK}local_timeout_secs = 0\n"), vec!["line 7"]),
+            (
+                "server = \"ws://h/\"\ntunnels = []\n".into(),
+                vec!["tunnels"],
+            ),
+            ("server = \"ws://h/\n".into(), vec!["line 1"]),
+        ];
+        for (text, needles) in cases {
+            let msg = parse(&text).unwrap_err().to_string();
+            for n in needles {
+                assert!(msg.contains(n), "{msg:?} should mention {n:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! One WebSocket connection to the server: handshake, frame dispatch, and
+//! the writer that owns the socket's sending half.
+
+use std::{cell::RefCell, collections::HashMap, rc::Rc, sync::Arc, time::Duration};
+
+use awc::ws;
+use burrow_common::{
+    flow::{BodyEvent, CancelOnDrop, RecvBody, RecvCredit, SendCredit},
+    protocol::{RequestHead, TunnelRequest, MAX_MESSAGE_SIZE},
+    Frame, Hello, HelloAck, Outbox, ResetCode, PROTOCOL_VERSION,
+};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use thiserror::Error;
+use tokio::{
+    sync::mpsc::{UnboundedReceiver, UnboundedSender},
+    task::AbortHandle,
+};
+
+use crate::{
+    config::ClientConfig,
+    forward::{forward, ForwardContext},
+    net::http_client,
+    ClientEvent,
+};
+
+/// Longest wait for the server's answer to the handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Silence after which the server is considered gone. The server pings
+/// every 15 s, so a healthy connection is never this quiet.
+pub const SERVER_SILENCE: Duration = Duration::from_secs(45);
+
+/// How a connection ended.
+#[derive(Debug, Error)]
+pub enum ConnError {
+    /// The server could not be reached or refused the WebSocket upgrade.
+    #[error("cannot connect to {url}: {detail}")]
+    Connect {
+        /// Server URL.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The server refused the handshake or a tunnel.
+    #[error("server refused the tunnel: {reason}")]
+    Refused {
+        /// The server's reasons.
+        reason: String,
+        /// Whether the refusal may clear by itself.
+        retry: bool,
+    },
+    /// The connection was up and has been lost.
+    #[error("connection lost: {0}")]
+    Lost(String),
+    /// The server broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+type Ws = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
+
+/// Connects, registers the tunnels and serves streams until the connection
+/// ends. Never returns `Ok`: a connection always ends with a reason.
+pub async fn serve(
+    config: &ClientConfig,
+    ctx: Rc<ForwardContext>,
+    events: Option<&UnboundedSender<ClientEvent>>,
+) -> Result<(), ConnError> {
+    let (_, framed) = http_client(Duration::from_secs(10))
+        .ws(config.server.as_str())
+        .max_frame_size(MAX_MESSAGE_SIZE)
+        .connect()
+        .await
+        .map_err(|e| ConnError::Connect {
+            url: config.server.clone(),
+            detail: e.to_string(),
+        })?;
+    let (mut sink, mut stream) = framed.split();
+    let hello = Frame::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        tunnels: config
+            .tunnels
+            .iter()
+            .map(|t| TunnelRequest {
+                host: t.host.clone(),
+                token: t.token.expose().to_owned(),
+            })
+            .collect(),
+    });
+    let hello = hello
+        .encode()
+        .map_err(|e| ConnError::Protocol(e.to_string()))?;
+    sink.send(ws::Message::Binary(hello))
+        .await
+        .map_err(|e| ConnError::Lost(e.to_string()))?;
+    let ack = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_ack(&mut stream))
+        .await
+        .map_err(|_| ConnError::Lost("no handshake answer in time".into()))??;
+    check_ack(ack)?;
+    for t in config.tunnels.iter() {
+        log::info!(
+            "tunnel ready: {} -> {}",
+            config.public_url(&t.host),
+            t.local
+        );
+    }
+    if let Some(events) = events {
+        let hosts = config.tunnels.iter().map(|t| t.host.clone()).collect();
+        let _ = events.send(ClientEvent::Registered { hosts });
+    }
+
+    let (outbox, out_rx) = Outbox::new();
+    let (ctl_tx, ctl_rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer = actix_rt::spawn(write_loop(sink, out_rx, ctl_rx));
+    let mut conn = Dispatcher {
+        outbox,
+        ctl_tx,
+        streams: Rc::new(RefCell::new(HashMap::new())),
+        ctx,
+    };
+    let result = conn.read_loop(&mut stream).await;
+    for (_, s) in conn.streams.borrow_mut().drain() {
+        s.task.abort();
+        s.send_credit.close();
+    }
+    writer.abort();
+    result
+}
+
+async fn read_ack(
+    stream: &mut futures_util::stream::SplitStream<Ws>,
+) -> Result<HelloAck, ConnError> {
+    while let Some(item) = stream.next().await {
+        match item.map_err(|e| ConnError::Lost(e.to_string()))? {
+            ws::Frame::Binary(bytes) => {
+                return match Frame::decode(bytes) {
+                    Ok(Frame::HelloAck(ack)) => Ok(ack),
+                    Ok(other) => Err(ConnError::Protocol(format!(
+                        "expected the handshake answer, got a frame for stream {}",
+                        other.stream()
+                    ))),
+                    Err(e) => Err(ConnError::Protocol(e.to_string())),
+                }
+            }
+            ws::Frame::Close(reason) => {
+                let why = reason
+                    .and_then(|r| r.description)
+                    .unwrap_or_else(|| "no reason given".into());
+                return Err(ConnError::Lost(format!(
+                    "server closed the connection: {why}"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Err(ConnError::Lost(
+        "server closed the connection during the handshake".into(),
+    ))
+}
+
+fn check_ack(ack: HelloAck) -> Result<(), ConnError> {
+    if let Some(error) = ack.error {
+        return Err(ConnError::Refused {
+            reason: error,
+            retry: false,
+        });
+    }
+    let refused: Vec<_> = ack.tunnels.iter().filter(|v| !v.accepted).collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let reason = refused
+        .iter()
+        .map(|v| {
+            let why = v.reason.as_deref().unwrap_or("refused");
+            format!("{}: {why}", v.host)
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(ConnError::Refused {
+        reason,
+        retry: refused.iter().all(|v| v.retry),
+    })
+}
+
+/// The only writer of the socket. Frames are fed as they come and flushed
+/// when the queue runs dry, so bursts share system calls.
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<Ws, ws::Message>,
+    mut frames: UnboundedReceiver<Bytes>,
+    mut control: UnboundedReceiver<ws::Message>,
+) {
+    loop {
+        let msg = tokio::select! {
+            biased;
+            m = control.recv() => m,
+            f = frames.recv() => f.map(ws::Message::Binary),
+        };
+        let Some(msg) = msg else { break };
+        if sink.feed(msg).await.is_err() {
+            break;
+        }
+        while let Ok(bytes) = frames.try_recv() {
+            if sink.feed(ws::Message::Binary(bytes)).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+struct StreamEntry {
+    body_tx: Option<UnboundedSender<BodyEvent>>,
+    recv_credit: Arc<RecvCredit>,
+    send_credit: Arc<SendCredit>,
+    task: AbortHandle,
+}
+
+type StreamTable = Rc<RefCell<HashMap<u32, StreamEntry>>>;
+
+struct Dispatcher {
+    outbox: Outbox,
+    ctl_tx: UnboundedSender<ws::Message>,
+    streams: StreamTable,
+    ctx: Rc<ForwardContext>,
+}
+
+impl Dispatcher {
+    async fn read_loop(
+        &mut self,
+        stream: &mut futures_util::stream::SplitStream<Ws>,
+    ) -> Result<(), ConnError> {
+        loop {
+            let item = match tokio::time::timeout(SERVER_SILENCE, stream.next()).await {
+                Err(_) => return Err(ConnError::Lost("server silent for too long".into())),
+                Ok(None) => return Err(ConnError::Lost("server closed the connection".into())),
+                Ok(Some(Err(e))) => return Err(ConnError::Protocol(e.to_string())),
+                Ok(Some(Ok(item))) => item,
+            };
+            match item {
+                ws::Frame::Binary(bytes) => {
+                    let frame =
+                        Frame::decode(bytes).map_err(|e| ConnError::Protocol(e.to_string()))?;
+                    self.dispatch(frame)?;
+                }
+                ws::Frame::Ping(payload) => {
+                    let _ = self.ctl_tx.send(ws::Message::Pong(payload));
+                }
+                ws::Frame::Pong(_) => {}
+                ws::Frame::Close(reason) => {
+                    let why = reason
+                        .and_then(|r| r.description)
+                        .unwrap_or_else(|| "no reason given".into());
+                    return Err(ConnError::Lost(format!("server closed the tunnel: {why}")));
+                }
+                ws::Frame::Text(_) | ws::Frame::Continuation(_) => {
+                    return Err(ConnError::Protocol(
+                        "only binary messages are allowed".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, frame: Frame) -> Result<(), ConnError> {
+        match frame {
+            Frame::RequestHead { stream, head } => self.open(stream, head),
+            Frame::Data { stream, data } => {
+                let mut streams = self.streams.borrow_mut();
+                let Some(entry) = streams.get_mut(&stream) else {
+                    return Ok(());
+                };
+                if !entry.recv_credit.take(data.len()) {
+                    if let Some(e) = streams.remove(&stream) {
+                        drop(streams);
+                        self.reset(stream, e, "data beyond the granted window");
+                    }
+                    return Ok(());
+                }
+                if let Some(tx) = &entry.body_tx {
+                    let _ = tx.send(BodyEvent::Data(data));
+                }
+                Ok(())
+            }
+            Frame::End { stream } => {
+                if let Some(entry) = self.streams.borrow_mut().get_mut(&stream) {
+                    if let Some(tx) = entry.body_tx.take() {
+                        let _ = tx.send(BodyEvent::End);
+                    }
+                }
+                Ok(())
+            }
+            Frame::Reset {
+                stream,
+                code,
+                reason,
+            } => {
+                let entry = self.streams.borrow_mut().remove(&stream);
+                if let Some(e) = entry {
+                    log::debug!("stream {stream} reset by server: {code}");
+                    if let Some(tx) = e.body_tx {
+                        let _ = tx.send(BodyEvent::Reset(code, reason));
+                    }
+                    e.send_credit.close();
+                    e.task.abort();
+                }
+                Ok(())
+            }
+            Frame::Window { stream, increment } => {
+                if let Some(e) = self.streams.borrow().get(&stream) {
+                    e.send_credit.grant(increment);
+                }
+                Ok(())
+            }
+            other => Err(ConnError::Protocol(format!(
+                "unexpected frame from the server on stream {}",
+                other.stream()
+            ))),
+        }
+    }
+
+    fn open(&mut self, id: u32, head: RequestHead) -> Result<(), ConnError> {
+        if self.streams.borrow().contains_key(&id) {
+            return Err(ConnError::Protocol(format!("stream {id} opened twice")));
+        }
+        let recv_credit = RecvCredit::new();
+        let send_credit = SendCredit::new();
+        let (body, body_tx) = if head.end_stream {
+            (None, None)
+        } else {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let body = RecvBody::new(
+                id,
+                rx,
+                self.outbox.clone(),
+                recv_credit.clone(),
+                CancelOnDrop::none(),
+            );
+            (Some(body), Some(tx))
+        };
+        let streams = self.streams.clone();
+        let task = actix_rt::spawn({
+            let ctx = self.ctx.clone();
+            let outbox = self.outbox.clone();
+            let credit = send_credit.clone();
+            async move {
+                forward(id, head, body, ctx, outbox, credit).await;
+                streams.borrow_mut().remove(&id);
+            }
+        });
+        self.streams.borrow_mut().insert(
+            id,
+            StreamEntry {
+                body_tx,
+                recv_credit,
+                send_credit,
+                task: task.abort_handle(),
+            },
+        );
+        Ok(())
+    }
+
+    fn reset(&self, id: u32, entry: StreamEntry, why: &str) {
+        log::debug!("stream {id}: {why}");
+        let _ = self.outbox.send(&Frame::Reset {
+            stream: id,
+            code: ResetCode::ProtocolError,
+            reason: why.to_owned(),
+        });
+        entry.send_credit.close();
+        entry.task.abort();
+    }
+}

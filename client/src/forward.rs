@@ -1,0 +1,173 @@
+//! One stream: the request the server sent, fetched from the local service,
+//! and the answer streamed back.
+
+use std::{rc::Rc, sync::Arc};
+
+use awc::{
+    error::SendRequestError,
+    http::{
+        header::{HeaderName, HeaderValue, CONTENT_LENGTH},
+        Method, StatusCode,
+    },
+};
+use burrow_common::{
+    flow::{pump_body, PumpError, RecvBody, SendCredit},
+    headers::{find, strip_hop_by_hop},
+    protocol::{HeaderList, RequestHead, ResponseHead},
+    Frame, Outbox, ResetCode,
+};
+use bytes::Bytes;
+
+use crate::config::TunnelConfig;
+
+/// Everything a forwarded stream needs besides its own request.
+pub struct ForwardContext {
+    /// Pooled keep-alive client for local services.
+    pub http: awc::Client,
+    /// The tunnels this client serves.
+    pub tunnels: Rc<Vec<TunnelConfig>>,
+    /// Longest wait for a local response head.
+    pub local_timeout: std::time::Duration,
+}
+
+/// A stream ending early, as sent to the server in a `Reset`.
+struct Failure(ResetCode, String);
+
+/// Forwards one request and streams the response back. Never panics on bad
+/// input: every failure becomes a `Reset` the server turns into a status.
+pub async fn forward(
+    id: u32,
+    head: RequestHead,
+    body: Option<RecvBody>,
+    ctx: Rc<ForwardContext>,
+    outbox: Outbox,
+    credit: Arc<SendCredit>,
+) {
+    if let Err(Failure(code, reason)) = run(id, head, body, &ctx, &outbox, &credit).await {
+        log::debug!("stream {id}: {code}: {reason}");
+        let _ = outbox.send(&Frame::Reset {
+            stream: id,
+            code,
+            reason,
+        });
+    }
+}
+
+async fn run(
+    id: u32,
+    head: RequestHead,
+    body: Option<RecvBody>,
+    ctx: &ForwardContext,
+    outbox: &Outbox,
+    credit: &SendCredit,
+) -> Result<(), Failure> {
+    let tunnel = ctx
+        .tunnels
+        .iter()
+        .find(|t| t.host == head.host)
+        .ok_or_else(|| {
+            Failure(
+                ResetCode::UnknownTunnel,
+                format!("this client does not serve {}", head.host),
+            )
+        })?;
+    let bad = |what: String| Failure(ResetCode::BadRequest, what);
+    let method = Method::from_bytes(head.method.as_bytes())
+        .map_err(|_| bad(format!("invalid method {:?}", head.method)))?;
+    let is_head = method == Method::HEAD;
+    let url = format!("{}{}", tunnel.local, head.uri);
+    let mut req = ctx
+        .http
+        .request(method, url.as_str())
+        .no_decompress()
+        .timeout(ctx.local_timeout);
+    let mut content_length = None;
+    for (name, value) in head.headers {
+        let name = HeaderName::from_bytes(&name).map_err(|_| {
+            bad(format!(
+                "invalid header name {:?}",
+                String::from_utf8_lossy(&name)
+            ))
+        })?;
+        let value = HeaderValue::from_maybe_shared(value)
+            .map_err(|_| bad(format!("invalid value for header {name}")))?;
+        if name == CONTENT_LENGTH {
+            content_length = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            continue;
+        }
+        req = req.append_header((name, value));
+    }
+    let sent = match (body, content_length) {
+        (None, _) => req.send().await,
+        (Some(body), Some(len)) => req.send_body(awc::body::SizedStream::new(len, body)).await,
+        (Some(body), None) => req.send_stream(body).await,
+    };
+    let mut resp = sent.map_err(|e| local_failure(&tunnel.local, e))?;
+
+    let status = resp.status();
+    let mut headers: HeaderList = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                Bytes::copy_from_slice(n.as_str().as_bytes()),
+                Bytes::copy_from_slice(v.as_bytes()),
+            )
+        })
+        .collect();
+    strip_hop_by_hop(&mut headers);
+    let empty = find(&headers, b"content-length").is_some_and(|v| v.as_ref() == b"0");
+    let end_stream = is_head
+        || empty
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let frame = Frame::ResponseHead {
+        stream: id,
+        head: ResponseHead {
+            status: status.as_u16(),
+            headers,
+            end_stream,
+        },
+    };
+    outbox.send(&frame).map_err(|e| {
+        Failure(
+            ResetCode::LocalError,
+            format!("cannot send the response head: {e}"),
+        )
+    })?;
+    if end_stream {
+        return Ok(());
+    }
+    match pump_body(id, &mut resp, credit, outbox).await {
+        Ok(_) | Err(PumpError::StreamClosed) | Err(PumpError::TunnelClosed) => Ok(()),
+        Err(PumpError::Source(e)) => Err(Failure(
+            ResetCode::LocalError,
+            format!("response body from {} failed: {e}", tunnel.local),
+        )),
+    }
+}
+
+fn local_failure(local: &str, e: SendRequestError) -> Failure {
+    match e {
+        SendRequestError::Connect(e) => Failure(
+            ResetCode::LocalUnreachable,
+            format!("cannot connect to {local}: {e}"),
+        ),
+        SendRequestError::Timeout => Failure(
+            ResetCode::LocalTimeout,
+            format!("{local} sent no response head in time"),
+        ),
+        SendRequestError::Url(e) => Failure(ResetCode::BadRequest, format!("invalid URL: {e}")),
+        SendRequestError::Body(e) => {
+            Failure(ResetCode::Cancel, format!("request body ended early: {e}"))
+        }
+        other => Failure(
+            ResetCode::LocalError,
+            format!("request to {local} failed: {other}"),
+        ),
+    }
+}

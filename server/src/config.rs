@@ -1,0 +1,316 @@
+//! Server configuration: read from a TOML file, validated into types that
+//! need no further checks at run time.
+
+use std::{
+    collections::HashSet,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Default WebSocket path clients connect to.
+pub const DEFAULT_CONTROL_PATH: &str = "/_burrow/connect";
+/// Default wait for a response head, in seconds.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the expected shape.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line, column and key.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid config file {path}: key `{key}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The offending key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Token(s.into())
+    }
+
+    /// Compares with `other` in time independent of where they differ.
+    pub fn matches(&self, other: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), other.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+/// One host the server may serve, and the token that claims it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    /// Public host name, lower case, no port.
+    pub host: String,
+    /// Token a client must present to serve `host`.
+    pub token: Token,
+}
+
+/// Validated server configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address the public HTTP listener binds.
+    pub listen: SocketAddr,
+    /// Path of the WebSocket endpoint clients connect to; never proxied.
+    pub control_path: String,
+    /// Longest wait for the local service's response head (then 504).
+    pub request_timeout: Duration,
+    /// HTTP worker threads; `None` means one per core.
+    pub workers: Option<usize>,
+    /// Keep `X-Forwarded-Proto` and `X-Forwarded-Host` set by a reverse proxy
+    /// in front instead of replacing them.
+    pub trust_forwarded_headers: bool,
+    /// Hosts clients may register.
+    pub hosts: Vec<HostConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: String,
+    control_path: Option<String>,
+    request_timeout_secs: Option<u64>,
+    workers: Option<usize>,
+    trust_forwarded_headers: Option<bool>,
+    #[serde(default)]
+    hosts: Vec<RawHost>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    host: String,
+    token: Token,
+}
+
+impl ServerConfig {
+    /// Reads and validates the file at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_str(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` only names the source in errors.
+    pub fn from_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("`{}` is not an address like 127.0.0.1:8080", raw.listen),
+            )
+        })?;
+        let control_path = raw
+            .control_path
+            .unwrap_or_else(|| DEFAULT_CONTROL_PATH.to_owned());
+        if !control_path.starts_with('/') || control_path.len() < 2 {
+            return Err(invalid(
+                "control_path",
+                "must be a path starting with `/`, like /_burrow/connect".into(),
+            ));
+        }
+        let secs = raw
+            .request_timeout_secs
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECS);
+        if secs == 0 {
+            return Err(invalid("request_timeout_secs", "must be at least 1".into()));
+        }
+        if raw.workers == Some(0) {
+            return Err(invalid("workers", "must be at least 1".into()));
+        }
+        let mut seen = HashSet::new();
+        let mut hosts = Vec::with_capacity(raw.hosts.len());
+        for (i, h) in raw.hosts.into_iter().enumerate() {
+            let key = format!("hosts[{i}].host");
+            let host = normalize_host(&h.host)
+                .ok_or_else(|| invalid(&key, format!("`{}` is not a valid host name", h.host)))?;
+            if !seen.insert(host.clone()) {
+                return Err(invalid(&key, format!("host `{host}` is listed twice")));
+            }
+            if h.token.0.is_empty() {
+                return Err(invalid(
+                    &format!("hosts[{i}].token"),
+                    "must not be empty".into(),
+                ));
+            }
+            hosts.push(HostConfig {
+                host,
+                token: h.token,
+            });
+        }
+        Ok(ServerConfig {
+            listen,
+            control_path,
+            request_timeout: Duration::from_secs(secs),
+            workers: raw.workers,
+            trust_forwarded_headers: raw.trust_forwarded_headers.unwrap_or(false),
+            hosts,
+        })
+    }
+
+    /// Applies a `PORT` environment value (as platforms that assign ports set
+    /// it) to the listen address.
+    pub fn apply_port_env(&mut self, port: Option<&str>) -> Result<(), String> {
+        if let Some(port) = port {
+            let port: u16 = port
+                .trim()
+                .parse()
+                .map_err(|_| format!("PORT=`{port}` is not a port number"))?;
+            self.listen.set_port(port);
+        }
+        Ok(())
+    }
+}
+
+/// Lower-cases a host name and checks it is one (letters, digits, `-`, `.`,
+/// `_`); `None` when it is not.
+pub fn normalize_host(host: &str) -> Option<String> {
+    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    valid.then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::from_str(text, Path::new("server.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(
+            "listen = \"127.0.0.1:8080\"\n[[hosts]]\nhost = \"Demo.Localhost\"\ntoken = \"t\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.control_path, DEFAULT_CONTROL_PATH);
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.hosts[0].host, "demo.localhost");
+        assert!(c.hosts[0].token.matches("t"));
+        assert!(!c.hosts[0].token.matches("u"));
+        assert!(!format!("{c:?}").contains("\"t\""));
+    }
+
+    #[test]
+    fn shipped_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/server.toml");
+        let c = ServerConfig::from_file(&path).unwrap();
+        assert!(!c.hosts.is_empty());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let cases = [
+            ("listen = 8080\n", vec!["server.toml", "line 1", "listen"]),
+            (
+                "listen = \"127.0.0.1:8080\"\nbogus = 1\n",
+                vec!["line 2", "bogus"],
+            ),
+            ("listen = \"nope\"\n", vec!["`listen`", "nope"]),
+            ("[[hosts]]\nhost = \"a\"\ntoken = \"t\"\n", vec!["listen"]),
+            (
+                "listen = \"127.0.0.1:1\"\n[[hosts]]\nhost = \"a b\"\ntoken = \"t\"\n",
+                vec!["hosts[0].host"],
+            ),
+            (
+                "listen = \"127.0.0.1:1\"\n[[hosts]]\nhost = \"a\"\n",
+                vec!["line 2", "token"],
+            ),
+            (
+                "listen = \"127.0.0.1:1\"\n[[hosts]]\nhost = \"a\"\ntoken = \"\"\n",
+                vec!["hosts[0].token"],
+            ),
+            (
+                "listen = \"127.0.0.1:1\"\nrequest_timeout_secs = \"x\"\n",
+                vec!["line 2", "request_timeout_secs"],
+            ),
+            (
+                "listen = \"127.0.0.1:1\"\ncontrol_path = \"x\"\n",
+                vec!["control_path"],
+            ),
+            ("listen = \"127.0.0.1:1\n", vec!["line 1"]),
+        ];
+        for (text, needles) in cases {
+            let msg = parse(text).unwrap_err().to_string();
+            for n in needles {
+                assert!(msg.contains(n), "{msg:?} should mention {n:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn port_env_overrides_listen_port() {
+        let mut c = parse("listen = \"127.0.0.1:8080\"\n").unwrap();
+        c.apply_port_env(Some("9000")).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        c.apply_port_env(None).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert!(c.apply_port_env(Some("http")).is_err());
+    }
+
+    #[test]
+    fn host_normalization() {
+        assert_eq!(normalize_host("A.B.").as_deref(), Some("a.b"));
+        assert_eq!(normalize_host(""), None);
+        assert_eq!(normalize_host("a..b"), None);
+        assert_eq!(normalize_host("a:80"), None);
+    }
+}

@@ -1,0 +1,113 @@
+//! The one place where proxy failures become HTTP statuses.
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use burrow_common::ResetCode;
+use thiserror::Error;
+
+/// Why a public request could not be answered by the local service.
+/// Each variant records which side failed: the caller, the tunnel, or the
+/// local service behind the client.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ProxyError {
+    /// The caller sent no usable Host (caller's fault).
+    #[error("request has no valid Host header")]
+    MissingHost,
+    /// No client serves this host.
+    #[error("no tunnel is registered for host {0}")]
+    UnknownHost(String),
+    /// The client's connection went away before or while answering.
+    #[error("the tunnel for {0} closed before the response was complete")]
+    TunnelGone(String),
+    /// The client could not connect to its local service.
+    #[error("the local service for {host} is unreachable: {detail}")]
+    LocalUnreachable {
+        /// Public host.
+        host: String,
+        /// What the client reported.
+        detail: String,
+    },
+    /// The local service failed after the request was sent.
+    #[error("the local service for {host} failed: {detail}")]
+    LocalError {
+        /// Public host.
+        host: String,
+        /// What the client reported.
+        detail: String,
+    },
+    /// No response head within the configured time.
+    #[error("the local service for {host} did not answer within {secs} s")]
+    Timeout {
+        /// Public host.
+        host: String,
+        /// The configured limit.
+        secs: u64,
+    },
+    /// The client gave up waiting for its local service.
+    #[error("the local service for {host} timed out: {detail}")]
+    LocalTimeout {
+        /// Public host.
+        host: String,
+        /// What the client reported.
+        detail: String,
+    },
+    /// The request head does not fit in one frame.
+    #[error("request header fields too large to forward")]
+    HeadTooLarge,
+    /// The request cannot be forwarded as sent.
+    #[error("request cannot be forwarded: {0}")]
+    BadRequest(String),
+    /// The client broke the protocol on this stream.
+    #[error("the tunnel for {host} answered with an invalid response: {detail}")]
+    BadResponse {
+        /// Public host.
+        host: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl ProxyError {
+    /// The error for a stream the client reset before the response head.
+    pub fn from_reset(host: &str, code: ResetCode, reason: String) -> Self {
+        let host = host.to_owned();
+        let detail = if reason.is_empty() {
+            code.to_string()
+        } else {
+            reason
+        };
+        match code {
+            ResetCode::LocalUnreachable => ProxyError::LocalUnreachable { host, detail },
+            ResetCode::LocalTimeout => ProxyError::LocalTimeout { host, detail },
+            ResetCode::BadRequest => ProxyError::BadRequest(detail),
+            ResetCode::UnknownTunnel | ResetCode::Cancel => ProxyError::TunnelGone(host),
+            ResetCode::ProtocolError => ProxyError::BadResponse { host, detail },
+            ResetCode::LocalError | ResetCode::Other(_) => ProxyError::LocalError { host, detail },
+        }
+    }
+}
+
+impl ResponseError for ProxyError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ProxyError::MissingHost | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
+            ProxyError::TunnelGone(_)
+            | ProxyError::LocalUnreachable { .. }
+            | ProxyError::LocalError { .. }
+            | ProxyError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout { .. } | ProxyError::LocalTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ProxyError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        // Failures a visitor can cause are routine: debug, so nobody can flood the logs.
+        log::debug!("proxy error: {self}");
+        HttpResponse::build(self.status_code())
+            .content_type("text/plain; charset=utf-8")
+            .insert_header(("x-burrow-error", "1"))
+            .body(format!("{self}\n"))
+    }
+}

@@ -1,0 +1,115 @@
+//! Messages between the proxy handler, the registry actor and the tunnel
+//! session actors. Kept apart from both actors so that neither imports the
+//! other: the registry stores [`SessionHandle`]s, not session addresses.
+
+use std::sync::Arc;
+
+use actix::{Message, Recipient};
+use burrow_common::{
+    flow::{BodyEvent, RecvCredit, SendCredit},
+    protocol::{RequestHead, ResponseHead, TunnelRequest, TunnelVerdict},
+    Outbox, ResetCode,
+};
+use tokio::sync::{mpsc::UnboundedSender, oneshot};
+
+use crate::error::ProxyError;
+
+/// How the rest of the server reaches one tunnel session.
+#[derive(Clone)]
+pub struct SessionHandle {
+    /// Unique id of the session (one per WebSocket connection).
+    pub id: u64,
+    /// Opens a stream on the session.
+    pub open: Recipient<OpenStream>,
+    /// Abandons a stream.
+    pub cancel: Recipient<CancelStream>,
+    /// Closes the whole session.
+    pub close: Recipient<CloseSession>,
+}
+
+impl SessionHandle {
+    /// `true` while the session actor is running.
+    pub fn is_alive(&self) -> bool {
+        self.open.connected()
+    }
+}
+
+/// Ask the registry for the hosts in a client's handshake.
+#[derive(Message)]
+#[rtype(result = "Vec<TunnelVerdict>")]
+pub struct Register {
+    /// The session asking.
+    pub session: SessionHandle,
+    /// Hosts and tokens from the client's hello.
+    pub tunnels: Vec<TunnelRequest>,
+}
+
+/// Remove every host a session holds (when it stops). Hosts since taken by
+/// another session are left alone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unregister {
+    /// The session going away.
+    pub session_id: u64,
+}
+
+/// Find the session serving a host.
+#[derive(Message)]
+#[rtype(result = "Option<SessionHandle>")]
+pub struct Lookup {
+    /// Lower-case host without port.
+    pub host: String,
+}
+
+/// Close every session (server shutdown). Answers how many were asked to close.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseAll;
+
+/// What the stream's opener learns when the response head arrives, or why it
+/// never will.
+pub type HeadResult = Result<ResponseHead, (ResetCode, String)>;
+
+/// Open a stream on a session for one public request.
+#[derive(Message)]
+#[rtype(result = "Result<OpenedStream, ProxyError>")]
+pub struct OpenStream {
+    /// The request head to send.
+    pub head: RequestHead,
+    /// Receives the response head (or the reset that replaces it).
+    pub head_tx: oneshot::Sender<HeadResult>,
+    /// Receives the response body.
+    pub body_tx: UnboundedSender<BodyEvent>,
+    /// Accounting of what the client may send on this stream.
+    pub recv_credit: Arc<RecvCredit>,
+    /// Credit for sending the request body, fed by `Window` frames.
+    pub send_credit: Arc<SendCredit>,
+}
+
+/// A stream that was opened.
+pub struct OpenedStream {
+    /// Its id.
+    pub id: u32,
+    /// Where its request body frames go.
+    pub outbox: Outbox,
+}
+
+/// The opener no longer wants a stream (caller gone, timeout, bad upload).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelStream {
+    /// The stream.
+    pub id: u32,
+    /// Reset code sent to the client if the stream is still open.
+    pub code: ResetCode,
+}
+
+/// Close a session's WebSocket and stop it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseSession;
+
+/// Count of a session's open streams (introspection for tests and metrics).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct StreamCount;

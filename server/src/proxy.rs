@@ -1,0 +1,245 @@
+//! The public HTTP handler: routes a request by Host to its tunnel session,
+//! streams the request body out and the response back.
+
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::{
+    body::{self, SizedStream},
+    http::{
+        header::{self, HeaderName, HeaderValue},
+        Method, StatusCode, Uri,
+    },
+    web, HttpRequest, HttpResponse,
+};
+use burrow_common::{
+    flow::{pump_body, CancelOnDrop, PumpError, RecvBody, RecvCredit, SendCredit},
+    headers::{add_forwarded, strip_hop_by_hop, Forwarded},
+    protocol::{HeaderList, RequestHead, ResponseHead},
+    ResetCode,
+};
+use bytes::Bytes;
+use tokio::sync::{mpsc::unbounded_channel, oneshot};
+
+use crate::{
+    config::normalize_host,
+    error::ProxyError,
+    messages::{CancelStream, Lookup, OpenStream, SessionHandle},
+    registry::Registry,
+};
+
+/// What every proxy handler needs, shared by all workers.
+pub struct ProxyState {
+    /// The registry actor.
+    pub registry: Addr<Registry>,
+    /// Longest wait for a response head.
+    pub request_timeout: Duration,
+    /// Keep `X-Forwarded-Proto`/`-Host` from a trusted reverse proxy.
+    pub trust_forwarded_headers: bool,
+}
+
+/// Forwards one public request through its tunnel.
+pub async fn proxy(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ProxyState>,
+) -> Result<HttpResponse, ProxyError> {
+    let (host, public_host) = routing_host(&req)?;
+    let session = state
+        .registry
+        .send(Lookup { host: host.clone() })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| ProxyError::UnknownHost(host.clone()))?;
+    let head = request_head(&req, &host, &public_host, state.trust_forwarded_headers);
+    let request_has_body = !head.end_stream;
+
+    let (head_tx, head_rx) = oneshot::channel();
+    let (body_tx, body_rx) = unbounded_channel();
+    let recv_credit = RecvCredit::new();
+    let send_credit = SendCredit::new();
+    let opened = session
+        .open
+        .send(OpenStream {
+            head,
+            head_tx,
+            body_tx,
+            recv_credit: recv_credit.clone(),
+            send_credit: send_credit.clone(),
+        })
+        .await
+        .map_err(|_| ProxyError::TunnelGone(host.clone()))??;
+    let id = opened.id;
+    // If this handler is dropped (caller gone) or gives up, the stream is cancelled.
+    let mut guard = cancel_guard(&session, id);
+
+    if request_has_body {
+        let cancel = session.cancel.clone();
+        let outbox = opened.outbox.clone();
+        actix_web::rt::spawn(async move {
+            if let Err(PumpError::Source(e)) = pump_body(id, payload, &send_credit, &outbox).await {
+                log::debug!("stream {id}: request body from caller failed: {e}");
+                cancel.do_send(CancelStream {
+                    id,
+                    code: ResetCode::Cancel,
+                });
+            }
+        });
+    }
+
+    let head = match tokio::time::timeout(state.request_timeout, head_rx).await {
+        Ok(Ok(Ok(head))) => head,
+        Ok(Ok(Err((code, reason)))) => {
+            guard.disarm();
+            return Err(ProxyError::from_reset(&host, code, reason));
+        }
+        Ok(Err(_)) => return Err(ProxyError::TunnelGone(host)),
+        Err(_) => {
+            return Err(ProxyError::Timeout {
+                host,
+                secs: state.request_timeout.as_secs(),
+            })
+        }
+    };
+    if head.end_stream {
+        guard.disarm();
+    }
+    let body = RecvBody::new(id, body_rx, opened.outbox, recv_credit, guard);
+    response(&req, &host, head, body)
+}
+
+fn cancel_guard(session: &SessionHandle, id: u32) -> CancelOnDrop {
+    let cancel = session.cancel.clone();
+    CancelOnDrop::new(move || {
+        cancel.do_send(CancelStream {
+            id,
+            code: ResetCode::Cancel,
+        })
+    })
+}
+
+/// The tunnel host (lower case, no port) and the public host as the caller
+/// wrote it. Only the request target's authority or the `Host` header count:
+/// `X-Forwarded-Host` and `Forwarded` are caller-controlled and would let a
+/// caller reach another tunnel.
+fn routing_host(req: &HttpRequest) -> Result<(String, String), ProxyError> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str().to_owned(),
+        None => req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ProxyError::MissingHost)?
+            .to_owned(),
+    };
+    let authority: Uri = format!("http://{raw}/")
+        .parse()
+        .map_err(|_| ProxyError::MissingHost)?;
+    let host = authority.host().ok_or(ProxyError::MissingHost)?;
+    let host = normalize_host(host).ok_or_else(|| ProxyError::UnknownHost(host.to_owned()))?;
+    Ok((host, raw))
+}
+
+fn to_header_list<'a>(
+    headers: impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+) -> HeaderList {
+    headers
+        .map(|(n, v)| {
+            (
+                Bytes::copy_from_slice(n.as_str().as_bytes()),
+                Bytes::copy_from_slice(v.as_bytes()),
+            )
+        })
+        .collect()
+}
+
+fn request_head(req: &HttpRequest, host: &str, public_host: &str, trust: bool) -> RequestHead {
+    let mut headers = to_header_list(req.headers().iter());
+    strip_hop_by_hop(&mut headers);
+    // The server already answered any `Expect: 100-continue` for this hop.
+    headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"expect"));
+    let peer = req.peer_addr().map(|a| a.ip().to_string());
+    add_forwarded(
+        &mut headers,
+        &Forwarded {
+            client_ip: peer.as_deref(),
+            proto: if req.app_config().secure() {
+                "https"
+            } else {
+                "http"
+            },
+            host: public_host,
+            trust_incoming: trust,
+        },
+    );
+    let h = req.headers();
+    let chunked = h.contains_key(header::TRANSFER_ENCODING);
+    let sized = h
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0");
+    RequestHead {
+        host: host.to_owned(),
+        method: req.method().as_str().to_owned(),
+        uri: req
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned(),
+        headers,
+        end_stream: !chunked && !sized,
+    }
+}
+
+fn response(
+    req: &HttpRequest,
+    host: &str,
+    head: ResponseHead,
+    body: RecvBody,
+) -> Result<HttpResponse, ProxyError> {
+    let bad = |detail: String| ProxyError::BadResponse {
+        host: host.to_owned(),
+        detail,
+    };
+    let status = StatusCode::from_u16(head.status)
+        .map_err(|_| bad(format!("status {} is out of range", head.status)))?;
+    let mut builder = HttpResponse::build(status);
+    let mut content_length: Option<(u64, HeaderValue)> = None;
+    for (name, value) in head.headers {
+        let name = HeaderName::from_bytes(&name).map_err(|_| {
+            bad(format!(
+                "invalid header name {:?}",
+                String::from_utf8_lossy(&name)
+            ))
+        })?;
+        let value = HeaderValue::from_maybe_shared(value)
+            .map_err(|_| bad(format!("invalid value for header {name}")))?;
+        if name == header::CONTENT_LENGTH {
+            let len = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| bad("invalid content-length".into()))?;
+            content_length = Some((len, value));
+            continue;
+        }
+        builder.append_header((name, value));
+    }
+    let bodiless_status = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if head.end_stream || bodiless_status || req.method() == Method::HEAD {
+        // `body::None` makes actix write the head exactly as given, so the
+        // local service's Content-Length of a HEAD or 304 answer survives.
+        if let Some((_, value)) =
+            content_length.filter(|_| !bodiless_status || status == StatusCode::NOT_MODIFIED)
+        {
+            builder.insert_header((header::CONTENT_LENGTH, value));
+        }
+        return Ok(builder.body(body::None::new()));
+    }
+    Ok(match content_length {
+        Some((len, _)) => builder.body(SizedStream::new(len, body)),
+        None => builder.streaming(body),
+    })
+}

@@ -1,0 +1,452 @@
+//! The tunnel session actor: one per connected client. It owns the client's
+//! WebSocket and the table of streams in flight on it.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use actix::{
+    fut, Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, ContextFutureSpawner,
+    Handler, Running, StreamHandler, WrapFuture,
+};
+use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
+use burrow_common::{
+    flow::{BodyEvent, RecvCredit, SendCredit},
+    outbox::SendError,
+    protocol::{ResponseHead, TunnelVerdict, PROTOCOL_VERSION},
+    Frame, Hello, HelloAck, Outbox, ResetCode,
+};
+use bytes::Bytes;
+use tokio::sync::{
+    mpsc::{UnboundedReceiver, UnboundedSender},
+    oneshot,
+};
+
+use crate::{
+    error::ProxyError,
+    messages::{
+        CancelStream, CloseSession, HeadResult, OpenStream, OpenedStream, Register, SessionHandle,
+        StreamCount, Unregister,
+    },
+    registry::Registry,
+};
+
+/// How long a new connection may take to send its `Hello`.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the server pings an idle client.
+pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// Silence after which a client is considered gone (half-open connection).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    AwaitingHello,
+    Registering,
+    Open,
+    Closing,
+}
+
+struct StreamEntry {
+    head_tx: Option<oneshot::Sender<HeadResult>>,
+    body_tx: UnboundedSender<BodyEvent>,
+    recv_credit: Arc<RecvCredit>,
+    send_credit: Arc<SendCredit>,
+}
+
+impl StreamEntry {
+    /// Ends the stream for its opener with a reset.
+    fn fail(self, code: ResetCode, reason: String) {
+        self.send_credit.close();
+        match self.head_tx {
+            Some(tx) => {
+                let _ = tx.send(Err((code, reason)));
+            }
+            None => {
+                let _ = self.body_tx.send(BodyEvent::Reset(code, reason));
+            }
+        }
+    }
+}
+
+/// One connected client.
+pub struct TunnelSession {
+    id: u64,
+    ws: actix_ws::Session,
+    outbox: Outbox,
+    outbox_rx: Option<UnboundedReceiver<Bytes>>,
+    registry: Addr<Registry>,
+    streams: HashMap<u32, StreamEntry>,
+    next_stream: u32,
+    state: State,
+    hosts: Vec<String>,
+    last_heard: Instant,
+}
+
+impl TunnelSession {
+    /// A session for a freshly upgraded WebSocket.
+    pub fn new(ws: actix_ws::Session, registry: Addr<Registry>) -> Self {
+        let (outbox, outbox_rx) = Outbox::new();
+        TunnelSession {
+            id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
+            ws,
+            outbox,
+            outbox_rx: Some(outbox_rx),
+            registry,
+            streams: HashMap::new(),
+            next_stream: 1,
+            state: State::AwaitingHello,
+            hosts: Vec::new(),
+            last_heard: Instant::now(),
+        }
+    }
+
+    fn session_handle(&self, ctx: &mut Context<Self>) -> SessionHandle {
+        let addr = ctx.address();
+        SessionHandle {
+            id: self.id,
+            open: addr.clone().recipient(),
+            cancel: addr.clone().recipient(),
+            close: addr.recipient(),
+        }
+    }
+
+    /// Sends `last` (if any) and a close frame, then stops. Frames still in
+    /// the outbox are dropped: this is for the handshake and for shutdown.
+    fn close(&mut self, ctx: &mut Context<Self>, last: Option<Bytes>, code: CloseCode, why: &str) {
+        self.state = State::Closing;
+        let mut ws = self.ws.clone();
+        let reason = CloseReason {
+            code,
+            description: Some(why.to_owned()),
+        };
+        actix::spawn(async move {
+            if let Some(bytes) = last {
+                let _ = ws.binary(bytes).await;
+            }
+            let _ = ws.close(Some(reason)).await;
+        });
+        ctx.stop();
+    }
+
+    fn protocol_error(&mut self, ctx: &mut Context<Self>, why: String) {
+        log::warn!("session {}: protocol error: {why}; closing", self.id);
+        self.close(ctx, None, CloseCode::Protocol, &why);
+    }
+
+    fn on_frame(&mut self, bytes: Bytes, ctx: &mut Context<Self>) {
+        let frame = match Frame::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => return self.protocol_error(ctx, e.to_string()),
+        };
+        match (self.state, frame) {
+            (State::AwaitingHello, Frame::Hello(hello)) => self.on_hello(hello, ctx),
+            (State::Open, Frame::ResponseHead { stream, head }) => self.on_head(stream, head),
+            (State::Open, Frame::Data { stream, data }) => self.on_data(stream, data),
+            (State::Open, Frame::End { stream }) => {
+                if let Some(e) = self.streams.remove(&stream) {
+                    e.send_credit.close();
+                    if e.head_tx.is_some() {
+                        let reason = "body ended before the response head".to_owned();
+                        self.reset(stream, e, ResetCode::ProtocolError, reason);
+                    } else {
+                        let _ = e.body_tx.send(BodyEvent::End);
+                    }
+                }
+            }
+            (
+                State::Open,
+                Frame::Reset {
+                    stream,
+                    code,
+                    reason,
+                },
+            ) => {
+                if let Some(e) = self.streams.remove(&stream) {
+                    e.fail(code, reason);
+                }
+            }
+            (State::Open, Frame::Window { stream, increment }) => {
+                if let Some(e) = self.streams.get(&stream) {
+                    e.send_credit.grant(increment);
+                }
+            }
+            (State::Closing, _) => {}
+            (state, frame) => {
+                let why = format!("unexpected {} frame while {state:?}", frame_name(&frame));
+                self.protocol_error(ctx, why);
+            }
+        }
+    }
+
+    fn on_hello(&mut self, hello: Hello, ctx: &mut Context<Self>) {
+        if hello.version != PROTOCOL_VERSION {
+            let newer = if hello.version > PROTOCOL_VERSION {
+                "server"
+            } else {
+                "client"
+            };
+            let why = format!(
+                "protocol version {} is not supported (this server speaks {PROTOCOL_VERSION}); upgrade the {newer}",
+                hello.version
+            );
+            log::info!("session {}: {why}", self.id);
+            let ack = HelloAck {
+                version: PROTOCOL_VERSION,
+                tunnels: Vec::new(),
+                error: Some(why.clone()),
+            };
+            let bytes = Frame::HelloAck(ack).encode().ok();
+            return self.close(ctx, bytes, CloseCode::Policy, &why);
+        }
+        self.state = State::Registering;
+        let register = Register {
+            session: self.session_handle(ctx),
+            tunnels: hello.tunnels,
+        };
+        // `wait`: no other frame is handled until the registry has answered.
+        self.registry
+            .send(register)
+            .into_actor(self)
+            .map(|res, act, ctx| act.on_registered(res.unwrap_or_default(), ctx))
+            .wait(ctx);
+    }
+
+    fn on_registered(&mut self, verdicts: Vec<TunnelVerdict>, ctx: &mut Context<Self>) {
+        self.hosts = verdicts
+            .iter()
+            .filter(|v| v.accepted)
+            .map(|v| v.host.clone())
+            .collect();
+        let ack = Frame::HelloAck(HelloAck {
+            version: PROTOCOL_VERSION,
+            tunnels: verdicts,
+            error: None,
+        });
+        let bytes = ack.encode().ok();
+        if self.hosts.is_empty() {
+            return self.close(ctx, bytes, CloseCode::Policy, "no tunnel was accepted");
+        }
+        if let Some(bytes) = bytes {
+            let _ = self.outbox.send_encoded(bytes);
+        }
+        self.state = State::Open;
+        log::info!("session {} serving {}", self.id, self.hosts.join(", "));
+    }
+
+    fn on_head(&mut self, stream: u32, head: ResponseHead) {
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let Some(tx) = entry.head_tx.take() else {
+            if let Some(e) = self.streams.remove(&stream) {
+                let why = "second response head".to_owned();
+                self.reset(stream, e, ResetCode::ProtocolError, why);
+            }
+            return;
+        };
+        if head.end_stream {
+            if let Some(e) = self.streams.remove(&stream) {
+                e.send_credit.close();
+            }
+        }
+        let _ = tx.send(Ok(head));
+    }
+
+    fn on_data(&mut self, stream: u32, data: Bytes) {
+        let Some(entry) = self.streams.get(&stream) else {
+            return;
+        };
+        let why = if entry.head_tx.is_some() {
+            "data before the response head"
+        } else if !entry.recv_credit.take(data.len()) {
+            "data beyond the granted window"
+        } else {
+            // A closed receiver means the caller left; its cancel is on the way.
+            let _ = entry.body_tx.send(BodyEvent::Data(data));
+            return;
+        };
+        if let Some(e) = self.streams.remove(&stream) {
+            self.reset(stream, e, ResetCode::ProtocolError, why.to_owned());
+        }
+    }
+
+    /// Fails a stream locally and tells the client.
+    fn reset(&mut self, stream: u32, entry: StreamEntry, code: ResetCode, reason: String) {
+        log::debug!("session {}: reset stream {stream}: {reason}", self.id);
+        let _ = self.outbox.send(&Frame::Reset {
+            stream,
+            code,
+            reason: reason.clone(),
+        });
+        entry.fail(code, reason);
+    }
+
+    fn next_stream_id(&mut self) -> u32 {
+        loop {
+            let id = self.next_stream;
+            self.next_stream = self.next_stream.wrapping_add(2);
+            if !self.streams.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+}
+
+fn frame_name(frame: &Frame) -> &'static str {
+    match frame {
+        Frame::Hello(_) => "hello",
+        Frame::HelloAck(_) => "hello-ack",
+        Frame::RequestHead { .. } => "request-head",
+        Frame::ResponseHead { .. } => "response-head",
+        Frame::Data { .. } => "data",
+        Frame::End { .. } => "end",
+        Frame::Reset { .. } => "reset",
+        Frame::Window { .. } => "window",
+    }
+}
+
+impl Actor for TunnelSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // The writer: the only task that writes to the WebSocket, so frames
+        // leave in the order they were queued.
+        if let Some(mut rx) = self.outbox_rx.take() {
+            let mut ws = self.ws.clone();
+            async move {
+                while let Some(bytes) = rx.recv().await {
+                    if ws.binary(bytes).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(|_, _, ctx: &mut Context<Self>| ctx.stop())
+            .spawn(ctx);
+        }
+        ctx.run_later(HELLO_TIMEOUT, |act, ctx| {
+            if act.state == State::AwaitingHello {
+                log::debug!("session {}: no hello in time; closing", act.id);
+                act.close(ctx, None, CloseCode::Policy, "no hello received");
+            }
+        });
+        ctx.run_interval(PING_INTERVAL, |act, ctx| {
+            if act.last_heard.elapsed() > CLIENT_TIMEOUT {
+                log::info!("session {}: client silent for too long; closing", act.id);
+                act.close(ctx, None, CloseCode::Away, "heartbeat timeout");
+                return;
+            }
+            let mut ws = act.ws.clone();
+            ctx.spawn(fut::wrap_future(async move {
+                let _ = ws.ping(b"").await;
+            }));
+        });
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        if !self.hosts.is_empty() {
+            log::info!("session {} closed ({})", self.id, self.hosts.join(", "));
+        }
+        self.registry.do_send(Unregister {
+            session_id: self.id,
+        });
+        for (_, e) in self.streams.drain() {
+            // Dropping the senders tells every opener the tunnel is gone.
+            e.send_credit.close();
+        }
+        Running::Stop
+    }
+}
+
+impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
+    fn handle(&mut self, msg: Result<Message, ProtocolError>, ctx: &mut Context<Self>) {
+        self.last_heard = Instant::now();
+        match msg {
+            Ok(Message::Binary(bytes)) => self.on_frame(bytes, ctx),
+            Ok(Message::Ping(payload)) => {
+                let mut ws = self.ws.clone();
+                ctx.spawn(fut::wrap_future(async move {
+                    let _ = ws.pong(&payload).await;
+                }));
+            }
+            Ok(Message::Pong(_)) | Ok(Message::Nop) => {}
+            Ok(Message::Close(reason)) => {
+                log::debug!("session {}: client closed: {reason:?}", self.id);
+                self.close(ctx, None, CloseCode::Normal, "bye");
+            }
+            Ok(Message::Text(_)) | Ok(Message::Continuation(_)) => {
+                self.protocol_error(ctx, "only binary messages are allowed".into());
+            }
+            Err(e) => {
+                log::debug!("session {}: websocket error: {e}", self.id);
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl Handler<OpenStream> for TunnelSession {
+    type Result = Result<OpenedStream, ProxyError>;
+
+    fn handle(&mut self, msg: OpenStream, _: &mut Context<Self>) -> Self::Result {
+        if self.state != State::Open {
+            return Err(ProxyError::TunnelGone(msg.head.host));
+        }
+        let id = self.next_stream_id();
+        let host = msg.head.host.clone();
+        match self.outbox.send(&Frame::RequestHead {
+            stream: id,
+            head: msg.head,
+        }) {
+            Ok(()) => {}
+            Err(SendError::Encode(_)) => return Err(ProxyError::HeadTooLarge),
+            Err(SendError::Closed) => return Err(ProxyError::TunnelGone(host)),
+        }
+        self.streams.insert(
+            id,
+            StreamEntry {
+                head_tx: Some(msg.head_tx),
+                body_tx: msg.body_tx,
+                recv_credit: msg.recv_credit,
+                send_credit: msg.send_credit,
+            },
+        );
+        Ok(OpenedStream {
+            id,
+            outbox: self.outbox.clone(),
+        })
+    }
+}
+
+impl Handler<CancelStream> for TunnelSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: CancelStream, _: &mut Context<Self>) {
+        if let Some(e) = self.streams.remove(&msg.id) {
+            self.reset(msg.id, e, msg.code, String::new());
+        }
+    }
+}
+
+impl Handler<CloseSession> for TunnelSession {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseSession, ctx: &mut Context<Self>) {
+        self.close(ctx, None, CloseCode::Away, "server shutting down");
+    }
+}
+
+impl Handler<StreamCount> for TunnelSession {
+    type Result = usize;
+
+    fn handle(&mut self, _: StreamCount, _: &mut Context<Self>) -> usize {
+        self.streams.len()
+    }
+}
