@@ -76,6 +76,9 @@ pub fn start(listener: TcpListener, config: ServerConfig) -> std::io::Result<Run
             .default_service(web::to(proxy::proxy))
     })
     .tcp_nodelay(true)
+    // A caller that closes its connection has gone away: stop its stream
+    // (and free the tunnel's resources) now, not at the next body chunk.
+    .h1_allow_half_closed(false)
     .disable_signals()
     .shutdown_timeout(5);
     if let Some(n) = config.workers {

@@ -25,6 +25,8 @@ pub struct SessionHandle {
     pub cancel: Recipient<CancelStream>,
     /// Closes the whole session.
     pub close: Recipient<CloseSession>,
+    /// Counts the session's open streams.
+    pub count: Recipient<StreamCount>,
 }
 
 impl SessionHandle {

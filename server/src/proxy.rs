@@ -13,7 +13,7 @@ use actix_web::{
     web, HttpRequest, HttpResponse,
 };
 use burrow_common::{
-    flow::{pump_body, CancelOnDrop, PumpError, RecvBody, RecvCredit, SendCredit},
+    flow::{pump_body, BodyError, CancelOnDrop, PumpError, RecvBody, RecvCredit, SendCredit},
     headers::{add_forwarded, strip_hop_by_hop, Forwarded},
     protocol::{HeaderList, RequestHead, ResponseHead},
     ResetCode,
@@ -229,14 +229,23 @@ fn response(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     if head.end_stream || bodiless_status || req.method() == Method::HEAD {
-        // `body::None` makes actix write the head exactly as given, so the
-        // local service's Content-Length of a HEAD or 304 answer survives.
-        if let Some((_, value)) =
-            content_length.filter(|_| !bodiless_status || status == StatusCode::NOT_MODIFIED)
-        {
-            builder.insert_header((header::CONTENT_LENGTH, value));
-        }
-        return Ok(builder.body(body::None::new()));
+        return Ok(match content_length {
+            // actix writes Content-Length from the body's size: an empty body
+            // that claims the local service's length keeps it for HEAD (the
+            // codec sends no body bytes for HEAD).
+            Some((len, _)) if req.method() == Method::HEAD && !bodiless_status => {
+                builder.body(SizedStream::new(
+                    len,
+                    futures_util::stream::empty::<Result<Bytes, BodyError>>(),
+                ))
+            }
+            // For 304, actix keeps a Content-Length header set by hand.
+            Some((_, value)) if status == StatusCode::NOT_MODIFIED => builder
+                .insert_header((header::CONTENT_LENGTH, value))
+                .body(body::None::new()),
+            _ if bodiless_status => builder.body(body::None::new()),
+            _ => builder.body(()),
+        });
     }
     Ok(match content_length {
         Some((len, _)) => builder.body(SizedStream::new(len, body)),

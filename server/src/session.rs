@@ -113,7 +113,8 @@ impl TunnelSession {
             id: self.id,
             open: addr.clone().recipient(),
             cancel: addr.clone().recipient(),
-            close: addr.recipient(),
+            close: addr.clone().recipient(),
+            count: addr.recipient(),
         }
     }
 

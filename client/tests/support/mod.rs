@@ -1,0 +1,177 @@
+//! Shared test harness: a real local service, a real server and a real
+//! client, all on ephemeral loopback ports.
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use burrow_client::{ClientConfig, ClientEvent};
+use burrow_server::{RunningServer, ServerConfig};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Host every test tunnel serves.
+pub const HOST: &str = "demo.localhost";
+/// Its token.
+pub const TOKEN: &str = "test-token";
+
+pub fn server_config(extra: &str) -> ServerConfig {
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nworkers = 2\n{extra}\n\
+         [[hosts]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\n\
+         [[hosts]]\nhost = \"other.localhost\"\ntoken = \"other-token\"\n"
+    );
+    ServerConfig::from_str(&text, Path::new("test-server.toml")).expect("server config")
+}
+
+pub fn client_config(server: SocketAddr, local: &str, token: &str) -> ClientConfig {
+    client_config_text(&client_toml(server, local, token))
+}
+
+pub fn client_toml(server: SocketAddr, local: &str, token: &str) -> String {
+    format!(
+        "server = \"ws://{server}/_burrow/connect\"\nmax_reconnect_delay_secs = 1\n\
+         [[tunnels]]\nhost = \"{HOST}\"\ntoken = \"{token}\"\nlocal = \"{local}\"\n"
+    )
+}
+
+pub fn client_config_text(text: &str) -> ClientConfig {
+    ClientConfig::from_str(text, Path::new("test-client.toml")).expect("client config")
+}
+
+/// Starts a server on a fresh loopback port.
+pub fn start_server(config: ServerConfig) -> RunningServer {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    burrow_server::start(listener, config).expect("start server")
+}
+
+/// A server, a client connected to it, and the local service behind it.
+pub struct Tunnel {
+    pub server: RunningServer,
+    pub upstream: upstream::Upstream,
+    pub client: tokio::task::JoinHandle<Result<(), burrow_client::ClientError>>,
+    pub events: UnboundedReceiver<ClientEvent>,
+}
+
+impl Tunnel {
+    /// Starts everything and waits until the client has registered.
+    pub async fn start() -> Tunnel {
+        Self::start_with(server_config("")).await
+    }
+
+    pub async fn start_with(config: ServerConfig) -> Tunnel {
+        let upstream = upstream::Upstream::start();
+        let server = start_server(config);
+        let cfg = client_config(server.addr(), &upstream.url(), TOKEN);
+        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let client = actix_rt::spawn(burrow_client::run(cfg, Some(tx)));
+        wait_registered(&mut events).await;
+        Tunnel {
+            server,
+            upstream,
+            client,
+            events,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` of the public listener.
+    pub fn public(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    /// A request to the tunnel's public host.
+    pub fn get(&self, path: &str) -> awc::ClientRequest {
+        self.request(awc::http::Method::GET, path)
+    }
+
+    pub fn request(&self, method: awc::http::Method, path: &str) -> awc::ClientRequest {
+        caller()
+            .request(method, format!("{}{path}", self.public()))
+            .insert_header(("host", HOST))
+    }
+
+    /// Number of streams open on the server's session for the test host.
+    pub async fn server_streams(&self) -> usize {
+        let handle = self
+            .server
+            .registry()
+            .send(burrow_server::messages::Lookup { host: HOST.into() })
+            .await
+            .expect("registry")
+            .expect("tunnel registered");
+        handle
+            .count
+            .send(burrow_server::messages::StreamCount)
+            .await
+            .expect("session alive")
+    }
+}
+
+/// Waits for the client's `Registered` event (no sleeping).
+pub async fn wait_registered(events: &mut UnboundedReceiver<ClientEvent>) {
+    let wait = async {
+        while let Some(e) = events.recv().await {
+            if let ClientEvent::Registered { .. } = e {
+                return;
+            }
+        }
+        panic!("client stopped before registering");
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .expect("client registered in time");
+}
+
+/// A caller: an HTTP client with generous limits and no redirects.
+pub fn caller() -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().limit(1000))
+        .disable_redirects()
+        .timeout(Duration::from_secs(60))
+        .finish()
+}
+
+/// Polls `f` until it returns true or `deadline` passes.
+pub async fn eventually<F, Fut>(deadline: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if f().await {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The deterministic test pattern: byte `i` of every sized body.
+pub fn pattern_byte(i: u64) -> u8 {
+    (i.wrapping_mul(31).wrapping_add(7) % 251) as u8
+}
+
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len as u64).map(pattern_byte).collect()
+}
+
+/// Resident set size of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+pub type Shared<T> = Arc<T>;
