@@ -1,0 +1,104 @@
+//! The real `burrow-server` binary: configuration errors, `PORT`, shutdown.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_burrow-server");
+
+fn write_config(name: &str, text: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn invalid_config_exits_non_zero_naming_file_line_and_key() {
+    let cases = [
+        ("srv-bad-toml", "listen = \"127.0.0.1:1\n", vec!["line 1"]),
+        (
+            "srv-wrong-type",
+            "listen = 8080\n",
+            vec!["line 1", "listen"],
+        ),
+        ("srv-bad-addr", "listen = \"localhost\"\n", vec!["`listen`"]),
+        (
+            "srv-missing-token",
+            "listen = \"127.0.0.1:1\"\n[[hosts]]\nhost = \"a\"\n",
+            vec!["line 2", "token"],
+        ),
+    ];
+    for (name, text, needles) in cases {
+        let path = write_config(name, text);
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}");
+        assert!(stderr.contains(path.to_str().unwrap()), "{name}: {stderr}");
+        for n in needles {
+            assert!(
+                stderr.contains(n),
+                "{name}: {stderr:?} should mention {n:?}"
+            );
+        }
+    }
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent/server.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/server.toml"));
+}
+
+#[test]
+fn port_variable_overrides_the_listen_port_and_sigterm_stops_promptly() {
+    let path = write_config(
+        "srv-port",
+        "listen = \"127.0.0.1:9\"\n[[hosts]]\nhost = \"a.localhost\"\ntoken = \"secret-token\"\n",
+    );
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .env("PORT", "0")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("server log").expect("utf-8 log");
+        assert!(!line.contains("secret-token"), "token in log: {line}");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    assert!(!addr.ends_with(":9"), "PORT was ignored: {addr}");
+    let resp = std::net::TcpStream::connect(&addr);
+    assert!(resp.is_ok(), "server not listening on {addr}");
+
+    let start = Instant::now();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "server did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
