@@ -1,0 +1,263 @@
+//! The server against a hand-driven WebSocket peer: handshake refusals and
+//! protocol violations get clear errors, never a panic or a hang.
+
+use std::{net::TcpListener, path::Path, time::Duration};
+
+use awc::ws;
+use burrow_common::{
+    protocol::{ResponseHead, TunnelRequest},
+    Frame, Hello, HelloAck, ResetCode, PROTOCOL_VERSION,
+};
+use burrow_server::ServerConfig;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+
+type Ws = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
+
+fn start() -> burrow_server::RunningServer {
+    let config = ServerConfig::from_str(
+        "listen = \"127.0.0.1:0\"\nworkers = 1\n[[hosts]]\nhost = \"demo.localhost\"\ntoken = \"tok\"\n",
+        Path::new("test.toml"),
+    )
+    .unwrap();
+    burrow_server::start(TcpListener::bind("127.0.0.1:0").unwrap(), config).unwrap()
+}
+
+async fn connect(server: &burrow_server::RunningServer) -> Ws {
+    let (_, ws) = awc::Client::new()
+        .ws(format!("ws://{}/_burrow/connect", server.addr()))
+        .max_frame_size(burrow_common::protocol::MAX_MESSAGE_SIZE)
+        .connect()
+        .await
+        .expect("websocket");
+    ws
+}
+
+async fn send(ws: &mut Ws, frame: Frame) {
+    ws.send(ws::Message::Binary(frame.encode().unwrap()))
+        .await
+        .unwrap();
+}
+
+/// The next protocol frame, or the close reason if the server closed.
+async fn next(ws: &mut Ws) -> Result<Frame, Option<ws::CloseReason>> {
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("server answered in time");
+        match item {
+            Some(Ok(ws::Frame::Binary(b))) => return Ok(Frame::decode(b).expect("valid frame")),
+            Some(Ok(ws::Frame::Close(reason))) => return Err(reason),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Err(None),
+        }
+    }
+}
+
+async fn register(ws: &mut Ws, token: &str) -> HelloAck {
+    send(
+        ws,
+        Frame::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            tunnels: vec![TunnelRequest {
+                host: "demo.localhost".into(),
+                token: token.into(),
+            }],
+        }),
+    )
+    .await;
+    match next(ws).await {
+        Ok(Frame::HelloAck(ack)) => ack,
+        other => panic!("expected hello-ack, got {other:?}"),
+    }
+}
+
+#[actix_rt::test]
+async fn newer_protocol_version_is_refused_with_advice() {
+    let server = start();
+    let mut ws = connect(&server).await;
+    send(
+        &mut ws,
+        Frame::Hello(Hello {
+            version: PROTOCOL_VERSION + 1,
+            tunnels: vec![],
+        }),
+    )
+    .await;
+    let ack = match next(&mut ws).await {
+        Ok(Frame::HelloAck(ack)) => ack,
+        other => panic!("expected hello-ack, got {other:?}"),
+    };
+    let error = ack.error.expect("an error");
+    assert!(
+        error.contains("not supported") && error.contains("upgrade the server"),
+        "{error}"
+    );
+    assert!(
+        next(&mut ws).await.is_err(),
+        "connection closes after the refusal"
+    );
+}
+
+#[actix_rt::test]
+async fn wrong_token_and_unknown_host_are_refused_finally() {
+    let server = start();
+    let mut ws = connect(&server).await;
+    let ack = register(&mut ws, "wrong").await;
+    let v = &ack.tunnels[0];
+    assert!(!v.accepted && !v.retry);
+    assert_eq!(
+        v.reason.as_deref(),
+        Some("invalid token for host demo.localhost")
+    );
+    let mut ws = connect(&server).await;
+    send(
+        &mut ws,
+        Frame::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            tunnels: vec![TunnelRequest {
+                host: "elsewhere.localhost".into(),
+                token: "tok".into(),
+            }],
+        }),
+    )
+    .await;
+    match next(&mut ws).await {
+        Ok(Frame::HelloAck(ack)) => {
+            assert_eq!(
+                ack.tunnels[0].reason.as_deref(),
+                Some("host elsewhere.localhost is not configured on this server")
+            )
+        }
+        other => panic!("expected hello-ack, got {other:?}"),
+    }
+}
+
+#[actix_rt::test]
+async fn unknown_frame_kind_closes_with_a_protocol_error() {
+    let server = start();
+    let mut ws = connect(&server).await;
+    assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
+    ws.send(ws::Message::Binary(Bytes::from_static(&[0x7f, 0, 0, 0, 1])))
+        .await
+        .unwrap();
+    let reason = next(&mut ws)
+        .await
+        .expect_err("connection closed")
+        .expect("a reason");
+    assert_eq!(reason.code, ws::CloseCode::Protocol);
+    let text = reason.description.unwrap_or_default();
+    assert!(text.contains("unknown frame kind 0x7f"), "{text}");
+}
+
+#[actix_rt::test]
+async fn text_messages_close_with_a_protocol_error() {
+    let server = start();
+    let mut ws = connect(&server).await;
+    ws.send(ws::Message::Text("hello".into())).await.unwrap();
+    let reason = next(&mut ws)
+        .await
+        .expect_err("connection closed")
+        .expect("a reason");
+    assert_eq!(reason.code, ws::CloseCode::Protocol);
+}
+
+#[actix_rt::test]
+async fn stream_violations_reset_the_stream_and_fail_the_caller() {
+    let server = start();
+    let mut ws = connect(&server).await;
+    assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
+    let public = format!("http://{}/x", server.addr());
+    let call = actix_rt::spawn(async move {
+        awc::Client::new()
+            .get(public)
+            .insert_header(("host", "demo.localhost"))
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    let stream = match next(&mut ws).await {
+        Ok(Frame::RequestHead { stream, head }) => {
+            assert_eq!(head.method, "GET");
+            assert_eq!(head.uri, "/x");
+            assert!(head.end_stream);
+            stream
+        }
+        other => panic!("expected a request head, got {other:?}"),
+    };
+    // Credit for a stream nobody opened is ignored; the connection stays up.
+    send(
+        &mut ws,
+        Frame::Window {
+            stream: 9999,
+            increment: 10,
+        },
+    )
+    .await;
+    // Body bytes before the response head break the stream's rules.
+    send(
+        &mut ws,
+        Frame::Data {
+            stream,
+            data: Bytes::from_static(b"early"),
+        },
+    )
+    .await;
+    match next(&mut ws).await {
+        Ok(Frame::Reset {
+            stream: s,
+            code,
+            reason,
+        }) => {
+            assert_eq!(s, stream);
+            assert_eq!(code, ResetCode::ProtocolError);
+            assert!(reason.contains("before the response head"), "{reason}");
+        }
+        other => panic!("expected a reset, got {other:?}"),
+    }
+    let status = call.await.unwrap().expect("an answer");
+    assert_eq!(status.as_u16(), 502);
+
+    // The session still serves the next request.
+    let public = format!("http://{}/y", server.addr());
+    let call = actix_rt::spawn(async move {
+        let mut r = awc::Client::new()
+            .get(public)
+            .insert_header(("host", "demo.localhost"))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.body().await.unwrap())
+    });
+    let stream = match next(&mut ws).await {
+        Ok(Frame::RequestHead { stream, .. }) => stream,
+        other => panic!("expected a request head, got {other:?}"),
+    };
+    send(
+        &mut ws,
+        Frame::ResponseHead {
+            stream,
+            head: ResponseHead {
+                status: 201,
+                headers: vec![(
+                    Bytes::from_static(b"content-length"),
+                    Bytes::from_static(b"2"),
+                )],
+                end_stream: false,
+            },
+        },
+    )
+    .await;
+    send(
+        &mut ws,
+        Frame::Data {
+            stream,
+            data: Bytes::from_static(b"ok"),
+        },
+    )
+    .await;
+    send(&mut ws, Frame::End { stream }).await;
+    let (status, body) = call.await.unwrap();
+    assert_eq!(status.as_u16(), 201);
+    assert_eq!(&body[..], b"ok");
+}
