@@ -1,73 +1,14 @@
 //! Client configuration: read from a TOML file and validated.
 
-use std::{
-    collections::HashSet,
-    fmt,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{collections::HashSet, path::Path, time::Duration};
 
 use awc::http::Uri;
+pub use burrow_common::config::{ConfigError, Token};
 use serde::Deserialize;
-use thiserror::Error;
 
 /// Default wait for the local service's response head, in seconds. Longer
 /// than the server's default `request_timeout`, so that the server decides.
 pub const DEFAULT_LOCAL_TIMEOUT_SECS: u64 = 120;
-
-/// Why a configuration could not be loaded.
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or does not fit the expected shape.
-    #[error("invalid config file {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// toml's message, with line, column and key.
-        message: String,
-    },
-    /// A value is out of range or malformed.
-    #[error("invalid config file {path}: key `{key}`: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// The offending key.
-        key: String,
-        /// What is wrong with it.
-        message: String,
-    },
-}
-
-/// A secret that never prints.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Token(String);
-
-impl Token {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Token(s.into())
-    }
-
-    /// The secret itself, for the handshake.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
 
 /// One public host and the local service behind it.
 #[derive(Debug, Clone)]
@@ -114,24 +55,13 @@ struct RawTunnel {
 impl ClientConfig {
     /// Reads and validates the file at `path`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_str(&text, path)
+        Self::from_str(&burrow_common::config::read(path)?, path)
     }
 
     /// Parses and validates `text`; `path` only names the source in errors.
     pub fn from_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            key: key.to_owned(),
-            message,
-        };
+        let raw: RawConfig = burrow_common::config::parse(text, path)?;
+        let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
         let server: Uri = raw
             .server
             .parse()
@@ -177,7 +107,7 @@ impl ClientConfig {
                 let msg = format!("host `{host}` is listed twice");
                 return Err(invalid(&format!("tunnels[{i}].host"), msg));
             }
-            if t.token.0.is_empty() {
+            if t.token.is_empty() {
                 return Err(invalid(
                     &format!("tunnels[{i}].token"),
                     "must not be empty".into(),
@@ -294,7 +224,7 @@ mod tests {
             ),
             (
                 OK.replace("local = ", "locale = "),
-                vec!["line 6", "locale"],
+                vec!["line 5", "locale"],
             ),
             (OK.replace("ws://", "ftp://"), vec!["`server`", "ws://"]),
             (
@@ -310,7 +240,10 @@ mod tests {
                 OK.replace("token = \"t\"", "token = \"\""),
                 vec!["tunnels[0].token"],
             ),
-            (format!("{OK}local_timeout_secs = 0\n"), vec!["line 7"]),
+            (
+                format!("{OK}local_timeout_secs = 0\n"),
+                vec!["line 6", "local_timeout_secs"],
+            ),
             (
                 "server = \"ws://h/\"\ntunnels = []\n".into(),
                 vec!["tunnels"],

@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`protocol`]: the handshake messages, request and response heads, reset
 //!   codes, and the protocol constants (version, window, frame limits).
+//! - [`config`]: configuration errors, TOML parsing and secret tokens
+//!   shared by both binaries.
 //! - [`frame`]: encoding and decoding of the binary frames carried in
 //!   WebSocket binary messages.
 //! - [`headers`]: hop-by-hop header stripping and `X-Forwarded-*` rules.
@@ -17,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod flow;
 pub mod frame;
 pub mod headers;

@@ -1,79 +1,15 @@
 //! Server configuration: read from a TOML file, validated into types that
 //! need no further checks at run time.
 
-use std::{
-    collections::HashSet,
-    fmt,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{collections::HashSet, net::SocketAddr, path::Path, time::Duration};
 
+pub use burrow_common::config::{ConfigError, Token};
 use serde::Deserialize;
-use thiserror::Error;
 
 /// Default WebSocket path clients connect to.
 pub const DEFAULT_CONTROL_PATH: &str = "/_burrow/connect";
 /// Default wait for a response head, in seconds.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
-
-/// Why a configuration could not be loaded.
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or does not fit the expected shape.
-    #[error("invalid config file {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// toml's message, with line, column and key.
-        message: String,
-    },
-    /// A value is out of range or malformed.
-    #[error("invalid config file {path}: key `{key}`: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// The offending key.
-        key: String,
-        /// What is wrong with it.
-        message: String,
-    },
-}
-
-/// A secret that never prints.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Token(String);
-
-impl Token {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Token(s.into())
-    }
-
-    /// Compares with `other` in time independent of where they differ.
-    pub fn matches(&self, other: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), other.as_bytes());
-        if a.len() != b.len() {
-            return false;
-        }
-        a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
 
 /// One host the server may serve, and the token that claims it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,24 +60,13 @@ struct RawHost {
 impl ServerConfig {
     /// Reads and validates the file at `path`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_str(&text, path)
+        Self::from_str(&burrow_common::config::read(path)?, path)
     }
 
     /// Parses and validates `text`; `path` only names the source in errors.
     pub fn from_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            key: key.to_owned(),
-            message,
-        };
+        let raw: RawConfig = burrow_common::config::parse(text, path)?;
+        let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
         let listen: SocketAddr = raw.listen.parse().map_err(|_| {
             invalid(
                 "listen",
@@ -175,7 +100,7 @@ impl ServerConfig {
             if !seen.insert(host.clone()) {
                 return Err(invalid(&key, format!("host `{host}` is listed twice")));
             }
-            if h.token.0.is_empty() {
+            if h.token.is_empty() {
                 return Err(invalid(
                     &format!("hosts[{i}].token"),
                     "must not be empty".into(),

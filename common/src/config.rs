@@ -1,0 +1,163 @@
+//! What both binaries' configuration loaders share: the error type, TOML
+//! parsing with one-line errors that name file, line and key, and secrets
+//! that never print.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use serde::{de::DeserializeOwned, Deserialize};
+use thiserror::Error;
+
+/// Why a configuration file could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the expected shape.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and what: `line 3, column 8 (`listen = 80`): invalid type ...`.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid config file {path}: key `{key}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The offending key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// An `Invalid` error for `key` in `path`.
+    pub fn invalid(path: &Path, key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads a file to a string.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Parses TOML text; errors carry the line, column and key on one line.
+pub fn parse<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let message = e.message().trim().replace('\n', " ");
+        let message = match e.span() {
+            Some(span) => {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+                let column = before.len() - line_start + 1;
+                // The line itself names the key, which toml's message may not.
+                let source = text[line_start..].lines().next().unwrap_or("").trim();
+                format!("line {line}, column {column} (`{source}`): {message}")
+            }
+            None => message,
+        };
+        ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        }
+    })
+}
+
+/// A secret (a tunnel token) that never appears in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Token(s.into())
+    }
+
+    /// The secret itself, for the handshake.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `true` for the empty token.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Compares with `other` in time independent of where they differ.
+    pub fn matches(&self, other: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), other.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Sample {
+        name: String,
+        port: u16,
+    }
+
+    #[test]
+    fn parse_errors_are_one_line_with_line_column_and_key() {
+        let path = Path::new("x.toml");
+        let err = parse::<Sample>("name = \"a\"\nport = \"80\"\n", path).unwrap_err();
+        let msg = err.to_string();
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(
+            msg.starts_with("invalid config file x.toml: line 2, column 8 (`port = \"80\"`):"),
+            "{msg}"
+        );
+        let msg = parse::<Sample>("name = \"a\"\nport = 1\nextra = 2\n", path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("line 3, column 1") && msg.contains("extra"),
+            "{msg}"
+        );
+        let msg = parse::<Sample>("name = \"a\n", path)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("line 1"), "{msg}");
+    }
+
+    #[test]
+    fn tokens_compare_and_never_print() {
+        let t = Token::new("s3cret");
+        assert!(t.matches("s3cret"));
+        assert!(!t.matches("s3cre"));
+        assert!(!t.matches("s3creT"));
+        assert_eq!(format!("{t:?}"), "Token(***)");
+    }
+}
