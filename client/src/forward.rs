@@ -28,10 +28,12 @@ pub struct ForwardContext {
     pub tunnels: Rc<Vec<TunnelConfig>>,
     /// Longest wait for a local response head.
     pub local_timeout: std::time::Duration,
+    /// Longest wait for a connection to a local service.
+    pub connect_timeout: std::time::Duration,
 }
 
 /// A stream ending early, as sent to the server in a `Reset`.
-struct Failure(ResetCode, String);
+pub struct Failure(pub ResetCode, pub String);
 
 /// Forwards one request and streams the response back. Never panics on bad
 /// input: every failure becomes a `Reset` the server turns into a status.
@@ -71,6 +73,21 @@ async fn run(
                 format!("this client does not serve {}", head.host),
             )
         })?;
+    if head.upgrade {
+        let caller = body
+            .ok_or_else(|| Failure(ResetCode::ProtocolError, "upgrade without a stream".into()))?;
+        let local = tunnel.local.clone();
+        return crate::upgrade::relay(
+            id,
+            head,
+            caller,
+            &local,
+            ctx.connect_timeout,
+            outbox,
+            credit,
+        )
+        .await;
+    }
     let bad = |what: String| Failure(ResetCode::BadRequest, what);
     let method = Method::from_bytes(head.method.as_bytes())
         .map_err(|_| bad(format!("invalid method {:?}", head.method)))?;

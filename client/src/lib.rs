@@ -9,6 +9,7 @@
 //! - [`connection`]: one WebSocket connection: handshake, dispatch, writer.
 //! - [`forward`]: one stream: the local request and the streamed answer.
 //! - [`net`]: HTTP clients with the socket options the tunnel wants.
+//! - [`upgrade`]: WebSocket upgrades relayed as raw bytes.
 //! - [`run`]: the reconnect loop around connections.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@ pub mod connection;
 pub mod demo;
 pub mod forward;
 pub mod net;
+pub mod upgrade;
 
 use std::{
     hash::{BuildHasher, Hasher},
@@ -56,6 +58,9 @@ pub enum ClientError {
     #[error("{0}")]
     Refused(String),
 }
+
+/// Longest wait for a TCP connection to a local service.
+const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// First pause before reconnecting.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
@@ -99,9 +104,10 @@ pub async fn run(
     events: Option<UnboundedSender<ClientEvent>>,
 ) -> Result<(), ClientError> {
     let ctx = Rc::new(ForwardContext {
-        http: net::http_client(Duration::from_secs(10)),
+        http: net::http_client(LOCAL_CONNECT_TIMEOUT),
         tunnels: Rc::new(config.tunnels.clone()),
         local_timeout: config.local_timeout,
+        connect_timeout: LOCAL_CONNECT_TIMEOUT,
     });
     let mut backoff = Backoff::new(config.max_backoff);
     loop {

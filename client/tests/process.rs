@@ -285,3 +285,66 @@ async fn a_held_host_is_refused_until_its_client_leaves() {
         .unwrap();
     assert_eq!(resp.body().await.unwrap(), "id-3".as_bytes());
 }
+
+#[actix_rt::test]
+async fn killed_client_closes_the_callers_websocket() {
+    let upstream = upstream::Upstream::start();
+    let server = start_server(server_config(""));
+    let path = write_config(
+        "killed-ws",
+        &client_toml(server.addr(), &upstream.url(), TOKEN),
+    );
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn burrow"),
+    );
+    let url = format!("ws://{}/ws", server.addr());
+    let mut socket = None;
+    let end = Instant::now() + Duration::from_secs(20);
+    while socket.is_none() && Instant::now() < end {
+        match caller()
+            .ws(url.as_str())
+            .set_header("host", HOST)
+            .connect()
+            .await
+        {
+            Ok((_, s)) => socket = Some(s),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let mut socket = socket.expect("websocket through the tunnel");
+    use futures_util::{SinkExt, StreamExt};
+    socket
+        .send(awc::ws::Message::Text("hi".into()))
+        .await
+        .unwrap();
+    let echoed = socket.next().await.unwrap().unwrap();
+    assert_eq!(
+        echoed,
+        awc::ws::Frame::Text(bytes::Bytes::from_static(b"hi"))
+    );
+
+    child.0.kill().expect("kill client");
+    let killed = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(awc::ws::Frame::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "caller's socket still open 5 s after the client was killed"
+    );
+    println!(
+        "caller's WebSocket closed {:?} after the client was killed",
+        killed.elapsed()
+    );
+}

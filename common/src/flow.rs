@@ -103,6 +103,37 @@ impl SendCredit {
     }
 }
 
+/// When a stream last moved bytes in either direction, for idle timeouts.
+/// Shared between the tasks that move a stream's bytes and the owner of its
+/// table entry.
+#[derive(Debug)]
+pub struct Activity {
+    epoch: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    /// Activity starting now.
+    pub fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            epoch: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Records that the stream moved bytes now.
+    pub fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the stream last moved bytes.
+    pub fn idle_for(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+}
+
 /// Receive-side accounting of one stream: how much the peer may still send.
 #[derive(Debug)]
 pub struct RecvCredit {
@@ -434,6 +465,15 @@ mod tests {
         tx.send(BodyEvent::Data(Bytes::from_static(b"x"))).unwrap();
         drop(body);
         assert!(cancelled.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn activity_measures_idle_time() {
+        let a = Activity::new();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(a.idle_for() >= std::time::Duration::from_millis(30));
+        a.touch();
+        assert!(a.idle_for() < std::time::Duration::from_millis(30));
     }
 
     #[tokio::test]

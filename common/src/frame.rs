@@ -30,6 +30,7 @@ const KIND_RESET: u8 = 7;
 const KIND_WINDOW: u8 = 8;
 
 const FLAG_END_STREAM: u8 = 0x01;
+const FLAG_UPGRADE: u8 = 0x02;
 
 /// One protocol frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +218,7 @@ impl Frame {
             KIND_HELLO => Frame::Hello(r.json()?),
             KIND_HELLO_ACK => Frame::HelloAck(r.json()?),
             KIND_REQUEST_HEAD => {
-                let end_stream = r.flags()?;
+                let flags = r.flags(FLAG_END_STREAM | FLAG_UPGRADE)?;
                 let host = r.text8("host")?;
                 let method = r.text8("method")?;
                 let uri = r.text16("uri")?;
@@ -230,12 +231,13 @@ impl Frame {
                         method,
                         uri,
                         headers,
-                        end_stream,
+                        end_stream: flags & FLAG_END_STREAM != 0,
+                        upgrade: flags & FLAG_UPGRADE != 0,
                     },
                 }
             }
             KIND_RESPONSE_HEAD => {
-                let end_stream = r.flags()?;
+                let end_stream = r.flags(FLAG_END_STREAM)? != 0;
                 let status = r.u16("status")?;
                 let headers = r.headers()?;
                 r.finish()?;
@@ -362,7 +364,14 @@ fn encode_request_head(stream: u32, head: &RequestHead) -> Result<Bytes, EncodeE
     let method = u8::try_from(head.method.len()).map_err(|_| EncodeError::TooLarge("method"))?;
     let uri = u16::try_from(head.uri.len()).map_err(|_| EncodeError::TooLarge("uri"))?;
     let mut buf = header_only(KIND_REQUEST_HEAD, stream, size);
-    buf.put_u8(if head.end_stream { FLAG_END_STREAM } else { 0 });
+    let mut flags = 0;
+    if head.end_stream {
+        flags |= FLAG_END_STREAM;
+    }
+    if head.upgrade {
+        flags |= FLAG_UPGRADE;
+    }
+    buf.put_u8(flags);
     buf.put_u8(host);
     buf.put_slice(head.host.as_bytes());
     buf.put_u8(method);
@@ -427,15 +436,16 @@ impl Reader {
         Ok(self.buf.get_u32())
     }
 
-    fn flags(&mut self) -> Result<bool, DecodeError> {
+    /// The flags byte, refusing bits outside `known`.
+    fn flags(&mut self, known: u8) -> Result<u8, DecodeError> {
         let flags = self.u8("flags")?;
-        if flags & !FLAG_END_STREAM != 0 {
+        if flags & !known != 0 {
             return Err(DecodeError::UnknownFlags {
                 kind: self.kind,
                 flags,
             });
         }
-        Ok(flags & FLAG_END_STREAM != 0)
+        Ok(flags)
     }
 
     fn text(&mut self, len: usize, field: &'static str) -> Result<String, DecodeError> {
@@ -554,6 +564,18 @@ mod tests {
                     ("x-bin", &[0x80, 0xff, b'\t']),
                 ]),
                 end_stream: false,
+                upgrade: false,
+            },
+        });
+        round_trip(Frame::RequestHead {
+            stream: 9,
+            head: RequestHead {
+                host: "demo.localhost".into(),
+                method: "GET".into(),
+                uri: "/ws".into(),
+                headers: hl(&[("upgrade", b"websocket"), ("connection", b"upgrade")]),
+                end_stream: false,
+                upgrade: true,
             },
         });
         round_trip(Frame::ResponseHead {
@@ -644,6 +666,7 @@ mod tests {
                 Bytes::from(vec![b'a'; 70_000]),
             )],
             end_stream: true,
+            upgrade: false,
         };
         assert!(Frame::RequestHead { stream: 1, head }.encode().is_err());
         let head = ResponseHead {
@@ -709,6 +732,13 @@ mod tests {
                 },
             ),
             (
+                vec![KIND_RESPONSE_HEAD, 0, 0, 0, 1, FLAG_UPGRADE, 0, 200, 0, 0],
+                DecodeError::UnknownFlags {
+                    kind: "response-head",
+                    flags: FLAG_UPGRADE,
+                },
+            ),
+            (
                 vec![KIND_RESPONSE_HEAD, 0, 0, 0, 1, 0, 0, 200, 0, 1, 0, 9, b'a'],
                 DecodeError::Truncated {
                     kind: "response-head",
@@ -768,6 +798,7 @@ mod tests {
                 uri: "/x".into(),
                 headers: hl(&[("accept", b"*/*")]),
                 end_stream: true,
+                upgrade: false,
             },
         }
         .encode()

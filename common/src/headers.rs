@@ -32,6 +32,21 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 /// Removes hop-by-hop headers from `headers`, including every header named
 /// by a `Connection` header, keeping the order of the rest.
 pub fn strip_hop_by_hop(headers: &mut HeaderList) {
+    strip(headers, false);
+}
+
+/// Like [`strip_hop_by_hop`], for the two heads of a WebSocket upgrade: the
+/// `Upgrade` header is kept and `Connection: upgrade` is set, since the
+/// upgrade is what the next hop must act on.
+pub fn strip_hop_by_hop_for_upgrade(headers: &mut HeaderList) {
+    strip(headers, true);
+    headers.push((
+        Bytes::from_static(b"connection"),
+        Bytes::from_static(b"upgrade"),
+    ));
+}
+
+fn strip(headers: &mut HeaderList, keep_upgrade: bool) {
     let named: Vec<Vec<u8>> = headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
@@ -40,6 +55,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderList) {
         .filter(|t| !t.is_empty())
         .collect();
     headers.retain(|(name, _)| {
+        if keep_upgrade && name.eq_ignore_ascii_case(b"upgrade") {
+            return true;
+        }
         !is_hop_by_hop(name) && !named.iter().any(|t| t.eq_ignore_ascii_case(name))
     });
 }
@@ -150,6 +168,22 @@ mod tests {
         assert_eq!(
             names(&h),
             ["Host", "Set-Cookie", "Set-Cookie", "Content-Length"]
+        );
+    }
+
+    #[test]
+    fn upgrade_heads_keep_upgrade_and_connection_upgrade() {
+        let mut h = list(&[
+            ("Connection", "Upgrade, keep-alive"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Key", "k"),
+            ("Keep-Alive", "5"),
+        ]);
+        strip_hop_by_hop_for_upgrade(&mut h);
+        assert_eq!(names(&h), ["Upgrade", "Sec-WebSocket-Key", "connection"]);
+        assert_eq!(
+            find(&h, b"connection").map(|v| &v[..]),
+            Some(&b"upgrade"[..])
         );
     }
 

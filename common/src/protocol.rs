@@ -102,6 +102,9 @@ pub struct RequestHead {
     pub headers: HeaderList,
     /// `true` when no body follows (no `Data` and no `End` frame).
     pub end_stream: bool,
+    /// `true` for a WebSocket upgrade: if the local service answers 101, the
+    /// stream's `Data` frames carry the raw upgraded connection both ways.
+    pub upgrade: bool,
 }
 
 /// The head of the local service's response.

@@ -10,6 +10,8 @@ use serde::Deserialize;
 pub const DEFAULT_CONTROL_PATH: &str = "/_burrow/connect";
 /// Default wait for a response head, in seconds.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Default time a stream may move no bytes at all before it is closed.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
 
 /// One host the server may serve, and the token that claims it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,9 @@ pub struct ServerConfig {
     pub control_path: String,
     /// Longest wait for the local service's response head (then 504).
     pub request_timeout: Duration,
+    /// Longest time an answered stream (a download, SSE, a WebSocket) may
+    /// move no bytes in either direction before it is closed.
+    pub idle_timeout: Duration,
     /// HTTP worker threads; `None` means one per core.
     pub workers: Option<usize>,
     /// Keep `X-Forwarded-Proto` and `X-Forwarded-Host` set by a reverse proxy
@@ -44,6 +49,7 @@ struct RawConfig {
     listen: String,
     control_path: Option<String>,
     request_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
     workers: Option<usize>,
     trust_forwarded_headers: Option<bool>,
     #[serde(default)]
@@ -88,6 +94,10 @@ impl ServerConfig {
         if secs == 0 {
             return Err(invalid("request_timeout_secs", "must be at least 1".into()));
         }
+        let idle = raw.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS);
+        if idle == 0 {
+            return Err(invalid("idle_timeout_secs", "must be at least 1".into()));
+        }
         if raw.workers == Some(0) {
             return Err(invalid("workers", "must be at least 1".into()));
         }
@@ -115,6 +125,7 @@ impl ServerConfig {
             listen,
             control_path,
             request_timeout: Duration::from_secs(secs),
+            idle_timeout: Duration::from_secs(idle),
             workers: raw.workers,
             trust_forwarded_headers: raw.trust_forwarded_headers.unwrap_or(false),
             hosts,

@@ -53,6 +53,9 @@ pub enum ProxyError {
     /// The request head does not fit in one frame.
     #[error("request header fields too large to forward")]
     HeadTooLarge,
+    /// The caller asked to upgrade to a protocol the tunnel cannot relay.
+    #[error("upgrading to {0:?} is not supported; only WebSocket upgrades are relayed")]
+    UpgradeUnsupported(String),
     /// The request cannot be forwarded as sent.
     #[error("request cannot be forwarded: {0}")]
     BadRequest(String),
@@ -99,6 +102,7 @@ impl ResponseError for ProxyError {
                 StatusCode::GATEWAY_TIMEOUT
             }
             ProxyError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::UpgradeUnsupported(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 

@@ -66,6 +66,7 @@ pub fn start(listener: TcpListener, config: ServerConfig) -> std::io::Result<Run
     let state = web::Data::new(ProxyState {
         registry: registry.clone(),
         request_timeout: config.request_timeout,
+        idle_timeout: config.idle_timeout,
         trust_forwarded_headers: config.trust_forwarded_headers,
     });
     let control_path = config.control_path.clone();
@@ -107,10 +108,11 @@ async fn connect(
     let (response, ws, stream) = actix_ws::handle(&req, body)?;
     let stream = stream.max_frame_size(MAX_MESSAGE_SIZE);
     let registry = state.registry.clone();
+    let idle_timeout = state.idle_timeout;
     TunnelSession::create(move |ctx| {
         use actix::AsyncContext;
         ctx.add_stream(stream);
-        TunnelSession::new(ws, registry)
+        TunnelSession::new(ws, registry, idle_timeout)
     });
     Ok(response)
 }

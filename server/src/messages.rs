@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::{Message, Recipient};
 use burrow_common::{
-    flow::{BodyEvent, RecvCredit, SendCredit},
+    flow::{Activity, BodyEvent, RecvCredit, SendCredit},
     protocol::{RequestHead, ResponseHead, TunnelRequest, TunnelVerdict},
     Outbox, ResetCode,
 };
@@ -86,6 +86,8 @@ pub struct OpenStream {
     pub recv_credit: Arc<RecvCredit>,
     /// Credit for sending the request body, fed by `Window` frames.
     pub send_credit: Arc<SendCredit>,
+    /// When the stream last moved bytes (for the idle timeout).
+    pub activity: Arc<Activity>,
 }
 
 /// A stream that was opened.

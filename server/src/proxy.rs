@@ -13,12 +13,15 @@ use actix_web::{
     web, HttpRequest, HttpResponse,
 };
 use burrow_common::{
-    flow::{pump_body, BodyError, CancelOnDrop, PumpError, RecvBody, RecvCredit, SendCredit},
-    headers::{add_forwarded, strip_hop_by_hop, Forwarded},
+    flow::{
+        pump_body, Activity, BodyError, CancelOnDrop, PumpError, RecvBody, RecvCredit, SendCredit,
+    },
+    headers::{add_forwarded, strip_hop_by_hop, strip_hop_by_hop_for_upgrade, Forwarded},
     protocol::{HeaderList, RequestHead, ResponseHead},
     ResetCode,
 };
 use bytes::Bytes;
+use futures_util::StreamExt;
 use tokio::sync::{mpsc::unbounded_channel, oneshot};
 
 use crate::{
@@ -34,6 +37,8 @@ pub struct ProxyState {
     pub registry: Addr<Registry>,
     /// Longest wait for a response head.
     pub request_timeout: Duration,
+    /// Longest time an answered stream may move no bytes.
+    pub idle_timeout: Duration,
     /// Keep `X-Forwarded-Proto`/`-Host` from a trusted reverse proxy.
     pub trust_forwarded_headers: bool,
 }
@@ -52,13 +57,21 @@ pub async fn proxy(
         .ok()
         .flatten()
         .ok_or_else(|| ProxyError::UnknownHost(host.clone()))?;
-    let head = request_head(&req, &host, &public_host, state.trust_forwarded_headers);
+    let upgrade = websocket_upgrade(&req)?;
+    let head = request_head(
+        &req,
+        &host,
+        &public_host,
+        state.trust_forwarded_headers,
+        upgrade,
+    );
     let request_has_body = !head.end_stream;
 
     let (head_tx, head_rx) = oneshot::channel();
     let (body_tx, body_rx) = unbounded_channel();
     let recv_credit = RecvCredit::new();
     let send_credit = SendCredit::new();
+    let activity = Activity::new();
     let opened = session
         .open
         .send(OpenStream {
@@ -67,6 +80,7 @@ pub async fn proxy(
             body_tx,
             recv_credit: recv_credit.clone(),
             send_credit: send_credit.clone(),
+            activity: activity.clone(),
         })
         .await
         .map_err(|_| ProxyError::TunnelGone(host.clone()))??;
@@ -77,6 +91,9 @@ pub async fn proxy(
     if request_has_body {
         let cancel = session.cancel.clone();
         let outbox = opened.outbox.clone();
+        // For an upgrade, the payload is the caller's side of the upgraded
+        // connection: raw bytes until the caller closes.
+        let payload = payload.inspect(move |_| activity.touch());
         actix_web::rt::spawn(async move {
             if let Err(PumpError::Source(e)) = pump_body(id, payload, &send_credit, &outbox).await {
                 log::debug!("stream {id}: request body from caller failed: {e}");
@@ -106,7 +123,29 @@ pub async fn proxy(
         guard.disarm();
     }
     let body = RecvBody::new(id, body_rx, opened.outbox, recv_credit, guard);
-    response(&req, &host, head, body)
+    response(&req, &host, head, body, upgrade)
+}
+
+/// `Ok(true)` for a WebSocket upgrade request, `Ok(false)` for a plain
+/// request, and 501 for upgrades to protocols that cannot be relayed. An
+/// `h2c` offer is optional by design, so it is dropped and the request is
+/// forwarded as plain HTTP/1.1.
+fn websocket_upgrade(req: &HttpRequest) -> Result<bool, ProxyError> {
+    if !req.head().upgrade() {
+        return Ok(false);
+    }
+    let protocol = req
+        .headers()
+        .get(header::UPGRADE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+        .unwrap_or_default();
+    if protocol.eq_ignore_ascii_case("websocket") {
+        Ok(true)
+    } else if protocol.eq_ignore_ascii_case("h2c") {
+        Ok(false)
+    } else {
+        Err(ProxyError::UpgradeUnsupported(protocol))
+    }
 }
 
 fn cancel_guard(session: &SessionHandle, id: u32) -> CancelOnDrop {
@@ -154,9 +193,19 @@ fn to_header_list<'a>(
         .collect()
 }
 
-fn request_head(req: &HttpRequest, host: &str, public_host: &str, trust: bool) -> RequestHead {
+fn request_head(
+    req: &HttpRequest,
+    host: &str,
+    public_host: &str,
+    trust: bool,
+    upgrade: bool,
+) -> RequestHead {
     let mut headers = to_header_list(req.headers().iter());
-    strip_hop_by_hop(&mut headers);
+    if upgrade {
+        strip_hop_by_hop_for_upgrade(&mut headers);
+    } else {
+        strip_hop_by_hop(&mut headers);
+    }
     // The server already answered any `Expect: 100-continue` for this hop.
     headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"expect"));
     let peer = req.peer_addr().map(|a| a.ip().to_string());
@@ -187,7 +236,8 @@ fn request_head(req: &HttpRequest, host: &str, public_host: &str, trust: bool) -
             .map_or("/", |pq| pq.as_str())
             .to_owned(),
         headers,
-        end_stream: !chunked && !sized,
+        end_stream: !upgrade && !chunked && !sized,
+        upgrade,
     }
 }
 
@@ -196,6 +246,7 @@ fn response(
     host: &str,
     head: ResponseHead,
     body: RecvBody,
+    upgrade: bool,
 ) -> Result<HttpResponse, ProxyError> {
     let bad = |detail: String| ProxyError::BadResponse {
         host: host.to_owned(),
@@ -205,6 +256,7 @@ fn response(
         .map_err(|_| bad(format!("status {} is out of range", head.status)))?;
     let mut builder = HttpResponse::build(status);
     let mut content_length: Option<(u64, HeaderValue)> = None;
+    let mut upgrade_to = None;
     for (name, value) in head.headers {
         let name = HeaderName::from_bytes(&name).map_err(|_| {
             bad(format!(
@@ -223,7 +275,19 @@ fn response(
             content_length = Some((len, value));
             continue;
         }
+        if name == header::UPGRADE {
+            upgrade_to = Some(value.clone());
+        }
         builder.append_header((name, value));
+    }
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        if !upgrade || head.end_stream {
+            return Err(bad("101 Switching Protocols without an upgrade".into()));
+        }
+        // Marking the response as an upgrade makes actix answer with
+        // `Connection: upgrade` and then write the raw upgraded bytes.
+        let protocol = upgrade_to.unwrap_or_else(|| HeaderValue::from_static("websocket"));
+        return Ok(builder.upgrade(protocol).streaming(body));
     }
     let bodiless_status = status.is_informational()
         || status == StatusCode::NO_CONTENT

@@ -16,7 +16,7 @@ use actix::{
 };
 use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
 use burrow_common::{
-    flow::{BodyEvent, RecvCredit, SendCredit},
+    flow::{Activity, BodyEvent, RecvCredit, SendCredit},
     outbox::SendError,
     protocol::{ResponseHead, TunnelVerdict, PROTOCOL_VERSION},
     Frame, Hello, HelloAck, Outbox, ResetCode,
@@ -58,6 +58,7 @@ struct StreamEntry {
     body_tx: UnboundedSender<BodyEvent>,
     recv_credit: Arc<RecvCredit>,
     send_credit: Arc<SendCredit>,
+    activity: Arc<Activity>,
 }
 
 impl StreamEntry {
@@ -87,11 +88,13 @@ pub struct TunnelSession {
     state: State,
     hosts: Vec<String>,
     last_heard: Instant,
+    idle_timeout: Duration,
 }
 
 impl TunnelSession {
-    /// A session for a freshly upgraded WebSocket.
-    pub fn new(ws: actix_ws::Session, registry: Addr<Registry>) -> Self {
+    /// A session for a freshly upgraded WebSocket. Answered streams that move
+    /// no bytes for `idle_timeout` are reset.
+    pub fn new(ws: actix_ws::Session, registry: Addr<Registry>, idle_timeout: Duration) -> Self {
         let (outbox, outbox_rx) = Outbox::new();
         TunnelSession {
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
@@ -104,6 +107,7 @@ impl TunnelSession {
             state: State::AwaitingHello,
             hosts: Vec::new(),
             last_heard: Instant::now(),
+            idle_timeout,
         }
     }
 
@@ -175,6 +179,7 @@ impl TunnelSession {
             }
             (State::Open, Frame::Window { stream, increment }) => {
                 if let Some(e) = self.streams.get(&stream) {
+                    e.activity.touch();
                     e.send_credit.grant(increment);
                 }
             }
@@ -269,6 +274,7 @@ impl TunnelSession {
         } else if !entry.recv_credit.take(data.len()) {
             "data beyond the granted window"
         } else {
+            entry.activity.touch();
             // A closed receiver means the caller left; its cancel is on the way.
             let _ = entry.body_tx.send(BodyEvent::Data(data));
             return;
@@ -287,6 +293,24 @@ impl TunnelSession {
             reason: reason.clone(),
         });
         entry.fail(code, reason);
+    }
+
+    /// Resets answered streams that moved no bytes for the idle timeout.
+    /// (Streams still waiting for their head are the opener's to time out.)
+    fn sweep_idle(&mut self) {
+        let limit = self.idle_timeout;
+        let idle: Vec<u32> = self
+            .streams
+            .iter()
+            .filter(|(_, e)| e.head_tx.is_none() && e.activity.idle_for() >= limit)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            if let Some(e) = self.streams.remove(&id) {
+                let why = format!("no traffic for {} s", limit.as_secs());
+                self.reset(id, e, ResetCode::Cancel, why);
+            }
+        }
     }
 
     fn next_stream_id(&mut self) -> u32 {
@@ -338,6 +362,9 @@ impl Actor for TunnelSession {
                 act.close(ctx, None, CloseCode::Policy, "no hello received");
             }
         });
+        let sweep =
+            (self.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(15));
+        ctx.run_interval(sweep, |act, _| act.sweep_idle());
         ctx.run_interval(PING_INTERVAL, |act, ctx| {
             if act.last_heard.elapsed() > CLIENT_TIMEOUT {
                 log::info!("session {}: client silent for too long; closing", act.id);
@@ -417,6 +444,7 @@ impl Handler<OpenStream> for TunnelSession {
                 body_tx: msg.body_tx,
                 recv_credit: msg.recv_credit,
                 send_credit: msg.send_credit,
+                activity: msg.activity,
             },
         );
         Ok(OpenedStream {

@@ -27,6 +27,8 @@ pub struct Control {
     pub release: Notify,
     /// Requests seen.
     pub hits: AtomicUsize,
+    /// WebSocket echo connections open now.
+    pub sockets: AtomicUsize,
 }
 
 pub struct Upstream {
@@ -52,6 +54,11 @@ impl Upstream {
                 .route("/cookies", web::get().to(cookies))
                 .route("/id/{n}", web::get().to(id))
                 .route("/sum", web::post().to(sum))
+                .route("/ws", web::get().to(ws_echo))
+                .route("/ws-refuse", web::get().to(ws_refuse))
+                .route("/ws-flood/{n}", web::get().to(ws_flood))
+                .route("/sse", web::get().to(sse))
+                .route("/sse-quiet", web::get().to(sse_quiet))
                 .default_service(web::to(echo))
         })
         .workers(2)
@@ -197,4 +204,130 @@ async fn echo(req: HttpRequest, body: web::Payload) -> HttpResponse {
         Some(len) => resp.body(SizedStream::new(len, body)),
         None => resp.streaming(body),
     }
+}
+
+/// WebSocket echo: every message (fragments too) comes back as it came.
+/// Offers of the `chat` subprotocol are accepted; the text `close-me` makes
+/// the server close with code 4002; a close from the caller is echoed.
+async fn ws_echo(req: HttpRequest, body: web::Payload) -> Result<HttpResponse, actix_web::Error> {
+    let (mut resp, mut session, stream) = actix_ws::handle(&req, body)?;
+    let offered = req
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if offered.split(',').any(|p| p.trim() == "chat") {
+        resp.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            header::HeaderValue::from_static("chat"),
+        );
+    }
+    let mut stream = stream.max_frame_size(4 << 20);
+    let control = req
+        .app_data::<web::Data<Control>>()
+        .map(|c| c.clone().into_inner());
+    actix_rt::spawn(async move {
+        use actix_ws::Message;
+        // Counts this connection while it is open, whichever way it ends.
+        let _open = control.map(SocketCount::new);
+        while let Some(Ok(msg)) = stream.next().await {
+            let ok = match msg {
+                Message::Text(t) if &*t == "close-me" => {
+                    let reason = actix_ws::CloseReason {
+                        code: actix_ws::CloseCode::Other(4002),
+                        description: Some("asked to".into()),
+                    };
+                    let _ = session.close(Some(reason)).await;
+                    return;
+                }
+                Message::Text(t) => session.text(t).await,
+                Message::Binary(b) => session.binary(b).await,
+                Message::Continuation(item) => session.continuation(item).await,
+                Message::Ping(p) => session.pong(&p).await,
+                Message::Close(reason) => {
+                    let _ = session.close(reason).await;
+                    return;
+                }
+                Message::Pong(_) | Message::Nop => Ok(()),
+            };
+            if ok.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(resp)
+}
+
+struct SocketCount(Arc<Control>);
+
+impl SocketCount {
+    fn new(control: Arc<Control>) -> Self {
+        control.sockets.fetch_add(1, Ordering::SeqCst);
+        SocketCount(control)
+    }
+}
+
+impl Drop for SocketCount {
+    fn drop(&mut self) {
+        self.0.sockets.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn ws_refuse() -> HttpResponse {
+    HttpResponse::Forbidden()
+        .insert_header(("x-refused", "yes"))
+        .body("forbidden here")
+}
+
+/// Sends `n` binary messages of 64 KiB as fast as the connection takes them.
+async fn ws_flood(
+    req: HttpRequest,
+    body: web::Payload,
+    n: web::Path<u64>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (resp, mut session, _stream) = actix_ws::handle(&req, body)?;
+    let n = n.into_inner();
+    actix_rt::spawn(async move {
+        let msg = Bytes::from(vec![0x5a; 64 * 1024]);
+        for _ in 0..n {
+            if session.binary(msg.clone()).await.is_err() {
+                return;
+            }
+        }
+        let _ = session.close(None).await;
+    });
+    Ok(resp)
+}
+
+/// Server-sent events: one now, the next each time the test releases one.
+async fn sse(control: web::Data<Control>) -> HttpResponse {
+    let control = control.into_inner();
+    let body = stream::unfold(0u32, move |i| {
+        let control = control.clone();
+        async move {
+            if i == 3 {
+                return None;
+            }
+            if i > 0 {
+                control.release.notified().await;
+            }
+            Some((
+                Ok::<_, actix_web::Error>(Bytes::from(format!("data: event {i}\n\n"))),
+                i + 1,
+            ))
+        }
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .streaming(body)
+}
+
+/// An event stream that sends one comment and then nothing, ever.
+async fn sse_quiet() -> HttpResponse {
+    let body = stream::once(async { Ok::<_, actix_web::Error>(Bytes::from_static(b": hi\n\n")) })
+        .chain(stream::pending());
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .streaming(body)
 }
