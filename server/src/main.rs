@@ -34,25 +34,32 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     actix_web::rt::System::new().block_on(async move {
+        // Listen for signals before announcing the server, so a SIGTERM sent
+        // as soon as it is up still stops it gracefully.
+        let signal = shutdown_signal()?;
         let server = burrow_server::start(listener, config)?;
-        shutdown_signal().await;
+        signal.await;
         log::info!("shutting down");
         server.stop().await;
         Ok(())
     })
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM; the handlers are installed at once.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    {
+    let mut term = {
         use actix_web::rt::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = actix_web::rt::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
+        signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?
+    };
+    let ctrl_c = actix_web::rt::signal::ctrl_c();
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
         }
-    }
-    let _ = actix_web::rt::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+    })
 }

@@ -2,17 +2,18 @@
 //! session actors. Kept apart from both actors so that neither imports the
 //! other: the registry stores [`SessionHandle`]s, not session addresses.
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicU32, Ordering},
+    Arc,
+};
 
 use actix::{Message, Recipient};
 use burrow_common::{
     flow::{Activity, BodyEvent, RecvCredit, SendCredit},
-    protocol::{RequestHead, ResponseHead, TunnelRequest, TunnelVerdict},
+    protocol::{ResponseHead, TunnelRequest, TunnelVerdict},
     Outbox, ResetCode,
 };
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
-
-use crate::error::ProxyError;
 
 /// How the rest of the server reaches one tunnel session.
 #[derive(Clone)]
@@ -27,9 +28,18 @@ pub struct SessionHandle {
     pub close: Recipient<CloseSession>,
     /// Counts the session's open streams.
     pub count: Recipient<StreamCount>,
+    /// The session's frame queue, for request bodies.
+    pub outbox: Outbox,
+    /// Source of the session's stream ids (odd, counting up).
+    pub next_stream: Arc<AtomicU32>,
 }
 
 impl SessionHandle {
+    /// A fresh stream id on this session.
+    pub fn next_stream_id(&self) -> u32 {
+        self.next_stream.fetch_add(2, Ordering::Relaxed)
+    }
+
     /// `true` while the session actor is running.
     pub fn is_alive(&self) -> bool {
         self.open.connected()
@@ -72,12 +82,15 @@ pub struct CloseAll;
 /// never will.
 pub type HeadResult = Result<ResponseHead, (ResetCode, String)>;
 
-/// Open a stream on a session for one public request.
+/// Put a stream in a session's table for one public request; the sender
+/// queues the `RequestHead` frame itself right after. One way: the answer is
+/// the response head, or a reset, on `head_tx`; if the session is gone,
+/// `head_tx` is dropped unanswered.
 #[derive(Message)]
-#[rtype(result = "Result<OpenedStream, ProxyError>")]
+#[rtype(result = "()")]
 pub struct OpenStream {
-    /// The request head to send.
-    pub head: RequestHead,
+    /// The stream's id, from [`SessionHandle::next_stream_id`].
+    pub id: u32,
     /// Receives the response head (or the reset that replaces it).
     pub head_tx: oneshot::Sender<HeadResult>,
     /// Receives the response body.
@@ -88,14 +101,6 @@ pub struct OpenStream {
     pub send_credit: Arc<SendCredit>,
     /// When the stream last moved bytes (for the idle timeout).
     pub activity: Arc<Activity>,
-}
-
-/// A stream that was opened.
-pub struct OpenedStream {
-    /// Its id.
-    pub id: u32,
-    /// Where its request body frames go.
-    pub outbox: Outbox,
 }
 
 /// The opener no longer wants a stream (caller gone, timeout, bad upload).

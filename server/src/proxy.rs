@@ -1,7 +1,7 @@
 //! The public HTTP handler: routes a request by Host to its tunnel session,
 //! streams the request body out and the response back.
 
-use std::time::Duration;
+use std::{cell::RefCell, collections::HashMap, time::Duration};
 
 use actix::Addr;
 use actix_web::{
@@ -18,7 +18,7 @@ use burrow_common::{
     },
     headers::{add_forwarded, strip_hop_by_hop, strip_hop_by_hop_for_upgrade, Forwarded},
     protocol::{HeaderList, RequestHead, ResponseHead},
-    ResetCode,
+    Frame, ResetCode,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -50,12 +50,8 @@ pub async fn proxy(
     state: web::Data<ProxyState>,
 ) -> Result<HttpResponse, ProxyError> {
     let (host, public_host) = routing_host(&req)?;
-    let session = state
-        .registry
-        .send(Lookup { host: host.clone() })
+    let session = lookup(&state.registry, &host)
         .await
-        .ok()
-        .flatten()
         .ok_or_else(|| ProxyError::UnknownHost(host.clone()))?;
     let upgrade = websocket_upgrade(&req)?;
     let head = request_head(
@@ -72,25 +68,33 @@ pub async fn proxy(
     let recv_credit = RecvCredit::new();
     let send_credit = SendCredit::new();
     let activity = Activity::new();
-    let opened = session
-        .open
-        .send(OpenStream {
-            head,
-            head_tx,
-            body_tx,
-            recv_credit: recv_credit.clone(),
-            send_credit: send_credit.clone(),
-            activity: activity.clone(),
-        })
-        .await
-        .map_err(|_| ProxyError::TunnelGone(host.clone()))??;
-    let id = opened.id;
+    let id = session.next_stream_id();
+    let frame = Frame::RequestHead { stream: id, head }
+        .encode()
+        .map_err(|_| ProxyError::HeadTooLarge)?;
+    // The table entry first, then the head: the session actor handles its
+    // mailbox before its streams on every turn, so the entry exists before
+    // any answer can come back. A dead session drops the message and with
+    // it `head_tx`: the wait below then ends with "tunnel gone".
+    session.open.do_send(OpenStream {
+        id,
+        head_tx,
+        body_tx,
+        recv_credit: recv_credit.clone(),
+        send_credit: send_credit.clone(),
+        activity: activity.clone(),
+    });
+    // Queued by this task, the head precedes the body frames the pump queues.
+    session
+        .outbox
+        .send_encoded(frame)
+        .map_err(|_| ProxyError::TunnelGone(host.clone()))?;
     // If this handler is dropped (caller gone) or gives up, the stream is cancelled.
     let mut guard = cancel_guard(&session, id);
 
     if request_has_body {
         let cancel = session.cancel.clone();
-        let outbox = opened.outbox.clone();
+        let outbox = session.outbox.clone();
         // For an upgrade, the payload is the caller's side of the upgraded
         // connection: raw bytes until the caller closes.
         let payload = payload.inspect(move |_| activity.touch());
@@ -122,7 +126,7 @@ pub async fn proxy(
     if head.end_stream {
         guard.disarm();
     }
-    let body = RecvBody::new(id, body_rx, opened.outbox, recv_credit, guard);
+    let body = RecvBody::new(id, body_rx, session.outbox.clone(), recv_credit, guard);
     response(&req, &host, head, body, upgrade)
 }
 
@@ -146,6 +150,37 @@ fn websocket_upgrade(req: &HttpRequest) -> Result<bool, ProxyError> {
     } else {
         Err(ProxyError::UpgradeUnsupported(protocol))
     }
+}
+
+thread_local! {
+    /// Each worker's copy of the sessions it has looked up. An entry is used
+    /// only while its session is alive, so a stale one falls through to the
+    /// registry: a host's session changes only when the old one has stopped.
+    static SESSIONS: RefCell<HashMap<String, SessionHandle>> = RefCell::new(HashMap::new());
+}
+
+/// The session serving `host`: from this worker's cache, else the registry.
+async fn lookup(registry: &Addr<Registry>, host: &str) -> Option<SessionHandle> {
+    let cached = SESSIONS.with_borrow(|m| m.get(host).filter(|s| s.is_alive()).cloned());
+    if cached.is_some() {
+        return cached;
+    }
+    let found = registry
+        .send(Lookup {
+            host: host.to_owned(),
+        })
+        .await
+        .ok()
+        .flatten();
+    SESSIONS.with_borrow_mut(|m| match &found {
+        Some(s) => {
+            m.insert(host.to_owned(), s.clone());
+        }
+        None => {
+            m.remove(host);
+        }
+    });
+    found
 }
 
 fn cancel_guard(session: &SessionHandle, id: u32) -> CancelOnDrop {

@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -17,7 +17,6 @@ use actix::{
 use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
 use burrow_common::{
     flow::{Activity, BodyEvent, RecvCredit, SendCredit},
-    outbox::SendError,
     protocol::{ResponseHead, TunnelVerdict, PROTOCOL_VERSION},
     Frame, Hello, HelloAck, Outbox, ResetCode,
 };
@@ -28,10 +27,9 @@ use tokio::sync::{
 };
 
 use crate::{
-    error::ProxyError,
     messages::{
-        CancelStream, CloseSession, HeadResult, OpenStream, OpenedStream, Register, SessionHandle,
-        StreamCount, Unregister,
+        CancelStream, CloseSession, HeadResult, OpenStream, Register, SessionHandle, StreamCount,
+        Unregister,
     },
     registry::Registry,
 };
@@ -84,7 +82,7 @@ pub struct TunnelSession {
     outbox_rx: Option<UnboundedReceiver<Bytes>>,
     registry: Addr<Registry>,
     streams: HashMap<u32, StreamEntry>,
-    next_stream: u32,
+    next_stream: Arc<AtomicU32>,
     state: State,
     hosts: Vec<String>,
     last_heard: Instant,
@@ -103,7 +101,7 @@ impl TunnelSession {
             outbox_rx: Some(outbox_rx),
             registry,
             streams: HashMap::new(),
-            next_stream: 1,
+            next_stream: Arc::new(AtomicU32::new(1)),
             state: State::AwaitingHello,
             hosts: Vec::new(),
             last_heard: Instant::now(),
@@ -119,6 +117,8 @@ impl TunnelSession {
             cancel: addr.clone().recipient(),
             close: addr.clone().recipient(),
             count: addr.recipient(),
+            outbox: self.outbox.clone(),
+            next_stream: self.next_stream.clone(),
         }
     }
 
@@ -312,16 +312,6 @@ impl TunnelSession {
             }
         }
     }
-
-    fn next_stream_id(&mut self) -> u32 {
-        loop {
-            let id = self.next_stream;
-            self.next_stream = self.next_stream.wrapping_add(2);
-            if !self.streams.contains_key(&id) {
-                return id;
-            }
-        }
-    }
 }
 
 fn frame_name(frame: &Frame) -> &'static str {
@@ -421,24 +411,16 @@ impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
 }
 
 impl Handler<OpenStream> for TunnelSession {
-    type Result = Result<OpenedStream, ProxyError>;
+    type Result = ();
 
-    fn handle(&mut self, msg: OpenStream, _: &mut Context<Self>) -> Self::Result {
-        if self.state != State::Open {
-            return Err(ProxyError::TunnelGone(msg.head.host));
-        }
-        let id = self.next_stream_id();
-        let host = msg.head.host.clone();
-        match self.outbox.send(&Frame::RequestHead {
-            stream: id,
-            head: msg.head,
-        }) {
-            Ok(()) => {}
-            Err(SendError::Encode(_)) => return Err(ProxyError::HeadTooLarge),
-            Err(SendError::Closed) => return Err(ProxyError::TunnelGone(host)),
+    fn handle(&mut self, msg: OpenStream, _: &mut Context<Self>) {
+        // Dropping `msg` unanswered tells the opener the tunnel is gone (or,
+        // after 2^31 streams, that its id is still in use).
+        if self.state != State::Open || self.streams.contains_key(&msg.id) {
+            return;
         }
         self.streams.insert(
-            id,
+            msg.id,
             StreamEntry {
                 head_tx: Some(msg.head_tx),
                 body_tx: msg.body_tx,
@@ -447,10 +429,6 @@ impl Handler<OpenStream> for TunnelSession {
                 activity: msg.activity,
             },
         );
-        Ok(OpenedStream {
-            id,
-            outbox: self.outbox.clone(),
-        })
     }
 }
 
