@@ -160,9 +160,12 @@ impl RecvCredit {
     }
 }
 
-/// What the dispatcher of a connection delivers to a stream's body reader.
+/// What the dispatcher of a connection delivers to a stream's reader.
 #[derive(Debug)]
 pub enum BodyEvent {
+    /// The response head (server side; always the first event of a stream
+    /// and consumed before the body is read).
+    Head(Box<crate::protocol::ResponseHead>),
     /// Body bytes.
     Data(Bytes),
     /// The body is complete.
@@ -284,6 +287,13 @@ impl Stream for RecvBody {
             Poll::Ready(Some(BodyEvent::End)) => {
                 self.finish();
                 Poll::Ready(None)
+            }
+            Poll::Ready(Some(BodyEvent::Head(_))) => {
+                self.finish();
+                Poll::Ready(Some(Err(BodyError::Reset {
+                    code: ResetCode::ProtocolError,
+                    reason: "a second head inside the body".into(),
+                })))
             }
             Poll::Ready(Some(BodyEvent::Reset(code, reason))) => {
                 self.finish();

@@ -10,10 +10,10 @@ use std::sync::{
 use actix::{Message, Recipient};
 use burrow_common::{
     flow::{Activity, BodyEvent, RecvCredit, SendCredit},
-    protocol::{ResponseHead, TunnelRequest, TunnelVerdict},
+    protocol::{TunnelRequest, TunnelVerdict},
     Outbox, ResetCode,
 };
-use tokio::sync::{mpsc::UnboundedSender, oneshot};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// How the rest of the server reaches one tunnel session.
 #[derive(Clone)]
@@ -67,7 +67,7 @@ pub struct Unregister {
 
 /// Find the session serving a host.
 #[derive(Message)]
-#[rtype(result = "Option<SessionHandle>")]
+#[rtype(result = "Option<Arc<SessionHandle>>")]
 pub struct Lookup {
     /// Lower-case host without port.
     pub host: String,
@@ -78,23 +78,17 @@ pub struct Lookup {
 #[rtype(result = "usize")]
 pub struct CloseAll;
 
-/// What the stream's opener learns when the response head arrives, or why it
-/// never will.
-pub type HeadResult = Result<ResponseHead, (ResetCode, String)>;
-
 /// Put a stream in a session's table for one public request; the sender
-/// queues the `RequestHead` frame itself right after. One way: the answer is
-/// the response head, or a reset, on `head_tx`; if the session is gone,
-/// `head_tx` is dropped unanswered.
+/// queues the `RequestHead` frame itself right after. One way: the answer
+/// arrives on `events` (the response head, then the body, or a reset); if
+/// the session is gone, `events` is dropped unanswered.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct OpenStream {
     /// The stream's id, from [`SessionHandle::next_stream_id`].
     pub id: u32,
-    /// Receives the response head (or the reset that replaces it).
-    pub head_tx: oneshot::Sender<HeadResult>,
-    /// Receives the response body.
-    pub body_tx: UnboundedSender<BodyEvent>,
+    /// Receives the response head, then the body (or a reset).
+    pub events: UnboundedSender<BodyEvent>,
     /// Accounting of what the client may send on this stream.
     pub recv_credit: Arc<RecvCredit>,
     /// Credit for sending the request body, fed by `Window` frames.

@@ -1,20 +1,21 @@
 //! The public HTTP handler: routes a request by Host to its tunnel session,
 //! streams the request body out and the response back.
 
-use std::{cell::RefCell, collections::HashMap, time::Duration};
+use std::{cell::RefCell, collections::HashMap, sync::Arc, time::Duration};
 
 use actix::Addr;
 use actix_web::{
     body::{self, SizedStream},
     http::{
         header::{self, HeaderName, HeaderValue},
-        Method, StatusCode, Uri,
+        Method, StatusCode,
     },
     web, HttpRequest, HttpResponse,
 };
 use burrow_common::{
     flow::{
-        pump_body, Activity, BodyError, CancelOnDrop, PumpError, RecvBody, RecvCredit, SendCredit,
+        pump_body, Activity, BodyError, BodyEvent, CancelOnDrop, PumpError, RecvBody, RecvCredit,
+        SendCredit,
     },
     headers::{add_forwarded, strip_hop_by_hop, strip_hop_by_hop_for_upgrade, Forwarded},
     protocol::{HeaderList, RequestHead, ResponseHead},
@@ -22,7 +23,7 @@ use burrow_common::{
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc::unbounded_channel, oneshot};
+use tokio::sync::mpsc::unbounded_channel;
 
 use crate::{
     config::normalize_host,
@@ -63,8 +64,7 @@ pub async fn proxy(
     );
     let request_has_body = !head.end_stream;
 
-    let (head_tx, head_rx) = oneshot::channel();
-    let (body_tx, body_rx) = unbounded_channel();
+    let (events_tx, mut events) = unbounded_channel();
     let recv_credit = RecvCredit::new();
     let send_credit = SendCredit::new();
     let activity = Activity::new();
@@ -75,11 +75,10 @@ pub async fn proxy(
     // The table entry first, then the head: the session actor handles its
     // mailbox before its streams on every turn, so the entry exists before
     // any answer can come back. A dead session drops the message and with
-    // it `head_tx`: the wait below then ends with "tunnel gone".
+    // it `events_tx`: the wait below then ends with "tunnel gone".
     session.open.do_send(OpenStream {
         id,
-        head_tx,
-        body_tx,
+        events: events_tx,
         recv_credit: recv_credit.clone(),
         send_credit: send_credit.clone(),
         activity: activity.clone(),
@@ -93,15 +92,15 @@ pub async fn proxy(
     let mut guard = cancel_guard(&session, id);
 
     if request_has_body {
-        let cancel = session.cancel.clone();
-        let outbox = session.outbox.clone();
+        let session = session.clone();
         // For an upgrade, the payload is the caller's side of the upgraded
         // connection: raw bytes until the caller closes.
         let payload = payload.inspect(move |_| activity.touch());
         actix_web::rt::spawn(async move {
-            if let Err(PumpError::Source(e)) = pump_body(id, payload, &send_credit, &outbox).await {
+            let pumped = pump_body(id, payload, &send_credit, &session.outbox).await;
+            if let Err(PumpError::Source(e)) = pumped {
                 log::debug!("stream {id}: request body from caller failed: {e}");
-                cancel.do_send(CancelStream {
+                session.cancel.do_send(CancelStream {
                     id,
                     code: ResetCode::Cancel,
                 });
@@ -109,13 +108,15 @@ pub async fn proxy(
         });
     }
 
-    let head = match tokio::time::timeout(state.request_timeout, head_rx).await {
-        Ok(Ok(Ok(head))) => head,
-        Ok(Ok(Err((code, reason)))) => {
+    let head = match tokio::time::timeout(state.request_timeout, events.recv()).await {
+        Ok(Some(BodyEvent::Head(head))) => *head,
+        Ok(Some(BodyEvent::Reset(code, reason))) => {
             guard.disarm();
             return Err(ProxyError::from_reset(&host, code, reason));
         }
-        Ok(Err(_)) => return Err(ProxyError::TunnelGone(host)),
+        Ok(Some(BodyEvent::Data(_) | BodyEvent::End)) | Ok(None) => {
+            return Err(ProxyError::TunnelGone(host))
+        }
         Err(_) => {
             return Err(ProxyError::Timeout {
                 host,
@@ -126,7 +127,7 @@ pub async fn proxy(
     if head.end_stream {
         guard.disarm();
     }
-    let body = RecvBody::new(id, body_rx, session.outbox.clone(), recv_credit, guard);
+    let body = RecvBody::new(id, events, session.outbox.clone(), recv_credit, guard);
     response(&req, &host, head, body, upgrade)
 }
 
@@ -156,11 +157,11 @@ thread_local! {
     /// Each worker's copy of the sessions it has looked up. An entry is used
     /// only while its session is alive, so a stale one falls through to the
     /// registry: a host's session changes only when the old one has stopped.
-    static SESSIONS: RefCell<HashMap<String, SessionHandle>> = RefCell::new(HashMap::new());
+    static SESSIONS: RefCell<HashMap<String, Arc<SessionHandle>>> = RefCell::new(HashMap::new());
 }
 
 /// The session serving `host`: from this worker's cache, else the registry.
-async fn lookup(registry: &Addr<Registry>, host: &str) -> Option<SessionHandle> {
+async fn lookup(registry: &Addr<Registry>, host: &str) -> Option<Arc<SessionHandle>> {
     let cached = SESSIONS.with_borrow(|m| m.get(host).filter(|s| s.is_alive()).cloned());
     if cached.is_some() {
         return cached;
@@ -183,10 +184,10 @@ async fn lookup(registry: &Addr<Registry>, host: &str) -> Option<SessionHandle> 
     found
 }
 
-fn cancel_guard(session: &SessionHandle, id: u32) -> CancelOnDrop {
-    let cancel = session.cancel.clone();
+fn cancel_guard(session: &Arc<SessionHandle>, id: u32) -> CancelOnDrop {
+    let session = session.clone();
     CancelOnDrop::new(move || {
-        cancel.do_send(CancelStream {
+        session.cancel.do_send(CancelStream {
             id,
             code: ResetCode::Cancel,
         })
@@ -199,20 +200,31 @@ fn cancel_guard(session: &SessionHandle, id: u32) -> CancelOnDrop {
 /// caller reach another tunnel.
 fn routing_host(req: &HttpRequest) -> Result<(String, String), ProxyError> {
     let raw = match req.uri().authority() {
-        Some(a) => a.as_str().to_owned(),
+        Some(a) => a.as_str(),
         None => req
             .headers()
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
-            .ok_or(ProxyError::MissingHost)?
-            .to_owned(),
+            .ok_or(ProxyError::MissingHost)?,
     };
-    let authority: Uri = format!("http://{raw}/")
-        .parse()
-        .map_err(|_| ProxyError::MissingHost)?;
-    let host = authority.host().ok_or(ProxyError::MissingHost)?;
+    let host = host_of_authority(raw).ok_or(ProxyError::MissingHost)?;
     let host = normalize_host(host).ok_or_else(|| ProxyError::UnknownHost(host.to_owned()))?;
-    Ok((host, raw))
+    Ok((host, raw.to_owned()))
+}
+
+/// The host part of `[userinfo@]host[:port]`; IPv6 literals keep their brackets.
+fn host_of_authority(authority: &str) -> Option<&str> {
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if hostport.starts_with('[') {
+        &hostport[..=hostport.find(']')?]
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            Some(_) => return None,
+            None => hostport,
+        }
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 fn to_header_list<'a>(
@@ -350,4 +362,27 @@ fn response(
         Some((len, _)) => builder.body(SizedStream::new(len, body)),
         None => builder.streaming(body),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of_authority;
+
+    #[test]
+    fn host_is_taken_from_the_authority() {
+        assert_eq!(host_of_authority("demo.localhost"), Some("demo.localhost"));
+        assert_eq!(
+            host_of_authority("Demo.localhost:8080"),
+            Some("Demo.localhost")
+        );
+        assert_eq!(
+            host_of_authority("user:pw@demo.localhost:80"),
+            Some("demo.localhost")
+        );
+        assert_eq!(host_of_authority("[::1]:8080"), Some("[::1]"));
+        assert_eq!(host_of_authority("[::1"), None);
+        assert_eq!(host_of_authority("a:b"), None);
+        assert_eq!(host_of_authority(":80"), None);
+        assert_eq!(host_of_authority(""), None);
+    }
 }

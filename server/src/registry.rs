@@ -1,6 +1,9 @@
 //! The registry actor: which session serves which host.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use actix::{Actor, Context, Handler, MessageResult};
 use burrow_common::protocol::TunnelVerdict;
@@ -15,7 +18,7 @@ use crate::{
 /// leaving and another arriving.
 pub struct Registry {
     tokens: HashMap<String, Token>,
-    hosts: HashMap<String, SessionHandle>,
+    hosts: HashMap<String, Arc<SessionHandle>>,
 }
 
 impl Registry {
@@ -33,7 +36,7 @@ impl Registry {
     /// Grants `host` to `session`, or says why not and whether retrying may help.
     fn verdict(
         &mut self,
-        session: &SessionHandle,
+        session: &Arc<SessionHandle>,
         host: &str,
         token: &str,
     ) -> Result<(), (String, bool)> {
@@ -67,10 +70,11 @@ impl Handler<Register> for Registry {
     type Result = MessageResult<Register>;
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
+        let session = Arc::new(msg.session);
         let verdicts = msg
             .tunnels
             .iter()
-            .map(|t| match self.verdict(&msg.session, &t.host, &t.token) {
+            .map(|t| match self.verdict(&session, &t.host, &t.token) {
                 Ok(()) => TunnelVerdict {
                     host: t.host.clone(),
                     accepted: true,
@@ -78,7 +82,7 @@ impl Handler<Register> for Registry {
                     retry: false,
                 },
                 Err((reason, retry)) => {
-                    log::info!("session {} refused: {reason}", msg.session.id);
+                    log::info!("session {} refused: {reason}", session.id);
                     TunnelVerdict {
                         host: t.host.clone(),
                         accepted: false,
@@ -107,7 +111,7 @@ impl Handler<Unregister> for Registry {
 }
 
 impl Handler<Lookup> for Registry {
-    type Result = Option<SessionHandle>;
+    type Result = Option<Arc<SessionHandle>>;
 
     fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
         self.hosts.get(&msg.host).cloned()

@@ -21,15 +21,11 @@ use burrow_common::{
     Frame, Hello, HelloAck, Outbox, ResetCode,
 };
 use bytes::Bytes;
-use tokio::sync::{
-    mpsc::{UnboundedReceiver, UnboundedSender},
-    oneshot,
-};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::{
     messages::{
-        CancelStream, CloseSession, HeadResult, OpenStream, Register, SessionHandle, StreamCount,
-        Unregister,
+        CancelStream, CloseSession, OpenStream, Register, SessionHandle, StreamCount, Unregister,
     },
     registry::Registry,
 };
@@ -52,8 +48,10 @@ enum State {
 }
 
 struct StreamEntry {
-    head_tx: Option<oneshot::Sender<HeadResult>>,
-    body_tx: UnboundedSender<BodyEvent>,
+    /// The opener's events: the response head, then the body.
+    events: UnboundedSender<BodyEvent>,
+    /// Whether the response head has been delivered.
+    answered: bool,
     recv_credit: Arc<RecvCredit>,
     send_credit: Arc<SendCredit>,
     activity: Arc<Activity>,
@@ -63,14 +61,7 @@ impl StreamEntry {
     /// Ends the stream for its opener with a reset.
     fn fail(self, code: ResetCode, reason: String) {
         self.send_credit.close();
-        match self.head_tx {
-            Some(tx) => {
-                let _ = tx.send(Err((code, reason)));
-            }
-            None => {
-                let _ = self.body_tx.send(BodyEvent::Reset(code, reason));
-            }
-        }
+        let _ = self.events.send(BodyEvent::Reset(code, reason));
     }
 }
 
@@ -157,11 +148,11 @@ impl TunnelSession {
             (State::Open, Frame::End { stream }) => {
                 if let Some(e) = self.streams.remove(&stream) {
                     e.send_credit.close();
-                    if e.head_tx.is_some() {
+                    if !e.answered {
                         let reason = "body ended before the response head".to_owned();
                         self.reset(stream, e, ResetCode::ProtocolError, reason);
                     } else {
-                        let _ = e.body_tx.send(BodyEvent::End);
+                        let _ = e.events.send(BodyEvent::End);
                     }
                 }
             }
@@ -250,33 +241,35 @@ impl TunnelSession {
         let Some(entry) = self.streams.get_mut(&stream) else {
             return;
         };
-        let Some(tx) = entry.head_tx.take() else {
+        if entry.answered {
             if let Some(e) = self.streams.remove(&stream) {
                 let why = "second response head".to_owned();
                 self.reset(stream, e, ResetCode::ProtocolError, why);
             }
             return;
-        };
-        if head.end_stream {
+        }
+        entry.answered = true;
+        let end_stream = head.end_stream;
+        let _ = entry.events.send(BodyEvent::Head(Box::new(head)));
+        if end_stream {
             if let Some(e) = self.streams.remove(&stream) {
                 e.send_credit.close();
             }
         }
-        let _ = tx.send(Ok(head));
     }
 
     fn on_data(&mut self, stream: u32, data: Bytes) {
         let Some(entry) = self.streams.get(&stream) else {
             return;
         };
-        let why = if entry.head_tx.is_some() {
+        let why = if !entry.answered {
             "data before the response head"
         } else if !entry.recv_credit.take(data.len()) {
             "data beyond the granted window"
         } else {
             entry.activity.touch();
             // A closed receiver means the caller left; its cancel is on the way.
-            let _ = entry.body_tx.send(BodyEvent::Data(data));
+            let _ = entry.events.send(BodyEvent::Data(data));
             return;
         };
         if let Some(e) = self.streams.remove(&stream) {
@@ -302,7 +295,7 @@ impl TunnelSession {
         let idle: Vec<u32> = self
             .streams
             .iter()
-            .filter(|(_, e)| e.head_tx.is_none() && e.activity.idle_for() >= limit)
+            .filter(|(_, e)| e.answered && e.activity.idle_for() >= limit)
             .map(|(id, _)| *id)
             .collect();
         for id in idle {
@@ -422,8 +415,8 @@ impl Handler<OpenStream> for TunnelSession {
         self.streams.insert(
             msg.id,
             StreamEntry {
-                head_tx: Some(msg.head_tx),
-                body_tx: msg.body_tx,
+                events: msg.events,
+                answered: false,
                 recv_credit: msg.recv_credit,
                 send_credit: msg.send_credit,
                 activity: msg.activity,
