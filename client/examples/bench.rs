@@ -860,7 +860,8 @@ async fn fake_client(server: SocketAddr, i: usize) -> Res<tokio::task::JoinHandl
                                     Bytes::from_static(b"content-length"),
                                     Bytes::from_static(b"13"),
                                 )],
-                                end_stream: false,
+                                end_stream: true,
+                                body: Some(Bytes::from_static(SMALL)),
                             },
                         };
                         let frames = [

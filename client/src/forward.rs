@@ -13,7 +13,7 @@ use awc::{
 use burrow_common::{
     flow::{pump_body, PumpError, RecvBody, SendCredit},
     headers::{find, strip_hop_by_hop},
-    protocol::{HeaderList, RequestHead, ResponseHead},
+    protocol::{HeaderList, RequestHead, ResponseHead, MAX_INLINE_BODY},
     Frame, Outbox, ResetCode,
 };
 use bytes::Bytes;
@@ -136,18 +136,40 @@ async fn run(
         })
         .collect();
     strip_hop_by_hop(&mut headers);
-    let empty = find(&headers, b"content-length").is_some_and(|v| v.as_ref() == b"0");
-    let end_stream = is_head
-        || empty
+    let length = find(&headers, b"content-length")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let mut end_stream = is_head
+        || length == Some(0)
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
+    // A small body of known length travels inside the head: one frame for
+    // the whole answer. Waiting for it holds at most MAX_INLINE_BODY bytes.
+    let mut inline = None;
+    if let Some(len) = length.filter(|n| !end_stream && *n <= MAX_INLINE_BODY) {
+        let body = resp.body().limit(len).await.map_err(|e| {
+            Failure(
+                ResetCode::LocalError,
+                format!("response body from {} failed: {e}", tunnel.local),
+            )
+        })?;
+        if body.len() != len {
+            return Err(Failure(
+                ResetCode::LocalError,
+                format!("{} sent {} of {len} body bytes", tunnel.local, body.len()),
+            ));
+        }
+        inline = Some(body);
+        end_stream = true;
+    }
     let frame = Frame::ResponseHead {
         stream: id,
         head: ResponseHead {
             status: status.as_u16(),
             headers,
             end_stream,
+            body: inline,
         },
     };
     outbox.send(&frame).map_err(|e| {

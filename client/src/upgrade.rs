@@ -125,6 +125,7 @@ fn send_head(
             status,
             headers,
             end_stream,
+            body: None,
         },
     };
     outbox.send(&frame).map_err(|e| {

@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use crate::protocol::{
     HeaderList, Hello, HelloAck, RequestHead, ResetCode, ResponseHead, CONNECTION_STREAM,
-    MAX_DATA_PAYLOAD, MAX_HEAD_SIZE,
+    MAX_DATA_PAYLOAD, MAX_HEAD_SIZE, MAX_INLINE_BODY,
 };
 
 /// Size of the fixed frame header (kind and stream id).
@@ -31,6 +31,7 @@ const KIND_WINDOW: u8 = 8;
 
 const FLAG_END_STREAM: u8 = 0x01;
 const FLAG_UPGRADE: u8 = 0x02;
+const FLAG_INLINE_BODY: u8 = 0x04;
 
 /// One protocol frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +142,9 @@ pub enum DecodeError {
     /// A `Data` payload over the limit.
     #[error("data frame of {0} bytes exceeds the {MAX_DATA_PAYLOAD}-byte limit")]
     DataTooLarge(usize),
+    /// An inline response body over the limit.
+    #[error("inline body of {0} bytes exceeds the {MAX_INLINE_BODY}-byte limit")]
+    InlineBodyTooLarge(usize),
     /// A `Window` frame granting nothing.
     #[error("window frame with zero increment")]
     ZeroWindow,
@@ -237,16 +241,33 @@ impl Frame {
                 }
             }
             KIND_RESPONSE_HEAD => {
-                let end_stream = r.flags(FLAG_END_STREAM)? != 0;
+                let flags = r.flags(FLAG_END_STREAM | FLAG_INLINE_BODY)?;
+                let end_stream = flags & FLAG_END_STREAM != 0;
                 let status = r.u16("status")?;
                 let headers = r.headers()?;
-                r.finish()?;
+                let body = if flags & FLAG_INLINE_BODY != 0 {
+                    if !end_stream {
+                        return Err(DecodeError::UnknownFlags {
+                            kind: "response-head",
+                            flags,
+                        });
+                    }
+                    let body = std::mem::take(&mut r.buf);
+                    if body.len() > MAX_INLINE_BODY {
+                        return Err(DecodeError::InlineBodyTooLarge(body.len()));
+                    }
+                    Some(body)
+                } else {
+                    r.finish()?;
+                    None
+                };
                 Frame::ResponseHead {
                     stream,
                     head: ResponseHead {
                         status,
                         headers,
                         end_stream,
+                        body,
                     },
                 }
             }
@@ -387,10 +408,21 @@ fn encode_response_head(stream: u32, head: &ResponseHead) -> Result<Bytes, Encod
     if size > MAX_HEAD_SIZE {
         return Err(EncodeError::TooLarge("response head"));
     }
-    let mut buf = header_only(KIND_RESPONSE_HEAD, stream, size);
-    buf.put_u8(if head.end_stream { FLAG_END_STREAM } else { 0 });
+    let inline = head.body.as_ref().map_or(0, Bytes::len);
+    if inline > MAX_INLINE_BODY || (head.body.is_some() && !head.end_stream) {
+        return Err(EncodeError::TooLarge("inline body"));
+    }
+    let mut buf = header_only(KIND_RESPONSE_HEAD, stream, size + inline);
+    let mut flags = if head.end_stream { FLAG_END_STREAM } else { 0 };
+    if head.body.is_some() {
+        flags |= FLAG_INLINE_BODY;
+    }
+    buf.put_u8(flags);
     buf.put_u16(head.status);
     put_headers(&mut buf, &head.headers)?;
+    if let Some(body) = &head.body {
+        buf.put_slice(body);
+    }
     Ok(buf.freeze())
 }
 
@@ -584,6 +616,25 @@ mod tests {
                 status: 304,
                 headers: hl(&[("set-cookie", b"a=1"), ("set-cookie", b"b=2")]),
                 end_stream: true,
+                body: None,
+            },
+        });
+        round_trip(Frame::ResponseHead {
+            stream: 11,
+            head: ResponseHead {
+                status: 200,
+                headers: hl(&[("content-length", b"5")]),
+                end_stream: true,
+                body: Some(Bytes::from_static(b"hello")),
+            },
+        });
+        round_trip(Frame::ResponseHead {
+            stream: 13,
+            head: ResponseHead {
+                status: 200,
+                headers: hl(&[("content-length", b"0")]),
+                end_stream: true,
+                body: Some(Bytes::new()),
             },
         });
         round_trip(Frame::Data {
@@ -675,10 +726,21 @@ mod tests {
                 .map(|_| (Bytes::from_static(b"x"), Bytes::from(vec![b'a'; 3000])))
                 .collect(),
             end_stream: false,
+            body: None,
         };
         assert_eq!(
             Frame::ResponseHead { stream: 1, head }.encode(),
             Err(EncodeError::TooLarge("response head"))
+        );
+        let head = ResponseHead {
+            status: 200,
+            headers: vec![],
+            end_stream: true,
+            body: Some(Bytes::from(vec![0u8; MAX_INLINE_BODY + 1])),
+        };
+        assert_eq!(
+            Frame::ResponseHead { stream: 1, head }.encode(),
+            Err(EncodeError::TooLarge("inline body"))
         );
     }
 
@@ -736,6 +798,26 @@ mod tests {
                 DecodeError::UnknownFlags {
                     kind: "response-head",
                     flags: FLAG_UPGRADE,
+                },
+            ),
+            (
+                // An inline body on a stream that claims more follows.
+                vec![
+                    KIND_RESPONSE_HEAD,
+                    0,
+                    0,
+                    0,
+                    1,
+                    FLAG_INLINE_BODY,
+                    0,
+                    200,
+                    0,
+                    0,
+                    b'x',
+                ],
+                DecodeError::UnknownFlags {
+                    kind: "response-head",
+                    flags: FLAG_INLINE_BODY,
                 },
             ),
             (

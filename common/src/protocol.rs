@@ -22,6 +22,9 @@ pub const MAX_MESSAGE_SIZE: usize = 256 * 1024;
 /// 431 (request) or 502 (response) rather than sent.
 pub const MAX_HEAD_SIZE: usize = MAX_MESSAGE_SIZE - 16;
 
+/// Largest body a `ResponseHead` may carry inline (see [`ResponseHead::body`]).
+pub const MAX_INLINE_BODY: usize = 16 * 1024;
+
 /// Credit each stream starts with, in each direction, in bytes.
 pub const INITIAL_WINDOW: u32 = 512 * 1024;
 
@@ -116,6 +119,10 @@ pub struct ResponseHead {
     pub headers: HeaderList,
     /// `true` when no body follows (no `Data` and no `End` frame).
     pub end_stream: bool,
+    /// The whole body, carried in the head frame itself (at most
+    /// [`MAX_INLINE_BODY`] bytes; only with `end_stream`). Small answers of
+    /// known length thus cross the tunnel in one frame.
+    pub body: Option<Bytes>,
 }
 
 /// Why a stream was reset.

@@ -339,6 +339,13 @@ fn response(
     let bodiless_status = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
+    if let Some(inline) = head
+        .body
+        .filter(|_| !bodiless_status && req.method() != Method::HEAD)
+    {
+        // The whole body came with the head; actix sets Content-Length from it.
+        return Ok(builder.body(inline));
+    }
     if head.end_stream || bodiless_status || req.method() == Method::HEAD {
         return Ok(match content_length {
             // actix writes Content-Length from the body's size: an empty body

@@ -244,6 +244,7 @@ async fn stream_violations_reset_the_stream_and_fail_the_caller() {
                     Bytes::from_static(b"2"),
                 )],
                 end_stream: false,
+                body: None,
             },
         },
     )
