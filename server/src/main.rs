@@ -2,6 +2,11 @@ use std::{net::TcpListener, path::PathBuf};
 
 use anyhow::Context;
 use burrow_server::ServerConfig;
+/// mimalloc: the request path allocates many small, short-lived objects,
+/// which it serves markedly cheaper than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 /// The public side of burrow: forwards HTTP requests for registered hosts
