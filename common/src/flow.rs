@@ -17,12 +17,12 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use thiserror::Error;
 use tokio::sync::{mpsc::UnboundedReceiver, Notify};
 
 use crate::{
-    frame::Frame,
+    frame::{data_frame_buffer, Frame},
     outbox::{Outbox, SendError},
     protocol::{ResetCode, INITIAL_WINDOW, MAX_DATA_PAYLOAD},
 };
@@ -323,6 +323,11 @@ pub enum PumpError<E> {
 
 /// Sends `body` on `stream` as `Data` frames under flow control, then `End`.
 /// On error nothing more is sent: the caller decides whether to reset.
+///
+/// Chunks that are already available are packed into one frame (up to
+/// [`MAX_DATA_PAYLOAD`] and the credit at hand), written straight into the
+/// frame's buffer: a source that yields many small chunks, as HTTP bodies
+/// read from a socket do, costs few frames. Nothing waits to fill a frame.
 pub async fn pump_body<S, E>(
     stream: u32,
     body: S,
@@ -334,19 +339,52 @@ where
 {
     let mut body = std::pin::pin!(body);
     let mut sent = 0u64;
-    while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(PumpError::Source)?;
-        while !chunk.is_empty() {
-            let n = credit
-                .acquire(chunk.len().min(MAX_DATA_PAYLOAD))
-                .await
-                .map_err(|_| PumpError::StreamClosed)?;
-            let piece = chunk.split_to(n);
-            outbox
-                .send_data(stream, &piece)
-                .map_err(|_| PumpError::TunnelClosed)?;
-            sent += n as u64;
+    let mut leftover: Option<Bytes> = None;
+    let mut ended = false;
+    while !ended {
+        let mut chunk = match leftover.take() {
+            Some(b) => b,
+            None => match body.next().await {
+                Some(chunk) => chunk.map_err(PumpError::Source)?,
+                None => break,
+            },
+        };
+        if chunk.is_empty() {
+            continue;
         }
+        let room = credit
+            .acquire(MAX_DATA_PAYLOAD)
+            .await
+            .map_err(|_| PumpError::StreamClosed)?;
+        let mut frame = data_frame_buffer(stream, room.min(chunk.len().max(4096)));
+        let mut filled = 0;
+        loop {
+            let take = chunk.len().min(room - filled);
+            frame.extend_from_slice(&chunk[..take]);
+            filled += take;
+            if take < chunk.len() {
+                leftover = Some(chunk.split_off(take));
+                break;
+            }
+            if filled == room {
+                break;
+            }
+            match body.next().now_or_never() {
+                Some(Some(next)) => chunk = next.map_err(PumpError::Source)?,
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        if filled < room {
+            credit.grant((room - filled) as u32);
+        }
+        outbox
+            .send_encoded(frame.freeze())
+            .map_err(|_| PumpError::TunnelClosed)?;
+        sent += filled as u64;
     }
     outbox.send(&Frame::End { stream }).map_err(|e| match e {
         SendError::Closed | SendError::Encode(_) => PumpError::TunnelClosed,
@@ -395,6 +433,45 @@ mod tests {
             Frame::End { stream: 1 }
         );
         assert_eq!(pump.await.unwrap(), Ok(INITIAL_WINDOW as u64 + 100));
+    }
+
+    #[tokio::test]
+    async fn ready_small_chunks_share_a_frame() {
+        let (outbox, mut rx) = Outbox::new();
+        let credit = SendCredit::new();
+        let chunks: Vec<Result<Bytes, Infallible>> =
+            (0..100u8).map(|i| Ok(Bytes::from(vec![i; 1000]))).collect();
+        let sent = pump_body(5, stream::iter(chunks), &credit, &outbox)
+            .await
+            .map_err(|_| ())
+            .unwrap();
+        assert_eq!(sent, 100_000);
+        let mut frames = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            frames.push(Frame::decode(b).unwrap());
+        }
+        // 100 kB in 1 kB chunks: two frames (64 KiB + the rest) and End.
+        assert_eq!(
+            frames.len(),
+            3,
+            "{:?}",
+            frames.iter().map(|f| f.stream()).collect::<Vec<_>>()
+        );
+        let mut all = Vec::new();
+        for f in &frames[..2] {
+            match f {
+                Frame::Data { data, .. } => all.extend_from_slice(data),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(frames[2], Frame::End { stream: 5 });
+        let expected: Vec<u8> = (0..100u8).flat_map(|i| vec![i; 1000]).collect();
+        assert_eq!(all, expected);
+        // Unused credit was handed back: all but what was sent is available.
+        assert_eq!(
+            credit.acquire(usize::MAX).await,
+            Ok(INITIAL_WINDOW as usize - 100_000)
+        );
     }
 
     #[tokio::test]

@@ -308,6 +308,12 @@ impl Frame {
     }
 }
 
+/// A buffer holding a `Data` frame's header, for up to `capacity` body bytes
+/// to be appended (at most [`MAX_DATA_PAYLOAD`]).
+pub fn data_frame_buffer(stream: u32, capacity: usize) -> BytesMut {
+    header_only(KIND_DATA, stream, capacity)
+}
+
 /// Encodes a `Data` frame straight from a byte slice (one copy, into the frame).
 pub fn encode_data(stream: u32, data: &[u8]) -> Result<Bytes, EncodeError> {
     if data.len() > MAX_DATA_PAYLOAD {
