@@ -5,18 +5,14 @@ use std::{rc::Rc, sync::Arc};
 
 use awc::{
     error::SendRequestError,
-    http::{
-        header::{HeaderName, HeaderValue, CONTENT_LENGTH},
-        Method, StatusCode,
-    },
+    http::{header::CONTENT_LENGTH, Method, StatusCode},
 };
 use burrow_common::{
     flow::{pump_body, PumpError, RecvBody, SendCredit},
-    headers::{find, strip_hop_by_hop},
-    protocol::{HeaderList, RequestHead, ResponseHead, MAX_INLINE_BODY},
+    headers::{find, from_http, strip_hop_by_hop, to_http},
+    protocol::{RequestHead, ResponseHead, MAX_INLINE_BODY},
     Frame, Outbox, ResetCode,
 };
-use bytes::Bytes;
 
 use crate::config::TunnelConfig;
 
@@ -100,14 +96,7 @@ async fn run(
         .timeout(ctx.local_timeout);
     let mut content_length = None;
     for (name, value) in head.headers {
-        let name = HeaderName::from_bytes(&name).map_err(|_| {
-            bad(format!(
-                "invalid header name {:?}",
-                String::from_utf8_lossy(&name)
-            ))
-        })?;
-        let value = HeaderValue::from_maybe_shared(value)
-            .map_err(|_| bad(format!("invalid value for header {name}")))?;
+        let (name, value) = to_http(&name, value).map_err(bad)?;
         if name == CONTENT_LENGTH {
             content_length = value
                 .to_str()
@@ -125,16 +114,7 @@ async fn run(
     let mut resp = sent.map_err(|e| local_failure(&tunnel.local, e))?;
 
     let status = resp.status();
-    let mut headers: HeaderList = resp
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                Bytes::copy_from_slice(n.as_str().as_bytes()),
-                Bytes::copy_from_slice(v.as_bytes()),
-            )
-        })
-        .collect();
+    let mut headers = from_http(resp.headers().iter());
     strip_hop_by_hop(&mut headers);
     let length = find(&headers, b"content-length")
         .and_then(|v| std::str::from_utf8(v).ok())

@@ -378,3 +378,40 @@ async fn caller_leaving_cancels_the_stream() {
         "stream left behind after the caller went away"
     );
 }
+
+#[actix_rt::test]
+async fn one_client_serves_several_hosts_each_to_its_own_service() {
+    let first = upstream::Upstream::start();
+    let second = upstream::Upstream::start();
+    let server = start_server(server_config(""));
+    let config = client_config_text(&format!(
+        "server = \"ws://{}/_burrow/connect\"\n\
+         [[tunnels]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\nlocal = \"{}\"\n\
+         [[tunnels]]\nhost = \"other.localhost\"\ntoken = \"other-token\"\nlocal = \"{}/echo-prefix\"\n",
+        server.addr(),
+        first.url(),
+        second.url()
+    ));
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let _client = actix_rt::spawn(burrow_client::run(config, Some(tx)));
+    wait_registered(&mut events).await;
+    for (host, upstream, uri) in [
+        (HOST, &first, "/where"),
+        ("other.localhost", &second, "/echo-prefix/where"),
+    ] {
+        let resp = caller()
+            .get(format!("http://{}/where", server.addr()))
+            .insert_header(("host", host))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(header(&resp, "x-echo-host"), host);
+        // The local service's path prefix is kept in front of the caller's path.
+        assert_eq!(header(&resp, "x-echo-uri"), uri);
+        assert_eq!(
+            header(&resp, "x-echo-port"),
+            upstream.addr.port().to_string()
+        );
+    }
+}

@@ -45,6 +45,42 @@ fn wait_exit(mut child: Child, limit: Duration) -> (std::process::ExitStatus, St
 
 struct KillOnDrop(Child);
 
+/// Starts the `burrow` binary for `upstream` and waits (polling with a
+/// deadline) until a request goes through it.
+async fn spawn_client_process(
+    name: &str,
+    server: &burrow_server::RunningServer,
+    upstream: &upstream::Upstream,
+) -> KillOnDrop {
+    let path = write_config(name, &client_toml(server.addr(), &upstream.url(), TOKEN));
+    let child = KillOnDrop(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn burrow"),
+    );
+    let public = format!("http://{}/id/0", server.addr());
+    let up = eventually(Duration::from_secs(20), || {
+        let public = public.clone();
+        async move {
+            match caller()
+                .get(public)
+                .insert_header(("host", HOST))
+                .send()
+                .await
+            {
+                Ok(r) => r.status().is_success(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    assert!(up, "tunnel did not come up");
+    child
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -127,35 +163,8 @@ fn invalid_config_files_are_reported_with_file_line_and_key() {
 async fn killed_client_ends_the_callers_read_promptly() {
     let upstream = upstream::Upstream::start();
     let server = start_server(server_config(""));
-    let path = write_config(
-        "killed",
-        &client_toml(server.addr(), &upstream.url(), TOKEN),
-    );
-    let mut child = KillOnDrop(
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&path)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn burrow"),
-    );
+    let mut child = spawn_client_process("killed", &server, &upstream).await;
     let public = format!("http://{}/id/1", server.addr());
-    let up = eventually(Duration::from_secs(20), || {
-        let public = public.clone();
-        async move {
-            match caller()
-                .get(public)
-                .insert_header(("host", HOST))
-                .send()
-                .await
-            {
-                Ok(r) => r.status().is_success(),
-                Err(_) => false,
-            }
-        }
-    })
-    .await;
-    assert!(up, "tunnel did not come up");
 
     let mut s = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
     s.write_all(format!("GET /slow HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
@@ -290,33 +299,13 @@ async fn a_held_host_is_refused_until_its_client_leaves() {
 async fn killed_client_closes_the_callers_websocket() {
     let upstream = upstream::Upstream::start();
     let server = start_server(server_config(""));
-    let path = write_config(
-        "killed-ws",
-        &client_toml(server.addr(), &upstream.url(), TOKEN),
-    );
-    let mut child = KillOnDrop(
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&path)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn burrow"),
-    );
-    let url = format!("ws://{}/ws", server.addr());
-    let mut socket = None;
-    let end = Instant::now() + Duration::from_secs(20);
-    while socket.is_none() && Instant::now() < end {
-        match caller()
-            .ws(url.as_str())
-            .set_header("host", HOST)
-            .connect()
-            .await
-        {
-            Ok((_, s)) => socket = Some(s),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    let mut socket = socket.expect("websocket through the tunnel");
+    let mut child = spawn_client_process("killed-ws", &server, &upstream).await;
+    let (_, mut socket) = caller()
+        .ws(format!("ws://{}/ws", server.addr()))
+        .set_header("host", HOST)
+        .connect()
+        .await
+        .expect("websocket through the tunnel");
     use futures_util::{SinkExt, StreamExt};
     socket
         .send(awc::ws::Message::Text("hi".into()))

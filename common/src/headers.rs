@@ -115,6 +115,34 @@ fn set_unless_trusted(headers: &mut HeaderList, name: &'static [u8], value: &str
     ));
 }
 
+/// Copies typed header fields (as actix-web and awc hold them) into a
+/// [`HeaderList`], in iteration order.
+pub fn from_http<'a>(
+    headers: impl Iterator<Item = (&'a http::HeaderName, &'a http::HeaderValue)>,
+) -> HeaderList {
+    headers
+        .map(|(n, v)| {
+            (
+                Bytes::copy_from_slice(n.as_str().as_bytes()),
+                Bytes::copy_from_slice(v.as_bytes()),
+            )
+        })
+        .collect()
+}
+
+/// One header field from the wire as typed values (the value is not
+/// copied), or a message saying what is invalid about it.
+pub fn to_http(
+    name: &Bytes,
+    value: Bytes,
+) -> Result<(http::HeaderName, http::HeaderValue), String> {
+    let name = http::HeaderName::from_bytes(name)
+        .map_err(|_| format!("invalid header name {:?}", String::from_utf8_lossy(name)))?;
+    let value = http::HeaderValue::from_maybe_shared(value)
+        .map_err(|_| format!("invalid value for header {name}"))?;
+    Ok((name, value))
+}
+
 /// The value of the first header called `name` (any case).
 pub fn find<'a>(headers: &'a HeaderList, name: &[u8]) -> Option<&'a Bytes> {
     headers
@@ -169,6 +197,22 @@ mod tests {
             names(&h),
             ["Host", "Set-Cookie", "Set-Cookie", "Content-Length"]
         );
+    }
+
+    #[test]
+    fn typed_headers_convert_both_ways() {
+        let (n, v) = to_http(&Bytes::from_static(b"X-Trace"), Bytes::from_static(b"a b")).unwrap();
+        assert_eq!(n.as_str(), "x-trace");
+        let mut map = http::HeaderMap::new();
+        map.append(n.clone(), v);
+        map.append(n, http::HeaderValue::from_static("c"));
+        assert_eq!(
+            from_http(map.iter()),
+            list(&[("x-trace", "a b"), ("x-trace", "c")])
+        );
+        assert!(to_http(&Bytes::from_static(b"bad name"), Bytes::new()).is_err());
+        let err = to_http(&Bytes::from_static(b"x"), Bytes::from_static(b"a\nb")).unwrap_err();
+        assert_eq!(err, "invalid value for header x");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use actix::Addr;
 use actix_web::{
     body::{self, SizedStream},
     http::{
-        header::{self, HeaderName, HeaderValue},
+        header::{self, HeaderValue},
         Method, StatusCode,
     },
     web, HttpRequest, HttpResponse,
@@ -17,8 +17,11 @@ use burrow_common::{
         pump_body, Activity, BodyError, BodyEvent, CancelOnDrop, PumpError, RecvBody, RecvCredit,
         SendCredit,
     },
-    headers::{add_forwarded, strip_hop_by_hop, strip_hop_by_hop_for_upgrade, Forwarded},
-    protocol::{HeaderList, RequestHead, ResponseHead},
+    headers::{
+        add_forwarded, from_http, strip_hop_by_hop, strip_hop_by_hop_for_upgrade, to_http,
+        Forwarded,
+    },
+    protocol::{RequestHead, ResponseHead},
     Frame, ResetCode,
 };
 use bytes::Bytes;
@@ -227,19 +230,6 @@ fn host_of_authority(authority: &str) -> Option<&str> {
     (!host.is_empty()).then_some(host)
 }
 
-fn to_header_list<'a>(
-    headers: impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>,
-) -> HeaderList {
-    headers
-        .map(|(n, v)| {
-            (
-                Bytes::copy_from_slice(n.as_str().as_bytes()),
-                Bytes::copy_from_slice(v.as_bytes()),
-            )
-        })
-        .collect()
-}
-
 fn request_head(
     req: &HttpRequest,
     host: &str,
@@ -247,7 +237,7 @@ fn request_head(
     trust: bool,
     upgrade: bool,
 ) -> RequestHead {
-    let mut headers = to_header_list(req.headers().iter());
+    let mut headers = from_http(req.headers().iter());
     if upgrade {
         strip_hop_by_hop_for_upgrade(&mut headers);
     } else {
@@ -305,14 +295,7 @@ fn response(
     let mut content_length: Option<(u64, HeaderValue)> = None;
     let mut upgrade_to = None;
     for (name, value) in head.headers {
-        let name = HeaderName::from_bytes(&name).map_err(|_| {
-            bad(format!(
-                "invalid header name {:?}",
-                String::from_utf8_lossy(&name)
-            ))
-        })?;
-        let value = HeaderValue::from_maybe_shared(value)
-            .map_err(|_| bad(format!("invalid value for header {name}")))?;
+        let (name, value) = to_http(&name, value).map_err(bad)?;
         if name == header::CONTENT_LENGTH {
             let len = value
                 .to_str()

@@ -194,7 +194,11 @@ async fn echo(req: HttpRequest, body: web::Payload) -> HttpResponse {
         .insert_header(("x-echo-cookie", get("cookie")))
         .insert_header(("x-echo-te", get("transfer-encoding")))
         .insert_header(("x-echo-cl", get("content-length")))
-        .insert_header(("x-echo-names", names.join(",")));
+        .insert_header(("x-echo-names", names.join(",")))
+        .insert_header((
+            "x-echo-port",
+            req.app_config().local_addr().port().to_string(),
+        ));
     match req
         .headers()
         .get(header::CONTENT_LENGTH)
