@@ -10,7 +10,7 @@ use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::frame::{encode_data, EncodeError, Frame};
+use crate::frame::{EncodeError, Frame};
 
 /// Why a frame could not be queued.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -39,12 +39,6 @@ impl Outbox {
     /// Encodes and queues a frame.
     pub fn send(&self, frame: &Frame) -> Result<(), SendError> {
         let bytes = frame.encode()?;
-        self.send_encoded(bytes)
-    }
-
-    /// Queues a `Data` frame for `data` (at most one frame's worth).
-    pub fn send_data(&self, stream: u32, data: &[u8]) -> Result<(), SendError> {
-        let bytes = encode_data(stream, data)?;
         self.send_encoded(bytes)
     }
 

@@ -7,7 +7,6 @@ pub mod upstream;
 use std::{
     net::{SocketAddr, TcpListener},
     path::Path,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -173,5 +172,3 @@ pub fn rss_bytes() -> u64 {
         .and_then(|kb| kb.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
-
-pub type Shared<T> = Arc<T>;
