@@ -9,7 +9,8 @@
 //!
 //! Needs `wrk` and `nginx` (Debian packages); `bore` and `rathole` are used
 //! when found on PATH or in ~/.cargo/bin. Loopback only; each figure takes a
-//! few seconds. Prints a markdown table.
+//! few seconds. Prints a markdown table. `--quick` shortens every figure and
+//! skips the 10,000-tunnel one; `--tunnels N` measures only that one, with N.
 
 use std::{
     collections::BTreeMap,
@@ -57,6 +58,23 @@ fn run() -> Res<()> {
         }
     }
     let wrk = which("wrk").ok_or("wrk not found (apt-get install wrk)")?;
+    // `--tunnels N`: only the many-tunnels figure, with N tunnels.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--tunnels")
+        .and_then(|i| args.get(i + 1))
+    {
+        let n: usize = n
+            .parse()
+            .map_err(|_| format!("--tunnels {n}: not a number"))?;
+        let (per_tunnel, took, rps) = many_tunnels(&bin, &work, n, &wrk, secs)?;
+        println!(
+            "{n} tunnels: {per_tunnel:.1} KiB server RSS per tunnel, registered in {took:.2} s, \
+             {rps:.0} requests/s spread over them"
+        );
+        return Ok(());
+    }
     let nginx = which("nginx").ok_or("nginx not found (apt-get install nginx-light)")?;
 
     let echo = start_echo_server();
