@@ -12,7 +12,7 @@ use std::{
 
 use actix::{
     fut, Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, ContextFutureSpawner,
-    Handler, Running, StreamHandler, WrapFuture,
+    Handler, Running, SpawnHandle, StreamHandler, WrapFuture,
 };
 use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
 use burrow_common::{
@@ -77,6 +77,8 @@ pub struct TunnelSession {
     state: State,
     hosts: Vec<String>,
     last_heard: Instant,
+    last_ping: Instant,
+    hello_timer: Option<SpawnHandle>,
     idle_timeout: Duration,
 }
 
@@ -96,6 +98,8 @@ impl TunnelSession {
             state: State::AwaitingHello,
             hosts: Vec::new(),
             last_heard: Instant::now(),
+            last_ping: Instant::now(),
+            hello_timer: None,
             idle_timeout,
         }
     }
@@ -183,6 +187,9 @@ impl TunnelSession {
     }
 
     fn on_hello(&mut self, hello: Hello, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.hello_timer.take() {
+            ctx.cancel_future(timer);
+        }
         if hello.version != PROTOCOL_VERSION {
             let newer = if hello.version > PROTOCOL_VERSION {
                 "server"
@@ -339,25 +346,29 @@ impl Actor for TunnelSession {
             .map(|_, _, ctx: &mut Context<Self>| ctx.stop())
             .spawn(ctx);
         }
-        ctx.run_later(HELLO_TIMEOUT, |act, ctx| {
+        self.hello_timer = Some(ctx.run_later(HELLO_TIMEOUT, |act, ctx| {
             if act.state == State::AwaitingHello {
                 log::debug!("session {}: no hello in time; closing", act.id);
                 act.close(ctx, None, CloseCode::Policy, "no hello received");
             }
-        });
-        let sweep =
-            (self.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(15));
-        ctx.run_interval(sweep, |act, _| act.sweep_idle());
-        ctx.run_interval(PING_INTERVAL, |act, ctx| {
+        }));
+        // One timer per session for both the idle sweep and the heartbeat:
+        // an idle session costs little, and 10,000 of them stay cheap.
+        let tick = (self.idle_timeout / 4).clamp(Duration::from_millis(100), PING_INTERVAL);
+        ctx.run_interval(tick, |act, ctx| {
+            act.sweep_idle();
             if act.last_heard.elapsed() > CLIENT_TIMEOUT {
                 log::info!("session {}: client silent for too long; closing", act.id);
                 act.close(ctx, None, CloseCode::Away, "heartbeat timeout");
                 return;
             }
-            let mut ws = act.ws.clone();
-            ctx.spawn(fut::wrap_future(async move {
-                let _ = ws.ping(b"").await;
-            }));
+            if act.last_ping.elapsed() >= PING_INTERVAL {
+                act.last_ping = Instant::now();
+                let mut ws = act.ws.clone();
+                ctx.spawn(fut::wrap_future(async move {
+                    let _ = ws.ping(b"").await;
+                }));
+            }
         });
     }
 
