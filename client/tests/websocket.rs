@@ -153,6 +153,7 @@ async fn refusals_and_other_upgrades_come_back_as_answers() {
         head.contains("only WebSocket upgrades are relayed"),
         "{head}"
     );
+    assert!(!head.contains("connection: upgrade"), "{head}");
 }
 
 #[actix_rt::test]

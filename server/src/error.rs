@@ -109,7 +109,13 @@ impl ResponseError for ProxyError {
     fn error_response(&self) -> HttpResponse {
         // Failures a visitor can cause are routine: debug, so nobody can flood the logs.
         log::debug!("proxy error: {self}");
-        HttpResponse::build(self.status_code())
+        let mut response = HttpResponse::build(self.status_code());
+        if let ProxyError::UpgradeUnsupported(_) = self {
+            // The connection is not upgraded: say so, rather than the
+            // `Connection: upgrade` actix would echo for an upgrade request.
+            response.force_close();
+        }
+        response
             .content_type("text/plain; charset=utf-8")
             .insert_header(("x-burrow-error", "1"))
             .body(format!("{self}\n"))
