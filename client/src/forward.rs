@@ -87,6 +87,9 @@ async fn run(
     let bad = |what: String| Failure(ResetCode::BadRequest, what);
     let method = Method::from_bytes(head.method.as_bytes())
         .map_err(|_| bad(format!("invalid method {:?}", head.method)))?;
+    if !head.uri.starts_with('/') {
+        return Err(bad(format!("request target `{}` is not a path", head.uri)));
+    }
     let is_head = method == Method::HEAD;
     let url = format!("{}{}", tunnel.local, head.uri);
     let mut req = ctx

@@ -107,6 +107,17 @@ async fn unknown_and_missing_host() {
 
     let answer = raw(t.server.addr(), b"GET / HTTP/1.0\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.0 400"), "{answer}");
+
+    let answer = raw(
+        t.server.addr(),
+        format!("OPTIONS * HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("request target `*` is not forwarded"),
+        "{answer}"
+    );
 }
 
 #[actix_rt::test]

@@ -58,6 +58,13 @@ pub async fn proxy(
         .await
         .ok_or_else(|| ProxyError::UnknownHost(host.clone()))?;
     let upgrade = websocket_upgrade(&req)?;
+    if !req.uri().path().starts_with('/') {
+        // `OPTIONS *` asks about this server, not about a local service.
+        return Err(ProxyError::BadRequest(format!(
+            "request target `{}` is not forwarded",
+            req.uri()
+        )));
+    }
     let head = request_head(
         &req,
         &host,
