@@ -110,7 +110,8 @@ async fn run(
         req = req.append_header((name, value));
     }
     let sent = match (body, content_length) {
-        (None, _) => req.send().await,
+        // No body: no Content-Length either (awc would add `content-length: 0`).
+        (None, _) => req.send_body(awc::body::None::new()).await,
         (Some(body), Some(len)) => req.send_body(awc::body::SizedStream::new(len, body)).await,
         (Some(body), None) => req.send_stream(body).await,
     };

@@ -46,7 +46,14 @@ async fn method_path_query_and_forwarded_headers() {
     assert_eq!(header(&resp, "x-echo-xff"), "10.1.2.3, 127.0.0.1");
     assert_eq!(header(&resp, "x-echo-xfp"), "http");
     assert_eq!(header(&resp, "x-echo-xfh"), HOST);
+    assert_eq!(header(&resp, "x-echo-cl"), "2");
     assert_eq!(resp.body().await.unwrap(), Bytes::from_static(b"hi"));
+
+    // A request without a body reaches the local service without one.
+    let resp = t.get("/plain").send().await.unwrap();
+    assert_eq!(header(&resp, "x-echo-method"), "GET");
+    assert_eq!(header(&resp, "x-echo-cl"), "");
+    assert_eq!(header(&resp, "x-echo-te"), "");
 }
 
 #[actix_rt::test]
