@@ -94,6 +94,10 @@ async fn host_routing_ignores_port_and_case_but_not_forwarded_host() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("x-echo-uri: /abs?x=1"), "{answer}");
+    assert!(
+        answer.contains(&format!("x-echo-host: {HOST}\r\n")),
+        "{answer}"
+    );
 }
 
 #[actix_rt::test]

@@ -276,6 +276,18 @@ fn request_head(
     }
     // The server already answered any `Expect: 100-continue` for this hop.
     headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"expect"));
+    if let Some(authority) = req.uri().authority() {
+        // An absolute-form target overrides Host (RFC 9112, 3.2.2): the
+        // local service sees the host the request was routed by.
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"host"));
+        headers.insert(
+            0,
+            (
+                Bytes::from_static(b"host"),
+                Bytes::copy_from_slice(authority.as_str().as_bytes()),
+            ),
+        );
+    }
     let peer = req.peer_addr().map(|a| ip_text(a.ip()));
     add_forwarded(
         &mut headers,
