@@ -437,3 +437,25 @@ async fn one_client_serves_several_hosts_each_to_its_own_service() {
         );
     }
 }
+
+#[actix_rt::test]
+async fn client_side_local_timeout_is_504_too() {
+    let upstream = upstream::Upstream::start();
+    let server = start_server(server_config(""));
+    let toml = client_toml(server.addr(), &upstream.url(), TOKEN).replace(
+        "max_reconnect_delay_secs = 1",
+        "max_reconnect_delay_secs = 1\nlocal_timeout_secs = 1",
+    );
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let _client = actix_rt::spawn(burrow_client::run(client_config_text(&toml), Some(tx)));
+    wait_registered(&mut events).await;
+    let mut resp = caller()
+        .get(format!("http://{}/sleep/5000", server.addr()))
+        .insert_header(("host", HOST))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+    let body = String::from_utf8_lossy(&resp.body().await.unwrap()).into_owned();
+    assert!(body.contains("timed out"), "{body}");
+}

@@ -262,3 +262,72 @@ async fn stream_violations_reset_the_stream_and_fail_the_caller() {
     assert_eq!(status.as_u16(), 201);
     assert_eq!(&body[..], b"ok");
 }
+
+#[actix_rt::test]
+async fn a_peer_that_overruns_its_credit_is_reset() {
+    let server = start();
+    let mut ws = connect(&server).await;
+    assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
+    // A caller that never reads: the server can drain only what the
+    // sockets buffer, so the peer's flood must run past its window.
+    let mut caller = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    caller
+        .write_all(b"GET /flood HTTP/1.1\r\nHost: demo.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let stream = match next(&mut ws).await {
+        Ok(Frame::RequestHead { stream, .. }) => stream,
+        other => panic!("expected a request head, got {other:?}"),
+    };
+    send(
+        &mut ws,
+        Frame::ResponseHead {
+            stream,
+            head: ResponseHead {
+                status: 200,
+                headers: vec![],
+                end_stream: false,
+                body: None,
+            },
+        },
+    )
+    .await;
+    let chunk = Bytes::from(vec![7u8; burrow_common::protocol::MAX_DATA_PAYLOAD]);
+    let sender = async {
+        // 64 MiB without waiting for credit; stops once the server resets.
+        for _ in 0..1024 {
+            let frame = Frame::Data {
+                stream,
+                data: chunk.clone(),
+            };
+            if ws
+                .feed(ws::Message::Binary(frame.encode().unwrap()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let _ = ws.flush().await;
+    };
+    tokio::time::timeout(Duration::from_secs(30), sender)
+        .await
+        .expect("flood sent");
+    loop {
+        match next(&mut ws).await {
+            Ok(Frame::Reset {
+                stream: s,
+                code,
+                reason,
+            }) if s == stream => {
+                assert_eq!(code, ResetCode::ProtocolError);
+                assert!(reason.contains("beyond the granted window"), "{reason}");
+                break;
+            }
+            Ok(Frame::Window { .. }) => continue,
+            other => panic!("expected a reset, got {other:?}"),
+        }
+    }
+    drop(caller);
+}
