@@ -251,14 +251,15 @@ async fn server_sent_events_arrive_one_by_one() {
 #[actix_rt::test]
 async fn idle_timeout_cuts_silent_streams_but_not_busy_ones() {
     let t = Tunnel::start_with(server_config(
-        "idle_timeout_secs = 1\nrequest_timeout_secs = 1",
+        "idle_timeout_secs = 2\nrequest_timeout_secs = 1",
     ))
     .await;
-    // A WebSocket with traffic every 300 ms outlives several idle periods and
-    // the request timeout: only the wait for the head is limited by that.
+    // A WebSocket with traffic every 300 ms outlives the idle period and the
+    // request timeout several times over: only the wait for the head is
+    // limited by the latter.
     let (_, mut s) = open(&t, "/ws").await;
     let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(2500) {
+    while start.elapsed() < Duration::from_millis(4500) {
         s.send(ws::Message::Ping(Bytes::from_static(b"k")))
             .await
             .unwrap();
