@@ -3,7 +3,7 @@
 use std::{collections::HashSet, path::Path, time::Duration};
 
 use awc::http::Uri;
-pub use burrow_common::config::{ConfigError, Token};
+pub use burrow_common::config::{normalize_host, ConfigError, Token};
 use serde::Deserialize;
 
 /// Default wait for the local service's response head, in seconds. Longer
@@ -94,15 +94,10 @@ impl ClientConfig {
         let mut seen = HashSet::new();
         let mut tunnels = Vec::new();
         for (i, t) in raw.tunnels.into_iter().enumerate() {
-            let host = t.host.trim().trim_end_matches('.').to_ascii_lowercase();
-            let host_ok = !host.is_empty()
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
-            if !host_ok {
+            let Some(host) = normalize_host(&t.host) else {
                 let msg = format!("`{}` is not a valid host name", t.host);
                 return Err(invalid(&format!("tunnels[{i}].host"), msg));
-            }
+            };
             if !seen.insert(host.clone()) {
                 let msg = format!("host `{host}` is listed twice");
                 return Err(invalid(&format!("tunnels[{i}].host"), msg));

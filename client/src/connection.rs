@@ -136,16 +136,14 @@ async fn read_ack(
                 return match Frame::decode(bytes) {
                     Ok(Frame::HelloAck(ack)) => Ok(ack),
                     Ok(other) => Err(ConnError::Protocol(format!(
-                        "expected the handshake answer, got a frame for stream {}",
-                        other.stream()
+                        "expected the handshake answer, got a {} frame",
+                        other.name()
                     ))),
                     Err(e) => Err(ConnError::Protocol(e.to_string())),
                 }
             }
             ws::Frame::Close(reason) => {
-                let why = reason
-                    .and_then(|r| r.description)
-                    .unwrap_or_else(|| "no reason given".into());
+                let why = close_reason(reason);
                 return Err(ConnError::Lost(format!(
                     "server closed the connection: {why}"
                 )));
@@ -156,6 +154,13 @@ async fn read_ack(
     Err(ConnError::Lost(
         "server closed the connection during the handshake".into(),
     ))
+}
+
+/// The text of a close frame's reason, for logs.
+fn close_reason(reason: Option<ws::CloseReason>) -> String {
+    reason
+        .and_then(|r| r.description)
+        .unwrap_or_else(|| "no reason given".into())
 }
 
 fn check_ack(ack: HelloAck) -> Result<(), ConnError> {
@@ -251,9 +256,7 @@ impl Dispatcher {
                 }
                 ws::Frame::Pong(_) => {}
                 ws::Frame::Close(reason) => {
-                    let why = reason
-                        .and_then(|r| r.description)
-                        .unwrap_or_else(|| "no reason given".into());
+                    let why = close_reason(reason);
                     return Err(ConnError::Lost(format!("server closed the tunnel: {why}")));
                 }
                 ws::Frame::Text(_) | ws::Frame::Continuation(_) => {
@@ -316,7 +319,8 @@ impl Dispatcher {
                 Ok(())
             }
             other => Err(ConnError::Protocol(format!(
-                "unexpected frame from the server on stream {}",
+                "unexpected {} frame from the server on stream {}",
+                other.name(),
                 other.stream()
             ))),
         }

@@ -21,7 +21,7 @@ pub struct ForwardContext {
     /// Pooled keep-alive client for local services.
     pub http: awc::Client,
     /// The tunnels this client serves.
-    pub tunnels: Rc<Vec<TunnelConfig>>,
+    pub tunnels: Vec<TunnelConfig>,
     /// Longest wait for a local response head.
     pub local_timeout: std::time::Duration,
     /// Longest wait for a connection to a local service.
@@ -147,29 +147,45 @@ async fn run(
         inline = Some(body);
         end_stream = true;
     }
-    let frame = Frame::ResponseHead {
-        stream: id,
-        head: ResponseHead {
-            status: status.as_u16(),
-            headers,
-            end_stream,
-            body: inline,
-        },
+    let head = ResponseHead {
+        status: status.as_u16(),
+        headers,
+        end_stream,
+        body: inline,
     };
-    outbox.send(&frame).map_err(|e| {
-        Failure(
-            ResetCode::LocalError,
-            format!("cannot send the response head: {e}"),
-        )
-    })?;
+    send_head(outbox, id, head)?;
     if end_stream {
         return Ok(());
     }
-    match pump_body(id, &mut resp, credit, outbox).await {
+    pump_local(id, &mut resp, credit, outbox, &tunnel.local).await
+}
+
+/// Queues the response head of stream `id`.
+pub(crate) fn send_head(outbox: &Outbox, id: u32, head: ResponseHead) -> Result<(), Failure> {
+    outbox
+        .send(&Frame::ResponseHead { stream: id, head })
+        .map_err(|e| {
+            Failure(
+                ResetCode::LocalError,
+                format!("cannot send the response head: {e}"),
+            )
+        })
+}
+
+/// Sends what the local service at `local` produces on stream `id`. The
+/// server going away ends it quietly; the local side failing is a `Failure`.
+pub(crate) async fn pump_local<E: std::fmt::Display>(
+    id: u32,
+    body: impl futures_util::Stream<Item = Result<bytes::Bytes, E>>,
+    credit: &SendCredit,
+    outbox: &Outbox,
+    local: &str,
+) -> Result<(), Failure> {
+    match pump_body(id, body, credit, outbox).await {
         Ok(_) | Err(PumpError::StreamClosed) | Err(PumpError::TunnelClosed) => Ok(()),
         Err(PumpError::Source(e)) => Err(Failure(
             ResetCode::LocalError,
-            format!("response body from {} failed: {e}", tunnel.local),
+            format!("reading from {local} failed: {e}"),
         )),
     }
 }

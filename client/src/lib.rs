@@ -105,7 +105,7 @@ pub async fn run(
 ) -> Result<(), ClientError> {
     let ctx = Rc::new(ForwardContext {
         http: net::http_client(LOCAL_CONNECT_TIMEOUT),
-        tunnels: Rc::new(config.tunnels.clone()),
+        tunnels: config.tunnels.clone(),
         local_timeout: config.local_timeout,
         connect_timeout: LOCAL_CONNECT_TIMEOUT,
     });

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use awc::http::Uri;
 use burrow_common::{
-    flow::{pump_body, PumpError, RecvBody, SendCredit},
+    flow::{RecvBody, SendCredit},
     headers::{find, strip_hop_by_hop, strip_hop_by_hop_for_upgrade},
     protocol::{HeaderList, RequestHead, ResponseHead},
-    Frame, Outbox, ResetCode,
+    Outbox, ResetCode,
 };
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{stream, Stream, StreamExt};
@@ -19,7 +19,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::forward::Failure;
+use crate::forward::{pump_local, send_head, Failure};
 
 /// Largest response head accepted from the local service.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -63,7 +63,16 @@ pub async fn relay(
     let (status, mut headers, rest) = read_response_head(&mut rd, local).await?;
     if status == 101 {
         strip_hop_by_hop_for_upgrade(&mut headers);
-        send_head(outbox, id, status, headers, false)?;
+        send_head(
+            outbox,
+            id,
+            ResponseHead {
+                status,
+                headers,
+                end_stream: false,
+                body: None,
+            },
+        )?;
         let from_local = stream::once(async move { Ok::<_, std::io::Error>(rest) })
             .filter(|r| std::future::ready(!matches!(r, Ok(b) if b.is_empty())))
             .chain(read_stream(rd));
@@ -77,7 +86,7 @@ pub async fn relay(
             // The caller closed its side (or left): pass the close on.
             let _ = wr.shutdown().await;
         };
-        let from_local = pump(id, from_local, credit, outbox, local);
+        let from_local = pump_local(id, from_local, credit, outbox, local);
         let mut from_local = std::pin::pin!(from_local);
         let mut to_local = std::pin::pin!(to_local);
         // The local side closing ends the stream; the caller closing only
@@ -97,58 +106,27 @@ pub async fn relay(
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let end_stream = length == Some(0) || status == 204 || status == 304 || status < 200;
-    send_head(outbox, id, status, headers, end_stream)?;
+    send_head(
+        outbox,
+        id,
+        ResponseHead {
+            status,
+            headers,
+            end_stream,
+            body: None,
+        },
+    )?;
     drop(caller);
     if end_stream {
         return Ok(());
     }
     let body = stream::once(async move { Ok::<_, std::io::Error>(rest) }).chain(read_stream(rd));
     if chunked {
-        pump(id, dechunk(body), credit, outbox, local).await
+        pump_local(id, dechunk(body), credit, outbox, local).await
     } else if let Some(n) = length {
-        pump(id, limit(body, n), credit, outbox, local).await
+        pump_local(id, limit(body, n), credit, outbox, local).await
     } else {
-        pump(id, body, credit, outbox, local).await
-    }
-}
-
-fn send_head(
-    outbox: &Outbox,
-    stream: u32,
-    status: u16,
-    headers: HeaderList,
-    end_stream: bool,
-) -> Result<(), Failure> {
-    let frame = Frame::ResponseHead {
-        stream,
-        head: ResponseHead {
-            status,
-            headers,
-            end_stream,
-            body: None,
-        },
-    };
-    outbox.send(&frame).map_err(|e| {
-        Failure(
-            ResetCode::LocalError,
-            format!("cannot send the response head: {e}"),
-        )
-    })
-}
-
-async fn pump(
-    id: u32,
-    body: impl Stream<Item = Result<Bytes, std::io::Error>>,
-    credit: &SendCredit,
-    outbox: &Outbox,
-    local: &str,
-) -> Result<(), Failure> {
-    match pump_body(id, body, credit, outbox).await {
-        Ok(_) | Err(PumpError::StreamClosed) | Err(PumpError::TunnelClosed) => Ok(()),
-        Err(PumpError::Source(e)) => Err(Failure(
-            ResetCode::LocalError,
-            format!("connection to {local} failed: {e}"),
-        )),
+        pump_local(id, body, credit, outbox, local).await
     }
 }
 

@@ -83,6 +83,22 @@ pub fn parse<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConfigEr
     })
 }
 
+/// Lower-cases a host name and checks it is one (letters, digits, `-`, `.`,
+/// `_`); `None` when it is not.
+pub fn normalize_host(host: &str) -> Option<String> {
+    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    valid.then_some(host)
+}
+
 /// A secret (a tunnel token) that never appears in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -150,6 +166,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("line 1"), "{msg}");
+    }
+
+    #[test]
+    fn host_normalization() {
+        assert_eq!(normalize_host("A.B.").as_deref(), Some("a.b"));
+        assert_eq!(normalize_host(""), None);
+        assert_eq!(normalize_host("a..b"), None);
+        assert_eq!(normalize_host("a:80"), None);
     }
 
     #[test]

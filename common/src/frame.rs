@@ -172,6 +172,20 @@ impl Frame {
         }
     }
 
+    /// The frame kind's name, as used in errors and logs (`"data"`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Frame::Hello(_) => "hello",
+            Frame::HelloAck(_) => "hello-ack",
+            Frame::RequestHead { .. } => "request-head",
+            Frame::ResponseHead { .. } => "response-head",
+            Frame::Data { .. } => "data",
+            Frame::End { .. } => "end",
+            Frame::Reset { .. } => "reset",
+            Frame::Window { .. } => "window",
+        }
+    }
+
     /// Encodes the frame into one WebSocket message payload.
     pub fn encode(&self) -> Result<Bytes, EncodeError> {
         match self {

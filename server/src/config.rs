@@ -3,7 +3,7 @@
 
 use std::{collections::HashSet, net::SocketAddr, path::Path, time::Duration};
 
-pub use burrow_common::config::{ConfigError, Token};
+pub use burrow_common::config::{normalize_host, ConfigError, Token};
 use serde::Deserialize;
 
 /// Default WebSocket path clients connect to.
@@ -146,22 +146,6 @@ impl ServerConfig {
     }
 }
 
-/// Lower-cases a host name and checks it is one (letters, digits, `-`, `.`,
-/// `_`); `None` when it is not.
-pub fn normalize_host(host: &str) -> Option<String> {
-    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
-    let valid = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    valid.then_some(host)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,13 +224,5 @@ mod tests {
         c.apply_port_env(None).unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert!(c.apply_port_env(Some("http")).is_err());
-    }
-
-    #[test]
-    fn host_normalization() {
-        assert_eq!(normalize_host("A.B.").as_deref(), Some("a.b"));
-        assert_eq!(normalize_host(""), None);
-        assert_eq!(normalize_host("a..b"), None);
-        assert_eq!(normalize_host("a:80"), None);
     }
 }

@@ -180,7 +180,7 @@ impl TunnelSession {
             }
             (State::Closing, _) => {}
             (state, frame) => {
-                let why = format!("unexpected {} frame while {state:?}", frame_name(&frame));
+                let why = format!("unexpected {} frame while {state:?}", frame.name());
                 self.protocol_error(ctx, why);
             }
         }
@@ -311,19 +311,6 @@ impl TunnelSession {
                 self.reset(id, e, ResetCode::Cancel, why);
             }
         }
-    }
-}
-
-fn frame_name(frame: &Frame) -> &'static str {
-    match frame {
-        Frame::Hello(_) => "hello",
-        Frame::HelloAck(_) => "hello-ack",
-        Frame::RequestHead { .. } => "request-head",
-        Frame::ResponseHead { .. } => "response-head",
-        Frame::Data { .. } => "data",
-        Frame::End { .. } => "end",
-        Frame::Reset { .. } => "reset",
-        Frame::Window { .. } => "window",
     }
 }
 
