@@ -7,7 +7,7 @@ use awc::ws;
 use burrow_common::{
     flow::{BodyEvent, CancelOnDrop, RecvBody, RecvCredit, SendCredit},
     protocol::{RequestHead, TunnelRequest, MAX_MESSAGE_SIZE},
-    Frame, Hello, HelloAck, Outbox, ResetCode, PROTOCOL_VERSION,
+    queue, Frame, Hello, HelloAck, Outbox, ResetCode, PROTOCOL_VERSION,
 };
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -192,7 +192,7 @@ fn check_ack(ack: HelloAck) -> Result<(), ConnError> {
 /// when the queue runs dry, so bursts share system calls.
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<Ws, ws::Message>,
-    mut frames: UnboundedReceiver<Bytes>,
+    mut frames: queue::Receiver<Bytes>,
     mut control: UnboundedReceiver<ws::Message>,
 ) {
     loop {
@@ -205,7 +205,7 @@ async fn write_loop(
         if sink.feed(msg).await.is_err() {
             break;
         }
-        while let Ok(bytes) = frames.try_recv() {
+        while let Some(bytes) = frames.try_recv() {
             if sink.feed(ws::Message::Binary(bytes)).await.is_err() {
                 return;
             }
@@ -218,7 +218,7 @@ async fn write_loop(
 }
 
 struct StreamEntry {
-    body_tx: Option<UnboundedSender<BodyEvent>>,
+    body_tx: Option<queue::Sender<BodyEvent>>,
     recv_credit: Arc<RecvCredit>,
     send_credit: Arc<SendCredit>,
     task: AbortHandle,
@@ -335,7 +335,7 @@ impl Dispatcher {
         let (body, body_tx) = if head.end_stream {
             (None, None)
         } else {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let (tx, rx) = queue::queue();
             let body = RecvBody::new(
                 id,
                 rx,

@@ -19,12 +19,13 @@ use std::{
 use bytes::Bytes;
 use futures_util::{FutureExt, Stream, StreamExt};
 use thiserror::Error;
-use tokio::sync::{mpsc::UnboundedReceiver, Notify};
+use tokio::sync::Notify;
 
 use crate::{
     frame::{data_frame_buffer, Frame},
     outbox::{Outbox, SendError},
     protocol::{ResetCode, INITIAL_WINDOW, MAX_DATA_PAYLOAD},
+    queue::Receiver,
 };
 
 /// Credit a sender may spend on one stream; shared between the task that
@@ -224,7 +225,7 @@ impl Drop for CancelOnDrop {
 /// dropped before the body ended.
 pub struct RecvBody {
     stream: u32,
-    rx: UnboundedReceiver<BodyEvent>,
+    rx: Receiver<BodyEvent>,
     outbox: Outbox,
     credit: Arc<RecvCredit>,
     unacked: u32,
@@ -236,7 +237,7 @@ impl RecvBody {
     /// A body reader for `stream`, fed by `rx`.
     pub fn new(
         stream: u32,
-        rx: UnboundedReceiver<BodyEvent>,
+        rx: Receiver<BodyEvent>,
         outbox: Outbox,
         credit: Arc<RecvCredit>,
         cancel: CancelOnDrop,
@@ -422,7 +423,7 @@ mod tests {
         assert_eq!(got, INITIAL_WINDOW as usize);
         // No credit left: the pump must be waiting, not sending.
         tokio::task::yield_now().await;
-        assert!(rx.try_recv().is_err());
+        assert!(rx.try_recv().is_none());
         credit.grant(1000);
         match Frame::decode(rx.recv().await.unwrap()).unwrap() {
             Frame::Data { data, .. } => assert_eq!(data.len(), 100),
@@ -447,7 +448,7 @@ mod tests {
             .unwrap();
         assert_eq!(sent, 100_000);
         let mut frames = Vec::new();
-        while let Ok(b) = rx.try_recv() {
+        while let Some(b) = rx.try_recv() {
             frames.push(Frame::decode(b).unwrap());
         }
         // 100 kB in 1 kB chunks: two frames (64 KiB + the rest) and End.
@@ -501,7 +502,7 @@ mod tests {
     #[tokio::test]
     async fn recv_body_grants_credit_and_reports_end() {
         let (outbox, mut out_rx) = Outbox::new();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = crate::queue::queue();
         let credit = RecvCredit::new();
         let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = cancelled.clone();
@@ -539,7 +540,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_an_unfinished_body_cancels() {
         let (outbox, _out_rx) = Outbox::new();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = crate::queue::queue();
         let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = cancelled.clone();
         let body = RecvBody::new(
@@ -566,7 +567,7 @@ mod tests {
     #[tokio::test]
     async fn reset_and_closed_tunnel_are_errors() {
         let (outbox, _out_rx) = Outbox::new();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = crate::queue::queue();
         let mut body = RecvBody::new(
             1,
             rx,
@@ -578,7 +579,7 @@ mod tests {
             .unwrap();
         let err = body.next().await.unwrap().unwrap_err();
         assert_eq!(err.to_string(), "local service error: boom");
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<BodyEvent>();
+        let (tx, rx) = crate::queue::queue::<BodyEvent>();
         let mut body = RecvBody::new(2, rx, outbox, RecvCredit::new(), CancelOnDrop::none());
         drop(tx);
         assert_eq!(body.next().await.unwrap(), Err(BodyError::TunnelClosed));

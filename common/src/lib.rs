@@ -13,6 +13,8 @@
 //! - [`flow`]: send credit, receive accounting, and the body pump that moves
 //!   a byte stream onto the tunnel under flow control.
 //! - [`outbox`]: the queue of encoded frames waiting for a WebSocket writer.
+//! - [`queue`]: the small unbounded queue behind the outbox and each
+//!   stream's events.
 //!
 //! Nothing here knows about actix-web: both binaries map these types onto
 //! their HTTP stacks.
@@ -25,6 +27,7 @@ pub mod frame;
 pub mod headers;
 pub mod outbox;
 pub mod protocol;
+pub mod queue;
 
 pub use frame::{DecodeError, Frame};
 pub use outbox::Outbox;

@@ -8,9 +8,11 @@
 
 use bytes::Bytes;
 use thiserror::Error;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::frame::{EncodeError, Frame};
+use crate::{
+    frame::{EncodeError, Frame},
+    queue::{queue, Receiver, Sender},
+};
 
 /// Why a frame could not be queued.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -26,13 +28,13 @@ pub enum SendError {
 /// Sending half of a connection's frame queue. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Outbox {
-    tx: UnboundedSender<Bytes>,
+    tx: Sender<Bytes>,
 }
 
 impl Outbox {
     /// A new queue and the receiver its writer task drains.
-    pub fn new() -> (Outbox, UnboundedReceiver<Bytes>) {
-        let (tx, rx) = unbounded_channel();
+    pub fn new() -> (Outbox, Receiver<Bytes>) {
+        let (tx, rx) = queue();
         (Outbox { tx }, rx)
     }
 

@@ -11,9 +11,9 @@ use actix::{Message, Recipient};
 use burrow_common::{
     flow::{Activity, BodyEvent, RecvCredit, SendCredit},
     protocol::{TunnelRequest, TunnelVerdict},
+    queue::Sender,
     Outbox, ResetCode,
 };
-use tokio::sync::mpsc::UnboundedSender;
 
 /// How the rest of the server reaches one tunnel session.
 #[derive(Clone)]
@@ -88,7 +88,7 @@ pub struct OpenStream {
     /// The stream's id, from [`SessionHandle::next_stream_id`].
     pub id: u32,
     /// Receives the response head, then the body (or a reset).
-    pub events: UnboundedSender<BodyEvent>,
+    pub events: Sender<BodyEvent>,
     /// Accounting of what the client may send on this stream.
     pub recv_credit: Arc<RecvCredit>,
     /// Credit for sending the request body, fed by `Window` frames.

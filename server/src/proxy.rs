@@ -22,11 +22,11 @@ use burrow_common::{
         Forwarded,
     },
     protocol::{RequestHead, ResponseHead},
+    queue::queue,
     Frame, ResetCode,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::mpsc::unbounded_channel;
 
 use crate::{
     config::normalize_host,
@@ -74,7 +74,7 @@ pub async fn proxy(
     );
     let request_has_body = !head.end_stream;
 
-    let (events_tx, mut events) = unbounded_channel();
+    let (events_tx, mut events) = queue();
     let recv_credit = RecvCredit::new();
     let send_credit = SendCredit::new();
     let activity = Activity::new();

@@ -18,10 +18,10 @@ use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
 use burrow_common::{
     flow::{Activity, BodyEvent, RecvCredit, SendCredit},
     protocol::{ResponseHead, TunnelVerdict, PROTOCOL_VERSION},
+    queue::{Receiver, Sender},
     Frame, Hello, HelloAck, Outbox, ResetCode,
 };
 use bytes::Bytes;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::{
     messages::{
@@ -49,7 +49,7 @@ enum State {
 
 struct StreamEntry {
     /// The opener's events: the response head, then the body.
-    events: UnboundedSender<BodyEvent>,
+    events: Sender<BodyEvent>,
     /// Whether the response head has been delivered.
     answered: bool,
     recv_credit: Arc<RecvCredit>,
@@ -70,7 +70,7 @@ pub struct TunnelSession {
     id: u64,
     ws: actix_ws::Session,
     outbox: Outbox,
-    outbox_rx: Option<UnboundedReceiver<Bytes>>,
+    outbox_rx: Option<Receiver<Bytes>>,
     registry: Addr<Registry>,
     streams: HashMap<u32, StreamEntry>,
     next_stream: Arc<AtomicU32>,
