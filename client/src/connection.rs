@@ -1,13 +1,15 @@
 //! One WebSocket connection to the server: handshake, frame dispatch, and
 //! the writer that owns the socket's sending half.
 
-use std::{cell::RefCell, collections::HashMap, rc::Rc, sync::Arc, time::Duration};
+use std::{cell::RefCell, rc::Rc, sync::Arc, time::Duration};
 
 use awc::ws;
 use burrow_common::{
     flow::{BodyEvent, CancelOnDrop, RecvBody, RecvCredit, SendCredit},
     protocol::{RequestHead, TunnelRequest, MAX_MESSAGE_SIZE},
-    queue, Frame, Hello, HelloAck, Outbox, ResetCode, PROTOCOL_VERSION,
+    queue,
+    stream_map::StreamMap,
+    Frame, Hello, HelloAck, Outbox, ResetCode, PROTOCOL_VERSION,
 };
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -115,7 +117,7 @@ pub async fn serve(
     let mut conn = Dispatcher {
         outbox,
         ctl_tx,
-        streams: Rc::new(RefCell::new(HashMap::new())),
+        streams: Rc::new(RefCell::new(StreamMap::default())),
         ctx,
     };
     let result = conn.read_loop(&mut stream).await;
@@ -224,7 +226,7 @@ struct StreamEntry {
     task: AbortHandle,
 }
 
-type StreamTable = Rc<RefCell<HashMap<u32, StreamEntry>>>;
+type StreamTable = Rc<RefCell<StreamMap<StreamEntry>>>;
 
 struct Dispatcher {
     outbox: Outbox,
@@ -238,12 +240,28 @@ impl Dispatcher {
         &mut self,
         stream: &mut futures_util::stream::SplitStream<Ws>,
     ) -> Result<(), ConnError> {
+        // One timer for the connection, pushed forward lazily: a timer per
+        // message would cost a wheel insertion and removal each time.
+        let silence = tokio::time::sleep(SERVER_SILENCE);
+        tokio::pin!(silence);
+        let mut heard = tokio::time::Instant::now();
         loop {
-            let item = match tokio::time::timeout(SERVER_SILENCE, stream.next()).await {
-                Err(_) => return Err(ConnError::Lost("server silent for too long".into())),
-                Ok(None) => return Err(ConnError::Lost("server closed the connection".into())),
-                Ok(Some(Err(e))) => return Err(ConnError::Protocol(e.to_string())),
-                Ok(Some(Ok(item))) => item,
+            let next = tokio::select! {
+                biased;
+                next = stream.next() => next,
+                () = &mut silence => {
+                    if heard.elapsed() >= SERVER_SILENCE {
+                        return Err(ConnError::Lost("server silent for too long".into()));
+                    }
+                    silence.as_mut().reset(heard + SERVER_SILENCE);
+                    continue;
+                }
+            };
+            heard = tokio::time::Instant::now();
+            let item = match next {
+                None => return Err(ConnError::Lost("server closed the connection".into())),
+                Some(Err(e)) => return Err(ConnError::Protocol(e.to_string())),
+                Some(Ok(item)) => item,
             };
             match item {
                 ws::Frame::Binary(bytes) => {
@@ -350,8 +368,11 @@ impl Dispatcher {
             let ctx = self.ctx.clone();
             let outbox = self.outbox.clone();
             let credit = send_credit.clone();
+            // Boxed: the forwarding future is large, and the task would
+            // otherwise copy all of it on every move while being spawned.
+            let fut = Box::pin(forward(id, head, body, ctx, outbox, credit));
             async move {
-                forward(id, head, body, ctx, outbox, credit).await;
+                fut.await;
                 streams.borrow_mut().remove(&id);
             }
         });

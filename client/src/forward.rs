@@ -73,7 +73,9 @@ async fn run(
         let caller = body
             .ok_or_else(|| Failure(ResetCode::ProtocolError, "upgrade without a stream".into()))?;
         let local = tunnel.local.clone();
-        return crate::upgrade::relay(
+        // Boxed: upgrades are rare, and their state would otherwise widen
+        // every plain request's future.
+        return Box::pin(crate::upgrade::relay(
             id,
             head,
             caller,
@@ -81,7 +83,7 @@ async fn run(
             ctx.connect_timeout,
             outbox,
             credit,
-        )
+        ))
         .await;
     }
     let bad = |what: String| Failure(ResetCode::BadRequest, what);
@@ -98,6 +100,7 @@ async fn run(
         .no_decompress()
         .timeout(ctx.local_timeout);
     let mut content_length = None;
+    let map = req.headers_mut();
     for (name, value) in head.headers {
         let (name, value) = to_http(&name, value).map_err(bad)?;
         if name == CONTENT_LENGTH {
@@ -107,7 +110,7 @@ async fn run(
                 .and_then(|v| v.trim().parse::<u64>().ok());
             continue;
         }
-        req = req.append_header((name, value));
+        map.append(name, value);
     }
     let sent = match (body, content_length) {
         // No body: no Content-Length either (awc would add `content-length: 0`).

@@ -173,6 +173,9 @@ pub enum BodyEvent {
     End,
     /// The peer reset the stream.
     Reset(ResetCode, String),
+    /// No response head came within the opener's limit (server side: the
+    /// session enforces it and has already reset the stream).
+    Expired,
 }
 
 /// Why a received body did not complete.
@@ -289,7 +292,7 @@ impl Stream for RecvBody {
                 self.finish();
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(BodyEvent::Head(_))) => {
+            Poll::Ready(Some(BodyEvent::Head(_) | BodyEvent::Expired)) => {
                 self.finish();
                 Poll::Ready(Some(Err(BodyError::Reset {
                     code: ResetCode::ProtocolError,

@@ -13,6 +13,7 @@
 //! - [`flow`]: send credit, receive accounting, and the body pump that moves
 //!   a byte stream onto the tunnel under flow control.
 //! - [`outbox`]: the queue of encoded frames waiting for a WebSocket writer.
+//! - [`stream_map`]: tables keyed by stream id.
 //! - [`queue`]: the small unbounded queue behind the outbox and each
 //!   stream's events.
 //!
@@ -28,6 +29,7 @@ pub mod headers;
 pub mod outbox;
 pub mod protocol;
 pub mod queue;
+pub mod stream_map;
 
 pub use frame::{DecodeError, Frame};
 pub use outbox::Outbox;

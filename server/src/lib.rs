@@ -29,7 +29,12 @@ use burrow_common::protocol::MAX_MESSAGE_SIZE;
 
 pub use config::ServerConfig;
 
-use crate::{messages::CloseAll, proxy::ProxyState, registry::Registry, session::TunnelSession};
+use crate::{
+    messages::CloseAll,
+    proxy::ProxyState,
+    registry::Registry,
+    session::{SessionLimits, TunnelSession},
+};
 
 /// A running server.
 pub struct RunningServer {
@@ -108,11 +113,14 @@ async fn connect(
     let (response, ws, stream) = actix_ws::handle(&req, body)?;
     let stream = stream.max_frame_size(MAX_MESSAGE_SIZE);
     let registry = state.registry.clone();
-    let idle_timeout = state.idle_timeout;
+    let limits = SessionLimits {
+        request_timeout: state.request_timeout,
+        idle_timeout: state.idle_timeout,
+    };
     TunnelSession::create(move |ctx| {
         use actix::AsyncContext;
         ctx.add_stream(stream);
-        TunnelSession::new(ws, registry, idle_timeout)
+        TunnelSession::new(ws, registry, limits)
     });
     Ok(response)
 }

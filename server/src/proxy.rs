@@ -118,20 +118,23 @@ pub async fn proxy(
         });
     }
 
-    let head = match tokio::time::timeout(state.request_timeout, events.recv()).await {
-        Ok(Some(BodyEvent::Head(head))) => *head,
-        Ok(Some(BodyEvent::Reset(code, reason))) => {
+    // The session enforces the request timeout on its periodic sweep: a
+    // timer per request would cost more than the rest of this wait.
+    let head = match events.recv().await {
+        Some(BodyEvent::Head(head)) => *head,
+        Some(BodyEvent::Reset(code, reason)) => {
             guard.disarm();
             return Err(ProxyError::from_reset(&host, code, reason));
         }
-        Ok(Some(BodyEvent::Data(_) | BodyEvent::End)) | Ok(None) => {
-            return Err(ProxyError::TunnelGone(host))
-        }
-        Err(_) => {
+        Some(BodyEvent::Expired) => {
+            guard.disarm();
             return Err(ProxyError::Timeout {
                 host,
                 secs: state.request_timeout.as_secs(),
-            })
+            });
+        }
+        Some(BodyEvent::Data(_) | BodyEvent::End) | None => {
+            return Err(ProxyError::TunnelGone(host))
         }
     };
     if head.end_stream {

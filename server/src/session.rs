@@ -2,7 +2,6 @@
 //! WebSocket and the table of streams in flight on it.
 
 use std::{
-    collections::HashMap,
     sync::{
         atomic::{AtomicU32, AtomicU64, Ordering},
         Arc,
@@ -19,6 +18,7 @@ use burrow_common::{
     flow::{Activity, BodyEvent, RecvCredit, SendCredit},
     protocol::{ResponseHead, TunnelVerdict, PROTOCOL_VERSION},
     queue::{Receiver, Sender},
+    stream_map::StreamMap,
     Frame, Hello, HelloAck, Outbox, ResetCode,
 };
 use bytes::Bytes;
@@ -52,6 +52,8 @@ struct StreamEntry {
     events: Sender<BodyEvent>,
     /// Whether the response head has been delivered.
     answered: bool,
+    /// When the stream was opened (for the request timeout).
+    opened: Instant,
     recv_credit: Arc<RecvCredit>,
     send_credit: Arc<SendCredit>,
     activity: Arc<Activity>,
@@ -72,20 +74,29 @@ pub struct TunnelSession {
     outbox: Outbox,
     outbox_rx: Option<Receiver<Bytes>>,
     registry: Addr<Registry>,
-    streams: HashMap<u32, StreamEntry>,
+    streams: StreamMap<StreamEntry>,
     next_stream: Arc<AtomicU32>,
     state: State,
     hosts: Vec<String>,
     last_heard: Instant,
     last_ping: Instant,
     hello_timer: Option<SpawnHandle>,
-    idle_timeout: Duration,
+    limits: SessionLimits,
+}
+
+/// The time limits a session enforces on its streams.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Longest wait for a stream's response head.
+    pub request_timeout: Duration,
+    /// Longest time an answered stream may move no bytes.
+    pub idle_timeout: Duration,
 }
 
 impl TunnelSession {
-    /// A session for a freshly upgraded WebSocket. Answered streams that move
-    /// no bytes for `idle_timeout` are reset.
-    pub fn new(ws: actix_ws::Session, registry: Addr<Registry>, idle_timeout: Duration) -> Self {
+    /// A session for a freshly upgraded WebSocket, enforcing `limits` on
+    /// its streams.
+    pub fn new(ws: actix_ws::Session, registry: Addr<Registry>, limits: SessionLimits) -> Self {
         let (outbox, outbox_rx) = Outbox::new();
         TunnelSession {
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
@@ -93,14 +104,14 @@ impl TunnelSession {
             outbox,
             outbox_rx: Some(outbox_rx),
             registry,
-            streams: HashMap::new(),
+            streams: StreamMap::default(),
             next_stream: Arc::new(AtomicU32::new(1)),
             state: State::AwaitingHello,
             hosts: Vec::new(),
             last_heard: Instant::now(),
             last_ping: Instant::now(),
             hello_timer: None,
-            idle_timeout,
+            limits,
         }
     }
 
@@ -295,19 +306,42 @@ impl TunnelSession {
         entry.fail(code, reason);
     }
 
-    /// Resets answered streams that moved no bytes for the idle timeout.
-    /// (Streams still waiting for their head are the opener's to time out.)
-    fn sweep_idle(&mut self) {
-        let limit = self.idle_timeout;
-        let idle: Vec<u32> = self
+    /// Resets streams past a limit: still waiting for their head after the
+    /// request timeout (the opener answers 504), or answered and moving no
+    /// bytes for the idle timeout.
+    fn sweep(&mut self) {
+        let SessionLimits {
+            request_timeout,
+            idle_timeout,
+        } = self.limits;
+        let expired: Vec<(u32, bool)> = self
             .streams
             .iter()
-            .filter(|(_, e)| e.answered && e.activity.idle_for() >= limit)
-            .map(|(id, _)| *id)
+            .filter_map(|(id, e)| {
+                if !e.answered && e.opened.elapsed() >= request_timeout {
+                    Some((*id, true))
+                } else if e.answered && e.activity.idle_for() >= idle_timeout {
+                    Some((*id, false))
+                } else {
+                    None
+                }
+            })
             .collect();
-        for id in idle {
-            if let Some(e) = self.streams.remove(&id) {
-                let why = format!("no traffic for {} s", limit.as_secs());
+        for (id, waiting) in expired {
+            let Some(e) = self.streams.remove(&id) else {
+                continue;
+            };
+            if waiting {
+                log::debug!("session {}: stream {id}: no response head in time", self.id);
+                let _ = self.outbox.send(&Frame::Reset {
+                    stream: id,
+                    code: ResetCode::Cancel,
+                    reason: String::new(),
+                });
+                e.send_credit.close();
+                let _ = e.events.send(BodyEvent::Expired);
+            } else {
+                let why = format!("no traffic for {} s", idle_timeout.as_secs());
                 self.reset(id, e, ResetCode::Cancel, why);
             }
         }
@@ -339,11 +373,13 @@ impl Actor for TunnelSession {
                 act.close(ctx, None, CloseCode::Policy, "no hello received");
             }
         }));
-        // One timer per session for both the idle sweep and the heartbeat:
-        // an idle session costs little, and 10,000 of them stay cheap.
-        let tick = (self.idle_timeout / 4).clamp(Duration::from_millis(100), PING_INTERVAL);
+        // One timer per session for the stream limits and the heartbeat: an
+        // idle session costs little, and 10,000 of them stay cheap. Limits
+        // are enforced to within a quarter of their length.
+        let shortest = self.limits.request_timeout.min(self.limits.idle_timeout);
+        let tick = (shortest / 4).clamp(Duration::from_millis(100), PING_INTERVAL);
         ctx.run_interval(tick, |act, ctx| {
-            act.sweep_idle();
+            act.sweep();
             if act.last_heard.elapsed() > CLIENT_TIMEOUT {
                 log::info!("session {}: client silent for too long; closing", act.id);
                 act.close(ctx, None, CloseCode::Away, "heartbeat timeout");
@@ -415,6 +451,7 @@ impl Handler<OpenStream> for TunnelSession {
             StreamEntry {
                 events: msg.events,
                 answered: false,
+                opened: Instant::now(),
                 recv_credit: msg.recv_credit,
                 send_credit: msg.send_credit,
                 activity: msg.activity,
