@@ -5,11 +5,15 @@ use std::{rc::Rc, sync::Arc};
 
 use awc::{
     error::SendRequestError,
-    http::{header::CONTENT_LENGTH, Method, StatusCode},
+    http::{
+        header::{CONNECTION, CONTENT_LENGTH},
+        Method, StatusCode,
+    },
 };
 use burrow_common::{
     flow::{pump_body, PumpError, RecvBody, SendCredit},
-    headers::{find, from_http, strip_hop_by_hop, to_http},
+    frame::encode_response_head_from,
+    headers::{to_http, HopByHop},
     protocol::{RequestHead, ResponseHead, MAX_INLINE_BODY},
     Frame, Outbox, ResetCode,
 };
@@ -121,10 +125,10 @@ async fn run(
     let mut resp = sent.map_err(|e| local_failure(&tunnel.local, e))?;
 
     let status = resp.status();
-    let mut headers = from_http(resp.headers().iter());
-    strip_hop_by_hop(&mut headers);
-    let length = find(&headers, b"content-length")
-        .and_then(|v| std::str::from_utf8(v).ok())
+    let length = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok());
     let mut end_stream = is_head
         || length == Some(0)
@@ -150,13 +154,17 @@ async fn run(
         inline = Some(body);
         end_stream = true;
     }
-    let head = ResponseHead {
-        status: status.as_u16(),
-        headers,
-        end_stream,
-        body: inline,
-    };
-    send_head(outbox, id, head)?;
+    // Encoded straight from awc's header map: no intermediate header list.
+    let map = resp.headers();
+    let rule = HopByHop::new(map.get_all(CONNECTION).map(|v| v.as_bytes()));
+    let fields = map
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+        .filter(|(n, _)| rule.forwards(n));
+    let frame =
+        encode_response_head_from(id, status.as_u16(), fields, end_stream, inline.as_deref())
+            .map_err(head_failure)?;
+    outbox.send_encoded(frame).map_err(head_failure)?;
     if end_stream {
         return Ok(());
     }
@@ -167,12 +175,14 @@ async fn run(
 pub(crate) fn send_head(outbox: &Outbox, id: u32, head: ResponseHead) -> Result<(), Failure> {
     outbox
         .send(&Frame::ResponseHead { stream: id, head })
-        .map_err(|e| {
-            Failure(
-                ResetCode::LocalError,
-                format!("cannot send the response head: {e}"),
-            )
-        })
+        .map_err(head_failure)
+}
+
+fn head_failure(e: impl std::fmt::Display) -> Failure {
+    Failure(
+        ResetCode::LocalError,
+        format!("cannot send the response head: {e}"),
+    )
 }
 
 /// Sends what the local service at `local` produces on stream `id`. The

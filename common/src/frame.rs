@@ -424,23 +424,56 @@ fn encode_request_head(stream: u32, head: &RequestHead) -> Result<Bytes, EncodeE
 }
 
 fn encode_response_head(stream: u32, head: &ResponseHead) -> Result<Bytes, EncodeError> {
-    let size = 1 + 2 + 2 + headers_len(&head.headers);
-    if size > MAX_HEAD_SIZE {
-        return Err(EncodeError::TooLarge("response head"));
-    }
-    let inline = head.body.as_ref().map_or(0, Bytes::len);
-    if inline > MAX_INLINE_BODY || (head.body.is_some() && !head.end_stream) {
+    encode_response_head_from(
+        stream,
+        head.status,
+        head.headers.iter().map(|(n, v)| (&n[..], &v[..])),
+        head.end_stream,
+        head.body.as_deref(),
+    )
+}
+
+/// Encodes a `ResponseHead` frame straight from header fields held
+/// elsewhere (an HTTP client's header map), with no intermediate list: the
+/// same bytes as [`Frame::ResponseHead`] with those fields. `body`, if any,
+/// is the whole body (at most [`MAX_INLINE_BODY`], and `end_stream` set).
+pub fn encode_response_head_from<'a>(
+    stream: u32,
+    status: u16,
+    headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    end_stream: bool,
+    body: Option<&[u8]>,
+) -> Result<Bytes, EncodeError> {
+    let inline = body.map_or(0, <[u8]>::len);
+    if inline > MAX_INLINE_BODY || (body.is_some() && !end_stream) {
         return Err(EncodeError::TooLarge("inline body"));
     }
-    let mut buf = header_only(KIND_RESPONSE_HEAD, stream, size + inline);
-    let mut flags = if head.end_stream { FLAG_END_STREAM } else { 0 };
-    if head.body.is_some() {
+    let mut buf = header_only(KIND_RESPONSE_HEAD, stream, 256 + inline);
+    let mut flags = if end_stream { FLAG_END_STREAM } else { 0 };
+    if body.is_some() {
         flags |= FLAG_INLINE_BODY;
     }
     buf.put_u8(flags);
-    buf.put_u16(head.status);
-    put_headers(&mut buf, &head.headers)?;
-    if let Some(body) = &head.body {
+    buf.put_u16(status);
+    let count_at = buf.len();
+    buf.put_u16(0);
+    let mut count: u16 = 0;
+    for (name, value) in headers {
+        let n = u16::try_from(name.len()).map_err(|_| EncodeError::TooLarge("header name"))?;
+        let v = u16::try_from(value.len()).map_err(|_| EncodeError::TooLarge("header value"))?;
+        count = count
+            .checked_add(1)
+            .ok_or(EncodeError::TooLarge("header count"))?;
+        buf.put_u16(n);
+        buf.put_slice(name);
+        buf.put_u16(v);
+        buf.put_slice(value);
+        if buf.len() - FRAME_HEADER_LEN > MAX_HEAD_SIZE {
+            return Err(EncodeError::TooLarge("response head"));
+        }
+    }
+    buf[count_at..count_at + 2].copy_from_slice(&count.to_be_bytes());
+    if let Some(body) = body {
         buf.put_slice(body);
     }
     Ok(buf.freeze())
@@ -684,6 +717,41 @@ mod tests {
             stream: 9,
             increment: 65536,
         });
+    }
+
+    #[test]
+    fn response_head_from_fields_decodes_as_sent() {
+        let fields: [(&[u8], &[u8]); 3] = [
+            (b"content-type", b"text/plain"),
+            (b"set-cookie", b"a=1"),
+            (b"set-cookie", b"b=2"),
+        ];
+        let bytes =
+            encode_response_head_from(9, 200, fields.iter().copied(), true, Some(b"hi")).unwrap();
+        let expect = ResponseHead {
+            status: 200,
+            headers: hl(&[
+                ("content-type", b"text/plain"),
+                ("set-cookie", b"a=1"),
+                ("set-cookie", b"b=2"),
+            ]),
+            end_stream: true,
+            body: Some(Bytes::from_static(b"hi")),
+        };
+        assert_eq!(
+            Frame::decode(bytes).unwrap(),
+            Frame::ResponseHead {
+                stream: 9,
+                head: expect
+            }
+        );
+        // Too many bytes of headers is refused, not truncated.
+        let big = vec![b'x'; 60_000];
+        let many = (0..5).map(|_| (&b"x-big"[..], &big[..]));
+        assert!(matches!(
+            encode_response_head_from(9, 200, many, false, None),
+            Err(EncodeError::TooLarge("response head"))
+        ));
     }
 
     #[test]

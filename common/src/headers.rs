@@ -8,25 +8,64 @@ use bytes::Bytes;
 
 use crate::protocol::HeaderList;
 
-/// Headers that are hop-by-hop whatever `Connection` says (lower case).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-/// `true` when `name` (any case) is hop-by-hop by itself.
+/// `true` when `name` (any case) is hop-by-hop by itself: `Connection`,
+/// `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` and every
+/// `Proxy-*` header. Runs for every header of every message, so it looks at
+/// the length before comparing any bytes.
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP
-        .iter()
-        .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
-        || (name.len() > 6 && name[..6].eq_ignore_ascii_case(b"proxy-"))
+    let is = |h: &[u8]| name.eq_ignore_ascii_case(h);
+    let listed = match name.len() {
+        2 => is(b"te"),
+        7 => is(b"trailer") || is(b"upgrade"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        17 => is(b"transfer-encoding"),
+        _ => false,
+    };
+    listed || (name.len() > 6 && name[..6].eq_ignore_ascii_case(b"proxy-"))
+}
+
+/// Decides which headers of one message travel on: not the hop-by-hop ones,
+/// and not those its `Connection` headers name. Built once per message from
+/// the values of its `Connection` headers.
+#[derive(Debug, Default, Clone)]
+pub struct HopByHop {
+    /// Lower-case names listed by `Connection` (usually none).
+    named: Vec<Vec<u8>>,
+    keep_upgrade: bool,
+}
+
+impl HopByHop {
+    /// The rule for a message whose `Connection` headers hold `values`.
+    pub fn new<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let named = values
+            .into_iter()
+            .flat_map(|v| v.split(|b| *b == b','))
+            .map(|t| t.trim_ascii())
+            .filter(|t| !t.is_empty())
+            // Naming `keep-alive` or `close` changes nothing: the first is
+            // hop-by-hop anyway and the second is not a header.
+            .filter(|t| !is_hop_by_hop(t) && !t.eq_ignore_ascii_case(b"close"))
+            .map(|t| t.to_ascii_lowercase())
+            .collect();
+        HopByHop {
+            named,
+            keep_upgrade: false,
+        }
+    }
+
+    /// Keeps `Upgrade` (for the two heads of a WebSocket upgrade).
+    pub fn keeping_upgrade(mut self) -> Self {
+        self.keep_upgrade = true;
+        self
+    }
+
+    /// `true` when the header called `name` (any case) is forwarded.
+    pub fn forwards(&self, name: &[u8]) -> bool {
+        if self.keep_upgrade && name.eq_ignore_ascii_case(b"upgrade") {
+            return true;
+        }
+        !is_hop_by_hop(name) && !self.named.iter().any(|t| t.eq_ignore_ascii_case(name))
+    }
 }
 
 /// Removes hop-by-hop headers from `headers`, including every header named
@@ -47,19 +86,16 @@ pub fn strip_hop_by_hop_for_upgrade(headers: &mut HeaderList) {
 }
 
 fn strip(headers: &mut HeaderList, keep_upgrade: bool) {
-    let named: Vec<Vec<u8>> = headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
-        .flat_map(|(_, v)| v.split(|b| *b == b','))
-        .map(|t| t.trim_ascii().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect();
-    headers.retain(|(name, _)| {
-        if keep_upgrade && name.eq_ignore_ascii_case(b"upgrade") {
-            return true;
-        }
-        !is_hop_by_hop(name) && !named.iter().any(|t| t.eq_ignore_ascii_case(name))
-    });
+    let mut rule = HopByHop::new(
+        headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+            .map(|(_, v)| &v[..]),
+    );
+    if keep_upgrade {
+        rule = rule.keeping_upgrade();
+    }
+    headers.retain(|(name, _)| rule.forwards(name));
 }
 
 /// What the public side knows about the caller, added as `X-Forwarded-*`.
@@ -197,6 +233,19 @@ mod tests {
             names(&h),
             ["Host", "Set-Cookie", "Set-Cookie", "Content-Length"]
         );
+    }
+
+    #[test]
+    fn connection_naming_only_standard_tokens_costs_nothing() {
+        let rule = HopByHop::new([&b"keep-alive"[..], b"Close", b"upgrade"]);
+        assert!(rule.named.is_empty());
+        assert!(rule.forwards(b"content-type"));
+        assert!(!rule.forwards(b"Keep-Alive"));
+        assert!(!rule.forwards(b"upgrade"));
+        let rule = HopByHop::new([&b"X-Secret"[..]]).keeping_upgrade();
+        assert!(!rule.forwards(b"x-secret"));
+        assert!(rule.forwards(b"Upgrade"));
+        assert!(!rule.forwards(b"proxy-connection"));
     }
 
     #[test]
