@@ -24,6 +24,7 @@ use std::{
 
 use awc::ws;
 use burrow_common::{
+    batch,
     protocol::{ResponseHead, TunnelRequest},
     Frame, Hello, PROTOCOL_VERSION,
 };
@@ -868,8 +869,14 @@ async fn fake_client(server: SocketAddr, i: usize) -> Res<tokio::task::JoinHandl
     Ok(actix_rt::spawn(async move {
         while let Some(Ok(frame)) = s.next().await {
             match frame {
-                ws::Frame::Binary(b) => {
-                    if let Ok(Frame::RequestHead { stream, .. }) = Frame::decode(b) {
+                ws::Frame::Binary(msg) => {
+                    let Ok(frames) = batch::unpack(msg) else {
+                        break;
+                    };
+                    for b in frames.flatten() {
+                        let Ok(Frame::RequestHead { stream, .. }) = Frame::decode(b) else {
+                            continue;
+                        };
                         let head = Frame::ResponseHead {
                             stream,
                             head: ResponseHead {
@@ -882,20 +889,11 @@ async fn fake_client(server: SocketAddr, i: usize) -> Res<tokio::task::JoinHandl
                                 body: Some(Bytes::from_static(SMALL)),
                             },
                         };
-                        let frames = [
-                            head.encode(),
-                            Frame::Data {
-                                stream,
-                                data: Bytes::from_static(SMALL),
-                            }
-                            .encode(),
-                            Frame::End { stream }.encode(),
-                        ];
-                        for f in frames.into_iter().flatten() {
+                        if let Ok(f) = head.encode() {
                             let _ = s.feed(ws::Message::Binary(f)).await;
                         }
-                        let _ = s.flush().await;
                     }
+                    let _ = s.flush().await;
                 }
                 ws::Frame::Ping(p) => {
                     let _ = s.send(ws::Message::Pong(p)).await;

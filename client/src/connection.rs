@@ -5,11 +5,12 @@ use std::{cell::RefCell, rc::Rc, sync::Arc, time::Duration};
 
 use awc::ws;
 use burrow_common::{
+    batch,
     flow::{BodyEvent, CancelOnDrop, RecvBody, RecvCredit, SendCredit},
     protocol::{RequestHead, TunnelRequest, MAX_MESSAGE_SIZE},
     queue,
     stream_map::StreamMap,
-    Frame, Hello, HelloAck, Outbox, ResetCode, PROTOCOL_VERSION,
+    DecodeError, Frame, Hello, HelloAck, Outbox, ResetCode, PROTOCOL_VERSION,
 };
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -95,7 +96,7 @@ pub async fn serve(
     sink.send(ws::Message::Binary(hello))
         .await
         .map_err(|e| ConnError::Lost(e.to_string()))?;
-    let ack = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_ack(&mut stream))
+    let (ack, early) = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_ack(&mut stream))
         .await
         .map_err(|_| ConnError::Lost("no handshake answer in time".into()))??;
     check_ack(ack)?;
@@ -120,7 +121,10 @@ pub async fn serve(
         streams: Rc::new(RefCell::new(StreamMap::default())),
         ctx,
     };
-    let result = conn.read_loop(&mut stream).await;
+    let result = match conn.dispatch_message(early) {
+        Ok(()) => conn.read_loop(&mut stream).await,
+        Err(e) => Err(e),
+    };
     for (_, s) in conn.streams.borrow_mut().drain() {
         s.task.abort();
         s.send_credit.close();
@@ -129,20 +133,25 @@ pub async fn serve(
     result
 }
 
+/// The handshake answer, and the frames that shared its message (the
+/// server may batch the first requests with it).
 async fn read_ack(
     stream: &mut futures_util::stream::SplitStream<Ws>,
-) -> Result<HelloAck, ConnError> {
+) -> Result<(HelloAck, batch::Unpacked), ConnError> {
     while let Some(item) = stream.next().await {
         match item.map_err(|e| ConnError::Lost(e.to_string()))? {
-            ws::Frame::Binary(bytes) => {
-                return match Frame::decode(bytes) {
-                    Ok(Frame::HelloAck(ack)) => Ok(ack),
+            ws::Frame::Binary(msg) => {
+                let protocol = |e: DecodeError| ConnError::Protocol(e.to_string());
+                let mut frames = batch::unpack(msg).map_err(protocol)?;
+                let first = frames.next().unwrap_or(Err(DecodeError::TooShort(0)));
+                return match Frame::decode(first.map_err(protocol)?) {
+                    Ok(Frame::HelloAck(ack)) => Ok((ack, frames)),
                     Ok(other) => Err(ConnError::Protocol(format!(
                         "expected the handshake answer, got a {} frame",
                         other.name()
                     ))),
-                    Err(e) => Err(ConnError::Protocol(e.to_string())),
-                }
+                    Err(e) => Err(protocol(e)),
+                };
             }
             ws::Frame::Close(reason) => {
                 let why = close_reason(reason);
@@ -197,18 +206,30 @@ async fn write_loop(
     mut frames: queue::Receiver<Bytes>,
     mut control: UnboundedReceiver<ws::Message>,
 ) {
+    let mut queued = Vec::new();
+    let mut packed = Vec::new();
+    let mut messages = Vec::new();
     loop {
-        let msg = tokio::select! {
+        tokio::select! {
             biased;
-            m = control.recv() => m,
-            f = frames.recv() => f.map(ws::Message::Binary),
-        };
-        let Some(msg) = msg else { break };
-        if sink.feed(msg).await.is_err() {
-            break;
+            m = control.recv() => match m {
+                Some(m) => messages.push(m),
+                None => break,
+            },
+            f = frames.recv() => match f {
+                // Everything queued goes out together; small frames share
+                // a message (see `batch`).
+                Some(first) => {
+                    queued.push(first);
+                    frames.drain_into(&mut queued);
+                    batch::pack(queued.drain(..), &mut packed);
+                    messages.extend(packed.drain(..).map(ws::Message::Binary));
+                }
+                None => break,
+            },
         }
-        while let Some(bytes) = frames.try_recv() {
-            if sink.feed(ws::Message::Binary(bytes)).await.is_err() {
+        for msg in messages.drain(..) {
+            if sink.feed(msg).await.is_err() {
                 return;
             }
         }
@@ -264,10 +285,10 @@ impl Dispatcher {
                 Some(Ok(item)) => item,
             };
             match item {
-                ws::Frame::Binary(bytes) => {
-                    let frame =
-                        Frame::decode(bytes).map_err(|e| ConnError::Protocol(e.to_string()))?;
-                    self.dispatch(frame)?;
+                ws::Frame::Binary(msg) => {
+                    let frames =
+                        batch::unpack(msg).map_err(|e| ConnError::Protocol(e.to_string()))?;
+                    self.dispatch_message(frames)?;
                 }
                 ws::Frame::Ping(payload) => {
                     let _ = self.ctl_tx.send(ws::Message::Pong(payload));
@@ -284,6 +305,16 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Dispatches each frame of one message, in order.
+    fn dispatch_message(&mut self, frames: batch::Unpacked) -> Result<(), ConnError> {
+        let protocol = |e: DecodeError| ConnError::Protocol(e.to_string());
+        for bytes in frames {
+            let frame = Frame::decode(bytes.map_err(protocol)?).map_err(protocol)?;
+            self.dispatch(frame)?;
+        }
+        Ok(())
     }
 
     fn dispatch(&mut self, frame: Frame) -> Result<(), ConnError> {

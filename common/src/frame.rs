@@ -1,5 +1,5 @@
 //! Binary frames: every WebSocket binary message between client and server
-//! is exactly one frame.
+//! is one frame, or a batch of them (see [`crate::batch`]).
 //!
 //! ```text
 //! +--------+------------------+----------------------+

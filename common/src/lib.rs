@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`protocol`]: the handshake messages, request and response heads, reset
 //!   codes, and the protocol constants (version, window, frame limits).
+//! - [`batch`]: several small frames in one WebSocket message.
 //! - [`config`]: configuration errors, TOML parsing and secret tokens
 //!   shared by both binaries.
 //! - [`frame`]: encoding and decoding of the binary frames carried in
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod config;
 pub mod flow;
 pub mod frame;

@@ -3,7 +3,7 @@
 //! other: the registry stores [`SessionHandle`]s, not session addresses.
 
 use std::sync::{
-    atomic::{AtomicU32, Ordering},
+    atomic::{AtomicBool, AtomicU32, Ordering},
     Arc,
 };
 
@@ -32,6 +32,9 @@ pub struct SessionHandle {
     pub outbox: Outbox,
     /// Source of the session's stream ids (odd, counting up).
     pub next_stream: Arc<AtomicU32>,
+    /// Set once the handshake answer is queued: frames queued before it
+    /// would reach the client ahead of the answer.
+    pub ready: Arc<AtomicBool>,
 }
 
 impl SessionHandle {
@@ -43,6 +46,11 @@ impl SessionHandle {
     /// `true` while the session actor is running.
     pub fn is_alive(&self) -> bool {
         self.open.connected()
+    }
+
+    /// `true` once the session takes streams: alive and past its handshake.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && self.is_alive()
     }
 }
 

@@ -168,14 +168,15 @@ fn websocket_upgrade(req: &HttpRequest) -> Result<bool, ProxyError> {
 
 thread_local! {
     /// Each worker's copy of the sessions it has looked up. An entry is used
-    /// only while its session is alive, so a stale one falls through to the
-    /// registry: a host's session changes only when the old one has stopped.
+    /// only while its session is alive and ready, so a stale one falls
+    /// through to the registry: a host's session changes only when the old
+    /// one has stopped.
     static SESSIONS: RefCell<HashMap<String, Arc<SessionHandle>>> = RefCell::new(HashMap::new());
 }
 
 /// The session serving `host`: from this worker's cache, else the registry.
 async fn lookup(registry: &Addr<Registry>, host: &str) -> Option<Arc<SessionHandle>> {
-    let cached = SESSIONS.with_borrow(|m| m.get(host).filter(|s| s.is_alive()).cloned());
+    let cached = SESSIONS.with_borrow(|m| m.get(host).filter(|s| s.is_ready()).cloned());
     if cached.is_some() {
         return cached;
     }
@@ -194,7 +195,8 @@ async fn lookup(registry: &Addr<Registry>, host: &str) -> Option<Arc<SessionHand
             m.remove(host);
         }
     });
-    found
+    // A session still finishing its handshake has no tunnel to offer yet.
+    found.filter(|s| s.is_ready())
 }
 
 fn cancel_guard(session: &Arc<SessionHandle>, id: u32) -> CancelOnDrop {

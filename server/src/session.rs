@@ -3,7 +3,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -15,6 +15,7 @@ use actix::{
 };
 use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
 use burrow_common::{
+    batch,
     flow::{Activity, BodyEvent, RecvCredit, SendCredit},
     protocol::{ResponseHead, TunnelVerdict, PROTOCOL_VERSION},
     queue::{Receiver, Sender},
@@ -76,6 +77,8 @@ pub struct TunnelSession {
     registry: Addr<Registry>,
     streams: StreamMap<StreamEntry>,
     next_stream: Arc<AtomicU32>,
+    /// Shared with the session's handles; see [`SessionHandle::ready`].
+    ready: Arc<AtomicBool>,
     state: State,
     hosts: Vec<String>,
     last_heard: Instant,
@@ -106,6 +109,7 @@ impl TunnelSession {
             registry,
             streams: StreamMap::default(),
             next_stream: Arc::new(AtomicU32::new(1)),
+            ready: Arc::new(AtomicBool::new(false)),
             state: State::AwaitingHello,
             hosts: Vec::new(),
             last_heard: Instant::now(),
@@ -125,6 +129,7 @@ impl TunnelSession {
             count: addr.recipient(),
             outbox: self.outbox.clone(),
             next_stream: self.next_stream.clone(),
+            ready: self.ready.clone(),
         }
     }
 
@@ -149,6 +154,23 @@ impl TunnelSession {
     fn protocol_error(&mut self, ctx: &mut Context<Self>, why: String) {
         log::warn!("session {}: protocol error: {why}; closing", self.id);
         self.close(ctx, None, CloseCode::Protocol, &why);
+    }
+
+    /// Handles each frame of one WebSocket message, in order.
+    fn on_message(&mut self, msg: Bytes, ctx: &mut Context<Self>) {
+        let frames = match batch::unpack(msg) {
+            Ok(frames) => frames,
+            Err(e) => return self.protocol_error(ctx, e.to_string()),
+        };
+        for frame in frames {
+            match frame {
+                Ok(bytes) => self.on_frame(bytes, ctx),
+                Err(e) => return self.protocol_error(ctx, e.to_string()),
+            }
+            if self.state == State::Closing {
+                return;
+            }
+        }
     }
 
     fn on_frame(&mut self, bytes: Bytes, ctx: &mut Context<Self>) {
@@ -252,6 +274,7 @@ impl TunnelSession {
             let _ = self.outbox.send_encoded(bytes);
         }
         self.state = State::Open;
+        self.ready.store(true, Ordering::Release);
         log::info!("session {} serving {}", self.id, self.hosts.join(", "));
     }
 
@@ -357,9 +380,18 @@ impl Actor for TunnelSession {
         if let Some(mut rx) = self.outbox_rx.take() {
             let mut ws = self.ws.clone();
             async move {
-                while let Some(bytes) = rx.recv().await {
-                    if ws.binary(bytes).await.is_err() {
-                        break;
+                // Whatever is queued when the writer wakes goes out together:
+                // small frames share a message (see `batch`).
+                let mut queued = Vec::new();
+                let mut messages = Vec::new();
+                while let Some(first) = rx.recv().await {
+                    queued.push(first);
+                    rx.drain_into(&mut queued);
+                    batch::pack(queued.drain(..), &mut messages);
+                    for msg in messages.drain(..) {
+                        if ws.binary(msg).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }
@@ -414,7 +446,7 @@ impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
     fn handle(&mut self, msg: Result<Message, ProtocolError>, ctx: &mut Context<Self>) {
         self.last_heard = Instant::now();
         match msg {
-            Ok(Message::Binary(bytes)) => self.on_frame(bytes, ctx),
+            Ok(Message::Binary(bytes)) => self.on_message(bytes, ctx),
             Ok(Message::Ping(payload)) => {
                 let mut ws = self.ws.clone();
                 ctx.spawn(fut::wrap_future(async move {

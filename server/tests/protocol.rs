@@ -5,6 +5,7 @@ use std::{net::TcpListener, path::Path, time::Duration};
 
 use awc::ws;
 use burrow_common::{
+    batch,
     protocol::{ResponseHead, TunnelRequest},
     Frame, Hello, HelloAck, ResetCode, PROTOCOL_VERSION,
 };
@@ -39,14 +40,30 @@ async fn send(ws: &mut Ws, frame: Frame) {
         .unwrap();
 }
 
+thread_local! {
+    /// Frames of a batch not yet returned by `next` (each test has its
+    /// own thread and one connection).
+    static PENDING: std::cell::RefCell<std::collections::VecDeque<Frame>> = Default::default();
+}
+
 /// The next protocol frame, or the close reason if the server closed.
 async fn next(ws: &mut Ws) -> Result<Frame, Option<ws::CloseReason>> {
+    if let Some(frame) = PENDING.with_borrow_mut(|p| p.pop_front()) {
+        return Ok(frame);
+    }
     loop {
         let item = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
             .expect("server answered in time");
         match item {
-            Some(Ok(ws::Frame::Binary(b))) => return Ok(Frame::decode(b).expect("valid frame")),
+            Some(Ok(ws::Frame::Binary(b))) => {
+                let mut frames = batch::unpack(b)
+                    .expect("valid message")
+                    .map(|f| Frame::decode(f.expect("valid batch")).expect("valid frame"));
+                let first = frames.next().expect("at least one frame");
+                PENDING.with_borrow_mut(|p| p.extend(frames));
+                return Ok(first);
+            }
             Some(Ok(ws::Frame::Close(reason))) => return Err(reason),
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => return Err(None),
@@ -330,4 +347,79 @@ async fn a_peer_that_overruns_its_credit_is_reset() {
         }
     }
     drop(caller);
+}
+
+#[actix_rt::test]
+async fn a_batch_of_answers_is_handled_frame_by_frame_and_a_bad_batch_closes() {
+    let server = start();
+    let mut ws = connect(&server).await;
+    assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
+    let calls: Vec<_> = ["/a", "/b", "/c"]
+        .into_iter()
+        .map(|path| {
+            let public = format!("http://{}{path}", server.addr());
+            actix_rt::spawn(async move {
+                let mut r = awc::Client::new()
+                    .get(public)
+                    .insert_header(("host", "demo.localhost"))
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.body().await.unwrap())
+            })
+        })
+        .collect();
+    let mut opened = Vec::new();
+    while opened.len() < 3 {
+        match next(&mut ws).await {
+            Ok(Frame::RequestHead { stream, head }) => opened.push((stream, head.uri)),
+            other => panic!("expected a request head, got {other:?}"),
+        }
+    }
+    // All three answers in one message, each its path back as the body: the
+    // first inline, the second as Data and End, the third with an empty body.
+    let answer = |stream: u32, body: Option<Bytes>, end: bool| Frame::ResponseHead {
+        stream,
+        head: burrow_common::ResponseHead {
+            status: 200,
+            headers: Vec::new(),
+            end_stream: end,
+            body,
+        },
+    };
+    let (a, b, c) = (&opened[0], &opened[1], &opened[2]);
+    let frames = [
+        answer(a.0, Some(Bytes::from(a.1.clone())), true),
+        answer(b.0, None, false),
+        Frame::Data {
+            stream: b.0,
+            data: Bytes::from(b.1.clone()),
+        },
+        Frame::End { stream: b.0 },
+        answer(c.0, None, true),
+    ];
+    let mut messages = Vec::new();
+    batch::pack(frames.iter().map(|f| f.encode().unwrap()), &mut messages);
+    assert_eq!(messages.len(), 1, "small frames share one message");
+    for m in messages {
+        ws.send(ws::Message::Binary(m)).await.unwrap();
+    }
+    // Each call gets its own path back, except the one answered empty.
+    for (call, path) in calls.into_iter().zip(["/a", "/b", "/c"]) {
+        let expect = if path == c.1 {
+            Bytes::new()
+        } else {
+            Bytes::from(path)
+        };
+        assert_eq!(call.await.unwrap(), (200, expect), "{path}");
+    }
+
+    // A batch whose length runs past its end is a protocol error.
+    let bad = Bytes::from_static(&[batch::KIND_BATCH, 0, 0, 0, 0, 0, 0, 0, 99, 8]);
+    ws.send(ws::Message::Binary(bad)).await.unwrap();
+    let reason = next(&mut ws)
+        .await
+        .expect_err("connection closed")
+        .expect("close reason");
+    assert_eq!(reason.code, ws::CloseCode::Protocol);
 }
