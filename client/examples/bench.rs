@@ -138,11 +138,12 @@ fn run() -> Res<()> {
         table.set("1 conn: p50 latency", name, Some(r.p50.clone()));
         drop(t);
 
-        // 3: 100 MiB each way.
+        // 3: 100 MiB each way, the best of three transfers (one takes a
+        // tenth of a second, where a stall of the shared machine shows).
         let t = Tunnel::start(kind, &bin, &work, upstream.addr)?;
         t.check()?;
-        let down = download(t.addr, t.host())?;
-        let up = upload(t.addr, t.host())?;
+        let down = best_of(BULK_RUNS, || download(t.addr, t.host()))?;
+        let up = best_of(BULK_RUNS, || upload(t.addr, t.host()))?;
         table.set(
             "100 MiB download: s (MiB/s)",
             name,
@@ -655,6 +656,18 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[(i + 4 + size).min(b.len())..];
     }
     out
+}
+
+/// Transfers per bulk figure.
+const BULK_RUNS: usize = 3;
+
+/// The shortest of `n` timings (each run is checked by `f`).
+fn best_of(n: usize, mut f: impl FnMut() -> Res<f64>) -> Res<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..n {
+        best = best.min(f()?);
+    }
+    Ok(best)
 }
 
 /// Seconds to download the 100 MiB file; every byte is checked.

@@ -206,7 +206,6 @@ async fn write_loop(
     mut frames: queue::Receiver<Bytes>,
     mut control: UnboundedReceiver<ws::Message>,
 ) {
-    let mut queued = Vec::new();
     let mut packed = Vec::new();
     let mut messages = Vec::new();
     loop {
@@ -220,9 +219,7 @@ async fn write_loop(
                 // Everything queued goes out together; small frames share
                 // a message (see `batch`).
                 Some(first) => {
-                    queued.push(first);
-                    frames.drain_into(&mut queued);
-                    batch::pack(queued.drain(..), &mut packed);
+                    batch::pack(std::iter::once(first).chain(frames.take_all()), &mut packed);
                     messages.extend(packed.drain(..).map(ws::Message::Binary));
                 }
                 None => break,

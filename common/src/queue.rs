@@ -160,16 +160,10 @@ impl<T> Receiver<T> {
         Self::pop(&mut self.shared.lock())
     }
 
-    /// Moves every queued item into `out` (one lock for the whole batch);
-    /// returns how many.
-    pub fn drain_into(&mut self, out: &mut Vec<T>) -> usize {
-        let mut state = self.shared.lock();
-        let n = state.items.len();
-        out.extend(state.items.drain(..));
-        if state.items.capacity() > SHRINK_ABOVE {
-            state.items.shrink_to(KEEP_CAPACITY);
-        }
-        n
+    /// Takes every queued item at once (one lock for the whole batch). The
+    /// queue's storage goes with them, so an idle queue holds none.
+    pub fn take_all(&mut self) -> VecDeque<T> {
+        std::mem::take(&mut self.shared.lock().items)
     }
 
     fn pop(state: &mut State<T>) -> Option<T> {
@@ -269,15 +263,14 @@ mod tests {
     }
 
     #[test]
-    fn drain_takes_everything_and_storage_shrinks_after_a_burst() {
+    fn take_all_takes_everything_and_storage_shrinks_after_a_burst() {
         let (tx, mut rx) = queue();
         for i in 0..1000 {
             tx.send(i).unwrap();
         }
-        let mut out = Vec::new();
-        assert_eq!(rx.drain_into(&mut out), 1000);
+        let out: Vec<_> = rx.take_all().into_iter().collect();
         assert_eq!(out, (0..1000).collect::<Vec<_>>());
-        assert!(rx.shared.lock().items.capacity() <= KEEP_CAPACITY);
+        assert_eq!(rx.shared.lock().items.capacity(), 0);
         for i in 0..1000 {
             tx.send(i).unwrap();
         }

@@ -69,7 +69,7 @@ pub fn start(listener: TcpListener, config: ServerConfig) -> std::io::Result<Run
     let addr = listener.local_addr()?;
     let registry = Registry::new(&config.hosts).start();
     let state = web::Data::new(ProxyState {
-        registry: registry.clone(),
+        registry: std::sync::Arc::new(registry.clone()),
         request_timeout: config.request_timeout,
         idle_timeout: config.idle_timeout,
         trust_forwarded_headers: config.trust_forwarded_headers,

@@ -37,8 +37,9 @@ use crate::{
 
 /// What every proxy handler needs, shared by all workers.
 pub struct ProxyState {
-    /// The registry actor.
-    pub registry: Addr<Registry>,
+    /// The registry actor, shared (not cloned) by every session: each clone
+    /// of an actor address costs three small allocations.
+    pub registry: Arc<Addr<Registry>>,
     /// Longest wait for a response head.
     pub request_timeout: Duration,
     /// Longest time an answered stream may move no bytes.
@@ -86,7 +87,7 @@ pub async fn proxy(
     // mailbox before its streams on every turn, so the entry exists before
     // any answer can come back. A dead session drops the message and with
     // it `events_tx`: the wait below then ends with "tunnel gone".
-    session.open.do_send(OpenStream {
+    session.addr.do_send(OpenStream {
         id,
         events: events_tx,
         recv_credit: recv_credit.clone(),
@@ -110,7 +111,7 @@ pub async fn proxy(
             let pumped = pump_body(id, payload, &send_credit, &session.outbox).await;
             if let Err(PumpError::Source(e)) = pumped {
                 log::debug!("stream {id}: request body from caller failed: {e}");
-                session.cancel.do_send(CancelStream {
+                session.addr.do_send(CancelStream {
                     id,
                     code: ResetCode::Cancel,
                 });
@@ -202,7 +203,7 @@ async fn lookup(registry: &Addr<Registry>, host: &str) -> Option<Arc<SessionHand
 fn cancel_guard(session: &Arc<SessionHandle>, id: u32) -> CancelOnDrop {
     let session = session.clone();
     CancelOnDrop::new(move || {
-        session.cancel.do_send(CancelStream {
+        session.addr.do_send(CancelStream {
             id,
             code: ResetCode::Cancel,
         })

@@ -125,7 +125,7 @@ impl Handler<CloseAll> for Registry {
         let mut ids = HashSet::new();
         for s in self.hosts.values() {
             if ids.insert(s.id) {
-                s.close.do_send(CloseSession);
+                s.addr.do_send(CloseSession);
             }
         }
         ids.len()

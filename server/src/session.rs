@@ -74,7 +74,7 @@ pub struct TunnelSession {
     ws: actix_ws::Session,
     outbox: Outbox,
     outbox_rx: Option<Receiver<Bytes>>,
-    registry: Addr<Registry>,
+    registry: Arc<Addr<Registry>>,
     streams: StreamMap<StreamEntry>,
     next_stream: Arc<AtomicU32>,
     /// Shared with the session's handles; see [`SessionHandle::ready`].
@@ -99,7 +99,11 @@ pub struct SessionLimits {
 impl TunnelSession {
     /// A session for a freshly upgraded WebSocket, enforcing `limits` on
     /// its streams.
-    pub fn new(ws: actix_ws::Session, registry: Addr<Registry>, limits: SessionLimits) -> Self {
+    pub fn new(
+        ws: actix_ws::Session,
+        registry: Arc<Addr<Registry>>,
+        limits: SessionLimits,
+    ) -> Self {
         let (outbox, outbox_rx) = Outbox::new();
         TunnelSession {
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
@@ -120,13 +124,9 @@ impl TunnelSession {
     }
 
     fn session_handle(&self, ctx: &mut Context<Self>) -> SessionHandle {
-        let addr = ctx.address();
         SessionHandle {
             id: self.id,
-            open: addr.clone().recipient(),
-            cancel: addr.clone().recipient(),
-            close: addr.clone().recipient(),
-            count: addr.recipient(),
+            addr: ctx.address(),
             outbox: self.outbox.clone(),
             next_stream: self.next_stream.clone(),
             ready: self.ready.clone(),
@@ -381,14 +381,12 @@ impl Actor for TunnelSession {
             let mut ws = self.ws.clone();
             async move {
                 // Whatever is queued when the writer wakes goes out together:
-                // small frames share a message (see `batch`).
-                let mut queued = Vec::new();
-                let mut messages = Vec::new();
+                // small frames share a message (see `batch`). Nothing is
+                // kept between rounds, so an idle session holds no buffers.
                 while let Some(first) = rx.recv().await {
-                    queued.push(first);
-                    rx.drain_into(&mut queued);
-                    batch::pack(queued.drain(..), &mut messages);
-                    for msg in messages.drain(..) {
+                    let mut messages = Vec::new();
+                    batch::pack(std::iter::once(first).chain(rx.take_all()), &mut messages);
+                    for msg in messages {
                         if ws.binary(msg).await.is_err() {
                             return;
                         }

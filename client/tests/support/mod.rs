@@ -104,7 +104,7 @@ impl Tunnel {
             .expect("registry")
             .expect("tunnel registered");
         handle
-            .count
+            .addr
             .send(burrow_server::messages::StreamCount)
             .await
             .expect("session alive")
