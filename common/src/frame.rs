@@ -377,50 +377,95 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-fn headers_len(headers: &HeaderList) -> usize {
-    headers.iter().map(|(n, v)| 4 + n.len() + v.len()).sum()
-}
-
-fn put_headers(buf: &mut BytesMut, headers: &HeaderList) -> Result<(), EncodeError> {
-    let count = u16::try_from(headers.len()).map_err(|_| EncodeError::TooLarge("header count"))?;
-    buf.put_u16(count);
-    for (name, value) in headers {
-        let n = u16::try_from(name.len()).map_err(|_| EncodeError::TooLarge("header name"))?;
-        let v = u16::try_from(value.len()).map_err(|_| EncodeError::TooLarge("header value"))?;
-        buf.put_u16(n);
-        buf.put_slice(name);
-        buf.put_u16(v);
-        buf.put_slice(value);
-    }
-    Ok(())
-}
-
 fn encode_request_head(stream: u32, head: &RequestHead) -> Result<Bytes, EncodeError> {
-    let size = 1 + 1 + head.host.len() + 1 + head.method.len() + 2 + head.uri.len() + 2;
-    let size = size + headers_len(&head.headers);
-    if size > MAX_HEAD_SIZE {
-        return Err(EncodeError::TooLarge("request head"));
-    }
-    let host = u8::try_from(head.host.len()).map_err(|_| EncodeError::TooLarge("host"))?;
-    let method = u8::try_from(head.method.len()).map_err(|_| EncodeError::TooLarge("method"))?;
-    let uri = u16::try_from(head.uri.len()).map_err(|_| EncodeError::TooLarge("uri"))?;
-    let mut buf = header_only(KIND_REQUEST_HEAD, stream, size);
+    let target = RequestTarget {
+        host: &head.host,
+        method: &head.method,
+        uri: &head.uri,
+        end_stream: head.end_stream,
+        upgrade: head.upgrade,
+    };
+    encode_request_head_from(
+        stream,
+        &target,
+        head.headers.iter().map(|(n, v)| (&n[..], &v[..])),
+    )
+}
+
+/// The fields of a `RequestHead` other than its headers, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTarget<'a> {
+    /// Public host the request was routed by.
+    pub host: &'a str,
+    /// Request method.
+    pub method: &'a str,
+    /// Path and query.
+    pub uri: &'a str,
+    /// `true` when no body follows.
+    pub end_stream: bool,
+    /// `true` for a WebSocket upgrade.
+    pub upgrade: bool,
+}
+
+/// Encodes a `RequestHead` frame straight from header fields held elsewhere
+/// (an HTTP server's request), with no intermediate list: the same bytes as
+/// [`Frame::RequestHead`] with those fields.
+pub fn encode_request_head_from<'a>(
+    stream: u32,
+    target: &RequestTarget<'_>,
+    headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<Bytes, EncodeError> {
+    let host = u8::try_from(target.host.len()).map_err(|_| EncodeError::TooLarge("host"))?;
+    let method = u8::try_from(target.method.len()).map_err(|_| EncodeError::TooLarge("method"))?;
+    let uri = u16::try_from(target.uri.len()).map_err(|_| EncodeError::TooLarge("uri"))?;
+    let mut buf = header_only(KIND_REQUEST_HEAD, stream, 256 + target.uri.len());
     let mut flags = 0;
-    if head.end_stream {
+    if target.end_stream {
         flags |= FLAG_END_STREAM;
     }
-    if head.upgrade {
+    if target.upgrade {
         flags |= FLAG_UPGRADE;
     }
     buf.put_u8(flags);
     buf.put_u8(host);
-    buf.put_slice(head.host.as_bytes());
+    buf.put_slice(target.host.as_bytes());
     buf.put_u8(method);
-    buf.put_slice(head.method.as_bytes());
+    buf.put_slice(target.method.as_bytes());
     buf.put_u16(uri);
-    buf.put_slice(head.uri.as_bytes());
-    put_headers(&mut buf, &head.headers)?;
+    buf.put_slice(target.uri.as_bytes());
+    put_fields(&mut buf, headers, "request head")?;
     Ok(buf.freeze())
+}
+
+/// Writes a header count and the fields, refusing a head over
+/// [`MAX_HEAD_SIZE`] (everything after the frame header counts).
+fn put_fields<'a>(
+    buf: &mut BytesMut,
+    headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    what: &'static str,
+) -> Result<(), EncodeError> {
+    let count_at = buf.len();
+    buf.put_u16(0);
+    let mut count: u16 = 0;
+    for (name, value) in headers {
+        let n = u16::try_from(name.len()).map_err(|_| EncodeError::TooLarge("header name"))?;
+        let v = u16::try_from(value.len()).map_err(|_| EncodeError::TooLarge("header value"))?;
+        count = count
+            .checked_add(1)
+            .ok_or(EncodeError::TooLarge("header count"))?;
+        buf.put_u16(n);
+        buf.put_slice(name);
+        buf.put_u16(v);
+        buf.put_slice(value);
+        if buf.len() - FRAME_HEADER_LEN > MAX_HEAD_SIZE {
+            return Err(EncodeError::TooLarge(what));
+        }
+    }
+    buf[count_at..count_at + 2].copy_from_slice(&count.to_be_bytes());
+    if buf.len() - FRAME_HEADER_LEN > MAX_HEAD_SIZE {
+        return Err(EncodeError::TooLarge(what));
+    }
+    Ok(())
 }
 
 fn encode_response_head(stream: u32, head: &ResponseHead) -> Result<Bytes, EncodeError> {
@@ -455,24 +500,7 @@ pub fn encode_response_head_from<'a>(
     }
     buf.put_u8(flags);
     buf.put_u16(status);
-    let count_at = buf.len();
-    buf.put_u16(0);
-    let mut count: u16 = 0;
-    for (name, value) in headers {
-        let n = u16::try_from(name.len()).map_err(|_| EncodeError::TooLarge("header name"))?;
-        let v = u16::try_from(value.len()).map_err(|_| EncodeError::TooLarge("header value"))?;
-        count = count
-            .checked_add(1)
-            .ok_or(EncodeError::TooLarge("header count"))?;
-        buf.put_u16(n);
-        buf.put_slice(name);
-        buf.put_u16(v);
-        buf.put_slice(value);
-        if buf.len() - FRAME_HEADER_LEN > MAX_HEAD_SIZE {
-            return Err(EncodeError::TooLarge("response head"));
-        }
-    }
-    buf[count_at..count_at + 2].copy_from_slice(&count.to_be_bytes());
+    put_fields(&mut buf, headers, "response head")?;
     if let Some(body) = body {
         buf.put_slice(body);
     }

@@ -111,59 +111,71 @@ pub struct Forwarded<'a> {
     pub trust_incoming: bool,
 }
 
-/// Adds `X-Forwarded-For` (the caller's address appended to any list already
-/// present), and sets `X-Forwarded-Proto` and `X-Forwarded-Host`.
-pub fn add_forwarded(headers: &mut HeaderList, fwd: &Forwarded<'_>) {
-    let mut chain: Vec<u8> = Vec::new();
-    headers.retain(|(name, value)| {
-        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            if !chain.is_empty() {
-                chain.extend_from_slice(b", ");
-            }
-            chain.extend_from_slice(value.trim_ascii());
-            false
-        } else {
-            true
-        }
-    });
-    if let Some(ip) = fwd.client_ip {
+/// A header field borrowed from wherever the head is held.
+pub type Field<'a> = (&'a [u8], &'a [u8]);
+
+/// The header fields of a caller's request as they travel to the local
+/// service, borrowed from `fields` (the caller's, in order):
+///
+/// - the routed host first, as `host`, when `host_override` is set (an
+///   absolute-form request target overrides `Host`, RFC 9112 3.2.2);
+/// - the caller's fields, less those `rule` drops (hop-by-hop), `Expect`
+///   (this hop answered it), `Host` when overridden, and the
+///   `X-Forwarded-*` ones set below;
+/// - `connection: upgrade` when `upgrade`;
+/// - `X-Forwarded-For`: the caller's list with the caller's address
+///   appended (written into `chain`), then `X-Forwarded-Proto` and
+///   `X-Forwarded-Host`, unless `fwd` trusts the ones present.
+pub fn forward_request_fields<'a>(
+    fields: &[Field<'a>],
+    rule: &HopByHop,
+    upgrade: bool,
+    host_override: Option<&'a [u8]>,
+    fwd: &Forwarded<'a>,
+    chain: &'a mut Vec<u8>,
+) -> Vec<Field<'a>> {
+    let is = |n: &[u8], name: &[u8]| n.eq_ignore_ascii_case(name);
+    let ips = fields
+        .iter()
+        .filter(|(n, _)| is(n, b"x-forwarded-for"))
+        .map(|(_, v)| v.trim_ascii())
+        .chain(fwd.client_ip.map(str::as_bytes));
+    for ip in ips {
         if !chain.is_empty() {
             chain.extend_from_slice(b", ");
         }
-        chain.extend_from_slice(ip.as_bytes());
+        chain.extend_from_slice(ip);
     }
+    let trusted = |name: &[u8]| fwd.trust_incoming && fields.iter().any(|(n, _)| is(n, name));
+    let keep_proto = trusted(b"x-forwarded-proto");
+    let keep_host = trusted(b"x-forwarded-host");
+    let mut out = Vec::with_capacity(fields.len() + 4);
+    if let Some(host) = host_override {
+        out.push((&b"host"[..], host));
+    }
+    let dropped = |n: &[u8]| {
+        !rule.forwards(n)
+            || is(n, b"expect")
+            || is(n, b"x-forwarded-for")
+            || (host_override.is_some() && is(n, b"host"))
+            || (!keep_proto && is(n, b"x-forwarded-proto"))
+            || (!keep_host && is(n, b"x-forwarded-host"))
+    };
+    out.extend(fields.iter().copied().filter(|(n, _)| !dropped(n)));
+    if upgrade {
+        out.push((b"connection", b"upgrade"));
+    }
+    let chain: &'a [u8] = chain;
     if !chain.is_empty() {
-        headers.push((Bytes::from_static(b"x-forwarded-for"), Bytes::from(chain)));
+        out.push((b"x-forwarded-for", chain));
     }
-    set_unless_trusted(headers, b"x-forwarded-proto", fwd.proto, fwd.trust_incoming);
-    set_unless_trusted(headers, b"x-forwarded-host", fwd.host, fwd.trust_incoming);
-}
-
-fn set_unless_trusted(headers: &mut HeaderList, name: &'static [u8], value: &str, trust: bool) {
-    let present = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-    if trust && present {
-        return;
+    if !keep_proto {
+        out.push((b"x-forwarded-proto", fwd.proto.as_bytes()));
     }
-    headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-    headers.push((
-        Bytes::from_static(name),
-        Bytes::copy_from_slice(value.as_bytes()),
-    ));
-}
-
-/// Copies typed header fields (as actix-web and awc hold them) into a
-/// [`HeaderList`], in iteration order.
-pub fn from_http<'a>(
-    headers: impl Iterator<Item = (&'a http::HeaderName, &'a http::HeaderValue)>,
-) -> HeaderList {
-    headers
-        .map(|(n, v)| {
-            (
-                Bytes::copy_from_slice(n.as_str().as_bytes()),
-                Bytes::copy_from_slice(v.as_bytes()),
-            )
-        })
-        .collect()
+    if !keep_host {
+        out.push((b"x-forwarded-host", fwd.host.as_bytes()));
+    }
+    out
 }
 
 /// One header field from the wire as typed values (the value is not
@@ -249,16 +261,10 @@ mod tests {
     }
 
     #[test]
-    fn typed_headers_convert_both_ways() {
+    fn typed_headers_convert_from_the_wire() {
         let (n, v) = to_http(&Bytes::from_static(b"X-Trace"), Bytes::from_static(b"a b")).unwrap();
         assert_eq!(n.as_str(), "x-trace");
-        let mut map = http::HeaderMap::new();
-        map.append(n.clone(), v);
-        map.append(n, http::HeaderValue::from_static("c"));
-        assert_eq!(
-            from_http(map.iter()),
-            list(&[("x-trace", "a b"), ("x-trace", "c")])
-        );
+        assert_eq!(v.as_bytes(), b"a b");
         assert!(to_http(&Bytes::from_static(b"bad name"), Bytes::new()).is_err());
         let err = to_http(&Bytes::from_static(b"x"), Bytes::from_static(b"a\nb")).unwrap_err();
         assert_eq!(err, "invalid value for header x");
@@ -280,58 +286,138 @@ mod tests {
         );
     }
 
-    #[test]
-    fn forwarded_headers_append_and_set() {
-        let mut h = list(&[
-            ("x-forwarded-for", "10.0.0.1"),
-            ("X-Forwarded-For", "10.0.0.2"),
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "evil"),
-        ]);
-        add_forwarded(
-            &mut h,
-            &Forwarded {
-                client_ip: Some("127.0.0.1"),
-                proto: "http",
-                host: "demo.localhost:8080",
-                trust_incoming: false,
-            },
+    /// Runs `forward_request_fields` over `pairs` as text.
+    fn forward(
+        pairs: &[(&str, &str)],
+        upgrade: bool,
+        host_override: Option<&str>,
+        fwd: Forwarded<'_>,
+    ) -> Vec<(String, String)> {
+        let fields: Vec<Field<'_>> = pairs
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+            .collect();
+        let connection = fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+            .map(|(_, v)| *v);
+        let mut rule = HopByHop::new(connection);
+        if upgrade {
+            rule = rule.keeping_upgrade();
+        }
+        let mut chain = Vec::new();
+        let out = forward_request_fields(
+            &fields,
+            &rule,
+            upgrade,
+            host_override.map(str::as_bytes),
+            &fwd,
+            &mut chain,
         );
-        assert_eq!(
-            find(&h, b"x-forwarded-for").map(|v| &v[..]),
-            Some(&b"10.0.0.1, 10.0.0.2, 127.0.0.1"[..])
-        );
-        assert_eq!(
-            find(&h, b"x-forwarded-proto").map(|v| &v[..]),
-            Some(&b"http"[..])
-        );
-        assert_eq!(
-            find(&h, b"x-forwarded-host").map(|v| &v[..]),
-            Some(&b"demo.localhost:8080"[..])
-        );
-        assert_eq!(h.len(), 3);
+        out.iter()
+            .map(|(n, v)| {
+                (
+                    String::from_utf8_lossy(n).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
-    fn trusted_proxy_headers_are_kept() {
-        let mut h = list(&[("x-forwarded-proto", "https")]);
-        add_forwarded(
-            &mut h,
-            &Forwarded {
-                client_ip: None,
-                proto: "http",
-                host: "h",
-                trust_incoming: true,
-            },
+    fn forwarded_headers_append_and_set() {
+        let fwd = Forwarded {
+            client_ip: Some("127.0.0.1"),
+            proto: "http",
+            host: "demo.localhost:8080",
+            trust_incoming: false,
+        };
+        let out = forward(
+            &[
+                ("Host", "demo.localhost:8080"),
+                ("x-forwarded-for", "10.0.0.1"),
+                ("Expect", "100-continue"),
+                ("X-Forwarded-For", " 10.0.0.2 "),
+                ("x-forwarded-proto", "https"),
+                ("Connection", "keep-alive, x-secret"),
+                ("x-secret", "1"),
+                ("x-forwarded-host", "evil"),
+                ("accept", "*/*"),
+            ],
+            false,
+            None,
+            fwd,
         );
         assert_eq!(
-            find(&h, b"x-forwarded-proto").map(|v| &v[..]),
-            Some(&b"https"[..])
+            out,
+            pairs(&[
+                ("Host", "demo.localhost:8080"),
+                ("accept", "*/*"),
+                ("x-forwarded-for", "10.0.0.1, 10.0.0.2, 127.0.0.1"),
+                ("x-forwarded-proto", "http"),
+                ("x-forwarded-host", "demo.localhost:8080"),
+            ])
+        );
+    }
+
+    #[test]
+    fn trusted_proxy_headers_are_kept_and_targets_override_host() {
+        let fwd = Forwarded {
+            client_ip: None,
+            proto: "http",
+            host: "h",
+            trust_incoming: true,
+        };
+        let out = forward(
+            &[("host", "other"), ("x-forwarded-proto", "https")],
+            false,
+            Some("h"),
+            fwd,
         );
         assert_eq!(
-            find(&h, b"x-forwarded-host").map(|v| &v[..]),
-            Some(&b"h"[..])
+            out,
+            pairs(&[
+                ("host", "h"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "h"),
+            ])
         );
-        assert!(find(&h, b"x-forwarded-for").is_none());
+    }
+
+    #[test]
+    fn upgrades_keep_upgrade_and_say_connection_upgrade() {
+        let fwd = Forwarded {
+            client_ip: Some("::1"),
+            proto: "http",
+            host: "h",
+            trust_incoming: false,
+        };
+        let out = forward(
+            &[
+                ("Connection", "Upgrade"),
+                ("Upgrade", "websocket"),
+                ("Sec-WebSocket-Key", "k"),
+            ],
+            true,
+            None,
+            fwd,
+        );
+        assert_eq!(
+            out,
+            pairs(&[
+                ("Upgrade", "websocket"),
+                ("Sec-WebSocket-Key", "k"),
+                ("connection", "upgrade"),
+                ("x-forwarded-for", "::1"),
+                ("x-forwarded-proto", "http"),
+                ("x-forwarded-host", "h"),
+            ])
+        );
     }
 }

@@ -17,13 +17,11 @@ use burrow_common::{
         pump_body, Activity, BodyError, BodyEvent, CancelOnDrop, PumpError, RecvBody, RecvCredit,
         SendCredit,
     },
-    headers::{
-        add_forwarded, from_http, strip_hop_by_hop, strip_hop_by_hop_for_upgrade, to_http,
-        Forwarded,
-    },
-    protocol::{RequestHead, ResponseHead},
+    frame::{encode_request_head_from, RequestTarget},
+    headers::{forward_request_fields, to_http, Field, Forwarded, HopByHop},
+    protocol::ResponseHead,
     queue::queue,
-    Frame, ResetCode,
+    ResetCode,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -66,23 +64,20 @@ pub async fn proxy(
             req.uri()
         )));
     }
-    let head = request_head(
+    let id = session.next_stream_id();
+    let (frame, request_has_body) = request_frame(
+        id,
         &req,
         &host,
         &public_host,
         state.trust_forwarded_headers,
         upgrade,
-    );
-    let request_has_body = !head.end_stream;
+    )?;
 
     let (events_tx, mut events) = queue();
     let recv_credit = RecvCredit::new();
     let send_credit = SendCredit::new();
     let activity = Activity::new();
-    let id = session.next_stream_id();
-    let frame = Frame::RequestHead { stream: id, head }
-        .encode()
-        .map_err(|_| ProxyError::HeadTooLarge)?;
     // The table entry first, then the head: the session actor handles its
     // mailbox before its streams on every turn, so the entry exists before
     // any answer can come back. A dead session drops the message and with
@@ -267,64 +262,57 @@ fn ip_text(ip: std::net::IpAddr) -> String {
     }
 }
 
-fn request_head(
+/// The `RequestHead` frame of stream `id` for `req`, encoded straight from
+/// actix's header map (see [`forward_request_fields`] for what is changed),
+/// and whether a body follows.
+fn request_frame(
+    id: u32,
     req: &HttpRequest,
     host: &str,
     public_host: &str,
     trust: bool,
     upgrade: bool,
-) -> RequestHead {
-    let mut headers = from_http(req.headers().iter());
+) -> Result<(Bytes, bool), ProxyError> {
+    let map = req.headers();
+    let fields: Vec<Field<'_>> = map
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+        .collect();
+    let mut rule = HopByHop::new(map.get_all(header::CONNECTION).map(|v| v.as_bytes()));
     if upgrade {
-        strip_hop_by_hop_for_upgrade(&mut headers);
-    } else {
-        strip_hop_by_hop(&mut headers);
-    }
-    // The server already answered any `Expect: 100-continue` for this hop.
-    headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"expect"));
-    if let Some(authority) = req.uri().authority() {
-        // An absolute-form target overrides Host (RFC 9112, 3.2.2): the
-        // local service sees the host the request was routed by.
-        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"host"));
-        headers.insert(
-            0,
-            (
-                Bytes::from_static(b"host"),
-                Bytes::copy_from_slice(authority.as_str().as_bytes()),
-            ),
-        );
+        rule = rule.keeping_upgrade();
     }
     let peer = req.peer_addr().map(|a| ip_text(a.ip()));
-    add_forwarded(
-        &mut headers,
-        &Forwarded {
-            client_ip: peer.as_deref(),
-            proto: if req.app_config().secure() {
-                "https"
-            } else {
-                "http"
-            },
-            host: public_host,
-            trust_incoming: trust,
+    let fwd = Forwarded {
+        client_ip: peer.as_deref(),
+        proto: if req.app_config().secure() {
+            "https"
+        } else {
+            "http"
         },
-    );
-    let h = req.headers();
-    let chunked = h.contains_key(header::TRANSFER_ENCODING);
-    let sized = h
+        host: public_host,
+        trust_incoming: trust,
+    };
+    // An absolute-form target overrides Host (RFC 9112, 3.2.2): the local
+    // service sees the host the request was routed by.
+    let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
+    let mut chain = Vec::new();
+    let forwarded = forward_request_fields(&fields, &rule, upgrade, authority, &fwd, &mut chain);
+    let chunked = map.contains_key(header::TRANSFER_ENCODING);
+    let sized = map
         .get(header::CONTENT_LENGTH)
         .is_some_and(|v| v.as_bytes() != b"0");
-    RequestHead {
-        host: host.to_owned(),
-        method: req.method().as_str().to_owned(),
-        uri: req
-            .uri()
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned(),
-        headers,
-        end_stream: !upgrade && !chunked && !sized,
+    let end_stream = !upgrade && !chunked && !sized;
+    let target = RequestTarget {
+        host,
+        method: req.method().as_str(),
+        uri: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+        end_stream,
         upgrade,
-    }
+    };
+    let frame =
+        encode_request_head_from(id, &target, forwarded).map_err(|_| ProxyError::HeadTooLarge)?;
+    Ok((frame, !end_stream))
 }
 
 fn response(
