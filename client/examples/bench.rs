@@ -96,81 +96,95 @@ fn run() -> Res<()> {
     println!("load: wrk {}; {} s per figure\n", wrk_version(&wrk), secs);
 
     let mut table = Table::default();
-    for &kind in &kinds {
-        let name = kind.name();
-        eprintln!("== {name}");
-        // 1: small responses, 64 connections, with CPU time and peak memory.
-        let t = Tunnel::start(kind, &bin, &work, upstream.addr)?;
-        t.check()?;
-        let idle = t.rss_kib();
-        table.set(
-            "idle RSS, server + client (MiB)",
-            name,
-            idle.map(|(s, c)| format!("{:.1} + {:.1}", mib(s), mib(c))),
-        );
-        let cpu0 = t.cpu_ticks();
-        let r = wrk_run(&wrk, t.addr, t.host(), 64, secs)?;
-        let cpu = t.cpu_ticks().zip(cpu0).map(|(a, b)| a - b);
-        table.set("64 conns: requests/s", name, Some(format!("{:.0}", r.rps)));
-        table.set(
-            "64 conns: p50 / p99 latency",
-            name,
-            Some(format!("{} / {}", r.p50, r.p99)),
-        );
-        table.set(
-            "64 conns: tunnel CPU per request (µs)",
-            name,
-            cpu.map(|ticks| format!("{:.1}", ticks as f64 * 10_000.0 / r.requests as f64)),
-        );
-        table.set(
-            "64 conns: peak RSS, server + client (MiB)",
-            name,
-            t.peak_kib()
-                .map(|(s, c)| format!("{:.1} + {:.1}", mib(s), mib(c))),
-        );
-        drop(t);
-
-        // 2: one connection: per-request overhead.
-        let t = Tunnel::start(kind, &bin, &work, upstream.addr)?;
-        t.check()?;
-        let r = wrk_run(&wrk, t.addr, t.host(), 1, secs)?;
-        table.set("1 conn: requests/s", name, Some(format!("{:.0}", r.rps)));
-        table.set("1 conn: p50 latency", name, Some(r.p50.clone()));
-        drop(t);
-
-        // 3: 100 MiB each way, the best of three transfers (one takes a
-        // tenth of a second, where a stall of the shared machine shows).
-        let t = Tunnel::start(kind, &bin, &work, upstream.addr)?;
-        t.check()?;
-        let down = best_of(BULK_RUNS, || download(t.addr, t.host()))?;
-        let up = best_of(BULK_RUNS, || upload(t.addr, t.host()))?;
-        table.set(
-            "100 MiB download: s (MiB/s)",
-            name,
-            Some(format!("{:.2} ({:.0})", down, 100.0 / down)),
-        );
-        table.set(
-            "100 MiB upload: s (MiB/s)",
-            name,
-            Some(format!("{:.2} ({:.0})", up, 100.0 / up)),
-        );
-        table.set(
-            "100 MiB: peak RSS, server + client (MiB)",
-            name,
-            t.peak_kib()
-                .map(|(s, c)| format!("{:.1} + {:.1}", mib(s), mib(c))),
-        );
-        drop(t);
-
-        // 7: WebSocket echo round trips.
-        let t = Tunnel::start(kind, &bin, &work, upstream.addr)?;
-        let rt = ws_round_trips(t.addr, t.host(), 16, secs)?;
-        table.set(
-            "WebSocket echo, 16 sockets: round trips/s",
-            name,
-            Some(format!("{rt:.0}")),
-        );
-        drop(t);
+    // Figure by figure, each column in turn: the columns of one figure are
+    // measured within seconds of each other, so drift of the shared
+    // machine falls on all of them alike.
+    for figure in 0..4 {
+        for &kind in &kinds {
+            let name = kind.name();
+            eprintln!("== figure {} / 4: {name}", figure + 1);
+            match figure {
+                0 => {
+                    // 1: small responses, 64 connections, with CPU time and peak memory.
+                    let t = Tunnel::start(kind, &bin, &work, upstream.addr)?;
+                    t.check()?;
+                    let idle = t.rss_kib();
+                    table.set(
+                        "idle RSS, server + client (MiB)",
+                        name,
+                        idle.map(|(s, c)| format!("{:.1} + {:.1}", mib(s), mib(c))),
+                    );
+                    let cpu0 = t.cpu_ticks();
+                    let r = wrk_run(&wrk, t.addr, t.host(), 64, secs)?;
+                    let cpu = t.cpu_ticks().zip(cpu0).map(|(a, b)| a - b);
+                    table.set("64 conns: requests/s", name, Some(format!("{:.0}", r.rps)));
+                    table.set(
+                        "64 conns: p50 / p99 latency",
+                        name,
+                        Some(format!("{} / {}", r.p50, r.p99)),
+                    );
+                    table.set(
+                        "64 conns: tunnel CPU per request (µs)",
+                        name,
+                        cpu.map(|ticks| {
+                            format!("{:.1}", ticks as f64 * 10_000.0 / r.requests as f64)
+                        }),
+                    );
+                    table.set(
+                        "64 conns: peak RSS, server + client (MiB)",
+                        name,
+                        t.peak_kib()
+                            .map(|(s, c)| format!("{:.1} + {:.1}", mib(s), mib(c))),
+                    );
+                    drop(t);
+                }
+                1 => {
+                    // 2: one connection: per-request overhead.
+                    let t = Tunnel::start(kind, &bin, &work, upstream.addr)?;
+                    t.check()?;
+                    let r = wrk_run(&wrk, t.addr, t.host(), 1, secs)?;
+                    table.set("1 conn: requests/s", name, Some(format!("{:.0}", r.rps)));
+                    table.set("1 conn: p50 latency", name, Some(r.p50.clone()));
+                    drop(t);
+                }
+                2 => {
+                    // 3: 100 MiB each way, the best of three transfers (one takes a
+                    // tenth of a second, where a stall of the shared machine shows).
+                    let t = Tunnel::start(kind, &bin, &work, upstream.addr)?;
+                    t.check()?;
+                    let down = best_of(BULK_RUNS, || download(t.addr, t.host()))?;
+                    let up = best_of(BULK_RUNS, || upload(t.addr, t.host()))?;
+                    table.set(
+                        "100 MiB download: s (MiB/s)",
+                        name,
+                        Some(format!("{:.2} ({:.0})", down, 100.0 / down)),
+                    );
+                    table.set(
+                        "100 MiB upload: s (MiB/s)",
+                        name,
+                        Some(format!("{:.2} ({:.0})", up, 100.0 / up)),
+                    );
+                    table.set(
+                        "100 MiB: peak RSS, server + client (MiB)",
+                        name,
+                        t.peak_kib()
+                            .map(|(s, c)| format!("{:.1} + {:.1}", mib(s), mib(c))),
+                    );
+                    drop(t);
+                }
+                _ => {
+                    // 7: WebSocket echo round trips.
+                    let t = Tunnel::start(kind, &bin, &work, upstream.addr)?;
+                    let rt = ws_round_trips(t.addr, t.host(), 16, secs)?;
+                    table.set(
+                        "WebSocket echo, 16 sockets: round trips/s",
+                        name,
+                        Some(format!("{rt:.0}")),
+                    );
+                    drop(t);
+                }
+            }
+        }
     }
 
     // 6: many tunnels on one server (burrow only: the peers need a process per tunnel).
