@@ -3,10 +3,12 @@
 
 use std::{cell::RefCell, rc::Rc, sync::Arc, time::Duration};
 
+use actix_http::ws::Item;
 use awc::ws;
 use burrow_common::{
     batch,
     flow::{BodyEvent, CancelOnDrop, RecvBody, RecvCredit, SendCredit},
+    fragments::{FragmentError, Fragments},
     protocol::{RequestHead, TunnelRequest, MAX_MESSAGE_SIZE},
     queue,
     stream_map::StreamMap,
@@ -120,6 +122,7 @@ pub async fn serve(
         ctl_tx,
         streams: Rc::new(RefCell::new(StreamMap::default())),
         ctx,
+        fragments: Fragments::default(),
     };
     let result = match conn.dispatch_message(early) {
         Ok(()) => conn.read_loop(&mut stream).await,
@@ -251,6 +254,8 @@ struct Dispatcher {
     ctl_tx: UnboundedSender<ws::Message>,
     streams: StreamTable,
     ctx: Rc<ForwardContext>,
+    /// The binary message arriving in fragments, if any.
+    fragments: Fragments,
 }
 
 impl Dispatcher {
@@ -295,7 +300,26 @@ impl Dispatcher {
                     let why = close_reason(reason);
                     return Err(ConnError::Lost(format!("server closed the tunnel: {why}")));
                 }
-                ws::Frame::Text(_) | ws::Frame::Continuation(_) => {
+                ws::Frame::Continuation(item) => {
+                    let protocol = |e: FragmentError| ConnError::Protocol(e.to_string());
+                    let whole = match item {
+                        Item::FirstBinary(part) => self.fragments.first(&part).map(|()| None),
+                        Item::Continue(part) => self.fragments.more(&part).map(|()| None),
+                        Item::Last(part) => self.fragments.last(&part).map(Some),
+                        Item::FirstText(_) => {
+                            return Err(ConnError::Protocol(
+                                "only binary messages are allowed".into(),
+                            ))
+                        }
+                    }
+                    .map_err(protocol)?;
+                    if let Some(msg) = whole {
+                        let frames =
+                            batch::unpack(msg).map_err(|e| ConnError::Protocol(e.to_string()))?;
+                        self.dispatch_message(frames)?;
+                    }
+                }
+                ws::Frame::Text(_) => {
                     return Err(ConnError::Protocol(
                         "only binary messages are allowed".into(),
                     ))

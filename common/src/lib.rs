@@ -11,6 +11,7 @@
 //! - [`frame`]: encoding and decoding of the binary frames carried in
 //!   WebSocket binary messages.
 //! - [`headers`]: hop-by-hop header stripping and `X-Forwarded-*` rules.
+//! - [`fragments`]: reassembly of fragmented WebSocket messages.
 //! - [`flow`]: send credit, receive accounting, and the body pump that moves
 //!   a byte stream onto the tunnel under flow control.
 //! - [`outbox`]: the queue of encoded frames waiting for a WebSocket writer.
@@ -26,6 +27,7 @@
 pub mod batch;
 pub mod config;
 pub mod flow;
+pub mod fragments;
 pub mod frame;
 pub mod headers;
 pub mod outbox;

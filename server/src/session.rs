@@ -13,10 +13,11 @@ use actix::{
     fut, Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, ContextFutureSpawner,
     Handler, Running, SpawnHandle, StreamHandler, WrapFuture,
 };
-use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
+use actix_ws::{CloseCode, CloseReason, Item, Message, ProtocolError};
 use burrow_common::{
     batch,
     flow::{Activity, BodyEvent, RecvCredit, SendCredit},
+    fragments::Fragments,
     protocol::{ResponseHead, TunnelVerdict, PROTOCOL_VERSION},
     queue::{Receiver, Sender},
     stream_map::StreamMap,
@@ -85,6 +86,8 @@ pub struct TunnelSession {
     last_ping: Instant,
     hello_timer: Option<SpawnHandle>,
     limits: SessionLimits,
+    /// The binary message arriving in fragments, if any.
+    fragments: Fragments,
 }
 
 /// The time limits a session enforces on its streams.
@@ -120,6 +123,7 @@ impl TunnelSession {
             last_ping: Instant::now(),
             hello_timer: None,
             limits,
+            fragments: Fragments::default(),
         }
     }
 
@@ -456,7 +460,23 @@ impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
                 log::debug!("session {}: client closed: {reason:?}", self.id);
                 self.close(ctx, None, CloseCode::Normal, "bye");
             }
-            Ok(Message::Text(_)) | Ok(Message::Continuation(_)) => {
+            Ok(Message::Continuation(item)) => {
+                let whole = match item {
+                    Item::FirstBinary(part) => self.fragments.first(&part).map(|()| None),
+                    Item::Continue(part) => self.fragments.more(&part).map(|()| None),
+                    Item::Last(part) => self.fragments.last(&part).map(Some),
+                    Item::FirstText(_) => {
+                        let why = "only binary messages are allowed".into();
+                        return self.protocol_error(ctx, why);
+                    }
+                };
+                match whole {
+                    Ok(Some(msg)) => self.on_message(msg, ctx),
+                    Ok(None) => {}
+                    Err(e) => self.protocol_error(ctx, e.to_string()),
+                }
+            }
+            Ok(Message::Text(_)) => {
                 self.protocol_error(ctx, "only binary messages are allowed".into());
             }
             Err(e) => {

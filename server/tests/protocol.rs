@@ -423,3 +423,67 @@ async fn a_batch_of_answers_is_handled_frame_by_frame_and_a_bad_batch_closes() {
         .expect("close reason");
     assert_eq!(reason.code, ws::CloseCode::Protocol);
 }
+
+#[actix_rt::test]
+async fn a_fragmented_message_is_one_message() {
+    let server = start();
+    let mut ws = connect(&server).await;
+    assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
+    let public = format!("http://{}/frag", server.addr());
+    let call = actix_rt::spawn(async move {
+        let mut r = awc::Client::new()
+            .get(public)
+            .insert_header(("host", "demo.localhost"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.body().await.unwrap())
+    });
+    let stream = match next(&mut ws).await {
+        Ok(Frame::RequestHead { stream, .. }) => stream,
+        other => panic!("expected a request head, got {other:?}"),
+    };
+    let answer = Frame::ResponseHead {
+        stream,
+        head: burrow_common::ResponseHead {
+            status: 200,
+            headers: Vec::new(),
+            end_stream: true,
+            body: Some(Bytes::from_static(b"in pieces")),
+        },
+    }
+    .encode()
+    .unwrap();
+    // Cut anywhere, even inside the frame header.
+    let pieces = [
+        actix_ws::Item::FirstBinary(answer.slice(..3)),
+        actix_ws::Item::Continue(answer.slice(3..10)),
+        actix_ws::Item::Continue(Bytes::new()),
+        actix_ws::Item::Last(answer.slice(10..)),
+    ];
+    for piece in pieces {
+        ws.send(ws::Message::Continuation(piece)).await.unwrap();
+    }
+    let (status, body) = call.await.unwrap();
+    assert_eq!((status, &body[..]), (200, &b"in pieces"[..]));
+
+    // Pieces adding up to more than a message may hold close the session.
+    let big = Bytes::from(vec![0u8; 200 << 10]);
+    ws.send(ws::Message::Continuation(actix_ws::Item::FirstBinary(
+        big.clone(),
+    )))
+    .await
+    .unwrap();
+    ws.send(ws::Message::Continuation(actix_ws::Item::Last(big)))
+        .await
+        .unwrap();
+    let reason = next(&mut ws)
+        .await
+        .expect_err("connection closed")
+        .expect("close reason");
+    assert_eq!(reason.code, ws::CloseCode::Protocol);
+    assert!(
+        reason.description.unwrap_or_default().contains("limit"),
+        "reason names the limit"
+    );
+}
