@@ -29,7 +29,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Path of the WebSocket endpoint clients connect to; never proxied.
     pub control_path: String,
-    /// Longest wait for the local service's response head (then 504).
+    /// Longest wait for the local service's response head (then 504),
+    /// enforced by each session's sweep to within a quarter of it.
     pub request_timeout: Duration,
     /// Longest time an answered stream (a download, SSE, a WebSocket) may
     /// move no bytes in either direction before it is closed.
