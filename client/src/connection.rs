@@ -124,7 +124,7 @@ pub async fn serve(
         ctx,
         fragments: Fragments::default(),
     };
-    let result = match conn.dispatch_message(early) {
+    let result = match conn.dispatch_frames(early) {
         Ok(()) => conn.read_loop(&mut stream).await,
         Err(e) => Err(e),
     };
@@ -287,11 +287,7 @@ impl Dispatcher {
                 Some(Ok(item)) => item,
             };
             match item {
-                ws::Frame::Binary(msg) => {
-                    let frames =
-                        batch::unpack(msg).map_err(|e| ConnError::Protocol(e.to_string()))?;
-                    self.dispatch_message(frames)?;
-                }
+                ws::Frame::Binary(msg) => self.on_message(msg)?,
                 ws::Frame::Ping(payload) => {
                     let _ = self.ctl_tx.send(ws::Message::Pong(payload));
                 }
@@ -314,9 +310,7 @@ impl Dispatcher {
                     }
                     .map_err(protocol)?;
                     if let Some(msg) = whole {
-                        let frames =
-                            batch::unpack(msg).map_err(|e| ConnError::Protocol(e.to_string()))?;
-                        self.dispatch_message(frames)?;
+                        self.on_message(msg)?;
                     }
                 }
                 ws::Frame::Text(_) => {
@@ -328,8 +322,14 @@ impl Dispatcher {
         }
     }
 
-    /// Dispatches each frame of one message, in order.
-    fn dispatch_message(&mut self, frames: batch::Unpacked) -> Result<(), ConnError> {
+    /// Dispatches each frame of one whole WebSocket message, in order.
+    fn on_message(&mut self, msg: Bytes) -> Result<(), ConnError> {
+        let frames = batch::unpack(msg).map_err(|e| ConnError::Protocol(e.to_string()))?;
+        self.dispatch_frames(frames)
+    }
+
+    /// Dispatches the frames of one message, in order.
+    fn dispatch_frames(&mut self, frames: batch::Unpacked) -> Result<(), ConnError> {
         let protocol = |e: DecodeError| ConnError::Protocol(e.to_string());
         for bytes in frames {
             let frame = Frame::decode(bytes.map_err(protocol)?).map_err(protocol)?;

@@ -61,18 +61,15 @@ pub async fn relay(
         .map_err(|e| Failure(ResetCode::LocalError, format!("writing to {local}: {e}")))?;
 
     let (status, mut headers, rest) = read_response_head(&mut rd, local).await?;
+    let head = |headers, end_stream| ResponseHead {
+        status,
+        headers,
+        end_stream,
+        body: None,
+    };
     if status == 101 {
         strip_hop_by_hop_for_upgrade(&mut headers);
-        send_head(
-            outbox,
-            id,
-            ResponseHead {
-                status,
-                headers,
-                end_stream: false,
-                body: None,
-            },
-        )?;
+        send_head(outbox, id, head(headers, false))?;
         let from_local = stream::once(async move { Ok::<_, std::io::Error>(rest) })
             .filter(|r| std::future::ready(!matches!(r, Ok(b) if b.is_empty())))
             .chain(read_stream(rd));
@@ -106,16 +103,7 @@ pub async fn relay(
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let end_stream = length == Some(0) || status == 204 || status == 304 || status < 200;
-    send_head(
-        outbox,
-        id,
-        ResponseHead {
-            status,
-            headers,
-            end_stream,
-            body: None,
-        },
-    )?;
+    send_head(outbox, id, head(headers, end_stream))?;
     drop(caller);
     if end_stream {
         return Ok(());

@@ -292,11 +292,20 @@ impl Stream for RecvBody {
                 self.finish();
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(BodyEvent::Head(_) | BodyEvent::Expired)) => {
+            Poll::Ready(Some(BodyEvent::Head(_))) => {
                 self.finish();
                 Poll::Ready(Some(Err(BodyError::Reset {
                     code: ResetCode::ProtocolError,
                     reason: "a second head inside the body".into(),
+                })))
+            }
+            // Only a stream still waiting for its head expires; should one
+            // reach a body, it ends as the cancel it is.
+            Poll::Ready(Some(BodyEvent::Expired)) => {
+                self.finish();
+                Poll::Ready(Some(Err(BodyError::Reset {
+                    code: ResetCode::Cancel,
+                    reason: "no response head in time".into(),
                 })))
             }
             Poll::Ready(Some(BodyEvent::Reset(code, reason))) => {

@@ -62,10 +62,10 @@ struct StreamEntry {
 }
 
 impl StreamEntry {
-    /// Ends the stream for its opener with a reset.
-    fn fail(self, code: ResetCode, reason: String) {
+    /// Ends the stream for its opener with `event` (a reset or an expiry).
+    fn end(self, event: BodyEvent) {
         self.send_credit.close();
-        let _ = self.events.send(BodyEvent::Reset(code, reason));
+        let _ = self.events.send(event);
     }
 }
 
@@ -206,7 +206,7 @@ impl TunnelSession {
                 },
             ) => {
                 if let Some(e) = self.streams.remove(&stream) {
-                    e.fail(code, reason);
+                    e.end(BodyEvent::Reset(code, reason));
                 }
             }
             (State::Open, Frame::Window { stream, increment }) => {
@@ -324,13 +324,26 @@ impl TunnelSession {
 
     /// Fails a stream locally and tells the client.
     fn reset(&mut self, stream: u32, entry: StreamEntry, code: ResetCode, reason: String) {
+        let event = BodyEvent::Reset(code, reason.clone());
+        self.reset_with(stream, entry, code, reason, event);
+    }
+
+    /// Resets a stream on the client's side and tells its opener `event`.
+    fn reset_with(
+        &mut self,
+        stream: u32,
+        entry: StreamEntry,
+        code: ResetCode,
+        reason: String,
+        event: BodyEvent,
+    ) {
         log::debug!("session {}: reset stream {stream}: {reason}", self.id);
         let _ = self.outbox.send(&Frame::Reset {
             stream,
             code,
-            reason: reason.clone(),
+            reason,
         });
-        entry.fail(code, reason);
+        entry.end(event);
     }
 
     /// Resets streams past a limit: still waiting for their head after the
@@ -359,14 +372,8 @@ impl TunnelSession {
                 continue;
             };
             if waiting {
-                log::debug!("session {}: stream {id}: no response head in time", self.id);
-                let _ = self.outbox.send(&Frame::Reset {
-                    stream: id,
-                    code: ResetCode::Cancel,
-                    reason: String::new(),
-                });
-                e.send_credit.close();
-                let _ = e.events.send(BodyEvent::Expired);
+                let why = format!("no response head within {} s", request_timeout.as_secs());
+                self.reset_with(id, e, ResetCode::Cancel, why, BodyEvent::Expired);
             } else {
                 let why = format!("no traffic for {} s", idle_timeout.as_secs());
                 self.reset(id, e, ResetCode::Cancel, why);
