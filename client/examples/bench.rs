@@ -11,6 +11,9 @@
 //! when found on PATH or in ~/.cargo/bin. Loopback only; each figure takes a
 //! few seconds. Prints a markdown table. `--quick` shortens every figure and
 //! skips the 10,000-tunnel one; `--tunnels N` measures only that one, with N.
+//! `--figures 1,3` runs only those of figures 1-4 (1: 64 connections, 2: one
+//! connection, 3: 100 MiB each way, 4: WebSocket echo); `--bin DIR` takes
+//! burrow's binaries from DIR instead of target/release, to compare builds.
 
 use std::{
     collections::BTreeMap,
@@ -50,7 +53,28 @@ fn run() -> Res<()> {
     let secs = if quick { 2 } else { SECONDS };
     let work = PathBuf::from("target/bench");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    let bin = PathBuf::from("target/release");
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .map(|i| {
+                args.get(i + 1)
+                    .cloned()
+                    .ok_or(format!("{flag} needs a value"))
+            })
+            .transpose()
+    };
+    let bin = PathBuf::from(value("--bin")?.unwrap_or_else(|| "target/release".into()));
+    let figures: Vec<usize> = match value("--figures")? {
+        None => (1..=4).collect(),
+        Some(list) => list
+            .split(',')
+            .map(|f| match f.trim().parse() {
+                Ok(n @ 1..=4) => Ok(n),
+                _ => Err(format!("--figures {list}: expected numbers from 1 to 4")),
+            })
+            .collect::<Res<_>>()?,
+    };
     for b in ["burrow", "burrow-server"] {
         if !bin.join(b).exists() {
             return Err(format!(
@@ -60,12 +84,7 @@ fn run() -> Res<()> {
     }
     let wrk = which("wrk").ok_or("wrk not found (apt-get install wrk)")?;
     // `--tunnels N`: only the many-tunnels figure, with N tunnels.
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(n) = args
-        .iter()
-        .position(|a| a == "--tunnels")
-        .and_then(|i| args.get(i + 1))
-    {
+    if let Some(n) = value("--tunnels")? {
         let n: usize = n
             .parse()
             .map_err(|_| format!("--tunnels {n}: not a number"))?;
@@ -99,7 +118,7 @@ fn run() -> Res<()> {
     // Figure by figure, each column in turn: the columns of one figure are
     // measured within seconds of each other, so drift of the shared
     // machine falls on all of them alike.
-    for figure in 0..4 {
+    for figure in figures.iter().map(|f| f - 1) {
         for &kind in &kinds {
             let name = kind.name();
             eprintln!("== figure {} / 4: {name}", figure + 1);
@@ -188,7 +207,7 @@ fn run() -> Res<()> {
     }
 
     // 6: many tunnels on one server (burrow only: the peers need a process per tunnel).
-    if !quick {
+    if !quick && figures.len() == 4 {
         eprintln!("== 10,000 tunnels");
         let (per_tunnel, took, rps) = many_tunnels(&bin, &work, 10_000, &wrk, secs)?;
         table.set(

@@ -8,7 +8,9 @@ use awc::ws;
 use burrow_common::{
     batch,
     flow::{BodyEvent, CancelOnDrop, RecvBody, RecvCredit, SendCredit},
-    fragments::{FragmentError, Fragments},
+    fragments::{FragmentError, Fragments, Whole},
+    frame,
+    outbox::Outgoing,
     protocol::{RequestHead, TunnelRequest, MAX_MESSAGE_SIZE},
     queue,
     stream_map::StreamMap,
@@ -206,7 +208,7 @@ fn check_ack(ack: HelloAck) -> Result<(), ConnError> {
 /// when the queue runs dry, so bursts share system calls.
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<Ws, ws::Message>,
-    mut frames: queue::Receiver<Bytes>,
+    mut frames: queue::Receiver<Outgoing>,
     mut control: UnboundedReceiver<ws::Message>,
 ) {
     let mut packed = Vec::new();
@@ -223,7 +225,16 @@ async fn write_loop(
                 // a message (see `batch`).
                 Some(first) => {
                     batch::pack(std::iter::once(first).chain(frames.take_all()), &mut packed);
-                    messages.extend(packed.drain(..).map(ws::Message::Binary));
+                    for out in packed.drain(..) {
+                        match out {
+                            Outgoing::Frame(msg) => messages.push(ws::Message::Binary(msg)),
+                            Outgoing::Data { stream, payload } => {
+                                let head = frame::data_header(stream);
+                                messages.push(ws::Message::Continuation(Item::FirstBinary(head)));
+                                messages.push(ws::Message::Continuation(Item::Last(payload)));
+                            }
+                        }
+                    }
                 }
                 None => break,
             },
@@ -299,9 +310,9 @@ impl Dispatcher {
                 ws::Frame::Continuation(item) => {
                     let protocol = |e: FragmentError| ConnError::Protocol(e.to_string());
                     let whole = match item {
-                        Item::FirstBinary(part) => self.fragments.first(&part).map(|()| None),
-                        Item::Continue(part) => self.fragments.more(&part).map(|()| None),
-                        Item::Last(part) => self.fragments.last(&part).map(Some),
+                        Item::FirstBinary(part) => self.fragments.first(part).map(|()| None),
+                        Item::Continue(part) => self.fragments.more(part).map(|()| None),
+                        Item::Last(part) => self.fragments.last(part).map(Some),
                         Item::FirstText(_) => {
                             return Err(ConnError::Protocol(
                                 "only binary messages are allowed".into(),
@@ -309,8 +320,10 @@ impl Dispatcher {
                         }
                     }
                     .map_err(protocol)?;
-                    if let Some(msg) = whole {
-                        self.on_message(msg)?;
+                    match whole {
+                        Some(Whole::Message(msg)) => self.on_message(msg)?,
+                        Some(Whole::Frame(frame)) => self.dispatch(frame)?,
+                        None => {}
                     }
                 }
                 ws::Frame::Text(_) => {

@@ -4,7 +4,8 @@
 //! heads and small answers of many requests). Sent one per message, each
 //! costs a pass through both WebSocket codecs and the receiver's dispatch;
 //! packed into one `Batch` message, they cost one. Large frames travel
-//! alone, since packing copies them.
+//! alone, since packing copies them, and so do `Data` frames queued as
+//! header and payload ([`Outgoing::Data`]).
 //!
 //! ```text
 //! +---------+-------------+-----------------------------------------+
@@ -21,6 +22,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::{
     frame::{DecodeError, FRAME_HEADER_LEN},
+    outbox::Outgoing,
     protocol::{CONNECTION_STREAM, MAX_MESSAGE_SIZE},
 };
 
@@ -32,19 +34,22 @@ pub const PACK_LIMIT: usize = 16 * 1024;
 
 const LEN_PREFIX: usize = 4;
 
-/// Appends to `out` the messages that carry `frames` in order: runs of
+/// Appends to `out` the messages that carry `items` in order: runs of
 /// small frames become one batch (a run of one stays a plain frame), larger
-/// frames are passed through as they are.
-pub fn pack(frames: impl IntoIterator<Item = Bytes>, out: &mut Vec<Bytes>) {
+/// frames and split `Data` frames are passed through as they are.
+pub fn pack(items: impl IntoIterator<Item = Outgoing>, out: &mut Vec<Outgoing>) {
     let mut run: Vec<Bytes> = Vec::new();
     let mut run_len = FRAME_HEADER_LEN;
-    for frame in frames {
-        if frame.len() > PACK_LIMIT {
-            flush(&mut run, out);
-            run_len = FRAME_HEADER_LEN;
-            out.push(frame);
-            continue;
-        }
+    for item in items {
+        let frame = match item {
+            Outgoing::Frame(frame) if frame.len() <= PACK_LIMIT => frame,
+            other => {
+                flush(&mut run, out);
+                run_len = FRAME_HEADER_LEN;
+                out.push(other);
+                continue;
+            }
+        };
         if run_len + LEN_PREFIX + frame.len() > MAX_MESSAGE_SIZE {
             flush(&mut run, out);
             run_len = FRAME_HEADER_LEN;
@@ -55,10 +60,10 @@ pub fn pack(frames: impl IntoIterator<Item = Bytes>, out: &mut Vec<Bytes>) {
     flush(&mut run, out);
 }
 
-fn flush(run: &mut Vec<Bytes>, out: &mut Vec<Bytes>) {
+fn flush(run: &mut Vec<Bytes>, out: &mut Vec<Outgoing>) {
     match run.len() {
         0 => {}
-        1 => out.append(run),
+        1 => out.extend(run.drain(..).map(Outgoing::Frame)),
         _ => {
             let size = run.iter().map(|f| LEN_PREFIX + f.len()).sum::<usize>();
             let mut buf = BytesMut::with_capacity(FRAME_HEADER_LEN + size);
@@ -69,7 +74,7 @@ fn flush(run: &mut Vec<Bytes>, out: &mut Vec<Bytes>) {
                 buf.put_u32(frame.len() as u32);
                 buf.put_slice(&frame);
             }
-            out.push(buf.freeze());
+            out.push(Outgoing::Frame(buf.freeze()));
         }
     }
 }
@@ -162,17 +167,25 @@ mod tests {
         .unwrap()
     }
 
-    fn all(msg: Bytes) -> Vec<Bytes> {
+    fn all(msg: Outgoing) -> Vec<Bytes> {
+        let Outgoing::Frame(msg) = msg else {
+            panic!("not a whole message: {msg:?}")
+        };
         unpack(msg).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    fn packed(frames: &[Bytes]) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        pack(frames.iter().cloned().map(Outgoing::Frame), &mut out);
+        out
     }
 
     #[test]
     fn small_frames_share_a_message_and_come_back_in_order() {
         let frames: Vec<Bytes> = (1..=50).map(window).collect();
-        let mut out = Vec::new();
-        pack(frames.clone(), &mut out);
+        let mut out = packed(&frames);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0][0], KIND_BATCH);
+        assert!(matches!(&out[0], Outgoing::Frame(m) if m[0] == KIND_BATCH));
         assert_eq!(all(out.remove(0)), frames);
     }
 
@@ -184,16 +197,33 @@ mod tests {
         }
         .encode()
         .unwrap();
-        let mut out = Vec::new();
-        pack([window(1)], &mut out);
-        assert_eq!(out, [window(1)]);
-        out.clear();
-        pack([window(1), window(3), big.clone(), window(5)], &mut out);
+        assert_eq!(packed(&[window(1)]), [Outgoing::Frame(window(1))]);
+        let out = packed(&[window(1), window(3), big.clone(), window(5)]);
         assert_eq!(out.len(), 3);
         assert_eq!(all(out[0].clone()), [window(1), window(3)]);
-        assert_eq!(out[1], big);
-        assert_eq!(out[2], window(5));
+        assert_eq!(out[1], Outgoing::Frame(big));
+        assert_eq!(out[2], Outgoing::Frame(window(5)));
         assert_eq!(all(out[2].clone()), [window(5)]);
+    }
+
+    #[test]
+    fn split_data_frames_pass_through_in_order() {
+        let data = Outgoing::Data {
+            stream: 7,
+            payload: Bytes::from_static(b"payload"),
+        };
+        let mut out = Vec::new();
+        let items = [
+            Outgoing::Frame(window(1)),
+            Outgoing::Frame(window(3)),
+            data.clone(),
+            Outgoing::Frame(window(5)),
+        ];
+        pack(items, &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(all(out[0].clone()), [window(1), window(3)]);
+        assert_eq!(out[1], data);
+        assert_eq!(out[2], Outgoing::Frame(window(5)));
     }
 
     #[test]
@@ -205,10 +235,11 @@ mod tests {
         .encode()
         .unwrap();
         let frames = vec![frame; 40];
-        let mut out = Vec::new();
-        pack(frames.clone(), &mut out);
+        let out = packed(&frames);
         assert!(out.len() > 1);
-        assert!(out.iter().all(|m| m.len() <= MAX_MESSAGE_SIZE));
+        assert!(out
+            .iter()
+            .all(|m| matches!(m, Outgoing::Frame(m) if m.len() <= MAX_MESSAGE_SIZE)));
         let back: Vec<Bytes> = out.into_iter().flat_map(all).collect();
         assert_eq!(back, frames);
     }

@@ -22,6 +22,7 @@ use thiserror::Error;
 use tokio::sync::Notify;
 
 use crate::{
+    batch::PACK_LIMIT,
     frame::{data_frame_buffer, Frame},
     outbox::{Outbox, SendError},
     protocol::{ResetCode, INITIAL_WINDOW, MAX_DATA_PAYLOAD},
@@ -337,10 +338,13 @@ pub enum PumpError<E> {
 /// Sends `body` on `stream` as `Data` frames under flow control, then `End`.
 /// On error nothing more is sent: the caller decides whether to reset.
 ///
-/// Chunks that are already available are packed into one frame (up to
-/// [`MAX_DATA_PAYLOAD`] and the credit at hand), written straight into the
-/// frame's buffer: a source that yields many small chunks, as HTTP bodies
-/// read from a socket do, costs few frames. Nothing waits to fill a frame.
+/// A large chunk (over [`PACK_LIMIT`]) is queued as it is, never copied
+/// (see [`Outgoing::Data`]). Smaller chunks that are already available are
+/// packed into one frame (up to [`MAX_DATA_PAYLOAD`] and the credit at
+/// hand), written straight into the frame's buffer: a source that yields
+/// many small chunks costs few frames. Nothing waits to fill a frame.
+///
+/// [`Outgoing::Data`]: crate::outbox::Outgoing::Data
 pub async fn pump_body<S, E>(
     stream: u32,
     body: S,
@@ -369,10 +373,29 @@ where
             .acquire(MAX_DATA_PAYLOAD)
             .await
             .map_err(|_| PumpError::StreamClosed)?;
+        if chunk.len() > PACK_LIMIT {
+            if chunk.len() > room {
+                leftover = Some(chunk.split_off(room));
+            }
+            let n = chunk.len();
+            if n < room {
+                credit.grant((room - n) as u32);
+            }
+            outbox
+                .send_data(stream, chunk)
+                .map_err(|_| PumpError::TunnelClosed)?;
+            sent += n as u64;
+            continue;
+        }
         let mut frame = data_frame_buffer(stream, room.min(chunk.len().max(4096)));
         let mut filled = 0;
         loop {
             let take = chunk.len().min(room - filled);
+            if frame.capacity() - frame.len() < take {
+                // Grown once to the most the frame can hold: doubling as
+                // chunks arrive would copy the frame again at each step.
+                frame.reserve(room - filled);
+            }
             frame.extend_from_slice(&chunk[..take]);
             filled += take;
             if take < chunk.len() {
@@ -408,6 +431,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::Outgoing;
     use futures_util::stream;
     use std::convert::Infallible;
 
@@ -424,7 +448,7 @@ mod tests {
         });
         let mut got = 0usize;
         while got < INITIAL_WINDOW as usize {
-            match Frame::decode(rx.recv().await.unwrap()).unwrap() {
+            match rx.recv().await.unwrap().decode().unwrap() {
                 Frame::Data { data, .. } => {
                     assert!(data.len() <= MAX_DATA_PAYLOAD);
                     got += data.len();
@@ -437,12 +461,12 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(rx.try_recv().is_none());
         credit.grant(1000);
-        match Frame::decode(rx.recv().await.unwrap()).unwrap() {
+        match rx.recv().await.unwrap().decode().unwrap() {
             Frame::Data { data, .. } => assert_eq!(data.len(), 100),
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(
-            Frame::decode(rx.recv().await.unwrap()).unwrap(),
+            rx.recv().await.unwrap().decode().unwrap(),
             Frame::End { stream: 1 }
         );
         assert_eq!(pump.await.unwrap(), Ok(INITIAL_WINDOW as u64 + 100));
@@ -461,7 +485,7 @@ mod tests {
         assert_eq!(sent, 100_000);
         let mut frames = Vec::new();
         while let Some(b) = rx.try_recv() {
-            frames.push(Frame::decode(b).unwrap());
+            frames.push(b.decode().unwrap());
         }
         // 100 kB in 1 kB chunks: two frames (64 KiB + the rest) and End.
         assert_eq!(
@@ -484,6 +508,33 @@ mod tests {
         assert_eq!(
             credit.acquire(usize::MAX).await,
             Ok(INITIAL_WINDOW as usize - 100_000)
+        );
+    }
+
+    #[tokio::test]
+    async fn large_chunks_are_queued_without_a_copy() {
+        let (outbox, mut rx) = Outbox::new();
+        let credit = SendCredit::new();
+        let big = Bytes::from(vec![3u8; MAX_DATA_PAYLOAD + 20_000]);
+        let body = stream::iter(vec![Ok::<_, Infallible>(big.clone())]);
+        let sent = pump_body(9, body, &credit, &outbox)
+            .await
+            .map_err(|_| ())
+            .unwrap();
+        assert_eq!(sent, big.len() as u64);
+        // Two entries pointing into the source's own buffer, then End.
+        for (len, offset) in [(MAX_DATA_PAYLOAD, 0), (20_000, MAX_DATA_PAYLOAD)] {
+            match rx.try_recv() {
+                Some(Outgoing::Data { stream, payload }) => {
+                    assert_eq!((stream, payload.len()), (9, len));
+                    assert_eq!(payload.as_ptr(), big[offset..].as_ptr(), "copied");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            rx.try_recv().unwrap().decode().unwrap(),
+            Frame::End { stream: 9 }
         );
     }
 
@@ -532,7 +583,7 @@ mod tests {
         tx.send(BodyEvent::End).unwrap();
         assert_eq!(body.next().await.unwrap().unwrap().len(), half);
         assert_eq!(
-            Frame::decode(out_rx.try_recv().unwrap()).unwrap(),
+            out_rx.try_recv().unwrap().decode().unwrap(),
             Frame::Window {
                 stream: 3,
                 increment: INITIAL_WINDOW / 2

@@ -328,6 +328,23 @@ pub fn data_frame_buffer(stream: u32, capacity: usize) -> BytesMut {
     header_only(KIND_DATA, stream, capacity)
 }
 
+/// A `Data` frame's header alone: the frame is this followed by its payload.
+pub fn data_header(stream: u32) -> Bytes {
+    header_only(KIND_DATA, stream, 0).freeze()
+}
+
+/// The stream of `head` if it is exactly the header of a `Data` frame on a
+/// request stream, as [`data_header`] makes it.
+pub fn parse_data_header(head: &[u8]) -> Option<u32> {
+    match head {
+        [KIND_DATA, s @ ..] if s.len() == 4 => {
+            let stream = u32::from_be_bytes([s[0], s[1], s[2], s[3]]);
+            (stream != CONNECTION_STREAM).then_some(stream)
+        }
+        _ => None,
+    }
+}
+
 /// Encodes a `Data` frame straight from a byte slice (one copy, into the frame).
 pub fn encode_data(stream: u32, data: &[u8]) -> Result<Bytes, EncodeError> {
     if data.len() > MAX_DATA_PAYLOAD {

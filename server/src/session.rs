@@ -17,7 +17,9 @@ use actix_ws::{CloseCode, CloseReason, Item, Message, ProtocolError};
 use burrow_common::{
     batch,
     flow::{Activity, BodyEvent, RecvCredit, SendCredit},
-    fragments::Fragments,
+    fragments::{Fragments, Whole},
+    frame,
+    outbox::Outgoing,
     protocol::{ResponseHead, TunnelVerdict, PROTOCOL_VERSION},
     queue::{Receiver, Sender},
     stream_map::StreamMap,
@@ -74,7 +76,7 @@ pub struct TunnelSession {
     id: u64,
     ws: actix_ws::Session,
     outbox: Outbox,
-    outbox_rx: Option<Receiver<Bytes>>,
+    outbox_rx: Option<Receiver<Outgoing>>,
     registry: Arc<Addr<Registry>>,
     streams: StreamMap<StreamEntry>,
     next_stream: Arc<AtomicU32>,
@@ -167,8 +169,8 @@ impl TunnelSession {
             Err(e) => return self.protocol_error(ctx, e.to_string()),
         };
         for frame in frames {
-            match frame {
-                Ok(bytes) => self.on_frame(bytes, ctx),
+            match frame.and_then(Frame::decode) {
+                Ok(frame) => self.on_frame(frame, ctx),
                 Err(e) => return self.protocol_error(ctx, e.to_string()),
             }
             if self.state == State::Closing {
@@ -177,11 +179,7 @@ impl TunnelSession {
         }
     }
 
-    fn on_frame(&mut self, bytes: Bytes, ctx: &mut Context<Self>) {
-        let frame = match Frame::decode(bytes) {
-            Ok(f) => f,
-            Err(e) => return self.protocol_error(ctx, e.to_string()),
-        };
+    fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
         match (self.state, frame) {
             (State::AwaitingHello, Frame::Hello(hello)) => self.on_hello(hello, ctx),
             (State::Open, Frame::ResponseHead { stream, head }) => self.on_head(stream, head),
@@ -397,8 +395,18 @@ impl Actor for TunnelSession {
                 while let Some(first) = rx.recv().await {
                     let mut messages = Vec::new();
                     batch::pack(std::iter::once(first).chain(rx.take_all()), &mut messages);
-                    for msg in messages {
-                        if ws.binary(msg).await.is_err() {
+                    for out in messages {
+                        let sent = match out {
+                            Outgoing::Frame(msg) => ws.binary(msg).await,
+                            Outgoing::Data { stream, payload } => {
+                                let head = frame::data_header(stream);
+                                match ws.continuation(Item::FirstBinary(head)).await {
+                                    Ok(()) => ws.continuation(Item::Last(payload)).await,
+                                    Err(closed) => Err(closed),
+                                }
+                            }
+                        };
+                        if sent.is_err() {
                             return;
                         }
                     }
@@ -469,16 +477,17 @@ impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
             }
             Ok(Message::Continuation(item)) => {
                 let whole = match item {
-                    Item::FirstBinary(part) => self.fragments.first(&part).map(|()| None),
-                    Item::Continue(part) => self.fragments.more(&part).map(|()| None),
-                    Item::Last(part) => self.fragments.last(&part).map(Some),
+                    Item::FirstBinary(part) => self.fragments.first(part).map(|()| None),
+                    Item::Continue(part) => self.fragments.more(part).map(|()| None),
+                    Item::Last(part) => self.fragments.last(part).map(Some),
                     Item::FirstText(_) => {
                         let why = "only binary messages are allowed".into();
                         return self.protocol_error(ctx, why);
                     }
                 };
                 match whole {
-                    Ok(Some(msg)) => self.on_message(msg, ctx),
+                    Ok(Some(Whole::Message(msg))) => self.on_message(msg, ctx),
+                    Ok(Some(Whole::Frame(frame))) => self.on_frame(frame, ctx),
                     Ok(None) => {}
                     Err(e) => self.protocol_error(ctx, e.to_string()),
                 }

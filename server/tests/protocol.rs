@@ -3,9 +3,12 @@
 
 use std::{net::TcpListener, path::Path, time::Duration};
 
+use actix_ws::Item;
 use awc::ws;
 use burrow_common::{
     batch,
+    fragments::{Fragments, Whole},
+    outbox::Outgoing,
     protocol::{ResponseHead, TunnelRequest},
     Frame, Hello, HelloAck, ResetCode, PROTOCOL_VERSION,
 };
@@ -44,6 +47,18 @@ thread_local! {
     /// Frames of a batch not yet returned by `next` (each test has its
     /// own thread and one connection).
     static PENDING: std::cell::RefCell<std::collections::VecDeque<Frame>> = Default::default();
+    /// The message arriving in fragments, if any.
+    static FRAGMENTS: std::cell::RefCell<Fragments> = Default::default();
+}
+
+/// The first frame of a message; the rest wait in `PENDING`.
+fn first_of(msg: Bytes) -> Frame {
+    let mut frames = batch::unpack(msg)
+        .expect("valid message")
+        .map(|f| Frame::decode(f.expect("valid batch")).expect("valid frame"));
+    let first = frames.next().expect("at least one frame");
+    PENDING.with_borrow_mut(|p| p.extend(frames));
+    first
 }
 
 /// The next protocol frame, or the close reason if the server closed.
@@ -56,13 +71,20 @@ async fn next(ws: &mut Ws) -> Result<Frame, Option<ws::CloseReason>> {
             .await
             .expect("server answered in time");
         match item {
-            Some(Ok(ws::Frame::Binary(b))) => {
-                let mut frames = batch::unpack(b)
-                    .expect("valid message")
-                    .map(|f| Frame::decode(f.expect("valid batch")).expect("valid frame"));
-                let first = frames.next().expect("at least one frame");
-                PENDING.with_borrow_mut(|p| p.extend(frames));
-                return Ok(first);
+            Some(Ok(ws::Frame::Binary(b))) => return Ok(first_of(b)),
+            // Large data frames come as header and payload fragments.
+            Some(Ok(ws::Frame::Continuation(item))) => {
+                let whole = FRAGMENTS.with_borrow_mut(|f| match item {
+                    Item::FirstBinary(part) => f.first(part).map(|()| None),
+                    Item::Continue(part) => f.more(part).map(|()| None),
+                    Item::Last(part) => f.last(part).map(Some),
+                    Item::FirstText(_) => panic!("text fragment"),
+                });
+                match whole.expect("valid fragments") {
+                    Some(Whole::Message(b)) => return Ok(first_of(b)),
+                    Some(Whole::Frame(frame)) => return Ok(frame),
+                    None => continue,
+                }
             }
             Some(Ok(ws::Frame::Close(reason))) => return Err(reason),
             Some(Ok(_)) => continue,
@@ -399,9 +421,13 @@ async fn a_batch_of_answers_is_handled_frame_by_frame_and_a_bad_batch_closes() {
         answer(c.0, None, true),
     ];
     let mut messages = Vec::new();
-    batch::pack(frames.iter().map(|f| f.encode().unwrap()), &mut messages);
+    let encoded = frames.iter().map(|f| Outgoing::Frame(f.encode().unwrap()));
+    batch::pack(encoded, &mut messages);
     assert_eq!(messages.len(), 1, "small frames share one message");
     for m in messages {
+        let Outgoing::Frame(m) = m else {
+            panic!("small frames are whole messages")
+        };
         ws.send(ws::Message::Binary(m)).await.unwrap();
     }
     // Each call gets its own path back, except the one answered empty.
