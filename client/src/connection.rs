@@ -9,8 +9,7 @@ use burrow_common::{
     batch,
     flow::{BodyEvent, CancelOnDrop, RecvBody, RecvCredit, SendCredit},
     fragments::{FragmentError, Fragments, Whole},
-    frame,
-    outbox::Outgoing,
+    outbox::{data_fragments, Fragment, Outgoing},
     protocol::{RequestHead, TunnelRequest, MAX_MESSAGE_SIZE},
     queue,
     stream_map::StreamMap,
@@ -228,11 +227,10 @@ async fn write_loop(
                     for out in packed.drain(..) {
                         match out {
                             Outgoing::Frame(msg) => messages.push(ws::Message::Binary(msg)),
-                            Outgoing::Data { stream, payload } => {
-                                let head = frame::data_header(stream);
-                                messages.push(ws::Message::Continuation(Item::FirstBinary(head)));
-                                messages.push(ws::Message::Continuation(Item::Last(payload)));
-                            }
+                            Outgoing::Data { stream, pieces } => messages.extend(
+                                data_fragments(stream, pieces)
+                                    .map(|f| ws::Message::Continuation(ws_item(f))),
+                            ),
                         }
                     }
                 }
@@ -249,6 +247,15 @@ async fn write_loop(
         }
     }
     let _ = sink.close().await;
+}
+
+/// The WebSocket fragment for one fragment of a `Data` entry.
+fn ws_item(fragment: Fragment) -> Item {
+    match fragment {
+        Fragment::First(head) => Item::FirstBinary(head),
+        Fragment::More(piece) => Item::Continue(piece),
+        Fragment::Last(piece) => Item::Last(piece),
+    }
 }
 
 struct StreamEntry {
@@ -311,8 +318,8 @@ impl Dispatcher {
                     let protocol = |e: FragmentError| ConnError::Protocol(e.to_string());
                     let whole = match item {
                         Item::FirstBinary(part) => self.fragments.first(part).map(|()| None),
-                        Item::Continue(part) => self.fragments.more(part).map(|()| None),
-                        Item::Last(part) => self.fragments.last(part).map(Some),
+                        Item::Continue(part) => self.fragments.more(part),
+                        Item::Last(part) => self.fragments.last(part),
                         Item::FirstText(_) => {
                             return Err(ConnError::Protocol(
                                 "only binary messages are allowed".into(),
@@ -322,7 +329,7 @@ impl Dispatcher {
                     .map_err(protocol)?;
                     match whole {
                         Some(Whole::Message(msg)) => self.on_message(msg)?,
-                        Some(Whole::Frame(frame)) => self.dispatch(frame)?,
+                        Some(Whole::Data(frame)) => self.dispatch(frame)?,
                         None => {}
                     }
                 }

@@ -5,7 +5,7 @@
 //! costs a pass through both WebSocket codecs and the receiver's dispatch;
 //! packed into one `Batch` message, they cost one. Large frames travel
 //! alone, since packing copies them, and so do `Data` frames queued as
-//! header and payload ([`Outgoing::Data`]).
+//! pieces ([`Outgoing::Data`]).
 //!
 //! ```text
 //! +---------+-------------+-----------------------------------------+
@@ -210,7 +210,7 @@ mod tests {
     fn split_data_frames_pass_through_in_order() {
         let data = Outgoing::Data {
             stream: 7,
-            payload: Bytes::from_static(b"payload"),
+            pieces: vec![Bytes::from_static(b"pay"), Bytes::from_static(b"load")],
         };
         let mut out = Vec::new();
         let items = [

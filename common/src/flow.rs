@@ -335,16 +335,23 @@ pub enum PumpError<E> {
     TunnelClosed,
 }
 
+/// Body chunks at least this large on average are sent without a copy: one
+/// WebSocket fragment each. Smaller ones are cheaper copied than framed.
+pub const MIN_PIECE: usize = 4096;
+
 /// Sends `body` on `stream` as `Data` frames under flow control, then `End`.
 /// On error nothing more is sent: the caller decides whether to reset.
 ///
-/// A large chunk (over [`PACK_LIMIT`]) is queued as it is, never copied
-/// (see [`Outgoing::Data`]). Smaller chunks that are already available are
-/// packed into one frame (up to [`MAX_DATA_PAYLOAD`] and the credit at
-/// hand), written straight into the frame's buffer: a source that yields
-/// many small chunks costs few frames. Nothing waits to fill a frame.
+/// Each frame carries what the source has ready (up to [`MAX_DATA_PAYLOAD`]
+/// and the credit at hand): a source that yields many small chunks, as
+/// bodies read from a socket do, costs few frames. Nothing waits to fill a
+/// frame. Over [`PACK_LIMIT`] bytes, in pieces of [`MIN_PIECE`] bytes or more
+/// on average, the chunks are queued as they are, never copied (see
+/// [`Outgoing::Data`]); otherwise they are copied into one frame, which may
+/// then share a message with others (see [`batch`]).
 ///
 /// [`Outgoing::Data`]: crate::outbox::Outgoing::Data
+/// [`batch`]: crate::batch
 pub async fn pump_body<S, E>(
     stream: u32,
     body: S,
@@ -373,36 +380,18 @@ where
             .acquire(MAX_DATA_PAYLOAD)
             .await
             .map_err(|_| PumpError::StreamClosed)?;
-        if chunk.len() > PACK_LIMIT {
-            if chunk.len() > room {
-                leftover = Some(chunk.split_off(room));
-            }
-            let n = chunk.len();
-            if n < room {
-                credit.grant((room - n) as u32);
-            }
-            outbox
-                .send_data(stream, chunk)
-                .map_err(|_| PumpError::TunnelClosed)?;
-            sent += n as u64;
-            continue;
-        }
-        let mut frame = data_frame_buffer(stream, room.min(chunk.len().max(4096)));
+        // What the source has ready now, up to the credit at hand.
+        let mut pieces = Vec::new();
         let mut filled = 0;
         loop {
-            let take = chunk.len().min(room - filled);
-            if frame.capacity() - frame.len() < take {
-                // Grown once to the most the frame can hold: doubling as
-                // chunks arrive would copy the frame again at each step.
-                frame.reserve(room - filled);
+            if chunk.len() > room - filled {
+                leftover = Some(chunk.split_off(room - filled));
             }
-            frame.extend_from_slice(&chunk[..take]);
-            filled += take;
-            if take < chunk.len() {
-                leftover = Some(chunk.split_off(take));
-                break;
+            filled += chunk.len();
+            if !chunk.is_empty() {
+                pieces.push(chunk);
             }
-            if filled == room {
+            if leftover.is_some() || filled == room {
                 break;
             }
             match body.next().now_or_never() {
@@ -417,9 +406,15 @@ where
         if filled < room {
             credit.grant((room - filled) as u32);
         }
-        outbox
-            .send_encoded(frame.freeze())
-            .map_err(|_| PumpError::TunnelClosed)?;
+        let queued = if filled > PACK_LIMIT && filled / pieces.len() >= MIN_PIECE {
+            outbox.send_data(stream, pieces)
+        } else {
+            // Small, or many crumbs: one copy into one frame.
+            let mut frame = data_frame_buffer(stream, filled);
+            pieces.iter().for_each(|p| frame.extend_from_slice(p));
+            outbox.send_encoded(frame.freeze())
+        };
+        queued.map_err(|_| PumpError::TunnelClosed)?;
         sent += filled as u64;
     }
     outbox.send(&Frame::End { stream }).map_err(|e| match e {
@@ -525,9 +520,9 @@ mod tests {
         // Two entries pointing into the source's own buffer, then End.
         for (len, offset) in [(MAX_DATA_PAYLOAD, 0), (20_000, MAX_DATA_PAYLOAD)] {
             match rx.try_recv() {
-                Some(Outgoing::Data { stream, payload }) => {
-                    assert_eq!((stream, payload.len()), (9, len));
-                    assert_eq!(payload.as_ptr(), big[offset..].as_ptr(), "copied");
+                Some(Outgoing::Data { stream, pieces }) => {
+                    assert_eq!((stream, pieces.len(), pieces[0].len()), (9, 1, len));
+                    assert_eq!(pieces[0].as_ptr(), big[offset..].as_ptr(), "copied");
                 }
                 other => panic!("unexpected {other:?}"),
             }
@@ -536,6 +531,24 @@ mod tests {
             rx.try_recv().unwrap().decode().unwrap(),
             Frame::End { stream: 9 }
         );
+
+        // Socket-sized chunks ready together: one frame of those very chunks.
+        let chunks: Vec<Bytes> = (0..8u8).map(|i| Bytes::from(vec![i; 8192])).collect();
+        let body = stream::iter(chunks.clone().into_iter().map(Ok::<_, Infallible>));
+        pump_body(11, body, &credit, &outbox)
+            .await
+            .map_err(|_| ())
+            .unwrap();
+        match rx.try_recv() {
+            Some(Outgoing::Data { stream: 11, pieces }) => {
+                let same = pieces
+                    .iter()
+                    .zip(&chunks)
+                    .all(|(p, c)| p.as_ptr() == c.as_ptr());
+                assert!(pieces.len() == 8 && same, "copied or regrouped");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -7,16 +7,16 @@
 //! and handle the whole message as if it had come in one frame.
 //!
 //! burrow's writers cut one kind of message themselves: a large `Data` frame
-//! goes as its 5-byte header then its payload, so that the payload is copied
-//! only into the socket's buffer. Such a message is decoded from its two
-//! pieces, without joining them.
+//! goes as its 5-byte header, then its payload in the pieces its source
+//! produced, so that the payload is copied only into the socket's buffer.
+//! The receiver passes each piece on as it comes, without joining them.
 
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
 use crate::{
-    frame::{data_header, parse_data_header, FRAME_HEADER_LEN},
-    protocol::MAX_MESSAGE_SIZE,
+    frame::parse_data_header,
+    protocol::{MAX_DATA_PAYLOAD, MAX_MESSAGE_SIZE},
     Frame,
 };
 
@@ -32,17 +32,21 @@ pub enum FragmentError {
     /// The pieces add up to more than a message may hold.
     #[error("fragmented message exceeds the {MAX_MESSAGE_SIZE}-byte limit")]
     TooLarge,
+    /// The pieces of a `Data` frame add up to more than a frame may carry.
+    #[error("fragmented data frame exceeds the {MAX_DATA_PAYLOAD}-byte payload limit")]
+    DataTooLarge,
 }
 
-/// A message put back together.
+/// What a fragment completes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Whole {
-    /// The pieces joined: handle it as a message that came in one frame.
+    /// A whole message, its pieces joined: handle it as a message that came
+    /// in one frame.
     Message(Bytes),
-    /// A `Data` frame that came as its header then its payload (as burrow's
-    /// writers send large ones): decoded without joining, so the payload is
-    /// not copied.
-    Frame(Frame),
+    /// A piece of a `Data` frame's payload, for a message whose first
+    /// fragment was that frame's header alone (as burrow's writers send large
+    /// ones): passed on as it comes, never joined or copied.
+    Data(Frame),
 }
 
 /// The pieces of the binary message being received, if any.
@@ -55,8 +59,11 @@ pub struct Fragments {
 enum Open {
     #[default]
     None,
-    /// Only a `Data` frame's header so far, for this stream.
-    DataHeader(u32),
+    /// A `Data` frame's header came alone: the payload follows in pieces.
+    Data {
+        stream: u32,
+        received: usize,
+    },
     Joined(BytesMut),
 }
 
@@ -69,47 +76,47 @@ impl Fragments {
         }
         match parse_data_header(&part) {
             Some(stream) => {
-                self.open = Open::DataHeader(stream);
+                self.open = Open::Data {
+                    stream,
+                    received: 0,
+                };
                 Ok(())
             }
             None => {
                 self.open = Open::Joined(BytesMut::new());
-                self.append(&part)
+                self.append(part)
             }
         }
     }
 
-    /// A fragment in the middle.
-    pub fn more(&mut self, part: Bytes) -> Result<(), FragmentError> {
-        if part.is_empty() && !matches!(self.open, Open::None) {
-            return Ok(());
+    /// A fragment in the middle: a piece of data to pass on, if the message
+    /// is a `Data` frame.
+    pub fn more(&mut self, part: Bytes) -> Result<Option<Whole>, FragmentError> {
+        if let Open::Data { stream, received } = &mut self.open {
+            let stream = *stream;
+            *received += part.len();
+            if *received > MAX_DATA_PAYLOAD {
+                self.open = Open::None;
+                return Err(FragmentError::DataTooLarge);
+            }
+            return Ok(
+                (!part.is_empty()).then_some(Whole::Data(Frame::Data { stream, data: part }))
+            );
         }
-        self.append(&part)
+        self.append(part).map(|()| None)
     }
 
-    /// The final fragment: the whole message.
-    pub fn last(&mut self, part: Bytes) -> Result<Whole, FragmentError> {
-        if let Open::DataHeader(stream) = self.open {
-            self.open = Open::None;
-            if part.len() > MAX_MESSAGE_SIZE - FRAME_HEADER_LEN {
-                return Err(FragmentError::TooLarge);
-            }
-            return Ok(Whole::Frame(Frame::Data { stream, data: part }));
-        }
-        self.append(&part)?;
+    /// The final fragment: the whole message, or the last piece of data.
+    pub fn last(&mut self, part: Bytes) -> Result<Option<Whole>, FragmentError> {
+        let piece = self.more(part)?;
         match std::mem::take(&mut self.open) {
-            Open::Joined(buf) => Ok(Whole::Message(buf.freeze())),
-            _ => Err(FragmentError::NotStarted),
+            Open::Data { .. } => Ok(piece),
+            Open::Joined(buf) => Ok(Some(Whole::Message(buf.freeze()))),
+            Open::None => Err(FragmentError::NotStarted),
         }
     }
 
-    fn append(&mut self, part: &[u8]) -> Result<(), FragmentError> {
-        if let Open::DataHeader(stream) = self.open {
-            // More than two pieces: join them after all.
-            let mut buf = BytesMut::with_capacity(FRAME_HEADER_LEN + part.len());
-            buf.extend_from_slice(&data_header(stream));
-            self.open = Open::Joined(buf);
-        }
+    fn append(&mut self, part: Bytes) -> Result<(), FragmentError> {
         let Open::Joined(buf) = &mut self.open else {
             return Err(FragmentError::NotStarted);
         };
@@ -117,7 +124,7 @@ impl Fragments {
             self.open = Open::None;
             return Err(FragmentError::TooLarge);
         }
-        buf.extend_from_slice(part);
+        buf.extend_from_slice(&part);
         Ok(())
     }
 }
@@ -125,57 +132,54 @@ impl Fragments {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::data_header;
 
     fn b(s: &'static [u8]) -> Bytes {
         Bytes::from_static(s)
+    }
+
+    fn data(stream: u32, data: Bytes) -> Option<Whole> {
+        Some(Whole::Data(Frame::Data { stream, data }))
     }
 
     #[test]
     fn pieces_make_the_whole_message() {
         let mut f = Fragments::default();
         f.first(b(b"ab")).unwrap();
-        f.more(b(b"")).unwrap();
-        f.more(b(b"cd")).unwrap();
-        assert_eq!(f.last(b(b"e")).unwrap(), Whole::Message(b(b"abcde")));
+        assert_eq!(f.more(b(b"")), Ok(None));
+        assert_eq!(f.more(b(b"cd")), Ok(None));
+        assert_eq!(f.last(b(b"e")), Ok(Some(Whole::Message(b(b"abcde")))));
         // Ready for the next message.
         f.first(b(b"x")).unwrap();
-        assert_eq!(f.last(b(b"")).unwrap(), Whole::Message(b(b"x")));
+        assert_eq!(f.last(b(b"")), Ok(Some(Whole::Message(b(b"x")))));
     }
 
     #[test]
-    fn a_data_header_then_its_payload_is_the_frame_without_a_copy() {
+    fn data_after_a_lone_data_header_is_passed_on_uncopied() {
         let mut f = Fragments::default();
-        let payload = Bytes::from(vec![9u8; 1000]);
+        let one = Bytes::from(vec![9u8; 1000]);
+        let two = Bytes::from(vec![8u8; 3000]);
         f.first(data_header(3)).unwrap();
-        f.more(b(b"")).unwrap();
-        let Whole::Frame(Frame::Data { stream, data }) = f.last(payload.clone()).unwrap() else {
-            panic!("not decoded as a data frame");
+        assert_eq!(f.more(one.clone()), Ok(data(3, one.clone())));
+        assert_eq!(f.more(b(b"")), Ok(None));
+        let Ok(Some(Whole::Data(Frame::Data { stream, data: got }))) = f.last(two.clone()) else {
+            panic!("the last piece is data")
         };
-        assert_eq!((stream, &data), (3, &payload));
-        assert_eq!(data.as_ptr(), payload.as_ptr(), "payload was copied");
+        assert_eq!((stream, &got), (3, &two));
+        assert_eq!(got.as_ptr(), two.as_ptr(), "payload was copied");
+        // A header and an empty last piece: nothing to pass on, and done.
+        f.first(data_header(5)).unwrap();
+        assert_eq!(f.last(b(b"")), Ok(None));
+        f.first(b(b"next")).unwrap();
     }
 
     #[test]
-    fn a_data_header_cut_further_is_joined_and_means_the_same() {
+    fn a_header_for_the_connection_stream_is_not_a_data_header() {
+        // Joined, and refused by the decoder as any such frame is.
         let mut f = Fragments::default();
-        f.first(data_header(3)).unwrap();
-        f.more(b(b"ab")).unwrap();
-        let whole = f.last(b(b"cd")).unwrap();
-        let Whole::Message(msg) = whole else {
-            panic!("three pieces are joined")
-        };
-        assert_eq!(
-            Frame::decode(msg).unwrap(),
-            Frame::Data {
-                stream: 3,
-                data: b(b"abcd")
-            }
-        );
-        // A header for the connection stream is no data header: joined, and
-        // refused by the decoder as any such frame is.
         f.first(data_header(0)).unwrap();
-        let Whole::Message(msg) = f.last(b(b"x")).unwrap() else {
-            panic!("not a data frame")
+        let Ok(Some(Whole::Message(msg))) = f.last(b(b"x")) else {
+            panic!("joined")
         };
         assert!(Frame::decode(msg).is_err());
     }
@@ -191,8 +195,9 @@ mod tests {
         assert_eq!(f.more(b(b"x")), Err(FragmentError::TooLarge));
         assert_eq!(f.last(b(b"x")), Err(FragmentError::NotStarted));
         f.first(data_header(1)).unwrap();
-        let too_big = Bytes::from(vec![0u8; MAX_MESSAGE_SIZE]);
-        assert_eq!(f.last(too_big), Err(FragmentError::TooLarge));
+        let most = Bytes::from(vec![0u8; MAX_DATA_PAYLOAD]);
+        assert_eq!(f.more(most.clone()), Ok(data(1, most)));
+        assert_eq!(f.last(b(b"x")), Err(FragmentError::DataTooLarge));
         f.first(b(b"next")).unwrap();
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::{
-    frame::{DecodeError, EncodeError, Frame},
+    frame::{data_header, DecodeError, EncodeError, Frame},
     queue::{queue, Receiver, Sender},
 };
 
@@ -30,28 +30,54 @@ pub enum SendError {
 pub enum Outgoing {
     /// An encoded frame: a binary message of its own, or part of a batch.
     Frame(Bytes),
-    /// A `Data` frame kept as its stream and payload. The writer sends its
-    /// header and its payload as the two fragments of one binary message, so
-    /// a large payload is never copied into a frame buffer on the way.
+    /// A `Data` frame kept as its stream and the pieces of its payload. The
+    /// writer sends the header, then each piece, as the fragments of one
+    /// binary message: a large payload is never copied into a frame buffer.
     Data {
         /// The stream the payload belongs to.
         stream: u32,
         /// The body bytes, as the source produced them.
-        payload: Bytes,
+        pieces: Vec<Bytes>,
     },
 }
 
 impl Outgoing {
-    /// The frame this entry carries.
+    /// The frame this entry carries (a `Data` entry's pieces joined).
     pub fn decode(self) -> Result<Frame, DecodeError> {
         match self {
             Outgoing::Frame(bytes) => Frame::decode(bytes),
-            Outgoing::Data { stream, payload } => Ok(Frame::Data {
+            Outgoing::Data { stream, pieces } => Ok(Frame::Data {
                 stream,
-                data: payload,
+                data: pieces.concat().into(),
             }),
         }
     }
+}
+
+/// One WebSocket fragment of a `Data` entry, in sending order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fragment {
+    /// The frame's header: the first fragment of a binary message.
+    First(Bytes),
+    /// A piece of payload in the middle.
+    More(Bytes),
+    /// The final piece: the message ends with it.
+    Last(Bytes),
+}
+
+/// The fragments that carry a `Data` entry: the frame's header, then each
+/// piece of its payload, the final one marked.
+pub fn data_fragments(stream: u32, mut pieces: Vec<Bytes>) -> impl Iterator<Item = Fragment> {
+    if pieces.is_empty() {
+        pieces.push(Bytes::new());
+    }
+    let last = pieces.len() - 1;
+    std::iter::once(Fragment::First(data_header(stream))).chain(pieces.into_iter().enumerate().map(
+        move |(i, piece)| match i == last {
+            true => Fragment::Last(piece),
+            false => Fragment::More(piece),
+        },
+    ))
 }
 
 /// Sending half of a connection's frame queue. Cheap to clone.
@@ -80,21 +106,52 @@ impl Outbox {
             .map_err(|_| SendError::Closed)
     }
 
-    /// Queues `payload` as a `Data` frame on `stream`, without copying it
-    /// (see [`Outgoing::Data`]). At most [`MAX_DATA_PAYLOAD`] bytes.
+    /// Queues `pieces` as one `Data` frame on `stream`, without copying them
+    /// (see [`Outgoing::Data`]). At most [`MAX_DATA_PAYLOAD`] bytes in all.
     ///
     /// [`MAX_DATA_PAYLOAD`]: crate::protocol::MAX_DATA_PAYLOAD
-    pub fn send_data(&self, stream: u32, payload: Bytes) -> Result<(), SendError> {
-        if payload.len() > crate::protocol::MAX_DATA_PAYLOAD {
-            return Err(EncodeError::DataTooLarge(payload.len()).into());
+    pub fn send_data(&self, stream: u32, pieces: Vec<Bytes>) -> Result<(), SendError> {
+        let len = pieces.iter().map(Bytes::len).sum();
+        if len > crate::protocol::MAX_DATA_PAYLOAD {
+            return Err(EncodeError::DataTooLarge(len).into());
         }
         self.tx
-            .send(Outgoing::Data { stream, payload })
+            .send(Outgoing::Data { stream, pieces })
             .map_err(|_| SendError::Closed)
     }
 
     /// `true` once the writer has gone away.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fragments::{Fragments, Whole};
+
+    #[test]
+    fn data_fragments_reach_the_receiver_as_the_pieces_sent() {
+        let pieces = vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cde")];
+        let mut f = Fragments::default();
+        let mut got = Vec::new();
+        for fragment in data_fragments(4, pieces.clone()) {
+            let piece = match fragment {
+                Fragment::First(head) => f.first(head).map(|()| None),
+                Fragment::More(p) => f.more(p),
+                Fragment::Last(p) => f.last(p),
+            };
+            got.extend(piece.unwrap());
+        }
+        let expect: Vec<Whole> = pieces
+            .into_iter()
+            .map(|data| Whole::Data(Frame::Data { stream: 4, data }))
+            .collect();
+        assert_eq!(got, expect);
+        // No pieces: still one whole message, carrying nothing.
+        let empty: Vec<Fragment> = data_fragments(4, Vec::new()).collect();
+        assert_eq!(empty.len(), 2);
+        assert_eq!(empty[1], Fragment::Last(Bytes::new()));
     }
 }

@@ -18,8 +18,7 @@ use burrow_common::{
     batch,
     flow::{Activity, BodyEvent, RecvCredit, SendCredit},
     fragments::{Fragments, Whole},
-    frame,
-    outbox::Outgoing,
+    outbox::{data_fragments, Fragment, Outgoing},
     protocol::{ResponseHead, TunnelVerdict, PROTOCOL_VERSION},
     queue::{Receiver, Sender},
     stream_map::StreamMap,
@@ -380,6 +379,15 @@ impl TunnelSession {
     }
 }
 
+/// The WebSocket fragment for one fragment of a `Data` entry.
+fn ws_item(fragment: Fragment) -> Item {
+    match fragment {
+        Fragment::First(head) => Item::FirstBinary(head),
+        Fragment::More(piece) => Item::Continue(piece),
+        Fragment::Last(piece) => Item::Last(piece),
+    }
+}
+
 impl Actor for TunnelSession {
     type Context = Context<Self>;
 
@@ -398,12 +406,15 @@ impl Actor for TunnelSession {
                     for out in messages {
                         let sent = match out {
                             Outgoing::Frame(msg) => ws.binary(msg).await,
-                            Outgoing::Data { stream, payload } => {
-                                let head = frame::data_header(stream);
-                                match ws.continuation(Item::FirstBinary(head)).await {
-                                    Ok(()) => ws.continuation(Item::Last(payload)).await,
-                                    Err(closed) => Err(closed),
+                            Outgoing::Data { stream, pieces } => {
+                                let mut sent = Ok(());
+                                for fragment in data_fragments(stream, pieces) {
+                                    sent = ws.continuation(ws_item(fragment)).await;
+                                    if sent.is_err() {
+                                        break;
+                                    }
                                 }
+                                sent
                             }
                         };
                         if sent.is_err() {
@@ -478,8 +489,8 @@ impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
             Ok(Message::Continuation(item)) => {
                 let whole = match item {
                     Item::FirstBinary(part) => self.fragments.first(part).map(|()| None),
-                    Item::Continue(part) => self.fragments.more(part).map(|()| None),
-                    Item::Last(part) => self.fragments.last(part).map(Some),
+                    Item::Continue(part) => self.fragments.more(part),
+                    Item::Last(part) => self.fragments.last(part),
                     Item::FirstText(_) => {
                         let why = "only binary messages are allowed".into();
                         return self.protocol_error(ctx, why);
@@ -487,7 +498,7 @@ impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
                 };
                 match whole {
                     Ok(Some(Whole::Message(msg))) => self.on_message(msg, ctx),
-                    Ok(Some(Whole::Frame(frame))) => self.on_frame(frame, ctx),
+                    Ok(Some(Whole::Data(frame))) => self.on_frame(frame, ctx),
                     Ok(None) => {}
                     Err(e) => self.protocol_error(ctx, e.to_string()),
                 }

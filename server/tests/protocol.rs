@@ -76,13 +76,13 @@ async fn next(ws: &mut Ws) -> Result<Frame, Option<ws::CloseReason>> {
             Some(Ok(ws::Frame::Continuation(item))) => {
                 let whole = FRAGMENTS.with_borrow_mut(|f| match item {
                     Item::FirstBinary(part) => f.first(part).map(|()| None),
-                    Item::Continue(part) => f.more(part).map(|()| None),
-                    Item::Last(part) => f.last(part).map(Some),
+                    Item::Continue(part) => f.more(part),
+                    Item::Last(part) => f.last(part),
                     Item::FirstText(_) => panic!("text fragment"),
                 });
                 match whole.expect("valid fragments") {
                     Some(Whole::Message(b)) => return Ok(first_of(b)),
-                    Some(Whole::Frame(frame)) => return Ok(frame),
+                    Some(Whole::Data(frame)) => return Ok(frame),
                     None => continue,
                 }
             }
