@@ -379,13 +379,33 @@ impl TunnelSession {
     }
 }
 
-/// The WebSocket fragment for one fragment of a `Data` entry.
-fn ws_item(fragment: Fragment) -> Item {
-    match fragment {
-        Fragment::First(head) => Item::FirstBinary(head),
-        Fragment::More(piece) => Item::Continue(piece),
-        Fragment::Last(piece) => Item::Last(piece),
+/// One WebSocket frame the writer sends.
+enum WsOut {
+    Binary(Bytes),
+    Fragment(Item),
+}
+
+/// The WebSocket frames that carry `packed`, in order: a binary message
+/// each, except split `Data` frames, which go as their fragments. Built
+/// before the writer awaits, so its future (kept by every session) stays
+/// small.
+fn ws_messages(packed: Vec<Outgoing>) -> Vec<WsOut> {
+    let mut out = Vec::with_capacity(packed.len());
+    for entry in packed {
+        match entry {
+            Outgoing::Frame(bytes) => out.push(WsOut::Binary(bytes)),
+            Outgoing::Data { stream, pieces } => {
+                out.extend(data_fragments(stream, pieces).map(|f| {
+                    WsOut::Fragment(match f {
+                        Fragment::First(head) => Item::FirstBinary(head),
+                        Fragment::More(piece) => Item::Continue(piece),
+                        Fragment::Last(piece) => Item::Last(piece),
+                    })
+                }));
+            }
+        }
     }
+    out
 }
 
 impl Actor for TunnelSession {
@@ -401,21 +421,12 @@ impl Actor for TunnelSession {
                 // small frames share a message (see `batch`). Nothing is
                 // kept between rounds, so an idle session holds no buffers.
                 while let Some(first) = rx.recv().await {
-                    let mut messages = Vec::new();
-                    batch::pack(std::iter::once(first).chain(rx.take_all()), &mut messages);
-                    for out in messages {
-                        let sent = match out {
-                            Outgoing::Frame(msg) => ws.binary(msg).await,
-                            Outgoing::Data { stream, pieces } => {
-                                let mut sent = Ok(());
-                                for fragment in data_fragments(stream, pieces) {
-                                    sent = ws.continuation(ws_item(fragment)).await;
-                                    if sent.is_err() {
-                                        break;
-                                    }
-                                }
-                                sent
-                            }
+                    let mut packed = Vec::new();
+                    batch::pack(std::iter::once(first).chain(rx.take_all()), &mut packed);
+                    for msg in ws_messages(packed) {
+                        let sent = match msg {
+                            WsOut::Binary(bytes) => ws.binary(bytes).await,
+                            WsOut::Fragment(item) => ws.continuation(item).await,
                         };
                         if sent.is_err() {
                             return;
