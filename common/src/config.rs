@@ -3,6 +3,7 @@
 //! that never print.
 
 use std::{
+    borrow::Cow,
     fmt,
     path::{Path, PathBuf},
 };
@@ -86,17 +87,39 @@ pub fn parse<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConfigEr
 /// Lower-cases a host name and checks it is one (letters, digits, `-`, `.`,
 /// `_`); `None` when it is not.
 pub fn normalize_host(host: &str) -> Option<String> {
-    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
-    let valid = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    valid.then_some(host)
+    canonical_host(host).map(Cow::into_owned)
+}
+
+/// [`normalize_host`] without the copy when `host` already is in that form
+/// (as a request's Host header nearly always is).
+pub fn canonical_host(host: &str) -> Option<Cow<'_, str>> {
+    let host = host.trim().trim_end_matches('.');
+    if host.is_empty() || host.len() > 253 {
+        return None;
+    }
+    // One pass: labels of 1 to 63 letters, digits, `-` or `_`.
+    let mut label = 0;
+    let mut upper = false;
+    for b in host.bytes() {
+        match b {
+            b'.' if label == 0 => return None,
+            b'.' => {
+                label = 0;
+                continue;
+            }
+            b'A'..=b'Z' => upper = true,
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
+            _ => return None,
+        }
+        label += 1;
+        if label > 63 {
+            return None;
+        }
+    }
+    Some(match upper {
+        true => Cow::Owned(host.to_ascii_lowercase()),
+        false => Cow::Borrowed(host),
+    })
 }
 
 /// A secret (a tunnel token) that never appears in `Debug` output or logs.
@@ -174,6 +197,22 @@ mod tests {
         assert_eq!(normalize_host(""), None);
         assert_eq!(normalize_host("a..b"), None);
         assert_eq!(normalize_host("a:80"), None);
+        // Already canonical: borrowed, not copied.
+        assert!(matches!(
+            canonical_host(" demo.localhost. "),
+            Some(Cow::Borrowed("demo.localhost"))
+        ));
+        assert!(matches!(
+            canonical_host("Demo.localhost"),
+            Some(Cow::Owned(h)) if h == "demo.localhost"
+        ));
+        assert_eq!(canonical_host("a b"), None);
+        assert_eq!(canonical_host(".a"), None);
+        let long = "a".repeat(64);
+        assert_eq!(canonical_host(&long), None);
+        assert!(canonical_host(&long[1..]).is_some());
+        assert_eq!(canonical_host(&["ab"; 127].join(".")), None);
+        assert!(canonical_host(&["ab"; 84].join(".")).is_some());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::{collections::HashSet, net::SocketAddr, path::Path, time::Duration};
 
-pub use burrow_common::config::{normalize_host, ConfigError, Token};
+pub use burrow_common::config::{canonical_host, normalize_host, ConfigError, Token};
 use serde::Deserialize;
 
 /// Default WebSocket path clients connect to.

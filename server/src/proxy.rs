@@ -1,7 +1,14 @@
 //! The public HTTP handler: routes a request by Host to its tunnel session,
 //! streams the request body out and the response back.
 
-use std::{cell::RefCell, collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    borrow::Cow,
+    cell::RefCell,
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
+    sync::Arc,
+    time::Duration,
+};
 
 use actix::Addr;
 use actix_web::{
@@ -27,7 +34,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use crate::{
-    config::normalize_host,
+    config::canonical_host,
     error::ProxyError,
     messages::{CancelStream, Lookup, OpenStream, SessionHandle},
     registry::Registry,
@@ -55,7 +62,7 @@ pub async fn proxy(
     let (host, public_host) = routing_host(&req)?;
     let session = lookup(&state.registry, &host)
         .await
-        .ok_or_else(|| ProxyError::UnknownHost(host.clone()))?;
+        .ok_or_else(|| ProxyError::UnknownHost(host.to_string()))?;
     let upgrade = websocket_upgrade(&req)?;
     if !req.uri().path().starts_with('/') {
         // `OPTIONS *` asks about this server, not about a local service.
@@ -69,7 +76,7 @@ pub async fn proxy(
         id,
         &req,
         &host,
-        &public_host,
+        public_host,
         state.trust_forwarded_headers,
         upgrade,
     )?;
@@ -93,7 +100,7 @@ pub async fn proxy(
     session
         .outbox
         .send_encoded(frame)
-        .map_err(|_| ProxyError::TunnelGone(host.clone()))?;
+        .map_err(|_| ProxyError::TunnelGone(host.to_string()))?;
     // If this handler is dropped (caller gone) or gives up, the stream is cancelled.
     let mut guard = cancel_guard(&session, id);
 
@@ -125,12 +132,12 @@ pub async fn proxy(
         Some(BodyEvent::Expired) => {
             guard.disarm();
             return Err(ProxyError::Timeout {
-                host,
+                host: host.into_owned(),
                 secs: state.request_timeout.as_secs(),
             });
         }
         Some(BodyEvent::Data(_) | BodyEvent::End) | None => {
-            return Err(ProxyError::TunnelGone(host))
+            return Err(ProxyError::TunnelGone(host.into_owned()))
         }
     };
     if head.end_stream {
@@ -167,7 +174,31 @@ thread_local! {
     /// only while its session is alive and ready, so a stale one falls
     /// through to the registry: a host's session changes only when the old
     /// one has stopped.
-    static SESSIONS: RefCell<HashMap<String, Arc<SessionHandle>>> = RefCell::new(HashMap::new());
+    static SESSIONS: RefCell<HashMap<String, Arc<SessionHandle>, BuildHasherDefault<HostHasher>>> =
+        RefCell::new(HashMap::default());
+}
+
+/// FNV-1a over a host name. Only hosts the registry knows are ever inserted
+/// into a worker's cache, so a keyed hash would buy nothing there; this one
+/// costs a few instructions per byte.
+struct HostHasher(u64);
+
+impl Default for HostHasher {
+    fn default() -> Self {
+        HostHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for HostHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// The session serving `host`: from this worker's cache, else the registry.
@@ -209,7 +240,7 @@ fn cancel_guard(session: &Arc<SessionHandle>, id: u32) -> CancelOnDrop {
 /// wrote it. Only the request target's authority or the `Host` header count:
 /// `X-Forwarded-Host` and `Forwarded` are caller-controlled and would let a
 /// caller reach another tunnel.
-fn routing_host(req: &HttpRequest) -> Result<(String, String), ProxyError> {
+fn routing_host(req: &HttpRequest) -> Result<(Cow<'_, str>, &str), ProxyError> {
     let raw = match req.uri().authority() {
         Some(a) => a.as_str(),
         None => req
@@ -219,8 +250,8 @@ fn routing_host(req: &HttpRequest) -> Result<(String, String), ProxyError> {
             .ok_or(ProxyError::MissingHost)?,
     };
     let host = host_of_authority(raw).ok_or(ProxyError::MissingHost)?;
-    let host = normalize_host(host).ok_or_else(|| ProxyError::UnknownHost(host.to_owned()))?;
-    Ok((host, raw.to_owned()))
+    let host = canonical_host(host).ok_or_else(|| ProxyError::UnknownHost(host.to_owned()))?;
+    Ok((host, raw))
 }
 
 /// The host part of `[userinfo@]host[:port]`; IPv6 literals keep their brackets.
