@@ -8,6 +8,7 @@ use awc::ws;
 use burrow_common::{
     batch,
     fragments::{Fragments, Whole},
+    frame,
     outbox::Outgoing,
     protocol::{ResponseHead, TunnelRequest},
     Frame, Hello, HelloAck, ResetCode, PROTOCOL_VERSION,
@@ -510,6 +511,70 @@ async fn a_fragmented_message_is_one_message() {
     assert_eq!(reason.code, ws::CloseCode::Protocol);
     assert!(
         reason.description.unwrap_or_default().contains("limit"),
+        "reason names the limit"
+    );
+}
+
+#[actix_rt::test]
+async fn a_data_frame_in_pieces_streams_to_the_caller_and_an_oversized_one_closes() {
+    let server = start();
+    let mut ws = connect(&server).await;
+    assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
+    let public = format!("http://{}/pieces", server.addr());
+    let call = actix_rt::spawn(async move {
+        let mut r = awc::Client::new()
+            .get(public)
+            .insert_header(("host", "demo.localhost"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.body().await.unwrap())
+    });
+    let stream = match next(&mut ws).await {
+        Ok(Frame::RequestHead { stream, .. }) => stream,
+        other => panic!("expected a request head, got {other:?}"),
+    };
+    let head = burrow_common::ResponseHead {
+        status: 200,
+        headers: Vec::new(),
+        end_stream: false,
+        body: None,
+    };
+    send(&mut ws, Frame::ResponseHead { stream, head }).await;
+    // One Data frame: its header alone, then its payload in pieces.
+    let pieces = [
+        Item::FirstBinary(frame::data_header(stream)),
+        Item::Continue(Bytes::from_static(b"first ")),
+        Item::Continue(Bytes::new()),
+        Item::Continue(Bytes::from_static(b"second ")),
+        Item::Last(Bytes::from_static(b"third")),
+    ];
+    for piece in pieces {
+        ws.send(ws::Message::Continuation(piece)).await.unwrap();
+    }
+    send(&mut ws, Frame::End { stream }).await;
+    let (status, body) = call.await.unwrap();
+    assert_eq!((status, &body[..]), (200, &b"first second third"[..]));
+
+    // Pieces adding up to more than one Data frame may carry close the session.
+    let most = Bytes::from(vec![0u8; burrow_common::protocol::MAX_DATA_PAYLOAD]);
+    for piece in [
+        Item::FirstBinary(frame::data_header(stream)),
+        Item::Continue(most),
+        Item::Last(Bytes::from_static(b"x")),
+    ] {
+        ws.send(ws::Message::Continuation(piece)).await.unwrap();
+    }
+    let reason = next(&mut ws)
+        .await
+        .expect_err("connection closed")
+        .expect("close reason");
+    assert_eq!(reason.code, ws::CloseCode::Protocol);
+    assert!(
+        reason
+            .description
+            .unwrap_or_default()
+            .contains("payload limit"),
         "reason names the limit"
     );
 }
