@@ -11,11 +11,14 @@
 //! limits a fast transfer, so a receiver widens it for such a reader: when
 //! half the window was consumed within [`GROW_WITHIN`], the next grant adds
 //! as much again, up to [`MAX_WINDOW`]. A slow reader keeps the initial one.
+//! All the widening of a process draws on one [`WindowBudget`], so readers
+//! that drain fast and then all stall cannot make a receiver hold more than
+//! that on top of their initial windows.
 
 use std::{
     pin::Pin,
     sync::{
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
         Arc, Mutex,
     },
     task::{Context, Poll},
@@ -150,6 +153,46 @@ pub const MAX_WINDOW: u32 = 4 * 1024 * 1024;
 /// doubled: at 512 KiB that is over 25 MB/s, at 2 MiB over 100 MB/s.
 pub const GROW_WITHIN: Duration = Duration::from_millis(10);
 
+/// Bytes of window that streams may hold beyond [`INITIAL_WINDOW`], shared:
+/// a stream takes from it to widen its window and gives it back when its
+/// body is dropped.
+#[derive(Debug)]
+pub struct WindowBudget {
+    left: AtomicU64,
+}
+
+impl WindowBudget {
+    /// A budget of `bytes`.
+    pub const fn new(bytes: u64) -> Self {
+        WindowBudget {
+            left: AtomicU64::new(bytes),
+        }
+    }
+
+    /// Takes `n` bytes if that many are left.
+    fn take(&self, n: u32) -> bool {
+        let n = u64::from(n);
+        self.left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(n)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: u32) {
+        self.left.fetch_add(u64::from(n), Ordering::AcqRel);
+    }
+
+    /// Bytes not taken.
+    pub fn left(&self) -> u64 {
+        self.left.load(Ordering::Acquire)
+    }
+}
+
+/// The widening budget of this process: 64 MiB, sixteen streams at
+/// [`MAX_WINDOW`].
+pub static WIDENING: WindowBudget = WindowBudget::new(64 * 1024 * 1024);
+
 /// Receive-side accounting of one stream: how much the peer may still send.
 #[derive(Debug)]
 pub struct RecvCredit {
@@ -251,6 +294,8 @@ pub struct RecvBody {
     window: u32,
     /// When the current half window started to be consumed.
     since: Option<Instant>,
+    /// Where the widening beyond [`INITIAL_WINDOW`] came from.
+    budget: &'static WindowBudget,
     done: bool,
     cancel: CancelOnDrop,
 }
@@ -272,6 +317,7 @@ impl RecvBody {
             unacked: 0,
             window: INITIAL_WINDOW,
             since: None,
+            budget: &WIDENING,
             done: false,
             cancel,
         }
@@ -285,8 +331,10 @@ impl RecvBody {
             let mut increment = std::mem::take(&mut self.unacked);
             if self.window < MAX_WINDOW && now.duration_since(since) < GROW_WITHIN {
                 let wider = self.window.saturating_mul(2).min(MAX_WINDOW);
-                increment += wider - self.window;
-                self.window = wider;
+                if self.budget.take(wider - self.window) {
+                    increment += wider - self.window;
+                    self.window = wider;
+                }
             }
             self.since = Some(now);
             self.credit.give(increment);
@@ -301,6 +349,18 @@ impl RecvBody {
     fn finish(&mut self) {
         self.done = true;
         self.cancel.disarm();
+    }
+
+    /// Draws this body's widening from `budget` instead of [`WIDENING`].
+    pub fn with_budget(mut self, budget: &'static WindowBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+}
+
+impl Drop for RecvBody {
+    fn drop(&mut self) {
+        self.budget.give(self.window - INITIAL_WINDOW);
     }
 }
 
@@ -650,7 +710,9 @@ mod tests {
         let (outbox, mut out_rx) = Outbox::new();
         let (tx, rx) = crate::queue::queue();
         let credit = RecvCredit::new();
-        let mut body = RecvBody::new(3, rx, outbox, credit.clone(), CancelOnDrop::none());
+        static BUDGET: WindowBudget = WindowBudget::new(64 << 20);
+        let mut body =
+            RecvBody::new(3, rx, outbox, credit.clone(), CancelOnDrop::none()).with_budget(&BUDGET);
         let mut window = INITIAL_WINDOW;
         let mut grants = Vec::new();
         for _ in 0..6 {
@@ -675,6 +737,40 @@ mod tests {
         // The peer may now have a whole MAX_WINDOW outstanding, and no more.
         assert!(credit.take(MAX_WINDOW as usize));
         assert!(!credit.take(1));
+        // The widening came from the budget, and goes back with the body.
+        assert_eq!(
+            BUDGET.left(),
+            (64 << 20) - u64::from(MAX_WINDOW - INITIAL_WINDOW)
+        );
+        drop(body);
+        assert_eq!(BUDGET.left(), 64 << 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn widening_stops_when_the_budget_is_spent() {
+        let (outbox, mut out_rx) = Outbox::new();
+        let (tx, rx) = crate::queue::queue();
+        let credit = RecvCredit::new();
+        // Room for 512 KiB + 1 MiB of widening: the window reaches 2 MiB.
+        static BUDGET: WindowBudget = WindowBudget::new(1536 << 10);
+        let mut body =
+            RecvBody::new(5, rx, outbox, credit.clone(), CancelOnDrop::none()).with_budget(&BUDGET);
+        let mut grants = Vec::new();
+        for half in [256 << 10, 512 << 10, 1 << 20, 1 << 20] {
+            assert!(credit.take(half));
+            tx.send(BodyEvent::Data(Bytes::from(vec![0u8; half])))
+                .unwrap();
+            body.next().await.unwrap().unwrap();
+            match out_rx.try_recv().unwrap().decode().unwrap() {
+                Frame::Window { increment, .. } => grants.push(increment),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let k = 1024;
+        assert_eq!(grants, [768 * k, 1536 * k, 1024 * k, 1024 * k]);
+        assert_eq!(BUDGET.left(), 0);
+        drop(body);
+        assert_eq!(BUDGET.left(), 1536 << 10);
     }
 
     #[tokio::test]
