@@ -3,13 +3,12 @@
 
 use std::{cell::RefCell, rc::Rc, sync::Arc, time::Duration};
 
-use actix_http::ws::Item;
 use awc::ws;
 use burrow_common::{
     batch,
     flow::{BodyEvent, CancelOnDrop, RecvBody, RecvCredit, SendCredit},
-    fragments::{FragmentError, Fragments, Whole},
-    outbox::{data_fragments, Fragment, Outgoing},
+    fragments::{Fragments, Whole},
+    outbox::{data_fragments, Outgoing},
     protocol::{RequestHead, TunnelRequest, MAX_MESSAGE_SIZE},
     queue,
     stream_map::StreamMap,
@@ -228,8 +227,7 @@ async fn write_loop(
                         match out {
                             Outgoing::Frame(msg) => messages.push(ws::Message::Binary(msg)),
                             Outgoing::Data { stream, pieces } => messages.extend(
-                                data_fragments(stream, pieces)
-                                    .map(|f| ws::Message::Continuation(ws_item(f))),
+                                data_fragments(stream, pieces).map(ws::Message::Continuation),
                             ),
                         }
                     }
@@ -247,15 +245,6 @@ async fn write_loop(
         }
     }
     let _ = sink.close().await;
-}
-
-/// The WebSocket fragment for one fragment of a `Data` entry.
-fn ws_item(fragment: Fragment) -> Item {
-    match fragment {
-        Fragment::First(head) => Item::FirstBinary(head),
-        Fragment::More(piece) => Item::Continue(piece),
-        Fragment::Last(piece) => Item::Last(piece),
-    }
 }
 
 struct StreamEntry {
@@ -315,18 +304,10 @@ impl Dispatcher {
                     return Err(ConnError::Lost(format!("server closed the tunnel: {why}")));
                 }
                 ws::Frame::Continuation(item) => {
-                    let protocol = |e: FragmentError| ConnError::Protocol(e.to_string());
-                    let whole = match item {
-                        Item::FirstBinary(part) => self.fragments.first(part).map(|()| None),
-                        Item::Continue(part) => self.fragments.more(part),
-                        Item::Last(part) => self.fragments.last(part),
-                        Item::FirstText(_) => {
-                            return Err(ConnError::Protocol(
-                                "only binary messages are allowed".into(),
-                            ))
-                        }
-                    }
-                    .map_err(protocol)?;
+                    let whole = self
+                        .fragments
+                        .push(item)
+                        .map_err(|e| ConnError::Protocol(e.to_string()))?;
                     match whole {
                         Some(Whole::Message(msg)) => self.on_message(msg)?,
                         Some(Whole::Data(frame)) => self.dispatch(frame)?,

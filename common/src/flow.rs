@@ -705,27 +705,52 @@ mod tests {
         assert!(!credit.take(1));
     }
 
+    /// A stream's receiving end, fed by a peer that stays within its credit.
+    struct Fed {
+        credit: Arc<RecvCredit>,
+        tx: crate::queue::Sender<BodyEvent>,
+        body: RecvBody,
+        out_rx: crate::queue::Receiver<Outgoing>,
+    }
+
+    impl Fed {
+        fn new(budget: &'static WindowBudget) -> Fed {
+            let (outbox, out_rx) = Outbox::new();
+            let (tx, rx) = crate::queue::queue();
+            let credit = RecvCredit::new();
+            let body = RecvBody::new(3, rx, outbox, credit.clone(), CancelOnDrop::none())
+                .with_budget(budget);
+            Fed {
+                credit,
+                tx,
+                body,
+                out_rx,
+            }
+        }
+
+        /// Sends `n` bytes at once and reads them: the credit granted back.
+        async fn grant_after(&mut self, n: usize) -> u32 {
+            assert!(self.credit.take(n), "the peer stays within its credit");
+            self.tx
+                .send(BodyEvent::Data(Bytes::from(vec![0u8; n])))
+                .unwrap();
+            assert_eq!(self.body.next().await.unwrap().unwrap().len(), n);
+            match self.out_rx.try_recv().unwrap().decode().unwrap() {
+                Frame::Window { increment, .. } => increment,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_fast_reader_gets_a_wider_window_up_to_the_limit() {
-        let (outbox, mut out_rx) = Outbox::new();
-        let (tx, rx) = crate::queue::queue();
-        let credit = RecvCredit::new();
         static BUDGET: WindowBudget = WindowBudget::new(64 << 20);
-        let mut body =
-            RecvBody::new(3, rx, outbox, credit.clone(), CancelOnDrop::none()).with_budget(&BUDGET);
+        let mut fed = Fed::new(&BUDGET);
         let mut window = INITIAL_WINDOW;
         let mut grants = Vec::new();
         for _ in 0..6 {
             // Half the current window, read at once.
-            let half = window as usize / 2;
-            assert!(credit.take(half), "the peer stays within its credit");
-            tx.send(BodyEvent::Data(Bytes::from(vec![0u8; half])))
-                .unwrap();
-            assert_eq!(body.next().await.unwrap().unwrap().len(), half);
-            match out_rx.try_recv().unwrap().decode().unwrap() {
-                Frame::Window { increment, .. } => grants.push(increment),
-                other => panic!("unexpected {other:?}"),
-            }
+            grants.push(fed.grant_after(window as usize / 2).await);
             window = (window * 2).min(MAX_WINDOW);
         }
         // Doubling: each grant returns what was read plus the widening.
@@ -735,41 +760,30 @@ mod tests {
             [768 * k, 1536 * k, 3072 * k, 2048 * k, 2048 * k, 2048 * k]
         );
         // The peer may now have a whole MAX_WINDOW outstanding, and no more.
-        assert!(credit.take(MAX_WINDOW as usize));
-        assert!(!credit.take(1));
+        assert!(fed.credit.take(MAX_WINDOW as usize));
+        assert!(!fed.credit.take(1));
         // The widening came from the budget, and goes back with the body.
         assert_eq!(
             BUDGET.left(),
             (64 << 20) - u64::from(MAX_WINDOW - INITIAL_WINDOW)
         );
-        drop(body);
+        drop(fed);
         assert_eq!(BUDGET.left(), 64 << 20);
     }
 
     #[tokio::test(start_paused = true)]
     async fn widening_stops_when_the_budget_is_spent() {
-        let (outbox, mut out_rx) = Outbox::new();
-        let (tx, rx) = crate::queue::queue();
-        let credit = RecvCredit::new();
         // Room for 512 KiB + 1 MiB of widening: the window reaches 2 MiB.
         static BUDGET: WindowBudget = WindowBudget::new(1536 << 10);
-        let mut body =
-            RecvBody::new(5, rx, outbox, credit.clone(), CancelOnDrop::none()).with_budget(&BUDGET);
+        let mut fed = Fed::new(&BUDGET);
         let mut grants = Vec::new();
         for half in [256 << 10, 512 << 10, 1 << 20, 1 << 20] {
-            assert!(credit.take(half));
-            tx.send(BodyEvent::Data(Bytes::from(vec![0u8; half])))
-                .unwrap();
-            body.next().await.unwrap().unwrap();
-            match out_rx.try_recv().unwrap().decode().unwrap() {
-                Frame::Window { increment, .. } => grants.push(increment),
-                other => panic!("unexpected {other:?}"),
-            }
+            grants.push(fed.grant_after(half).await);
         }
         let k = 1024;
         assert_eq!(grants, [768 * k, 1536 * k, 1024 * k, 1024 * k]);
         assert_eq!(BUDGET.left(), 0);
-        drop(body);
+        drop(fed);
         assert_eq!(BUDGET.left(), 1536 << 10);
     }
 

@@ -11,6 +11,7 @@
 //! produced, so that the payload is copied only into the socket's buffer.
 //! The receiver passes each piece on as it comes, without joining them.
 
+use actix_http::ws::Item;
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
@@ -35,6 +36,9 @@ pub enum FragmentError {
     /// The pieces of a `Data` frame add up to more than a frame may carry.
     #[error("fragmented data frame exceeds the {MAX_DATA_PAYLOAD}-byte payload limit")]
     DataTooLarge,
+    /// A text message, which the protocol does not use.
+    #[error("only binary messages are allowed")]
+    Text,
 }
 
 /// What a fragment completes.
@@ -68,8 +72,21 @@ enum Open {
 }
 
 impl Fragments {
+    /// Takes one WebSocket fragment: what it completes, if anything.
+    pub fn push(&mut self, item: Item) -> Result<Option<Whole>, FragmentError> {
+        match item {
+            Item::FirstBinary(part) => self.first(part).map(|()| None),
+            Item::Continue(part) => self.more(part),
+            Item::Last(part) => self.last(part),
+            Item::FirstText(_) => {
+                self.open = Open::None;
+                Err(FragmentError::Text)
+            }
+        }
+    }
+
     /// The first fragment of a binary message.
-    pub fn first(&mut self, part: Bytes) -> Result<(), FragmentError> {
+    fn first(&mut self, part: Bytes) -> Result<(), FragmentError> {
         if !matches!(self.open, Open::None) {
             self.open = Open::None;
             return Err(FragmentError::AlreadyStarted);
@@ -91,7 +108,7 @@ impl Fragments {
 
     /// A fragment in the middle: a piece of data to pass on, if the message
     /// is a `Data` frame.
-    pub fn more(&mut self, part: Bytes) -> Result<Option<Whole>, FragmentError> {
+    fn more(&mut self, part: Bytes) -> Result<Option<Whole>, FragmentError> {
         if let Open::Data { stream, received } = &mut self.open {
             let stream = *stream;
             *received += part.len();
@@ -107,7 +124,7 @@ impl Fragments {
     }
 
     /// The final fragment: the whole message, or the last piece of data.
-    pub fn last(&mut self, part: Bytes) -> Result<Option<Whole>, FragmentError> {
+    fn last(&mut self, part: Bytes) -> Result<Option<Whole>, FragmentError> {
         let piece = self.more(part)?;
         match std::mem::take(&mut self.open) {
             Open::Data { .. } => Ok(piece),
@@ -182,6 +199,14 @@ mod tests {
             panic!("joined")
         };
         assert!(Frame::decode(msg).is_err());
+    }
+
+    #[test]
+    fn a_text_fragment_is_refused() {
+        let mut f = Fragments::default();
+        let text = Item::FirstText(b(b"hi"));
+        assert_eq!(f.push(text), Err(FragmentError::Text));
+        assert_eq!(f.push(Item::Last(b(b"x"))), Err(FragmentError::NotStarted));
     }
 
     #[test]

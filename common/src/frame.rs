@@ -346,7 +346,7 @@ pub fn parse_data_header(head: &[u8]) -> Option<u32> {
 }
 
 /// Encodes a `Data` frame straight from a byte slice (one copy, into the frame).
-pub fn encode_data(stream: u32, data: &[u8]) -> Result<Bytes, EncodeError> {
+fn encode_data(stream: u32, data: &[u8]) -> Result<Bytes, EncodeError> {
     if data.len() > MAX_DATA_PAYLOAD {
         return Err(EncodeError::DataTooLarge(data.len()));
     }

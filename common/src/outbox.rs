@@ -6,11 +6,12 @@
 //! only enter it against flow-control credit (at most one window per stream),
 //! and control frames are a handful per stream.
 
+use actix_http::ws::Item;
 use bytes::Bytes;
 use thiserror::Error;
 
 use crate::{
-    frame::{data_header, DecodeError, EncodeError, Frame},
+    frame::{data_header, EncodeError, Frame},
     queue::{queue, Receiver, Sender},
 };
 
@@ -41,9 +42,10 @@ pub enum Outgoing {
     },
 }
 
+#[cfg(test)]
 impl Outgoing {
     /// The frame this entry carries (a `Data` entry's pieces joined).
-    pub fn decode(self) -> Result<Frame, DecodeError> {
+    pub(crate) fn decode(self) -> Result<Frame, crate::DecodeError> {
         match self {
             Outgoing::Frame(bytes) => Frame::decode(bytes),
             Outgoing::Data { stream, pieces } => Ok(Frame::Data {
@@ -54,30 +56,22 @@ impl Outgoing {
     }
 }
 
-/// One WebSocket fragment of a `Data` entry, in sending order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Fragment {
-    /// The frame's header: the first fragment of a binary message.
-    First(Bytes),
-    /// A piece of payload in the middle.
-    More(Bytes),
-    /// The final piece: the message ends with it.
-    Last(Bytes),
-}
-
-/// The fragments that carry a `Data` entry: the frame's header, then each
-/// piece of its payload, the final one marked.
-pub fn data_fragments(stream: u32, mut pieces: Vec<Bytes>) -> impl Iterator<Item = Fragment> {
+/// The WebSocket fragments that carry a `Data` entry, in sending order: the
+/// frame's header, then each piece of its payload, the final one marked.
+pub fn data_fragments(stream: u32, mut pieces: Vec<Bytes>) -> impl Iterator<Item = Item> {
     if pieces.is_empty() {
         pieces.push(Bytes::new());
     }
     let last = pieces.len() - 1;
-    std::iter::once(Fragment::First(data_header(stream))).chain(pieces.into_iter().enumerate().map(
-        move |(i, piece)| match i == last {
-            true => Fragment::Last(piece),
-            false => Fragment::More(piece),
-        },
-    ))
+    std::iter::once(Item::FirstBinary(data_header(stream))).chain(
+        pieces
+            .into_iter()
+            .enumerate()
+            .map(move |(i, piece)| match i == last {
+                true => Item::Last(piece),
+                false => Item::Continue(piece),
+            }),
+    )
 }
 
 /// Sending half of a connection's frame queue. Cheap to clone.
@@ -136,13 +130,8 @@ mod tests {
         let pieces = vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cde")];
         let mut f = Fragments::default();
         let mut got = Vec::new();
-        for fragment in data_fragments(4, pieces.clone()) {
-            let piece = match fragment {
-                Fragment::First(head) => f.first(head).map(|()| None),
-                Fragment::More(p) => f.more(p),
-                Fragment::Last(p) => f.last(p),
-            };
-            got.extend(piece.unwrap());
+        for item in data_fragments(4, pieces.clone()) {
+            got.extend(f.push(item).unwrap());
         }
         let expect: Vec<Whole> = pieces
             .into_iter()
@@ -150,8 +139,8 @@ mod tests {
             .collect();
         assert_eq!(got, expect);
         // No pieces: still one whole message, carrying nothing.
-        let empty: Vec<Fragment> = data_fragments(4, Vec::new()).collect();
+        let empty: Vec<Item> = data_fragments(4, Vec::new()).collect();
         assert_eq!(empty.len(), 2);
-        assert_eq!(empty[1], Fragment::Last(Bytes::new()));
+        assert!(matches!(&empty[1], Item::Last(b) if b.is_empty()));
     }
 }

@@ -18,7 +18,7 @@ use burrow_common::{
     batch,
     flow::{Activity, BodyEvent, RecvCredit, SendCredit},
     fragments::{Fragments, Whole},
-    outbox::{data_fragments, Fragment, Outgoing},
+    outbox::{data_fragments, Outgoing},
     protocol::{ResponseHead, TunnelVerdict, PROTOCOL_VERSION},
     queue::{Receiver, Sender},
     stream_map::StreamMap,
@@ -395,13 +395,7 @@ fn ws_messages(packed: Vec<Outgoing>) -> Vec<WsOut> {
         match entry {
             Outgoing::Frame(bytes) => out.push(WsOut::Binary(bytes)),
             Outgoing::Data { stream, pieces } => {
-                out.extend(data_fragments(stream, pieces).map(|f| {
-                    WsOut::Fragment(match f {
-                        Fragment::First(head) => Item::FirstBinary(head),
-                        Fragment::More(piece) => Item::Continue(piece),
-                        Fragment::Last(piece) => Item::Last(piece),
-                    })
-                }));
+                out.extend(data_fragments(stream, pieces).map(WsOut::Fragment));
             }
         }
     }
@@ -497,23 +491,12 @@ impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
                 log::debug!("session {}: client closed: {reason:?}", self.id);
                 self.close(ctx, None, CloseCode::Normal, "bye");
             }
-            Ok(Message::Continuation(item)) => {
-                let whole = match item {
-                    Item::FirstBinary(part) => self.fragments.first(part).map(|()| None),
-                    Item::Continue(part) => self.fragments.more(part),
-                    Item::Last(part) => self.fragments.last(part),
-                    Item::FirstText(_) => {
-                        let why = "only binary messages are allowed".into();
-                        return self.protocol_error(ctx, why);
-                    }
-                };
-                match whole {
-                    Ok(Some(Whole::Message(msg))) => self.on_message(msg, ctx),
-                    Ok(Some(Whole::Data(frame))) => self.on_frame(frame, ctx),
-                    Ok(None) => {}
-                    Err(e) => self.protocol_error(ctx, e.to_string()),
-                }
-            }
+            Ok(Message::Continuation(item)) => match self.fragments.push(item) {
+                Ok(Some(Whole::Message(msg))) => self.on_message(msg, ctx),
+                Ok(Some(Whole::Data(frame))) => self.on_frame(frame, ctx),
+                Ok(None) => {}
+                Err(e) => self.protocol_error(ctx, e.to_string()),
+            },
             Ok(Message::Text(_)) => {
                 self.protocol_error(ctx, "only binary messages are allowed".into());
             }

@@ -74,14 +74,12 @@ async fn next(ws: &mut Ws) -> Result<Frame, Option<ws::CloseReason>> {
         match item {
             Some(Ok(ws::Frame::Binary(b))) => return Ok(first_of(b)),
             // Large data frames come as header and payload fragments.
+            // Large data frames come as header and payload fragments.
             Some(Ok(ws::Frame::Continuation(item))) => {
-                let whole = FRAGMENTS.with_borrow_mut(|f| match item {
-                    Item::FirstBinary(part) => f.first(part).map(|()| None),
-                    Item::Continue(part) => f.more(part),
-                    Item::Last(part) => f.last(part),
-                    Item::FirstText(_) => panic!("text fragment"),
-                });
-                match whole.expect("valid fragments") {
+                match FRAGMENTS
+                    .with_borrow_mut(|f| f.push(item))
+                    .expect("valid fragments")
+                {
                     Some(Whole::Message(b)) => return Ok(first_of(b)),
                     Some(Whole::Data(frame)) => return Ok(frame),
                     None => continue,
@@ -110,6 +108,42 @@ async fn register(ws: &mut Ws, token: &str) -> HelloAck {
         Ok(Frame::HelloAck(ack)) => ack,
         other => panic!("expected hello-ack, got {other:?}"),
     }
+}
+
+/// A public GET of `path` for the tunnel's host, on its own task: the
+/// status and body the caller got.
+fn public_get(
+    server: &burrow_server::RunningServer,
+    path: &str,
+) -> actix_rt::task::JoinHandle<(u16, Bytes)> {
+    let url = format!("http://{}{path}", server.addr());
+    actix_rt::spawn(async move {
+        let mut r = awc::Client::new()
+            .get(url)
+            .insert_header(("host", "demo.localhost"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.body().await.unwrap())
+    })
+}
+
+/// The next frame, which must open a stream: its id and head.
+async fn next_request(ws: &mut Ws) -> (u32, burrow_common::RequestHead) {
+    match next(ws).await {
+        Ok(Frame::RequestHead { stream, head }) => (stream, head),
+        other => panic!("expected a request head, got {other:?}"),
+    }
+}
+
+/// The reason the server gave for closing the session with a protocol error.
+async fn protocol_close(ws: &mut Ws) -> String {
+    let reason = next(ws)
+        .await
+        .expect_err("connection closed")
+        .expect("a close reason");
+    assert_eq!(reason.code, ws::CloseCode::Protocol);
+    reason.description.unwrap_or_default()
 }
 
 #[actix_rt::test]
@@ -181,12 +215,7 @@ async fn unknown_frame_kind_closes_with_a_protocol_error() {
     ws.send(ws::Message::Binary(Bytes::from_static(&[0x7f, 0, 0, 0, 1])))
         .await
         .unwrap();
-    let reason = next(&mut ws)
-        .await
-        .expect_err("connection closed")
-        .expect("a reason");
-    assert_eq!(reason.code, ws::CloseCode::Protocol);
-    let text = reason.description.unwrap_or_default();
+    let text = protocol_close(&mut ws).await;
     assert!(text.contains("unknown frame kind 0x7f"), "{text}");
 }
 
@@ -195,11 +224,8 @@ async fn text_messages_close_with_a_protocol_error() {
     let server = start();
     let mut ws = connect(&server).await;
     ws.send(ws::Message::Text("hello".into())).await.unwrap();
-    let reason = next(&mut ws)
-        .await
-        .expect_err("connection closed")
-        .expect("a reason");
-    assert_eq!(reason.code, ws::CloseCode::Protocol);
+    let text = protocol_close(&mut ws).await;
+    assert!(text.contains("only binary"), "{text}");
 }
 
 #[actix_rt::test]
@@ -207,24 +233,11 @@ async fn stream_violations_reset_the_stream_and_fail_the_caller() {
     let server = start();
     let mut ws = connect(&server).await;
     assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
-    let public = format!("http://{}/x", server.addr());
-    let call = actix_rt::spawn(async move {
-        awc::Client::new()
-            .get(public)
-            .insert_header(("host", "demo.localhost"))
-            .send()
-            .await
-            .map(|r| r.status())
-    });
-    let stream = match next(&mut ws).await {
-        Ok(Frame::RequestHead { stream, head }) => {
-            assert_eq!(head.method, "GET");
-            assert_eq!(head.uri, "/x");
-            assert!(head.end_stream);
-            stream
-        }
-        other => panic!("expected a request head, got {other:?}"),
-    };
+    let call = public_get(&server, "/x");
+    let (stream, head) = next_request(&mut ws).await;
+    assert_eq!(head.method, "GET");
+    assert_eq!(head.uri, "/x");
+    assert!(head.end_stream);
     // Credit for a stream nobody opened is ignored; the connection stays up.
     send(
         &mut ws,
@@ -255,24 +268,12 @@ async fn stream_violations_reset_the_stream_and_fail_the_caller() {
         }
         other => panic!("expected a reset, got {other:?}"),
     }
-    let status = call.await.unwrap().expect("an answer");
-    assert_eq!(status.as_u16(), 502);
+    let (status, _) = call.await.unwrap();
+    assert_eq!(status, 502);
 
     // The session still serves the next request.
-    let public = format!("http://{}/y", server.addr());
-    let call = actix_rt::spawn(async move {
-        let mut r = awc::Client::new()
-            .get(public)
-            .insert_header(("host", "demo.localhost"))
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.body().await.unwrap())
-    });
-    let stream = match next(&mut ws).await {
-        Ok(Frame::RequestHead { stream, .. }) => stream,
-        other => panic!("expected a request head, got {other:?}"),
-    };
+    let call = public_get(&server, "/y");
+    let (stream, _) = next_request(&mut ws).await;
     send(
         &mut ws,
         Frame::ResponseHead {
@@ -299,8 +300,7 @@ async fn stream_violations_reset_the_stream_and_fail_the_caller() {
     .await;
     send(&mut ws, Frame::End { stream }).await;
     let (status, body) = call.await.unwrap();
-    assert_eq!(status.as_u16(), 201);
-    assert_eq!(&body[..], b"ok");
+    assert_eq!((status, &body[..]), (201, &b"ok"[..]));
 }
 
 #[actix_rt::test]
@@ -316,10 +316,7 @@ async fn a_peer_that_overruns_its_credit_is_reset() {
         .write_all(b"GET /flood HTTP/1.1\r\nHost: demo.localhost\r\n\r\n")
         .await
         .unwrap();
-    let stream = match next(&mut ws).await {
-        Ok(Frame::RequestHead { stream, .. }) => stream,
-        other => panic!("expected a request head, got {other:?}"),
-    };
+    let (stream, _) = next_request(&mut ws).await;
     send(
         &mut ws,
         Frame::ResponseHead {
@@ -379,25 +376,12 @@ async fn a_batch_of_answers_is_handled_frame_by_frame_and_a_bad_batch_closes() {
     assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
     let calls: Vec<_> = ["/a", "/b", "/c"]
         .into_iter()
-        .map(|path| {
-            let public = format!("http://{}{path}", server.addr());
-            actix_rt::spawn(async move {
-                let mut r = awc::Client::new()
-                    .get(public)
-                    .insert_header(("host", "demo.localhost"))
-                    .send()
-                    .await
-                    .unwrap();
-                (r.status().as_u16(), r.body().await.unwrap())
-            })
-        })
+        .map(|path| public_get(&server, path))
         .collect();
     let mut opened = Vec::new();
     while opened.len() < 3 {
-        match next(&mut ws).await {
-            Ok(Frame::RequestHead { stream, head }) => opened.push((stream, head.uri)),
-            other => panic!("expected a request head, got {other:?}"),
-        }
+        let (stream, head) = next_request(&mut ws).await;
+        opened.push((stream, head.uri));
     }
     // All three answers in one message, each its path back as the body: the
     // first inline, the second as Data and End, the third with an empty body.
@@ -444,11 +428,8 @@ async fn a_batch_of_answers_is_handled_frame_by_frame_and_a_bad_batch_closes() {
     // A batch whose length runs past its end is a protocol error.
     let bad = Bytes::from_static(&[batch::KIND_BATCH, 0, 0, 0, 0, 0, 0, 0, 99, 8]);
     ws.send(ws::Message::Binary(bad)).await.unwrap();
-    let reason = next(&mut ws)
-        .await
-        .expect_err("connection closed")
-        .expect("close reason");
-    assert_eq!(reason.code, ws::CloseCode::Protocol);
+    let text = protocol_close(&mut ws).await;
+    assert!(text.contains("batch"), "{text}");
 }
 
 #[actix_rt::test]
@@ -456,20 +437,8 @@ async fn a_fragmented_message_is_one_message() {
     let server = start();
     let mut ws = connect(&server).await;
     assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
-    let public = format!("http://{}/frag", server.addr());
-    let call = actix_rt::spawn(async move {
-        let mut r = awc::Client::new()
-            .get(public)
-            .insert_header(("host", "demo.localhost"))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.body().await.unwrap())
-    });
-    let stream = match next(&mut ws).await {
-        Ok(Frame::RequestHead { stream, .. }) => stream,
-        other => panic!("expected a request head, got {other:?}"),
-    };
+    let call = public_get(&server, "/frag");
+    let (stream, _) = next_request(&mut ws).await;
     let answer = Frame::ResponseHead {
         stream,
         head: burrow_common::ResponseHead {
@@ -504,15 +473,8 @@ async fn a_fragmented_message_is_one_message() {
     ws.send(ws::Message::Continuation(actix_ws::Item::Last(big)))
         .await
         .unwrap();
-    let reason = next(&mut ws)
-        .await
-        .expect_err("connection closed")
-        .expect("close reason");
-    assert_eq!(reason.code, ws::CloseCode::Protocol);
-    assert!(
-        reason.description.unwrap_or_default().contains("limit"),
-        "reason names the limit"
-    );
+    let text = protocol_close(&mut ws).await;
+    assert!(text.contains("limit"), "reason names the limit: {text}");
 }
 
 #[actix_rt::test]
@@ -520,20 +482,8 @@ async fn a_data_frame_in_pieces_streams_to_the_caller_and_an_oversized_one_close
     let server = start();
     let mut ws = connect(&server).await;
     assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
-    let public = format!("http://{}/pieces", server.addr());
-    let call = actix_rt::spawn(async move {
-        let mut r = awc::Client::new()
-            .get(public)
-            .insert_header(("host", "demo.localhost"))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.body().await.unwrap())
-    });
-    let stream = match next(&mut ws).await {
-        Ok(Frame::RequestHead { stream, .. }) => stream,
-        other => panic!("expected a request head, got {other:?}"),
-    };
+    let call = public_get(&server, "/pieces");
+    let (stream, _) = next_request(&mut ws).await;
     let head = burrow_common::ResponseHead {
         status: 200,
         headers: Vec::new(),
@@ -565,16 +515,9 @@ async fn a_data_frame_in_pieces_streams_to_the_caller_and_an_oversized_one_close
     ] {
         ws.send(ws::Message::Continuation(piece)).await.unwrap();
     }
-    let reason = next(&mut ws)
-        .await
-        .expect_err("connection closed")
-        .expect("close reason");
-    assert_eq!(reason.code, ws::CloseCode::Protocol);
+    let text = protocol_close(&mut ws).await;
     assert!(
-        reason
-            .description
-            .unwrap_or_default()
-            .contains("payload limit"),
-        "reason names the limit"
+        text.contains("payload limit"),
+        "reason names the limit: {text}"
     );
 }
