@@ -2,7 +2,10 @@
 
 use std::{collections::HashSet, path::Path, time::Duration};
 
-use awc::http::Uri;
+use awc::http::{
+    uri::{Authority, Parts, PathAndQuery, Scheme},
+    Uri,
+};
 pub use burrow_common::config::{normalize_host, ConfigError, Token};
 use serde::Deserialize;
 
@@ -20,6 +23,36 @@ pub struct TunnelConfig {
     /// Base URL of the local service, without a trailing slash
     /// (`http://127.0.0.1:3000`).
     pub local: String,
+    /// The same URL, parsed: what each forwarded request's URL is built on.
+    pub local_url: LocalUrl,
+}
+
+/// A local service's base URL, parsed once when the configuration is read,
+/// so that a forwarded request's URL is put together from parts instead of
+/// formatted and parsed again.
+#[derive(Debug, Clone)]
+pub struct LocalUrl {
+    scheme: Scheme,
+    authority: Authority,
+    /// Path prefix without a trailing slash; empty for most services.
+    prefix: String,
+}
+
+impl LocalUrl {
+    /// The URL of `target`, a request target in origin form (`/path?query`),
+    /// on this service; `None` if `target` is not a valid one.
+    pub fn join(&self, target: String) -> Option<Uri> {
+        let path = if self.prefix.is_empty() {
+            PathAndQuery::try_from(target)
+        } else {
+            PathAndQuery::try_from(format!("{}{target}", self.prefix))
+        };
+        let mut parts = Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path.ok()?);
+        Uri::from_parts(parts).ok()
+    }
 }
 
 /// Validated client configuration.
@@ -108,12 +141,13 @@ impl ClientConfig {
                     "must not be empty".into(),
                 ));
             }
-            let local = parse_local(&t.local)
+            let (local, local_url) = parse_local(&t.local)
                 .map_err(|msg| invalid(&format!("tunnels[{i}].local"), msg))?;
             tunnels.push(TunnelConfig {
                 host,
                 token: t.token,
                 local,
+                local_url,
             });
         }
         let secs = raw.local_timeout_secs.unwrap_or(DEFAULT_LOCAL_TIMEOUT_SECS);
@@ -154,8 +188,8 @@ impl ClientConfig {
 }
 
 /// Checks a local service URL: `http://host:port` with an optional path
-/// prefix; returns it without a trailing slash.
-fn parse_local(local: &str) -> Result<String, String> {
+/// prefix; returns it without a trailing slash, and parsed.
+fn parse_local(local: &str) -> Result<(String, LocalUrl), String> {
     let uri: Uri = local
         .parse()
         .map_err(|_| format!("`{local}` is not a URL like http://127.0.0.1:3000"))?;
@@ -172,7 +206,20 @@ fn parse_local(local: &str) -> Result<String, String> {
     if uri.query().is_some() {
         return Err(format!("`{local}` must not have a query"));
     }
-    Ok(local.trim_end_matches('/').to_owned())
+    let parts = uri.into_parts();
+    let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+        return Err(format!("`{local}` has no host"));
+    };
+    let prefix = parts
+        .path_and_query
+        .map(|p| p.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    let url = LocalUrl {
+        scheme,
+        authority,
+        prefix,
+    };
+    Ok((local.trim_end_matches('/').to_owned(), url))
 }
 
 #[cfg(test)]
@@ -201,6 +248,27 @@ mod tests {
             "http://demo.localhost:8080/"
         );
         assert!(!format!("{c:?}").contains("\"t\""));
+    }
+
+    #[test]
+    fn local_url_joins_request_targets() {
+        let c = parse(OK).unwrap();
+        let url = &c.tunnels[0].local_url;
+        assert_eq!(
+            url.join("/a/b?x=1&y".into()).unwrap().to_string(),
+            "http://127.0.0.1:3000/a/b?x=1&y"
+        );
+        assert!(url.join("/a b".into()).is_none());
+        let prefixed = parse(&OK.replace(":3000/", ":3000/api/v1/")).unwrap();
+        assert_eq!(prefixed.tunnels[0].local, "http://127.0.0.1:3000/api/v1");
+        assert_eq!(
+            prefixed.tunnels[0]
+                .local_url
+                .join("/users?id=7".into())
+                .unwrap()
+                .to_string(),
+            "http://127.0.0.1:3000/api/v1/users?id=7"
+        );
     }
 
     #[test]

@@ -97,10 +97,13 @@ async fn run(
         return Err(bad(format!("request target `{}` is not a path", head.uri)));
     }
     let is_head = method == Method::HEAD;
-    let url = format!("{}{}", tunnel.local, head.uri);
+    let url = tunnel
+        .local_url
+        .join(head.uri)
+        .ok_or_else(|| bad("invalid request target".into()))?;
     let mut req = ctx
         .http
-        .request(method, url.as_str())
+        .request(method, url)
         .no_decompress()
         .timeout(ctx.local_timeout);
     let mut content_length = None;
