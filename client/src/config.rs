@@ -66,7 +66,14 @@ pub struct ClientConfig {
     pub local_timeout: Duration,
     /// Longest pause between reconnection attempts.
     pub max_backoff: Duration,
+    /// Connections to open to the server, each served by its own thread;
+    /// `None` follows the server's suggestion (its worker threads, up to
+    /// this machine's cores).
+    pub connections: Option<u32>,
 }
+
+/// Most connections one client opens, whatever the server suggests.
+pub const MAX_CONNECTIONS: u32 = 16;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +81,7 @@ struct RawConfig {
     server: String,
     local_timeout_secs: Option<u64>,
     max_reconnect_delay_secs: Option<u64>,
+    connections: Option<u32>,
     tunnels: Vec<RawTunnel>,
 }
 
@@ -161,11 +169,20 @@ impl ClientConfig {
                 "must be at least 1".into(),
             ));
         }
+        if let Some(n) = raw.connections {
+            if !(1..=MAX_CONNECTIONS).contains(&n) {
+                return Err(invalid(
+                    "connections",
+                    format!("must be from 1 to {MAX_CONNECTIONS}"),
+                ));
+            }
+        }
         Ok(ClientConfig {
             server: raw.server,
             tunnels,
             local_timeout: Duration::from_secs(secs),
             max_backoff: Duration::from_secs(backoff),
+            connections: raw.connections,
         })
     }
 
@@ -306,6 +323,10 @@ mod tests {
             (
                 format!("{OK}local_timeout_secs = 0\n"),
                 vec!["line 6", "local_timeout_secs"],
+            ),
+            (
+                format!("connections = 0\n{OK}"),
+                vec!["connections", "from 1 to 16"],
             ),
             (
                 "server = \"ws://h/\"\ntunnels = []\n".into(),

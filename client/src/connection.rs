@@ -26,7 +26,6 @@ use crate::{
     config::ClientConfig,
     forward::{forward, ForwardContext},
     net::http_client,
-    ClientEvent,
 };
 
 /// Longest wait for the server's answer to the handshake.
@@ -64,12 +63,15 @@ pub enum ConnError {
 
 type Ws = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 
-/// Connects, registers the tunnels and serves streams until the connection
-/// ends. Never returns `Ok`: a connection always ends with a reason.
+/// Connects, registers the tunnels as client `instance` and serves streams
+/// until the connection ends. Once the server has accepted the tunnels,
+/// `registered` is told the number of connections the server suggests (if
+/// it said). Never returns `Ok`: a connection always ends with a reason.
 pub async fn serve(
     config: &ClientConfig,
     ctx: Rc<ForwardContext>,
-    events: Option<&UnboundedSender<ClientEvent>>,
+    instance: &str,
+    registered: &mut dyn FnMut(Option<u32>),
 ) -> Result<(), ConnError> {
     let (_, framed) = http_client(Duration::from_secs(10))
         .ws(config.server.as_str())
@@ -91,6 +93,7 @@ pub async fn serve(
                 token: t.token.expose().to_owned(),
             })
             .collect(),
+        instance: Some(instance.to_owned()),
     });
     let hello = hello
         .encode()
@@ -101,18 +104,9 @@ pub async fn serve(
     let (ack, early) = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_ack(&mut stream))
         .await
         .map_err(|_| ConnError::Lost("no handshake answer in time".into()))??;
+    let suggested = ack.connections;
     check_ack(ack)?;
-    for t in config.tunnels.iter() {
-        log::info!(
-            "tunnel ready: {} -> {}",
-            config.public_url(&t.host),
-            t.local
-        );
-    }
-    if let Some(events) = events {
-        let hosts = config.tunnels.iter().map(|t| t.host.clone()).collect();
-        let _ = events.send(ClientEvent::Registered { hosts });
-    }
+    registered(suggested);
 
     let (outbox, out_rx) = Outbox::new();
     let (ctl_tx, ctl_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -1,14 +1,16 @@
 //! `burrow`: the local side of the burrow HTTP tunnel.
 //!
-//! Connects one WebSocket to a `burrow-server`, registers the configured
+//! Connects a WebSocket to a `burrow-server`, registers the configured
 //! hosts, and answers every request the server forwards by fetching the
-//! matching local service.
+//! matching local service. Once registered, it opens as many more
+//! connections as the server has workers (see [`pool`]).
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration, loaded and validated.
 //! - [`connection`]: one WebSocket connection: handshake, dispatch, writer.
 //! - [`forward`]: one stream: the local request and the streamed answer.
 //! - [`net`]: HTTP clients with the socket options the tunnel wants.
+//! - [`pool`]: the extra connections, each on its own thread.
 //! - [`upgrade`]: WebSocket upgrades relayed as raw bytes.
 //! - [`run`]: the reconnect loop around connections.
 #![forbid(unsafe_code)]
@@ -20,6 +22,7 @@ pub mod connection;
 pub mod demo;
 pub mod forward;
 pub mod net;
+pub mod pool;
 pub mod upgrade;
 
 use std::{
@@ -103,6 +106,39 @@ pub async fn run(
     config: ClientConfig,
     events: Option<UnboundedSender<ClientEvent>>,
 ) -> Result<(), ClientError> {
+    let instance = pool::instance_id();
+    let mut pool = pool::Pool::new(config.clone(), instance.clone());
+    let hosts: Vec<String> = config.tunnels.iter().map(|t| t.host.clone()).collect();
+    let mut registered = |suggested: Option<u32>| {
+        for t in config.tunnels.iter() {
+            log::info!(
+                "tunnel ready: {} -> {}",
+                config.public_url(&t.host),
+                t.local
+            );
+        }
+        if let Some(events) = &events {
+            let _ = events.send(ClientEvent::Registered {
+                hosts: hosts.clone(),
+            });
+        }
+        pool.grow_to(pool::pool_size(
+            config.connections,
+            suggested,
+            pool::cores(),
+        ));
+    };
+    serve_until_refused(&config, &instance, &mut registered, events.as_ref()).await
+}
+
+/// One connection, reconnected with backoff until the server refuses the
+/// tunnels for good.
+pub(crate) async fn serve_until_refused(
+    config: &ClientConfig,
+    instance: &str,
+    registered: &mut dyn FnMut(Option<u32>),
+    events: Option<&UnboundedSender<ClientEvent>>,
+) -> Result<(), ClientError> {
     let ctx = Rc::new(ForwardContext {
         http: net::http_client(LOCAL_CONNECT_TIMEOUT),
         tunnels: config.tunnels.clone(),
@@ -111,7 +147,7 @@ pub async fn run(
     });
     let mut backoff = Backoff::new(config.max_backoff);
     loop {
-        let err = match connection::serve(&config, ctx.clone(), events.as_ref()).await {
+        let err = match connection::serve(config, ctx.clone(), instance, registered).await {
             Ok(()) => ConnError::Lost("connection ended".into()),
             Err(e) => e,
         };
@@ -126,7 +162,7 @@ pub async fn run(
             }
             ConnError::Connect { .. } | ConnError::Refused { .. } => log::warn!("{err}"),
         }
-        if let Some(events) = &events {
+        if let Some(events) = events {
             let _ = events.send(ClientEvent::Disconnected {
                 reason: err.to_string(),
             });

@@ -656,6 +656,12 @@ mod tests {
                 host: "demo.localhost".into(),
                 token: "s3cret".into(),
             }],
+            instance: None,
+        }));
+        round_trip(Frame::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            tunnels: Vec::new(),
+            instance: Some("0123456789abcdef0123456789abcdef".into()),
         }));
         round_trip(Frame::HelloAck(HelloAck {
             version: PROTOCOL_VERSION,
@@ -680,6 +686,7 @@ mod tests {
                 },
             ],
             error: None,
+            connections: Some(2),
         }));
         round_trip(Frame::RequestHead {
             stream: 7,

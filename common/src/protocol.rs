@@ -38,6 +38,12 @@ pub struct Hello {
     pub version: u32,
     /// The tunnels the client asks for.
     pub tunnels: Vec<TunnelRequest>,
+    /// Identifies the client process across its connections. A client may
+    /// open several connections with the same instance and tunnels: the
+    /// server then spreads each host's requests over all of them (a pool).
+    /// A connection from another instance is refused a host that is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 /// One tunnel the client wants to serve.
@@ -70,6 +76,12 @@ pub struct HelloAck {
     /// mismatch); the server closes the connection after sending it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How many connections the server suggests a client open: its worker
+    /// threads. A request is handed to a connection on the worker that
+    /// accepted it when there is one, so a pool of this size keeps every
+    /// request on one thread of the server. Absent means one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u32>,
 }
 
 /// Whether one requested tunnel was granted.

@@ -68,8 +68,10 @@ impl RunningServer {
 pub fn start(listener: TcpListener, config: ServerConfig) -> std::io::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let registry = Registry::new(&config.hosts).start();
+    let workers = config.workers.unwrap_or_else(config::default_workers);
     let state = web::Data::new(ProxyState {
         registry: std::sync::Arc::new(registry.clone()),
+        workers: u32::try_from(workers).unwrap_or(u32::MAX),
         request_timeout: config.request_timeout,
         idle_timeout: config.idle_timeout,
         trust_forwarded_headers: config.trust_forwarded_headers,
@@ -87,7 +89,7 @@ pub fn start(listener: TcpListener, config: ServerConfig) -> std::io::Result<Run
     .h1_allow_half_closed(false)
     .disable_signals()
     .shutdown_timeout(5);
-    server = server.workers(config.workers.unwrap_or_else(config::default_workers));
+    server = server.workers(workers);
     let server = server.listen(listener)?.run();
     let http = server.handle();
     actix_web::rt::spawn(server);
@@ -115,10 +117,11 @@ async fn connect(
         request_timeout: state.request_timeout,
         idle_timeout: state.idle_timeout,
     };
+    let workers = state.workers;
     TunnelSession::create(move |ctx| {
         use actix::AsyncContext;
         ctx.add_stream(stream);
-        TunnelSession::new(ws, registry, limits)
+        TunnelSession::new(ws, registry, limits, workers)
     });
     Ok(response)
 }

@@ -3,9 +3,12 @@
 //! server reaches a session. The registry stores handles; it never looks
 //! inside a session.
 
-use std::sync::{
-    atomic::{AtomicBool, AtomicU32, Ordering},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        Arc,
+    },
+    thread::ThreadId,
 };
 
 use actix::{Addr, Message};
@@ -35,6 +38,8 @@ pub struct SessionHandle {
     /// Set once the handshake answer is queued: frames queued before it
     /// would reach the client ahead of the answer.
     pub ready: Arc<AtomicBool>,
+    /// The worker thread the session actor runs on.
+    pub worker: ThreadId,
 }
 
 impl SessionHandle {
@@ -62,6 +67,38 @@ pub struct Register {
     pub session: SessionHandle,
     /// Hosts and tokens from the client's hello.
     pub tunnels: Vec<TunnelRequest>,
+    /// The client process, from its hello: sessions of one instance share
+    /// their hosts.
+    pub instance: Option<String>,
+}
+
+/// The sessions serving one host (one per connection of the client that
+/// holds it), as the registry had them when asked.
+#[derive(Clone)]
+pub struct HostSessions {
+    /// The sessions, in the order they joined.
+    pub sessions: Vec<Arc<SessionHandle>>,
+    /// Bumped by the registry whenever the host's sessions change, so that
+    /// a copy can tell it is out of date.
+    pub generation: Arc<AtomicU64>,
+    /// The value of `generation` this copy was taken at.
+    pub seen: u64,
+}
+
+impl HostSessions {
+    /// `true` while no session has joined or left since this copy was taken.
+    pub fn is_current(&self) -> bool {
+        self.generation.load(Ordering::Acquire) == self.seen
+    }
+
+    /// The ready session for a request accepted on `worker`: the one on the
+    /// same thread if there is one (no hop between threads), else the first
+    /// ready one.
+    pub fn pick(&self, worker: ThreadId) -> Option<&Arc<SessionHandle>> {
+        let mut ready = self.sessions.iter().filter(|s| s.is_ready());
+        let first = ready.clone().next();
+        ready.find(|s| s.worker == worker).or(first)
+    }
 }
 
 /// Remove every host a session holds (when it stops). Hosts since taken by
@@ -73,9 +110,9 @@ pub struct Unregister {
     pub session_id: u64,
 }
 
-/// Find the session serving a host.
+/// Find the sessions serving a host.
 #[derive(Message)]
-#[rtype(result = "Option<Arc<SessionHandle>>")]
+#[rtype(result = "Option<HostSessions>")]
 pub struct Lookup {
     /// Lower-case host without port.
     pub host: String,

@@ -36,7 +36,7 @@ use futures_util::StreamExt;
 use crate::{
     config::canonical_host,
     error::ProxyError,
-    messages::{CancelStream, Lookup, OpenStream, SessionHandle},
+    messages::{CancelStream, HostSessions, Lookup, OpenStream, SessionHandle},
     registry::Registry,
 };
 
@@ -45,6 +45,8 @@ pub struct ProxyState {
     /// The registry actor, shared (not cloned) by every session: each clone
     /// of an actor address costs three small allocations.
     pub registry: Arc<Addr<Registry>>,
+    /// Worker threads of the HTTP server.
+    pub workers: u32,
     /// Longest wait for a response head.
     pub request_timeout: Duration,
     /// Longest time an answered stream may move no bytes.
@@ -170,12 +172,18 @@ fn websocket_upgrade(req: &HttpRequest) -> Result<bool, ProxyError> {
 }
 
 thread_local! {
-    /// Each worker's copy of the sessions it has looked up. An entry is used
-    /// only while its session is alive and ready, so a stale one falls
-    /// through to the registry: a host's session changes only when the old
-    /// one has stopped.
-    static SESSIONS: RefCell<HashMap<String, Arc<SessionHandle>, BuildHasherDefault<HostHasher>>> =
+    /// Each worker's choice of session per host it has looked up, with the
+    /// registry's answer it was chosen from. An entry is used while that
+    /// answer is current (no session joined or left the host since) and
+    /// its session is ready; otherwise the registry is asked again.
+    static SESSIONS: RefCell<HashMap<String, Cached, BuildHasherDefault<HostHasher>>> =
         RefCell::new(HashMap::default());
+}
+
+/// A worker's cache entry: the host's sessions and the one this worker uses.
+struct Cached {
+    sessions: HostSessions,
+    chosen: Arc<SessionHandle>,
 }
 
 /// FNV-1a over a host name. Only hosts the registry knows are ever inserted
@@ -201,9 +209,15 @@ impl Hasher for HostHasher {
     }
 }
 
-/// The session serving `host`: from this worker's cache, else the registry.
+/// The session serving `host` for this worker: from its cache, else the
+/// registry. Of a host's sessions (a client's pool of connections), the one
+/// on this worker thread is preferred.
 async fn lookup(registry: &Addr<Registry>, host: &str) -> Option<Arc<SessionHandle>> {
-    let cached = SESSIONS.with_borrow(|m| m.get(host).filter(|s| s.is_ready()).cloned());
+    let cached = SESSIONS.with_borrow(|m| {
+        m.get(host)
+            .filter(|c| c.sessions.is_current() && c.chosen.is_ready())
+            .map(|c| c.chosen.clone())
+    });
     if cached.is_some() {
         return cached;
     }
@@ -214,16 +228,19 @@ async fn lookup(registry: &Addr<Registry>, host: &str) -> Option<Arc<SessionHand
         .await
         .ok()
         .flatten();
-    SESSIONS.with_borrow_mut(|m| match &found {
-        Some(s) => {
-            m.insert(host.to_owned(), s.clone());
+    let worker = std::thread::current().id();
+    // A session still finishing its handshake has no tunnel to offer yet.
+    let chosen = found.as_ref().and_then(|f| f.pick(worker)).cloned();
+    SESSIONS.with_borrow_mut(|m| match (found, &chosen) {
+        (Some(sessions), Some(chosen)) => {
+            let chosen = chosen.clone();
+            m.insert(host.to_owned(), Cached { sessions, chosen });
         }
-        None => {
+        _ => {
             m.remove(host);
         }
     });
-    // A session still finishing its handshake has no tunnel to offer yet.
-    found.filter(|s| s.is_ready())
+    chosen
 }
 
 fn cancel_guard(session: &Arc<SessionHandle>, id: u32) -> CancelOnDrop {

@@ -2,7 +2,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 use actix::{Actor, Context, Handler, MessageResult};
@@ -10,15 +13,29 @@ use burrow_common::protocol::TunnelVerdict;
 
 use crate::{
     config::{normalize_host, HostConfig, Token},
-    messages::{CloseAll, CloseSession, Lookup, Register, SessionHandle, Unregister},
+    messages::{CloseAll, CloseSession, HostSessions, Lookup, Register, SessionHandle, Unregister},
 };
 
-/// Owns the map from public host to the session serving it. All changes go
+/// Owns the map from public host to the sessions serving it. All changes go
 /// through its mailbox, so there are no locks and no races between a client
 /// leaving and another arriving.
 pub struct Registry {
     tokens: HashMap<String, Token>,
-    hosts: HashMap<String, Arc<SessionHandle>>,
+    hosts: HashMap<String, Holders>,
+}
+
+/// The sessions holding one host: the connections of one client instance.
+struct Holders {
+    instance: Option<String>,
+    sessions: Vec<Arc<SessionHandle>>,
+    /// Bumped on every change of `sessions`; see [`HostSessions`].
+    generation: Arc<AtomicU64>,
+}
+
+impl Holders {
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
 }
 
 impl Registry {
@@ -33,10 +50,13 @@ impl Registry {
         }
     }
 
-    /// Grants `host` to `session`, or says why not and whether retrying may help.
+    /// Grants `host` to `session` of client `instance` (joining the
+    /// host's other sessions if they are that instance's), or says why not
+    /// and whether retrying may help.
     fn verdict(
         &mut self,
         session: &Arc<SessionHandle>,
+        instance: Option<&str>,
         host: &str,
         token: &str,
     ) -> Result<(), (String, bool)> {
@@ -50,14 +70,28 @@ impl Registry {
         if !expected.matches(token) {
             return Err((format!("invalid token for host {host}"), false));
         }
-        if let Some(current) = self.hosts.get(&host) {
-            if current.id != session.id && current.is_alive() {
-                let why = format!("host {host} is already served by another client");
-                return Err((why, true));
+        match self.hosts.get_mut(&host) {
+            Some(holders) => {
+                holders.sessions.retain(|s| s.is_alive());
+                if holders.sessions.is_empty() {
+                    holders.instance = instance.map(str::to_owned);
+                } else if instance.is_none() || holders.instance.as_deref() != instance {
+                    let why = format!("host {host} is already served by another client");
+                    return Err((why, true));
+                }
+                holders.sessions.push(session.clone());
+                holders.changed();
+            }
+            None => {
+                let holders = Holders {
+                    instance: instance.map(str::to_owned),
+                    sessions: vec![session.clone()],
+                    generation: Arc::new(AtomicU64::new(0)),
+                };
+                self.hosts.insert(host.clone(), holders);
             }
         }
         log::info!("session {} registered host {host}", session.id);
-        self.hosts.insert(host, session.clone());
         Ok(())
     }
 }
@@ -74,23 +108,25 @@ impl Handler<Register> for Registry {
         let verdicts = msg
             .tunnels
             .iter()
-            .map(|t| match self.verdict(&session, &t.host, &t.token) {
-                Ok(()) => TunnelVerdict {
-                    host: t.host.clone(),
-                    accepted: true,
-                    reason: None,
-                    retry: false,
-                },
-                Err((reason, retry)) => {
-                    log::info!("session {} refused: {reason}", session.id);
-                    TunnelVerdict {
+            .map(
+                |t| match self.verdict(&session, msg.instance.as_deref(), &t.host, &t.token) {
+                    Ok(()) => TunnelVerdict {
                         host: t.host.clone(),
-                        accepted: false,
-                        reason: Some(reason),
-                        retry,
+                        accepted: true,
+                        reason: None,
+                        retry: false,
+                    },
+                    Err((reason, retry)) => {
+                        log::info!("session {} refused: {reason}", session.id);
+                        TunnelVerdict {
+                            host: t.host.clone(),
+                            accepted: false,
+                            reason: Some(reason),
+                            retry,
+                        }
                     }
-                }
-            })
+                },
+            )
             .collect();
         MessageResult(verdicts)
     }
@@ -100,21 +136,27 @@ impl Handler<Unregister> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
-        self.hosts.retain(|host, s| {
-            let keep = s.id != msg.session_id;
-            if !keep {
+        self.hosts.retain(|host, holders| {
+            let before = holders.sessions.len();
+            holders.sessions.retain(|s| s.id != msg.session_id);
+            if holders.sessions.len() != before {
                 log::info!("session {} removed host {host}", msg.session_id);
+                holders.changed();
             }
-            keep
+            !holders.sessions.is_empty()
         });
     }
 }
 
 impl Handler<Lookup> for Registry {
-    type Result = Option<Arc<SessionHandle>>;
+    type Result = Option<HostSessions>;
 
     fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
-        self.hosts.get(&msg.host).cloned()
+        self.hosts.get(&msg.host).map(|h| HostSessions {
+            sessions: h.sessions.clone(),
+            generation: h.generation.clone(),
+            seen: h.generation.load(Ordering::Acquire),
+        })
     }
 }
 
@@ -123,7 +165,7 @@ impl Handler<CloseAll> for Registry {
 
     fn handle(&mut self, _: CloseAll, _: &mut Context<Self>) -> usize {
         let mut ids = HashSet::new();
-        for s in self.hosts.values() {
+        for s in self.hosts.values().flat_map(|h| &h.sessions) {
             if ids.insert(s.id) {
                 s.addr.do_send(CloseSession);
             }

@@ -87,6 +87,8 @@ pub struct TunnelSession {
     last_ping: Instant,
     hello_timer: Option<SpawnHandle>,
     limits: SessionLimits,
+    /// The server's worker threads: the pool size suggested to clients.
+    workers: u32,
     /// The binary message arriving in fragments, if any.
     fragments: Fragments,
 }
@@ -102,11 +104,12 @@ pub struct SessionLimits {
 
 impl TunnelSession {
     /// A session for a freshly upgraded WebSocket, enforcing `limits` on
-    /// its streams.
+    /// its streams, on a server with `workers` worker threads.
     pub fn new(
         ws: actix_ws::Session,
         registry: Arc<Addr<Registry>>,
         limits: SessionLimits,
+        workers: u32,
     ) -> Self {
         let (outbox, outbox_rx) = Outbox::new();
         TunnelSession {
@@ -124,6 +127,7 @@ impl TunnelSession {
             last_ping: Instant::now(),
             hello_timer: None,
             limits,
+            workers,
             fragments: Fragments::default(),
         }
     }
@@ -135,6 +139,7 @@ impl TunnelSession {
             outbox: self.outbox.clone(),
             next_stream: self.next_stream.clone(),
             ready: self.ready.clone(),
+            worker: std::thread::current().id(),
         }
     }
 
@@ -239,6 +244,7 @@ impl TunnelSession {
                 version: PROTOCOL_VERSION,
                 tunnels: Vec::new(),
                 error: Some(why.clone()),
+                connections: None,
             };
             let bytes = Frame::HelloAck(ack).encode().ok();
             return self.close(ctx, bytes, CloseCode::Policy, &why);
@@ -247,6 +253,7 @@ impl TunnelSession {
         let register = Register {
             session: self.session_handle(ctx),
             tunnels: hello.tunnels,
+            instance: hello.instance,
         };
         // `wait`: no other frame is handled until the registry has answered.
         self.registry
@@ -266,6 +273,7 @@ impl TunnelSession {
             version: PROTOCOL_VERSION,
             tunnels: verdicts,
             error: None,
+            connections: Some(self.workers),
         });
         let bytes = ack.encode().ok();
         if self.hosts.is_empty() {

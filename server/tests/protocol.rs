@@ -93,6 +93,10 @@ async fn next(ws: &mut Ws) -> Result<Frame, Option<ws::CloseReason>> {
 }
 
 async fn register(ws: &mut Ws, token: &str) -> HelloAck {
+    register_as(ws, token, None).await
+}
+
+async fn register_as(ws: &mut Ws, token: &str, instance: Option<&str>) -> HelloAck {
     send(
         ws,
         Frame::Hello(Hello {
@@ -101,6 +105,7 @@ async fn register(ws: &mut Ws, token: &str) -> HelloAck {
                 host: "demo.localhost".into(),
                 token: token.into(),
             }],
+            instance: instance.map(str::to_owned),
         }),
     )
     .await;
@@ -155,6 +160,7 @@ async fn newer_protocol_version_is_refused_with_advice() {
         Frame::Hello(Hello {
             version: PROTOCOL_VERSION + 1,
             tunnels: vec![],
+            instance: None,
         }),
     )
     .await;
@@ -193,6 +199,7 @@ async fn wrong_token_and_unknown_host_are_refused_finally() {
                 host: "elsewhere.localhost".into(),
                 token: "tok".into(),
             }],
+            instance: None,
         }),
     )
     .await;
@@ -519,5 +526,99 @@ async fn a_data_frame_in_pieces_streams_to_the_caller_and_an_oversized_one_close
     assert!(
         text.contains("payload limit"),
         "reason names the limit: {text}"
+    );
+}
+
+/// Answers stream `id` with 200 and `body`, in one frame.
+async fn answer(ws: &mut Ws, id: u32, body: &'static str) {
+    let head = ResponseHead {
+        status: 200,
+        headers: vec![(
+            Bytes::from_static(b"content-length"),
+            Bytes::from(body.len().to_string()),
+        )],
+        end_stream: true,
+        body: Some(Bytes::from_static(body.as_bytes())),
+    };
+    send(ws, Frame::ResponseHead { stream: id, head }).await;
+}
+
+/// Sessions the registry holds for the test host.
+async fn sessions(server: &burrow_server::RunningServer) -> usize {
+    let found = server
+        .registry()
+        .send(burrow_server::messages::Lookup {
+            host: "demo.localhost".into(),
+        })
+        .await
+        .unwrap();
+    found.map_or(0, |h| h.sessions.len())
+}
+
+#[actix_rt::test]
+async fn connections_of_one_instance_share_a_host_and_others_wait() {
+    let server = start();
+    let mut first = connect(&server).await;
+    let ack = register_as(&mut first, "tok", Some("instance-a")).await;
+    assert!(ack.tunnels[0].accepted);
+    assert_eq!(ack.connections, Some(1), "one worker: one connection");
+    let mut second = connect(&server).await;
+    assert!(
+        register_as(&mut second, "tok", Some("instance-a"))
+            .await
+            .tunnels[0]
+            .accepted
+    );
+    assert_eq!(sessions(&server).await, 2);
+    for other in [Some("instance-b"), None] {
+        let mut ws = connect(&server).await;
+        let v = register_as(&mut ws, "tok", other).await.tunnels[0].clone();
+        assert!(!v.accepted && v.retry, "{other:?}: {v:?}");
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("host demo.localhost is already served by another client")
+        );
+    }
+
+    // One worker holds both sessions: requests go to the first ready one.
+    let caller = public_get(&server, "/one");
+    let (id, head) = next_request(&mut first).await;
+    assert_eq!(head.uri, "/one");
+    answer(&mut first, id, "first").await;
+    assert_eq!(caller.await.unwrap(), (200, Bytes::from_static(b"first")));
+
+    // The first connection gone, the second serves the host alone.
+    first.close().await.unwrap();
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sessions(&server).await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "first session never left"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let caller = public_get(&server, "/two");
+    let (id, head) = next_request(&mut second).await;
+    assert_eq!(head.uri, "/two");
+    answer(&mut second, id, "second").await;
+    assert_eq!(caller.await.unwrap(), (200, Bytes::from_static(b"second")));
+
+    // With the instance's last connection gone, another client takes the host.
+    second.close().await.unwrap();
+    drop(second);
+    while sessions(&server).await != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "second session never left"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut other = connect(&server).await;
+    assert!(
+        register_as(&mut other, "tok", Some("instance-b"))
+            .await
+            .tunnels[0]
+            .accepted
     );
 }

@@ -94,20 +94,30 @@ impl Tunnel {
             .insert_header(("host", HOST))
     }
 
-    /// Number of streams open on the server's session for the test host.
-    pub async fn server_streams(&self) -> usize {
-        let handle = self
-            .server
+    /// The server's sessions for the test host (one per client connection).
+    pub async fn server_sessions(
+        &self,
+    ) -> Vec<std::sync::Arc<burrow_server::messages::SessionHandle>> {
+        self.server
             .registry()
             .send(burrow_server::messages::Lookup { host: HOST.into() })
             .await
             .expect("registry")
-            .expect("tunnel registered");
-        handle
-            .addr
-            .send(burrow_server::messages::StreamCount)
-            .await
-            .expect("session alive")
+            .map(|h| h.sessions)
+            .unwrap_or_default()
+    }
+
+    /// Number of streams open on the server's sessions for the test host.
+    pub async fn server_streams(&self) -> usize {
+        let mut total = 0;
+        for session in self.server_sessions().await {
+            total += session
+                .addr
+                .send(burrow_server::messages::StreamCount)
+                .await
+                .unwrap_or(0);
+        }
+        total
     }
 }
 

@@ -1,0 +1,123 @@
+//! A client holds one connection per server worker; each worker's requests
+//! go to the connection it holds, and the host stays served as connections
+//! come and go.
+
+mod support;
+
+use std::time::Duration;
+
+use burrow_server::messages::{CloseSession, StreamCount};
+use futures_util::future::join_all;
+use support::*;
+
+/// Ready sessions the server holds for the test host.
+async fn ready_sessions(t: &Tunnel) -> usize {
+    let sessions = t.server_sessions().await;
+    sessions.iter().filter(|s| s.is_ready()).count()
+}
+
+/// Streams open on each of the host's sessions.
+async fn streams_per_session(t: &Tunnel) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for s in t.server_sessions().await {
+        counts.push(s.addr.send(StreamCount).await.unwrap_or(0));
+    }
+    counts
+}
+
+#[actix_rt::test]
+async fn the_client_opens_a_connection_per_server_worker_and_each_serves_its_worker() {
+    // The test server has two workers and says so in its handshake answer.
+    let t = Tunnel::start().await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            ready_sessions(&t).await == 2
+        })
+        .await,
+        "a second connection joins the first"
+    );
+
+    // Sixteen slow requests, each on its own caller connection: the server's
+    // workers take turns accepting them, and each hands its share to the
+    // session it holds.
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let req = caller()
+                .get(format!("{}/sleep/1500", t.public()))
+                .insert_header(("host", HOST));
+            actix_rt::spawn(async move {
+                let mut resp = req.send().await.expect("response");
+                (resp.status(), resp.body().await.expect("body"))
+            })
+        })
+        .collect();
+    let seen = std::cell::RefCell::new(Vec::new());
+    let spread = eventually(Duration::from_secs(10), || async {
+        let counts = streams_per_session(&t).await;
+        let all_open = counts.iter().sum::<usize>() == 16;
+        *seen.borrow_mut() = counts;
+        all_open
+    })
+    .await;
+    let seen = seen.into_inner();
+    assert!(spread, "all sixteen requests open at once: {seen:?}");
+    assert!(
+        seen.iter().all(|&n| n > 0),
+        "both connections carry requests: {seen:?}"
+    );
+    for call in join_all(calls).await {
+        let (status, body) = call.expect("caller task");
+        assert_eq!(status.as_u16(), 200);
+        assert_eq!(&body[..], b"slept");
+    }
+}
+
+#[actix_rt::test]
+async fn a_lost_connection_is_replaced_and_requests_keep_their_answers() {
+    let t = Tunnel::start().await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            ready_sessions(&t).await == 2
+        })
+        .await
+    );
+    let sessions = t.server_sessions().await;
+    let lost = sessions[1].id;
+    sessions[1].addr.do_send(CloseSession);
+    // The other connection answers while the lost one comes back.
+    for i in 0..20 {
+        let mut resp = t.get(&format!("/id/{i}")).send().await.expect("response");
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(resp.body().await.unwrap(), format!("id-{i}").as_bytes());
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let now = t.server_sessions().await;
+            now.len() == 2 && now.iter().all(|s| s.is_ready() && s.id != lost)
+        })
+        .await,
+        "the client reconnects the lost connection"
+    );
+}
+
+#[actix_rt::test]
+async fn a_configured_connection_count_overrides_the_server() {
+    let upstream = upstream::Upstream::start();
+    let server = start_server(server_config(""));
+    let text = format!(
+        "connections = 1\n{}",
+        client_toml(server.addr(), &upstream.url(), TOKEN)
+    );
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let _client = actix_rt::spawn(burrow_client::run(client_config_text(&text), Some(tx)));
+    wait_registered(&mut events).await;
+    let t = Tunnel {
+        server,
+        upstream,
+        client: _client,
+        events,
+    };
+    let mut resp = t.get("/id/1").send().await.expect("response");
+    assert_eq!(resp.body().await.unwrap(), &b"id-1"[..]);
+    assert_eq!(t.server_sessions().await.len(), 1);
+}
