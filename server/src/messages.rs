@@ -78,8 +78,8 @@ pub struct Register {
 pub struct HostSessions {
     /// The sessions, in the order they joined.
     pub sessions: Vec<Arc<SessionHandle>>,
-    /// Bumped by the registry whenever the host's sessions change, so that
-    /// a copy can tell it is out of date.
+    /// Bumped by the registry whenever a pool of sessions changes (for any
+    /// host), so that a copy can tell it may be out of date.
     pub generation: Arc<AtomicU64>,
     /// The value of `generation` this copy was taken at.
     pub seen: u64,

@@ -22,20 +22,17 @@ use crate::{
 pub struct Registry {
     tokens: HashMap<String, Token>,
     hosts: HashMap<String, Holders>,
+    /// Bumped whenever a host's sessions change while others keep serving
+    /// it (a session joins or leaves a pool); see [`HostSessions`]. A host
+    /// whose only session goes away needs no bump: copies notice that the
+    /// session they use has stopped.
+    generation: Arc<AtomicU64>,
 }
 
 /// The sessions holding one host: the connections of one client instance.
 struct Holders {
-    instance: Option<String>,
+    instance: Option<Box<str>>,
     sessions: Vec<Arc<SessionHandle>>,
-    /// Bumped on every change of `sessions`; see [`HostSessions`].
-    generation: Arc<AtomicU64>,
-}
-
-impl Holders {
-    fn changed(&self) {
-        self.generation.fetch_add(1, Ordering::Release);
-    }
 }
 
 impl Registry {
@@ -47,7 +44,13 @@ impl Registry {
                 .map(|h| (h.host.clone(), h.token.clone()))
                 .collect(),
             hosts: HashMap::new(),
+            generation: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Tells every copy of a lookup answer that it may be out of date.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Grants `host` to `session` of client `instance` (joining the
@@ -74,19 +77,20 @@ impl Registry {
             Some(holders) => {
                 holders.sessions.retain(|s| s.is_alive());
                 if holders.sessions.is_empty() {
-                    holders.instance = instance.map(str::to_owned);
+                    holders.instance = instance.map(Box::from);
                 } else if instance.is_none() || holders.instance.as_deref() != instance {
                     let why = format!("host {host} is already served by another client");
                     return Err((why, true));
+                } else {
+                    // Joining a pool: workers should pick again.
+                    self.generation.fetch_add(1, Ordering::Release);
                 }
                 holders.sessions.push(session.clone());
-                holders.changed();
             }
             None => {
                 let holders = Holders {
-                    instance: instance.map(str::to_owned),
+                    instance: instance.map(Box::from),
                     sessions: vec![session.clone()],
-                    generation: Arc::new(AtomicU64::new(0)),
                 };
                 self.hosts.insert(host.clone(), holders);
             }
@@ -136,15 +140,19 @@ impl Handler<Unregister> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
+        let mut pool_changed = false;
         self.hosts.retain(|host, holders| {
             let before = holders.sessions.len();
             holders.sessions.retain(|s| s.id != msg.session_id);
             if holders.sessions.len() != before {
                 log::info!("session {} removed host {host}", msg.session_id);
-                holders.changed();
+                pool_changed |= !holders.sessions.is_empty();
             }
             !holders.sessions.is_empty()
         });
+        if pool_changed {
+            self.changed();
+        }
     }
 }
 
@@ -154,8 +162,8 @@ impl Handler<Lookup> for Registry {
     fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
         self.hosts.get(&msg.host).map(|h| HostSessions {
             sessions: h.sessions.clone(),
-            generation: h.generation.clone(),
-            seen: h.generation.load(Ordering::Acquire),
+            generation: self.generation.clone(),
+            seen: self.generation.load(Ordering::Acquire),
         })
     }
 }

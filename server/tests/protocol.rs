@@ -622,3 +622,87 @@ async fn connections_of_one_instance_share_a_host_and_others_wait() {
             .accepted
     );
 }
+
+/// Answers every request that arrives on `ws` until `callers` requests in
+/// all were answered on either connection (counted in `done`); returns how
+/// many this connection answered. Reads whole messages itself: two
+/// connections share this test's thread.
+async fn serve_until(ws: &mut Ws, done: &std::cell::Cell<usize>, callers: usize) -> usize {
+    let mut answered = 0;
+    while done.get() < callers {
+        let msg = match tokio::time::timeout(Duration::from_millis(20), ws.next()).await {
+            Ok(Some(Ok(ws::Frame::Binary(b)))) => b,
+            Ok(Some(Ok(_))) | Err(_) => continue,
+            Ok(other) => panic!("connection ended: {other:?}"),
+        };
+        for f in batch::unpack(msg).expect("valid message") {
+            if let Ok(Frame::RequestHead { stream, .. }) = Frame::decode(f.expect("valid batch")) {
+                answer(ws, stream, "ok").await;
+                answered += 1;
+                done.set(done.get() + 1);
+            }
+        }
+    }
+    answered
+}
+
+#[actix_rt::test]
+async fn a_joining_connection_takes_its_workers_requests() {
+    let config = ServerConfig::from_str(
+        "listen = \"127.0.0.1:0\"\nworkers = 2\n[[hosts]]\nhost = \"demo.localhost\"\ntoken = \"tok\"\n",
+        Path::new("test.toml"),
+    )
+    .unwrap();
+    let server = burrow_server::start(TcpListener::bind("127.0.0.1:0").unwrap(), config).unwrap();
+    let mut first = connect(&server).await;
+    let ack = register_as(&mut first, "tok", Some("pool")).await;
+    assert_eq!(ack.connections, Some(2));
+    // Both workers serve a request through the only session, and keep it.
+    let done = std::cell::Cell::new(0);
+    let callers: Vec<_> = (0..4).map(|_| public_get(&server, "/")).collect();
+    assert_eq!(serve_until(&mut first, &done, 4).await, 4);
+    for c in callers {
+        assert_eq!(c.await.unwrap().0, 200);
+    }
+
+    // A second connection of the client, on the other worker (accepted
+    // connections take turns between workers; retried until it lands there).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut second = loop {
+        let mut ws = connect(&server).await;
+        assert!(register_as(&mut ws, "tok", Some("pool")).await.tunnels[0].accepted);
+        let found = server
+            .registry()
+            .send(burrow_server::messages::Lookup {
+                host: "demo.localhost".into(),
+            })
+            .await
+            .unwrap()
+            .expect("host held");
+        if found.sessions[0].worker != found.sessions[1].worker {
+            break ws;
+        }
+        ws.close().await.unwrap();
+        while sessions(&server).await != 1 {
+            assert!(tokio::time::Instant::now() < deadline, "session never left");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+
+    // Its worker no longer hands requests to the first connection.
+    let done = std::cell::Cell::new(0);
+    let callers: Vec<_> = (0..16).map(|_| public_get(&server, "/")).collect();
+    let (a, b) = futures_util::future::join(
+        serve_until(&mut first, &done, 16),
+        serve_until(&mut second, &done, 16),
+    )
+    .await;
+    for c in callers {
+        assert_eq!(c.await.unwrap().0, 200);
+    }
+    assert_eq!(a + b, 16);
+    assert!(
+        a > 0 && b > 0,
+        "each connection serves its worker: {a} and {b}"
+    );
+}
