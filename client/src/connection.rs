@@ -63,15 +63,31 @@ pub enum ConnError {
 
 type Ws = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 
+/// Streams open at once on a connection that count as busy: see
+/// [`Observer::busy`].
+pub const BUSY_STREAMS: usize = 8;
+
+/// What a connection reports to the client it belongs to.
+pub trait Observer {
+    /// The server accepted the tunnels on the connection; `ack` is its
+    /// answer (the connections it suggests, the worker serving this one).
+    /// `false` asks for the connection to be dropped and opened again (it
+    /// landed on a server worker another connection already covers).
+    fn registered(&self, ack: &HelloAck) -> bool;
+    /// [`BUSY_STREAMS`] streams are open at once on this connection.
+    fn busy(&self);
+    /// The registered connection has ended.
+    fn ended(&self);
+}
+
 /// Connects, registers the tunnels as client `instance` and serves streams
-/// until the connection ends. Once the server has accepted the tunnels,
-/// `registered` is told the number of connections the server suggests (if
-/// it said). Never returns `Ok`: a connection always ends with a reason.
+/// until the connection ends, telling `observer` of its registration and of
+/// busy moments. Never returns `Ok`: a connection always ends with a reason.
 pub async fn serve(
     config: &ClientConfig,
     ctx: Rc<ForwardContext>,
     instance: &str,
-    registered: &mut dyn FnMut(Option<u32>),
+    observer: Rc<dyn Observer>,
 ) -> Result<(), ConnError> {
     let (_, framed) = http_client(Duration::from_secs(10))
         .ws(config.server.as_str())
@@ -104,9 +120,12 @@ pub async fn serve(
     let (ack, early) = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_ack(&mut stream))
         .await
         .map_err(|_| ConnError::Lost("no handshake answer in time".into()))??;
-    let suggested = ack.connections;
-    check_ack(ack)?;
-    registered(suggested);
+    let ack = check_ack(ack)?;
+    if !observer.registered(&ack) {
+        return Err(ConnError::Lost(
+            "server worker already served by another connection; reconnecting".into(),
+        ));
+    }
 
     let (outbox, out_rx) = Outbox::new();
     let (ctl_tx, ctl_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -117,6 +136,7 @@ pub async fn serve(
         streams: Rc::new(RefCell::new(StreamMap::default())),
         ctx,
         fragments: Fragments::default(),
+        observer,
     };
     let result = match conn.dispatch_frames(early) {
         Ok(()) => conn.read_loop(&mut stream).await,
@@ -127,6 +147,7 @@ pub async fn serve(
         s.send_credit.close();
     }
     writer.abort();
+    conn.observer.ended();
     result
 }
 
@@ -171,7 +192,7 @@ fn close_reason(reason: Option<ws::CloseReason>) -> String {
         .unwrap_or_else(|| "no reason given".into())
 }
 
-fn check_ack(ack: HelloAck) -> Result<(), ConnError> {
+fn check_ack(ack: HelloAck) -> Result<HelloAck, ConnError> {
     if let Some(error) = ack.error {
         return Err(ConnError::Refused {
             reason: error,
@@ -180,7 +201,7 @@ fn check_ack(ack: HelloAck) -> Result<(), ConnError> {
     }
     let refused: Vec<_> = ack.tunnels.iter().filter(|v| !v.accepted).collect();
     if refused.is_empty() {
-        return Ok(());
+        return Ok(ack);
     }
     let reason = refused
         .iter()
@@ -257,6 +278,7 @@ struct Dispatcher {
     ctx: Rc<ForwardContext>,
     /// The binary message arriving in fragments, if any.
     fragments: Fragments,
+    observer: Rc<dyn Observer>,
 }
 
 impl Dispatcher {
@@ -423,15 +445,22 @@ impl Dispatcher {
                 streams.borrow_mut().remove(&id);
             }
         });
-        self.streams.borrow_mut().insert(
-            id,
-            StreamEntry {
-                body_tx,
-                recv_credit,
-                send_credit,
-                task: task.abort_handle(),
-            },
-        );
+        let open = {
+            let mut streams = self.streams.borrow_mut();
+            streams.insert(
+                id,
+                StreamEntry {
+                    body_tx,
+                    recv_credit,
+                    send_credit,
+                    task: task.abort_handle(),
+                },
+            );
+            streams.len()
+        };
+        if open == BUSY_STREAMS {
+            self.observer.busy();
+        }
         Ok(())
     }
 

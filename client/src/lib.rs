@@ -2,8 +2,8 @@
 //!
 //! Connects a WebSocket to a `burrow-server`, registers the configured
 //! hosts, and answers every request the server forwards by fetching the
-//! matching local service. Once registered, it opens as many more
-//! connections as the server has workers (see [`pool`]).
+//! matching local service. Once its first connection is busy, it opens as
+//! many more as the server has workers (see [`pool`]).
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration, loaded and validated.
@@ -26,6 +26,7 @@ pub mod pool;
 pub mod upgrade;
 
 use std::{
+    cell::{Cell, RefCell},
     hash::{BuildHasher, Hasher},
     rc::Rc,
     time::Duration,
@@ -107,28 +108,78 @@ pub async fn run(
     events: Option<UnboundedSender<ClientEvent>>,
 ) -> Result<(), ClientError> {
     let instance = pool::instance_id();
-    let mut pool = pool::Pool::new(config.clone(), instance.clone());
-    let hosts: Vec<String> = config.tunnels.iter().map(|t| t.host.clone()).collect();
-    let mut registered = |suggested: Option<u32>| {
-        for t in config.tunnels.iter() {
+    let covered = pool::Covered::default();
+    let first = Rc::new(FirstConnection {
+        pool: RefCell::new(pool::Pool::new(
+            config.clone(),
+            instance.clone(),
+            covered.clone(),
+        )),
+        covered,
+        worker: Cell::new(None),
+        size: Cell::new(1),
+        config: config.clone(),
+        events: events.clone(),
+    });
+    serve_until_refused(&config, &instance, first, events.as_ref()).await
+}
+
+/// What the first connection's reports do: log and announce registration,
+/// and open the rest of the pool once the connection is busy.
+struct FirstConnection {
+    pool: RefCell<pool::Pool>,
+    /// Server workers served by the client's connections.
+    covered: pool::Covered,
+    /// The one serving this connection, while registered.
+    worker: Cell<Option<u32>>,
+    /// Connections to hold once busy, counting the first.
+    size: Cell<u32>,
+    config: ClientConfig,
+    events: Option<UnboundedSender<ClientEvent>>,
+}
+
+impl connection::Observer for FirstConnection {
+    fn registered(&self, ack: &burrow_common::HelloAck) -> bool {
+        if let Some(worker) = ack.worker {
+            self.covered.claim(worker, true);
+            self.worker.set(Some(worker));
+        }
+        for t in self.config.tunnels.iter() {
             log::info!(
                 "tunnel ready: {} -> {}",
-                config.public_url(&t.host),
+                self.config.public_url(&t.host),
                 t.local
             );
         }
-        if let Some(events) = &events {
+        if let Some(events) = &self.events {
+            let hosts = self.config.tunnels.iter().map(|t| t.host.clone());
             let _ = events.send(ClientEvent::Registered {
-                hosts: hosts.clone(),
+                hosts: hosts.collect(),
             });
         }
-        pool.grow_to(pool::pool_size(
-            config.connections,
-            suggested,
+        self.size.set(pool::pool_size(
+            self.config.connections,
+            ack.connections,
             pool::cores(),
         ));
-    };
-    serve_until_refused(&config, &instance, &mut registered, events.as_ref()).await
+        // A configured number is opened at once; a suggested one waits
+        // until the first connection is busy, so an idle tunnel costs the
+        // server one connection.
+        if self.config.connections.is_some() {
+            self.busy();
+        }
+        true
+    }
+
+    fn busy(&self) {
+        self.pool.borrow_mut().grow_to(self.size.get());
+    }
+
+    fn ended(&self) {
+        if let Some(worker) = self.worker.take() {
+            self.covered.release(worker);
+        }
+    }
 }
 
 /// One connection, reconnected with backoff until the server refuses the
@@ -136,7 +187,7 @@ pub async fn run(
 pub(crate) async fn serve_until_refused(
     config: &ClientConfig,
     instance: &str,
-    registered: &mut dyn FnMut(Option<u32>),
+    observer: Rc<dyn connection::Observer>,
     events: Option<&UnboundedSender<ClientEvent>>,
 ) -> Result<(), ClientError> {
     let ctx = Rc::new(ForwardContext {
@@ -147,7 +198,7 @@ pub(crate) async fn serve_until_refused(
     });
     let mut backoff = Backoff::new(config.max_backoff);
     loop {
-        let err = match connection::serve(config, ctx.clone(), instance, registered).await {
+        let err = match connection::serve(config, ctx.clone(), instance, observer.clone()).await {
             Ok(()) => ConnError::Lost("connection ended".into()),
             Err(e) => e,
         };

@@ -3,21 +3,96 @@
 //! A server hands each request to a connection on the worker thread that
 //! accepted it, when the client has one there, so the request never crosses
 //! threads. The server says how many workers it has in its handshake
-//! answer; once the first connection is registered, the client opens the
-//! rest, each served by a thread of its own with its own local HTTP client.
+//! answer; once the first connection is busy (a few requests open at once),
+//! the client opens the rest, each served by a thread of its own with its
+//! own local HTTP client. An idle tunnel thus costs the server one
+//! connection; extra connections stay open once opened.
 //! Every connection presents the same instance id, which is how the server
 //! tells a client's own connections (which share its hosts) from another
 //! client's (which are refused a held host).
 
 use std::{
+    cell::Cell,
     hash::{BuildHasher, Hasher},
+    rc::Rc,
+    sync::{Arc, Mutex},
     time::SystemTime,
 };
 
+use burrow_common::HelloAck;
 use futures_util::future::{self, Either};
 use tokio::sync::oneshot;
 
-use crate::config::{ClientConfig, MAX_CONNECTIONS};
+use crate::{
+    config::{ClientConfig, MAX_CONNECTIONS},
+    connection::Observer,
+};
+
+/// Times an extra connection that landed on a covered server worker is
+/// opened again before it settles for that worker.
+const PLACEMENT_ATTEMPTS: u32 = 8;
+
+/// The server workers the client's registered connections are served by,
+/// one entry per connection.
+#[derive(Clone, Default)]
+pub struct Covered(Arc<Mutex<Vec<u32>>>);
+
+impl Covered {
+    /// Records a connection on `worker`, unless `worker` is already covered
+    /// and `insist` is false. Returns whether it was recorded.
+    pub fn claim(&self, worker: u32, insist: bool) -> bool {
+        let Ok(mut workers) = self.0.lock() else {
+            return true;
+        };
+        if workers.contains(&worker) && !insist {
+            return false;
+        }
+        workers.push(worker);
+        true
+    }
+
+    /// Forgets one connection on `worker`.
+    pub fn release(&self, worker: u32) {
+        if let Ok(mut workers) = self.0.lock() {
+            if let Some(i) = workers.iter().position(|w| *w == worker) {
+                workers.swap_remove(i);
+            }
+        }
+    }
+}
+
+/// What an extra connection does with its reports: it takes a server worker
+/// no other connection of the client covers, reconnecting (a few times)
+/// when it lands on a covered one.
+struct Extra {
+    covered: Covered,
+    attempts: Cell<u32>,
+    mine: Cell<Option<u32>>,
+}
+
+impl Observer for Extra {
+    fn registered(&self, ack: &HelloAck) -> bool {
+        let Some(worker) = ack.worker else {
+            return true;
+        };
+        let insist = self.attempts.get() >= PLACEMENT_ATTEMPTS;
+        if !self.covered.claim(worker, insist) {
+            self.attempts.set(self.attempts.get() + 1);
+            return false;
+        }
+        self.attempts.set(0);
+        self.mine.set(Some(worker));
+        true
+    }
+
+    fn busy(&self) {}
+
+    fn ended(&self) {
+        if let Some(worker) = self.mine.take() {
+            self.covered.release(worker);
+        }
+    }
+}
 
 /// An id for this client process: random, and different from any other
 /// process's.
@@ -59,16 +134,19 @@ pub fn cores() -> u32 {
 pub struct Pool {
     config: ClientConfig,
     instance: String,
+    covered: Covered,
     /// Dropping a sender stops its connection's thread.
     members: Vec<oneshot::Sender<()>>,
 }
 
 impl Pool {
-    /// A pool without extra connections yet.
-    pub fn new(config: ClientConfig, instance: String) -> Self {
+    /// A pool without extra connections yet, whose connections record the
+    /// server workers serving them in `covered` (shared with the first).
+    pub fn new(config: ClientConfig, instance: String, covered: Covered) -> Self {
         Pool {
             config,
             instance,
+            covered,
             members: Vec::new(),
         }
     }
@@ -80,16 +158,18 @@ impl Pool {
             let (stop, stopped) = oneshot::channel::<()>();
             let config = self.config.clone();
             let instance = self.instance.clone();
+            let covered = self.covered.clone();
             let n = self.members.len() + 2;
             let thread = std::thread::Builder::new()
                 .name(format!("burrow-conn-{n}"))
                 .spawn(move || {
                     actix_rt::System::new().block_on(async move {
-                        let serve = async {
-                            let mut registered = |_: Option<u32>| {};
-                            crate::serve_until_refused(&config, &instance, &mut registered, None)
-                                .await
-                        };
+                        let observer = Rc::new(Extra {
+                            covered,
+                            attempts: Cell::new(0),
+                            mine: Cell::new(None),
+                        });
+                        let serve = crate::serve_until_refused(&config, &instance, observer, None);
                         match future::select(Box::pin(serve), stopped).await {
                             Either::Left((Err(e), _)) => {
                                 log::warn!("connection {n} stopped: {e}")
@@ -125,6 +205,33 @@ mod tests {
         assert_eq!(pool_size(None, None, 4), 1);
         assert_eq!(pool_size(None, Some(0), 4), 1);
         assert_eq!(pool_size(None, Some(1000), 64), MAX_SUGGESTED);
+    }
+
+    #[test]
+    fn extra_connections_take_uncovered_workers_then_settle() {
+        let covered = Covered::default();
+        assert!(covered.claim(0, false), "the first connection");
+        let extra = Extra {
+            covered: covered.clone(),
+            attempts: Cell::new(0),
+            mine: Cell::new(None),
+        };
+        let ack = |worker| HelloAck {
+            version: 2,
+            tunnels: Vec::new(),
+            error: None,
+            connections: Some(2),
+            worker: Some(worker),
+        };
+        for _ in 0..PLACEMENT_ATTEMPTS {
+            assert!(!extra.registered(&ack(0)), "worker 0 is covered");
+        }
+        assert!(extra.registered(&ack(0)), "settles after its attempts");
+        extra.ended();
+        assert!(extra.registered(&ack(1)), "an uncovered worker at once");
+        assert!(!covered.claim(1, false));
+        extra.ended();
+        assert!(covered.claim(1, false), "released when it ended");
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! A client holds one connection per server worker; each worker's requests
-//! go to the connection it holds, and the host stays served as connections
-//! come and go.
+//! A busy client holds one connection per server worker (an idle one holds
+//! one); each worker's requests go to the connection it holds, and the host
+//! stays served as connections come and go.
 
 mod support;
 
@@ -25,32 +25,52 @@ async fn streams_per_session(t: &Tunnel) -> Vec<usize> {
     counts
 }
 
-#[actix_rt::test]
-async fn the_client_opens_a_connection_per_server_worker_and_each_serves_its_worker() {
-    // The test server has two workers and says so in its handshake answer.
-    let t = Tunnel::start().await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            ready_sessions(&t).await == 2
-        })
-        .await,
-        "a second connection joins the first"
-    );
-
-    // Sixteen slow requests, each on its own caller connection: the server's
-    // workers take turns accepting them, and each hands its share to the
-    // session it holds.
-    let calls: Vec<_> = (0..16)
+/// `n` slow requests at once, each on its own caller connection (the
+/// server's workers take turns accepting them).
+fn slow_requests(t: &Tunnel, n: usize) -> Vec<actix_rt::task::JoinHandle<()>> {
+    (0..n)
         .map(|_| {
             let req = caller()
                 .get(format!("{}/sleep/1500", t.public()))
                 .insert_header(("host", HOST));
             actix_rt::spawn(async move {
                 let mut resp = req.send().await.expect("response");
-                (resp.status(), resp.body().await.expect("body"))
+                assert_eq!(resp.status().as_u16(), 200);
+                assert_eq!(&resp.body().await.expect("body")[..], b"slept");
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Makes the client busy and waits for its second connection.
+async fn busy_pool(t: &Tunnel) {
+    let wave = slow_requests(t, 12);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            ready_sessions(t).await == 2
+        })
+        .await,
+        "a busy client opens a second connection"
+    );
+    for call in join_all(wave).await {
+        call.expect("caller task");
+    }
+}
+
+#[actix_rt::test]
+async fn an_idle_client_holds_one_connection_and_a_busy_one_one_per_worker() {
+    // The test server has two workers and says so in its handshake answer.
+    let t = Tunnel::start().await;
+    for i in 0..5 {
+        let mut resp = t.get(&format!("/id/{i}")).send().await.expect("response");
+        assert_eq!(resp.body().await.unwrap(), format!("id-{i}").as_bytes());
+    }
+    assert_eq!(t.server_sessions().await.len(), 1, "one request at a time");
+    busy_pool(&t).await;
+
+    // Sixteen slow requests at once: each worker hands its share to the
+    // session it holds.
+    let calls = slow_requests(&t, 16);
     let seen = std::cell::RefCell::new(Vec::new());
     let spread = eventually(Duration::from_secs(10), || async {
         let counts = streams_per_session(&t).await;
@@ -66,21 +86,14 @@ async fn the_client_opens_a_connection_per_server_worker_and_each_serves_its_wor
         "both connections carry requests: {seen:?}"
     );
     for call in join_all(calls).await {
-        let (status, body) = call.expect("caller task");
-        assert_eq!(status.as_u16(), 200);
-        assert_eq!(&body[..], b"slept");
+        call.expect("caller task");
     }
 }
 
 #[actix_rt::test]
 async fn a_lost_connection_is_replaced_and_requests_keep_their_answers() {
     let t = Tunnel::start().await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            ready_sessions(&t).await == 2
-        })
-        .await
-    );
+    busy_pool(&t).await;
     let sessions = t.server_sessions().await;
     let lost = sessions[1].id;
     sessions[1].addr.do_send(CloseSession);
@@ -100,24 +113,47 @@ async fn a_lost_connection_is_replaced_and_requests_keep_their_answers() {
     );
 }
 
-#[actix_rt::test]
-async fn a_configured_connection_count_overrides_the_server() {
+/// A tunnel whose client has `connections = n` in its configuration.
+async fn start_with_connections(n: u32) -> Tunnel {
     let upstream = upstream::Upstream::start();
     let server = start_server(server_config(""));
     let text = format!(
-        "connections = 1\n{}",
+        "connections = {n}\n{}",
         client_toml(server.addr(), &upstream.url(), TOKEN)
     );
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let _client = actix_rt::spawn(burrow_client::run(client_config_text(&text), Some(tx)));
+    let client = actix_rt::spawn(burrow_client::run(client_config_text(&text), Some(tx)));
     wait_registered(&mut events).await;
-    let t = Tunnel {
+    Tunnel {
         server,
         upstream,
-        client: _client,
+        client,
         events,
-    };
-    let mut resp = t.get("/id/1").send().await.expect("response");
-    assert_eq!(resp.body().await.unwrap(), &b"id-1"[..]);
-    assert_eq!(t.server_sessions().await.len(), 1);
+    }
+}
+
+#[actix_rt::test]
+async fn a_configured_connection_count_overrides_the_server() {
+    // Opened at once, busy or not.
+    let three = start_with_connections(3).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            ready_sessions(&three).await == 3
+        })
+        .await,
+        "three connections"
+    );
+    // Never more than configured, however busy.
+    let one = start_with_connections(1).await;
+    let calls = slow_requests(&one, 12);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            streams_per_session(&one).await.iter().sum::<usize>() == 12
+        })
+        .await
+    );
+    assert_eq!(one.server_sessions().await.len(), 1);
+    for call in join_all(calls).await {
+        call.expect("caller task");
+    }
 }

@@ -687,6 +687,7 @@ mod tests {
             ],
             error: None,
             connections: Some(2),
+            worker: Some(1),
         }));
         round_trip(Frame::RequestHead {
             stream: 7,

@@ -82,6 +82,10 @@ pub struct HelloAck {
     /// request on one thread of the server. Absent means one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<u32>,
+    /// Which of those workers serves this connection (0-based). A client
+    /// holding several connections uses it to cover every worker once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<u32>,
 }
 
 /// Whether one requested tunnel was granted.

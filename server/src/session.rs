@@ -42,6 +42,19 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
+thread_local! {
+    /// This worker thread's index, handed out on first use.
+    static WORKER_INDEX: u32 = NEXT_WORKER_INDEX.fetch_add(1, Ordering::Relaxed);
+}
+
+static NEXT_WORKER_INDEX: AtomicU32 = AtomicU32::new(0);
+
+/// The index of the worker thread running the caller, as told to clients
+/// (`HelloAck::worker`): distinct for each worker, stable for its life.
+fn worker_index() -> u32 {
+    WORKER_INDEX.with(|i| *i)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     AwaitingHello,
@@ -245,6 +258,7 @@ impl TunnelSession {
                 tunnels: Vec::new(),
                 error: Some(why.clone()),
                 connections: None,
+                worker: None,
             };
             let bytes = Frame::HelloAck(ack).encode().ok();
             return self.close(ctx, bytes, CloseCode::Policy, &why);
@@ -274,6 +288,7 @@ impl TunnelSession {
             tunnels: verdicts,
             error: None,
             connections: Some(self.workers),
+            worker: Some(worker_index()),
         });
         let bytes = ack.encode().ok();
         if self.hosts.is_empty() {
