@@ -33,6 +33,9 @@ use crate::{
     registry::Registry,
 };
 
+/// Longest client instance id accepted in a `Hello`.
+pub const MAX_INSTANCE_LEN: usize = 64;
+
 /// How long a new connection may take to send its `Hello`.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the server pings an idle client.
@@ -242,16 +245,28 @@ impl TunnelSession {
         if let Some(timer) = self.hello_timer.take() {
             ctx.cancel_future(timer);
         }
-        if hello.version != PROTOCOL_VERSION {
+        let refusal = if hello.version != PROTOCOL_VERSION {
             let newer = if hello.version > PROTOCOL_VERSION {
                 "server"
             } else {
                 "client"
             };
-            let why = format!(
+            Some(format!(
                 "protocol version {} is not supported (this server speaks {PROTOCOL_VERSION}); upgrade the {newer}",
                 hello.version
-            );
+            ))
+        } else if hello
+            .instance
+            .as_ref()
+            .is_some_and(|i| i.len() > MAX_INSTANCE_LEN)
+        {
+            Some(format!(
+                "the client instance id is longer than {MAX_INSTANCE_LEN} bytes"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
             log::info!("session {}: {why}", self.id);
             let ack = HelloAck {
                 version: PROTOCOL_VERSION,

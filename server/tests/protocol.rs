@@ -706,3 +706,26 @@ async fn a_joining_connection_takes_its_workers_requests() {
         "each connection serves its worker: {a} and {b}"
     );
 }
+
+#[actix_rt::test]
+async fn an_overlong_instance_id_is_refused() {
+    let server = start();
+    let mut ws = connect(&server).await;
+    let ack = register_as(&mut ws, "tok", Some(&"x".repeat(65))).await;
+    assert!(ack.tunnels.is_empty());
+    assert_eq!(
+        ack.error.as_deref(),
+        Some("the client instance id is longer than 64 bytes")
+    );
+    assert!(
+        next(&mut ws).await.is_err(),
+        "the server closes the connection"
+    );
+    let mut ws = connect(&server).await;
+    assert!(
+        register_as(&mut ws, "tok", Some(&"x".repeat(64)))
+            .await
+            .tunnels[0]
+            .accepted
+    );
+}
