@@ -63,10 +63,6 @@ pub enum ConnError {
 
 type Ws = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 
-/// Streams open at once on a connection that count as busy: see
-/// [`Observer::busy`].
-pub const BUSY_STREAMS: usize = 8;
-
 /// What a connection reports to the client it belongs to.
 pub trait Observer {
     /// The server accepted the tunnels on the connection; `ack` is its
@@ -74,15 +70,13 @@ pub trait Observer {
     /// `false` asks for the connection to be dropped and opened again (it
     /// landed on a server worker another connection already covers).
     fn registered(&self, ack: &HelloAck) -> bool;
-    /// [`BUSY_STREAMS`] streams are open at once on this connection.
-    fn busy(&self);
     /// The registered connection has ended.
     fn ended(&self);
 }
 
 /// Connects, registers the tunnels as client `instance` and serves streams
-/// until the connection ends, telling `observer` of its registration and of
-/// busy moments. Never returns `Ok`: a connection always ends with a reason.
+/// until the connection ends, telling `observer` when it is registered and
+/// when it ends. Never returns `Ok`: a connection always ends with a reason.
 pub async fn serve(
     config: &ClientConfig,
     ctx: Rc<ForwardContext>,
@@ -445,22 +439,15 @@ impl Dispatcher {
                 streams.borrow_mut().remove(&id);
             }
         });
-        let open = {
-            let mut streams = self.streams.borrow_mut();
-            streams.insert(
-                id,
-                StreamEntry {
-                    body_tx,
-                    recv_credit,
-                    send_credit,
-                    task: task.abort_handle(),
-                },
-            );
-            streams.len()
-        };
-        if open == BUSY_STREAMS {
-            self.observer.busy();
-        }
+        self.streams.borrow_mut().insert(
+            id,
+            StreamEntry {
+                body_tx,
+                recv_credit,
+                send_credit,
+                task: task.abort_handle(),
+            },
+        );
         Ok(())
     }
 

@@ -2,8 +2,8 @@
 //!
 //! Connects a WebSocket to a `burrow-server`, registers the configured
 //! hosts, and answers every request the server forwards by fetching the
-//! matching local service. Once its first connection is busy, it opens as
-//! many more as the server has workers (see [`pool`]).
+//! matching local service. Once its first connection is registered, it
+//! opens as many more as the server has workers (see [`pool`]).
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration, loaded and validated.
@@ -117,7 +117,6 @@ pub async fn run(
         )),
         covered,
         worker: Cell::new(None),
-        size: Cell::new(1),
         config: config.clone(),
         events: events.clone(),
     });
@@ -125,15 +124,13 @@ pub async fn run(
 }
 
 /// What the first connection's reports do: log and announce registration,
-/// and open the rest of the pool once the connection is busy.
+/// and open the rest of the pool.
 struct FirstConnection {
     pool: RefCell<pool::Pool>,
     /// Server workers served by the client's connections.
     covered: pool::Covered,
     /// The one serving this connection, while registered.
     worker: Cell<Option<u32>>,
-    /// Connections to hold once busy, counting the first.
-    size: Cell<u32>,
     config: ClientConfig,
     events: Option<UnboundedSender<ClientEvent>>,
 }
@@ -157,22 +154,9 @@ impl connection::Observer for FirstConnection {
                 hosts: hosts.collect(),
             });
         }
-        self.size.set(pool::pool_size(
-            self.config.connections,
-            ack.connections,
-            pool::cores(),
-        ));
-        // A configured number is opened at once; a suggested one waits
-        // until the first connection is busy, so an idle tunnel costs the
-        // server one connection.
-        if self.config.connections.is_some() {
-            self.busy();
-        }
+        let size = pool::pool_size(self.config.connections, ack.connections, pool::cores());
+        self.pool.borrow_mut().grow_to(size);
         true
-    }
-
-    fn busy(&self) {
-        self.pool.borrow_mut().grow_to(self.size.get());
     }
 
     fn ended(&self) {

@@ -3,10 +3,11 @@
 //! A server hands each request to a connection on the worker thread that
 //! accepted it, when the client has one there, so the request never crosses
 //! threads. The server says how many workers it has in its handshake
-//! answer; once the first connection is busy (a few requests open at once),
-//! the client opens the rest, each served by a thread of its own with its
-//! own local HTTP client. An idle tunnel thus costs the server one
-//! connection; extra connections stay open once opened.
+//! answer; once the first connection is registered, the client opens the
+//! rest, each served by a thread of its own with its own local HTTP client.
+//! They are opened at once rather than under load: a request that crosses
+//! threads on the server hands its body's buffers from one worker's
+//! allocator heap to another's, which held tens of MiB during one upload.
 //! Every connection presents the same instance id, which is how the server
 //! tells a client's own connections (which share its hosts) from another
 //! client's (which are refused a held host).
@@ -84,8 +85,6 @@ impl Observer for Extra {
         self.mine.set(Some(worker));
         true
     }
-
-    fn busy(&self) {}
 
     fn ended(&self) {
         if let Some(worker) = self.mine.take() {

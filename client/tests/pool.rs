@@ -1,6 +1,6 @@
-//! A busy client holds one connection per server worker (an idle one holds
-//! one); each worker's requests go to the connection it holds, and the host
-//! stays served as connections come and go.
+//! A client holds one connection per server worker; each worker's requests
+//! go to the connection it holds, and the host stays served as connections
+//! come and go.
 
 mod support;
 
@@ -42,31 +42,22 @@ fn slow_requests(t: &Tunnel, n: usize) -> Vec<actix_rt::task::JoinHandle<()>> {
         .collect()
 }
 
-/// Makes the client busy and waits for its second connection.
-async fn busy_pool(t: &Tunnel) {
-    let wave = slow_requests(t, 12);
+/// Waits for the client's second connection.
+async fn full_pool(t: &Tunnel) {
     assert!(
         eventually(Duration::from_secs(10), || async {
             ready_sessions(t).await == 2
         })
         .await,
-        "a busy client opens a second connection"
+        "the client opens a second connection"
     );
-    for call in join_all(wave).await {
-        call.expect("caller task");
-    }
 }
 
 #[actix_rt::test]
-async fn an_idle_client_holds_one_connection_and_a_busy_one_one_per_worker() {
+async fn the_client_opens_a_connection_per_server_worker_and_each_serves_its_worker() {
     // The test server has two workers and says so in its handshake answer.
     let t = Tunnel::start().await;
-    for i in 0..5 {
-        let mut resp = t.get(&format!("/id/{i}")).send().await.expect("response");
-        assert_eq!(resp.body().await.unwrap(), format!("id-{i}").as_bytes());
-    }
-    assert_eq!(t.server_sessions().await.len(), 1, "one request at a time");
-    busy_pool(&t).await;
+    full_pool(&t).await;
 
     // Sixteen slow requests at once: each worker hands its share to the
     // session it holds.
@@ -93,7 +84,7 @@ async fn an_idle_client_holds_one_connection_and_a_busy_one_one_per_worker() {
 #[actix_rt::test]
 async fn a_lost_connection_is_replaced_and_requests_keep_their_answers() {
     let t = Tunnel::start().await;
-    busy_pool(&t).await;
+    full_pool(&t).await;
     let sessions = t.server_sessions().await;
     let lost = sessions[1].id;
     sessions[1].addr.do_send(CloseSession);
@@ -134,7 +125,6 @@ async fn start_with_connections(n: u32) -> Tunnel {
 
 #[actix_rt::test]
 async fn a_configured_connection_count_overrides_the_server() {
-    // Opened at once, busy or not.
     let three = start_with_connections(3).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -143,7 +133,7 @@ async fn a_configured_connection_count_overrides_the_server() {
         .await,
         "three connections"
     );
-    // Never more than configured, however busy.
+    // Never more than configured, however many requests are open.
     let one = start_with_connections(1).await;
     let calls = slow_requests(&one, 12);
     assert!(
