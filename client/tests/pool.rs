@@ -106,21 +106,7 @@ async fn a_lost_connection_is_replaced_and_requests_keep_their_answers() {
 
 /// A tunnel whose client has `connections = n` in its configuration.
 async fn start_with_connections(n: u32) -> Tunnel {
-    let upstream = upstream::Upstream::start();
-    let server = start_server(server_config(""));
-    let text = format!(
-        "connections = {n}\n{}",
-        client_toml(server.addr(), &upstream.url(), TOKEN)
-    );
-    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let client = actix_rt::spawn(burrow_client::run(client_config_text(&text), Some(tx)));
-    wait_registered(&mut events).await;
-    Tunnel {
-        server,
-        upstream,
-        client,
-        events,
-    }
+    Tunnel::start_with_client(server_config(""), &format!("connections = {n}\n")).await
 }
 
 #[actix_rt::test]

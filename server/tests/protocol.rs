@@ -543,6 +543,36 @@ async fn answer(ws: &mut Ws, id: u32, body: &'static str) {
     send(ws, Frame::ResponseHead { stream: id, head }).await;
 }
 
+/// A connection registered as client `instance`, its tunnel accepted.
+async fn connect_as(server: &burrow_server::RunningServer, instance: &str) -> Ws {
+    let mut ws = connect(server).await;
+    let ack = register_as(&mut ws, "tok", Some(instance)).await;
+    assert!(ack.tunnels[0].accepted, "{instance}: {ack:?}");
+    ws
+}
+
+/// A public GET of `path` reaches `ws`, whose answer reaches the caller.
+async fn assert_served_by(server: &burrow_server::RunningServer, ws: &mut Ws, path: &'static str) {
+    let caller = public_get(server, path);
+    let (id, head) = next_request(ws).await;
+    assert_eq!(head.uri, path);
+    answer(ws, id, path).await;
+    assert_eq!(
+        caller.await.unwrap(),
+        (200, Bytes::from_static(path.as_bytes()))
+    );
+}
+
+/// Waits (polling, 10 s at most) until the registry holds `n` sessions for
+/// the test host.
+async fn wait_sessions(server: &burrow_server::RunningServer, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sessions(server).await != n {
+        assert!(tokio::time::Instant::now() < deadline, "never {n} sessions");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Sessions the registry holds for the test host.
 async fn sessions(server: &burrow_server::RunningServer) -> usize {
     let found = server
@@ -562,13 +592,7 @@ async fn connections_of_one_instance_share_a_host_and_others_wait() {
     let ack = register_as(&mut first, "tok", Some("instance-a")).await;
     assert!(ack.tunnels[0].accepted);
     assert_eq!(ack.connections, Some(1), "one worker: one connection");
-    let mut second = connect(&server).await;
-    assert!(
-        register_as(&mut second, "tok", Some("instance-a"))
-            .await
-            .tunnels[0]
-            .accepted
-    );
+    let mut second = connect_as(&server, "instance-a").await;
     assert_eq!(sessions(&server).await, 2);
     for other in [Some("instance-b"), None] {
         let mut ws = connect(&server).await;
@@ -581,46 +605,19 @@ async fn connections_of_one_instance_share_a_host_and_others_wait() {
     }
 
     // One worker holds both sessions: requests go to the first ready one.
-    let caller = public_get(&server, "/one");
-    let (id, head) = next_request(&mut first).await;
-    assert_eq!(head.uri, "/one");
-    answer(&mut first, id, "first").await;
-    assert_eq!(caller.await.unwrap(), (200, Bytes::from_static(b"first")));
+    assert_served_by(&server, &mut first, "/one").await;
 
     // The first connection gone, the second serves the host alone.
     first.close().await.unwrap();
     drop(first);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while sessions(&server).await != 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "first session never left"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let caller = public_get(&server, "/two");
-    let (id, head) = next_request(&mut second).await;
-    assert_eq!(head.uri, "/two");
-    answer(&mut second, id, "second").await;
-    assert_eq!(caller.await.unwrap(), (200, Bytes::from_static(b"second")));
+    wait_sessions(&server, 1).await;
+    assert_served_by(&server, &mut second, "/two").await;
 
     // With the instance's last connection gone, another client takes the host.
     second.close().await.unwrap();
     drop(second);
-    while sessions(&server).await != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "second session never left"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let mut other = connect(&server).await;
-    assert!(
-        register_as(&mut other, "tok", Some("instance-b"))
-            .await
-            .tunnels[0]
-            .accepted
-    );
+    wait_sessions(&server, 0).await;
+    connect_as(&server, "instance-b").await;
 }
 
 /// Answers every request that arrives on `ws` until `callers` requests in
@@ -667,10 +664,8 @@ async fn a_joining_connection_takes_its_workers_requests() {
 
     // A second connection of the client, on the other worker (accepted
     // connections take turns between workers; retried until it lands there).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut second = loop {
-        let mut ws = connect(&server).await;
-        assert!(register_as(&mut ws, "tok", Some("pool")).await.tunnels[0].accepted);
+        let mut ws = connect_as(&server, "pool").await;
         let found = server
             .registry()
             .send(burrow_server::messages::Lookup {
@@ -683,10 +678,7 @@ async fn a_joining_connection_takes_its_workers_requests() {
             break ws;
         }
         ws.close().await.unwrap();
-        while sessions(&server).await != 1 {
-            assert!(tokio::time::Instant::now() < deadline, "session never left");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_sessions(&server, 1).await;
     };
 
     // Its worker no longer hands requests to the first connection.

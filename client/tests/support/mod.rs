@@ -64,9 +64,19 @@ impl Tunnel {
     }
 
     pub async fn start_with(config: ServerConfig) -> Tunnel {
+        Self::start_with_client(config, "").await
+    }
+
+    /// Like [`Tunnel::start_with`], with `client_extra` at the top of the
+    /// client's configuration.
+    pub async fn start_with_client(config: ServerConfig, client_extra: &str) -> Tunnel {
         let upstream = upstream::Upstream::start();
         let server = start_server(config);
-        let cfg = client_config(server.addr(), &upstream.url(), TOKEN);
+        let text = format!(
+            "{client_extra}{}",
+            client_toml(server.addr(), &upstream.url(), TOKEN)
+        );
+        let cfg = client_config_text(&text);
         let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
         let client = actix_rt::spawn(burrow_client::run(cfg, Some(tx)));
         wait_registered(&mut events).await;
