@@ -59,6 +59,10 @@ pub enum ConnError {
     /// The server broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The connection landed on a server worker another connection of the
+    /// client already covers; it is opened again to land on another.
+    #[error("server worker {0} is already covered; reconnecting")]
+    Misplaced(u32),
 }
 
 type Ws = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
@@ -116,9 +120,7 @@ pub async fn serve(
         .map_err(|_| ConnError::Lost("no handshake answer in time".into()))??;
     let ack = check_ack(ack)?;
     if !observer.registered(&ack) {
-        return Err(ConnError::Lost(
-            "server worker already served by another connection; reconnecting".into(),
-        ));
+        return Err(ConnError::Misplaced(ack.worker.unwrap_or_default()));
     }
 
     let (outbox, out_rx) = Outbox::new();

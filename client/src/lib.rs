@@ -138,7 +138,7 @@ struct FirstConnection {
 impl connection::Observer for FirstConnection {
     fn registered(&self, ack: &burrow_common::HelloAck) -> bool {
         if let Some(worker) = ack.worker {
-            self.covered.claim(worker, true);
+            self.covered.claim(worker, ack.connections, true);
             self.worker.set(Some(worker));
         }
         for t in self.config.tunnels.iter() {
@@ -194,6 +194,11 @@ pub(crate) async fn serve_until_refused(
             ConnError::Lost(_) | ConnError::Protocol(_) => {
                 backoff.reset();
                 log::warn!("{err}");
+            }
+            ConnError::Misplaced(_) => {
+                // Not a failure: try again at once for another worker.
+                log::debug!("{err}");
+                continue;
             }
             ConnError::Connect { .. } | ConnError::Refused { .. } => log::warn!("{err}"),
         }

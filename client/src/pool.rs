@@ -40,15 +40,22 @@ pub struct Covered(Arc<Mutex<Vec<u32>>>);
 
 impl Covered {
     /// Records a connection on `worker`, unless `worker` is already covered
-    /// and `insist` is false. Returns whether it was recorded.
-    pub fn claim(&self, worker: u32, insist: bool) -> bool {
-        let Ok(mut workers) = self.0.lock() else {
+    /// while some of the server's `workers` are not, and `insist` is false.
+    /// Returns whether it was recorded.
+    pub fn claim(&self, worker: u32, workers: Option<u32>, insist: bool) -> bool {
+        let Ok(mut covered) = self.0.lock() else {
             return true;
         };
-        if workers.contains(&worker) && !insist {
-            return false;
+        if !insist && covered.contains(&worker) {
+            let mut distinct = covered.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let all_covered = workers.is_some_and(|n| distinct.len() >= n as usize);
+            if !all_covered {
+                return false;
+            }
         }
-        workers.push(worker);
+        covered.push(worker);
         true
     }
 
@@ -77,7 +84,7 @@ impl Observer for Extra {
             return true;
         };
         let insist = self.attempts.get() >= PLACEMENT_ATTEMPTS;
-        if !self.covered.claim(worker, insist) {
+        if !self.covered.claim(worker, ack.connections, insist) {
             self.attempts.set(self.attempts.get() + 1);
             return false;
         }
@@ -209,7 +216,7 @@ mod tests {
     #[test]
     fn extra_connections_take_uncovered_workers_then_settle() {
         let covered = Covered::default();
-        assert!(covered.claim(0, false), "the first connection");
+        assert!(covered.claim(0, Some(2), false), "the first connection");
         let extra = Extra {
             covered: covered.clone(),
             attempts: Cell::new(0),
@@ -228,9 +235,14 @@ mod tests {
         assert!(extra.registered(&ack(0)), "settles after its attempts");
         extra.ended();
         assert!(extra.registered(&ack(1)), "an uncovered worker at once");
-        assert!(!covered.claim(1, false));
+        assert!(
+            covered.claim(1, Some(2), false),
+            "every worker covered: more connections than workers share them"
+        );
+        covered.release(1);
         extra.ended();
-        assert!(covered.claim(1, false), "released when it ended");
+        assert!(!covered.claim(0, Some(2), false), "worker 1 is free again");
+        assert!(covered.claim(1, Some(2), false));
     }
 
     #[test]
