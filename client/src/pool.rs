@@ -160,6 +160,17 @@ impl Pool {
     /// Opens extra connections until the client holds `total`, counting
     /// the first. Never closes any.
     pub fn grow_to(&mut self, total: u32) {
+        let before = self.members.len();
+        self.open_until(total);
+        if self.members.len() > before {
+            log::info!(
+                "serving over {} connections to the server",
+                self.members.len() + 1
+            );
+        }
+    }
+
+    fn open_until(&mut self, total: u32) {
         while self.members.len() + 1 < total as usize {
             let (stop, stopped) = oneshot::channel::<()>();
             let config = self.config.clone();
