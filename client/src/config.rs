@@ -217,9 +217,6 @@ fn parse_local(local: &str) -> Result<(String, LocalUrl), String> {
         }
         _ => return Err(format!("`{local}` must start with http://")),
     }
-    if uri.host().is_none() {
-        return Err(format!("`{local}` has no host"));
-    }
     if uri.query().is_some() {
         return Err(format!("`{local}` must not have a query"));
     }

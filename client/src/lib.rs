@@ -26,7 +26,7 @@ pub mod pool;
 pub mod upgrade;
 
 use std::{
-    cell::{Cell, RefCell},
+    cell::RefCell,
     hash::{BuildHasher, Hasher},
     rc::Rc,
     time::Duration,
@@ -115,8 +115,7 @@ pub async fn run(
             instance.clone(),
             covered.clone(),
         )),
-        covered,
-        worker: Cell::new(None),
+        seat: pool::Seat::new(covered),
         config: config.clone(),
         events: events.clone(),
     });
@@ -127,20 +126,16 @@ pub async fn run(
 /// and open the rest of the pool.
 struct FirstConnection {
     pool: RefCell<pool::Pool>,
-    /// Server workers served by the client's connections.
-    covered: pool::Covered,
-    /// The one serving this connection, while registered.
-    worker: Cell<Option<u32>>,
+    /// The server worker serving this connection, among the client's.
+    seat: pool::Seat,
     config: ClientConfig,
     events: Option<UnboundedSender<ClientEvent>>,
 }
 
 impl connection::Observer for FirstConnection {
     fn registered(&self, ack: &burrow_common::HelloAck) -> bool {
-        if let Some(worker) = ack.worker {
-            self.covered.claim(worker, ack.connections, true);
-            self.worker.set(Some(worker));
-        }
+        // The first connection stays wherever it lands.
+        self.seat.take(ack, true);
         for t in self.config.tunnels.iter() {
             log::info!(
                 "tunnel ready: {} -> {}",
@@ -160,9 +155,7 @@ impl connection::Observer for FirstConnection {
     }
 
     fn ended(&self) {
-        if let Some(worker) = self.worker.take() {
-            self.covered.release(worker);
-        }
+        self.seat.leave();
     }
 }
 

@@ -69,34 +69,64 @@ impl Covered {
     }
 }
 
-/// What an extra connection does with its reports: it takes a server worker
-/// no other connection of the client covers, reconnecting (a few times)
-/// when it lands on a covered one.
-struct Extra {
+/// Where one connection sits among the server's workers: it records the
+/// worker serving it in the client's [`Covered`] while it is registered.
+pub struct Seat {
     covered: Covered,
-    attempts: Cell<u32>,
     mine: Cell<Option<u32>>,
 }
 
-impl Observer for Extra {
-    fn registered(&self, ack: &HelloAck) -> bool {
+impl Seat {
+    /// A connection's seat among the client's `covered` workers.
+    pub fn new(covered: Covered) -> Self {
+        Seat {
+            covered,
+            mine: Cell::new(None),
+        }
+    }
+
+    /// Takes the worker named in `ack` (see [`Covered::claim`]); `true`
+    /// when taken or when the server names none.
+    pub fn take(&self, ack: &HelloAck, insist: bool) -> bool {
         let Some(worker) = ack.worker else {
             return true;
         };
-        let insist = self.attempts.get() >= PLACEMENT_ATTEMPTS;
         if !self.covered.claim(worker, ack.connections, insist) {
-            self.attempts.set(self.attempts.get() + 1);
             return false;
         }
-        self.attempts.set(0);
         self.mine.set(Some(worker));
         true
     }
 
-    fn ended(&self) {
+    /// Gives the worker back (the connection has ended).
+    pub fn leave(&self) {
         if let Some(worker) = self.mine.take() {
             self.covered.release(worker);
         }
+    }
+}
+
+/// What an extra connection does with its reports: it takes a server worker
+/// no other connection of the client covers, reconnecting (a few times)
+/// when it lands on a covered one.
+struct Extra {
+    seat: Seat,
+    attempts: Cell<u32>,
+}
+
+impl Observer for Extra {
+    fn registered(&self, ack: &HelloAck) -> bool {
+        let insist = self.attempts.get() >= PLACEMENT_ATTEMPTS;
+        if !self.seat.take(ack, insist) {
+            self.attempts.set(self.attempts.get() + 1);
+            return false;
+        }
+        self.attempts.set(0);
+        true
+    }
+
+    fn ended(&self) {
+        self.seat.leave();
     }
 }
 
@@ -182,9 +212,8 @@ impl Pool {
                 .spawn(move || {
                     actix_rt::System::new().block_on(async move {
                         let observer = Rc::new(Extra {
-                            covered,
+                            seat: Seat::new(covered),
                             attempts: Cell::new(0),
-                            mine: Cell::new(None),
                         });
                         let serve = crate::serve_until_refused(&config, &instance, observer, None);
                         match future::select(Box::pin(serve), stopped).await {
@@ -229,12 +258,11 @@ mod tests {
         let covered = Covered::default();
         assert!(covered.claim(0, Some(2), false), "the first connection");
         let extra = Extra {
-            covered: covered.clone(),
+            seat: Seat::new(covered.clone()),
             attempts: Cell::new(0),
-            mine: Cell::new(None),
         };
         let ack = |worker| HelloAck {
-            version: 2,
+            version: burrow_common::PROTOCOL_VERSION,
             tunnels: Vec::new(),
             error: None,
             connections: Some(2),

@@ -3,12 +3,9 @@
 //! server reaches a session. The registry stores handles; it never looks
 //! inside a session.
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
-        Arc,
-    },
-    thread::ThreadId,
+use std::sync::{
+    atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+    Arc,
 };
 
 use actix::{Addr, Message};
@@ -38,8 +35,21 @@ pub struct SessionHandle {
     /// Set once the handshake answer is queued: frames queued before it
     /// would reach the client ahead of the answer.
     pub ready: Arc<AtomicBool>,
-    /// The worker thread the session actor runs on.
-    pub worker: ThreadId,
+    /// The worker thread the session actor runs on (see [`current_worker`]).
+    pub worker: u32,
+}
+
+thread_local! {
+    /// This thread's worker index, handed out on first use.
+    static WORKER_INDEX: u32 = NEXT_WORKER_INDEX.fetch_add(1, Ordering::Relaxed);
+}
+
+static NEXT_WORKER_INDEX: AtomicU32 = AtomicU32::new(0);
+
+/// The index of the worker thread running the caller: distinct for each
+/// worker, stable for its life. Clients learn it as `HelloAck::worker`.
+pub fn current_worker() -> u32 {
+    WORKER_INDEX.with(|i| *i)
 }
 
 impl SessionHandle {
@@ -94,7 +104,7 @@ impl HostSessions {
     /// The ready session for a request accepted on `worker`: the one on the
     /// same thread if there is one (no hop between threads), else the first
     /// ready one.
-    pub fn pick(&self, worker: ThreadId) -> Option<&Arc<SessionHandle>> {
+    pub fn pick(&self, worker: u32) -> Option<&Arc<SessionHandle>> {
         let mut ready = self.sessions.iter().filter(|s| s.is_ready());
         let first = ready.clone().next();
         ready.find(|s| s.worker == worker).or(first)

@@ -36,7 +36,7 @@ use futures_util::StreamExt;
 use crate::{
     config::canonical_host,
     error::ProxyError,
-    messages::{CancelStream, HostSessions, Lookup, OpenStream, SessionHandle},
+    messages::{current_worker, CancelStream, HostSessions, Lookup, OpenStream, SessionHandle},
     registry::Registry,
 };
 
@@ -228,9 +228,11 @@ async fn lookup(registry: &Addr<Registry>, host: &str) -> Option<Arc<SessionHand
         .await
         .ok()
         .flatten();
-    let worker = std::thread::current().id();
     // A session still finishing its handshake has no tunnel to offer yet.
-    let chosen = found.as_ref().and_then(|f| f.pick(worker)).cloned();
+    let chosen = found
+        .as_ref()
+        .and_then(|f| f.pick(current_worker()))
+        .cloned();
     SESSIONS.with_borrow_mut(|m| match (found, &chosen) {
         (Some(sessions), Some(chosen)) => {
             let chosen = chosen.clone();

@@ -73,29 +73,25 @@ impl Registry {
         if !expected.matches(token) {
             return Err((format!("invalid token for host {host}"), false));
         }
-        match self.hosts.get_mut(&host) {
-            Some(holders) => {
-                holders.sessions.retain(|s| s.is_alive());
-                if holders.sessions.is_empty() {
-                    holders.instance = instance.map(Box::from);
-                } else if instance.is_none() || holders.instance.as_deref() != instance {
-                    let why = format!("host {host} is already served by another client");
-                    return Err((why, true));
-                } else {
-                    // Joining a pool: workers should pick again.
-                    self.generation.fetch_add(1, Ordering::Release);
-                }
-                holders.sessions.push(session.clone());
-            }
-            None => {
-                let holders = Holders {
-                    instance: instance.map(Box::from),
-                    sessions: vec![session.clone()],
-                };
-                self.hosts.insert(host.clone(), holders);
-            }
+        let holders = self.hosts.entry(host.clone()).or_insert_with(|| Holders {
+            instance: None,
+            sessions: Vec::new(),
+        });
+        holders.sessions.retain(|s| s.is_alive());
+        let joins_pool = !holders.sessions.is_empty();
+        if joins_pool && (instance.is_none() || holders.instance.as_deref() != instance) {
+            let why = format!("host {host} is already served by another client");
+            return Err((why, true));
         }
+        if !joins_pool {
+            holders.instance = instance.map(Box::from);
+        }
+        holders.sessions.push(session.clone());
         log::info!("session {} registered host {host}", session.id);
+        if joins_pool {
+            // Workers should pick again.
+            self.changed();
+        }
         Ok(())
     }
 }

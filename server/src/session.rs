@@ -28,7 +28,8 @@ use bytes::Bytes;
 
 use crate::{
     messages::{
-        CancelStream, CloseSession, OpenStream, Register, SessionHandle, StreamCount, Unregister,
+        current_worker, CancelStream, CloseSession, OpenStream, Register, SessionHandle,
+        StreamCount, Unregister,
     },
     registry::Registry,
 };
@@ -44,19 +45,6 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
-
-thread_local! {
-    /// This worker thread's index, handed out on first use.
-    static WORKER_INDEX: u32 = NEXT_WORKER_INDEX.fetch_add(1, Ordering::Relaxed);
-}
-
-static NEXT_WORKER_INDEX: AtomicU32 = AtomicU32::new(0);
-
-/// The index of the worker thread running the caller, as told to clients
-/// (`HelloAck::worker`): distinct for each worker, stable for its life.
-fn worker_index() -> u32 {
-    WORKER_INDEX.with(|i| *i)
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -155,7 +143,7 @@ impl TunnelSession {
             outbox: self.outbox.clone(),
             next_stream: self.next_stream.clone(),
             ready: self.ready.clone(),
-            worker: std::thread::current().id(),
+            worker: current_worker(),
         }
     }
 
@@ -303,7 +291,7 @@ impl TunnelSession {
             tunnels: verdicts,
             error: None,
             connections: Some(self.workers),
-            worker: Some(worker_index()),
+            worker: Some(current_worker()),
         });
         let bytes = ack.encode().ok();
         if self.hosts.is_empty() {

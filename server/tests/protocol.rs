@@ -92,10 +92,6 @@ async fn next(ws: &mut Ws) -> Result<Frame, Option<ws::CloseReason>> {
     }
 }
 
-async fn register(ws: &mut Ws, token: &str) -> HelloAck {
-    register_as(ws, token, None).await
-}
-
 async fn register_as(ws: &mut Ws, token: &str, instance: Option<&str>) -> HelloAck {
     send(
         ws,
@@ -183,7 +179,7 @@ async fn newer_protocol_version_is_refused_with_advice() {
 async fn wrong_token_and_unknown_host_are_refused_finally() {
     let server = start();
     let mut ws = connect(&server).await;
-    let ack = register(&mut ws, "wrong").await;
+    let ack = register_as(&mut ws, "wrong", None).await;
     let v = &ack.tunnels[0];
     assert!(!v.accepted && !v.retry);
     assert_eq!(
@@ -217,8 +213,7 @@ async fn wrong_token_and_unknown_host_are_refused_finally() {
 #[actix_rt::test]
 async fn unknown_frame_kind_closes_with_a_protocol_error() {
     let server = start();
-    let mut ws = connect(&server).await;
-    assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
+    let mut ws = connect_as(&server, None).await;
     ws.send(ws::Message::Binary(Bytes::from_static(&[0x7f, 0, 0, 0, 1])))
         .await
         .unwrap();
@@ -238,8 +233,7 @@ async fn text_messages_close_with_a_protocol_error() {
 #[actix_rt::test]
 async fn stream_violations_reset_the_stream_and_fail_the_caller() {
     let server = start();
-    let mut ws = connect(&server).await;
-    assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
+    let mut ws = connect_as(&server, None).await;
     let call = public_get(&server, "/x");
     let (stream, head) = next_request(&mut ws).await;
     assert_eq!(head.method, "GET");
@@ -313,8 +307,7 @@ async fn stream_violations_reset_the_stream_and_fail_the_caller() {
 #[actix_rt::test]
 async fn a_peer_that_overruns_its_credit_is_reset() {
     let server = start();
-    let mut ws = connect(&server).await;
-    assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
+    let mut ws = connect_as(&server, None).await;
     // A caller that never reads: the server can drain only what the
     // sockets buffer, so the peer's flood must run past its window.
     let mut caller = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
@@ -379,8 +372,7 @@ async fn a_peer_that_overruns_its_credit_is_reset() {
 #[actix_rt::test]
 async fn a_batch_of_answers_is_handled_frame_by_frame_and_a_bad_batch_closes() {
     let server = start();
-    let mut ws = connect(&server).await;
-    assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
+    let mut ws = connect_as(&server, None).await;
     let calls: Vec<_> = ["/a", "/b", "/c"]
         .into_iter()
         .map(|path| public_get(&server, path))
@@ -442,8 +434,7 @@ async fn a_batch_of_answers_is_handled_frame_by_frame_and_a_bad_batch_closes() {
 #[actix_rt::test]
 async fn a_fragmented_message_is_one_message() {
     let server = start();
-    let mut ws = connect(&server).await;
-    assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
+    let mut ws = connect_as(&server, None).await;
     let call = public_get(&server, "/frag");
     let (stream, _) = next_request(&mut ws).await;
     let answer = Frame::ResponseHead {
@@ -487,8 +478,7 @@ async fn a_fragmented_message_is_one_message() {
 #[actix_rt::test]
 async fn a_data_frame_in_pieces_streams_to_the_caller_and_an_oversized_one_closes() {
     let server = start();
-    let mut ws = connect(&server).await;
-    assert!(register(&mut ws, "tok").await.tunnels[0].accepted);
+    let mut ws = connect_as(&server, None).await;
     let call = public_get(&server, "/pieces");
     let (stream, _) = next_request(&mut ws).await;
     let head = burrow_common::ResponseHead {
@@ -543,11 +533,12 @@ async fn answer(ws: &mut Ws, id: u32, body: &'static str) {
     send(ws, Frame::ResponseHead { stream: id, head }).await;
 }
 
-/// A connection registered as client `instance`, its tunnel accepted.
-async fn connect_as(server: &burrow_server::RunningServer, instance: &str) -> Ws {
+/// A connection registered (as client `instance`, if given), its tunnel
+/// accepted.
+async fn connect_as(server: &burrow_server::RunningServer, instance: Option<&str>) -> Ws {
     let mut ws = connect(server).await;
-    let ack = register_as(&mut ws, "tok", Some(instance)).await;
-    assert!(ack.tunnels[0].accepted, "{instance}: {ack:?}");
+    let ack = register_as(&mut ws, "tok", instance).await;
+    assert!(ack.tunnels[0].accepted, "{instance:?}: {ack:?}");
     ws
 }
 
@@ -592,7 +583,7 @@ async fn connections_of_one_instance_share_a_host_and_others_wait() {
     let ack = register_as(&mut first, "tok", Some("instance-a")).await;
     assert!(ack.tunnels[0].accepted);
     assert_eq!(ack.connections, Some(1), "one worker: one connection");
-    let mut second = connect_as(&server, "instance-a").await;
+    let mut second = connect_as(&server, Some("instance-a")).await;
     assert_eq!(sessions(&server).await, 2);
     for other in [Some("instance-b"), None] {
         let mut ws = connect(&server).await;
@@ -617,7 +608,7 @@ async fn connections_of_one_instance_share_a_host_and_others_wait() {
     second.close().await.unwrap();
     drop(second);
     wait_sessions(&server, 0).await;
-    connect_as(&server, "instance-b").await;
+    connect_as(&server, Some("instance-b")).await;
 }
 
 /// Answers every request that arrives on `ws` until `callers` requests in
@@ -665,7 +656,7 @@ async fn a_joining_connection_takes_its_workers_requests() {
     // A second connection of the client, on the other worker (accepted
     // connections take turns between workers; retried until it lands there).
     let mut second = loop {
-        let mut ws = connect_as(&server, "pool").await;
+        let mut ws = connect_as(&server, Some("pool")).await;
         let found = server
             .registry()
             .send(burrow_server::messages::Lookup {
