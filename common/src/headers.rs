@@ -184,11 +184,28 @@ pub fn to_http(
     name: &Bytes,
     value: Bytes,
 ) -> Result<(http::HeaderName, http::HeaderValue), String> {
-    let name = http::HeaderName::from_bytes(name)
-        .map_err(|_| format!("invalid header name {:?}", String::from_utf8_lossy(name)))?;
+    let name = match known_name(name) {
+        Some(known) => known,
+        None => http::HeaderName::from_bytes(name).map_err(|_| {
+            format!("invalid header name {:?}", String::from_utf8_lossy(name))
+        })?,
+    };
     let value = http::HeaderValue::from_maybe_shared(value)
         .map_err(|_| format!("invalid value for header {name}"))?;
     Ok((name, value))
+}
+
+/// The names the server adds to every forwarded request, as shared
+/// constants: building them from bytes would allocate a copy of each name
+/// for every request (`http` keeps only standard names without one).
+fn known_name(name: &[u8]) -> Option<http::HeaderName> {
+    use http::HeaderName;
+    const KNOWN: [HeaderName; 3] = [
+        HeaderName::from_static("x-forwarded-for"),
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderName::from_static("x-forwarded-host"),
+    ];
+    KNOWN.into_iter().find(|known| known.as_str().as_bytes() == name)
 }
 
 /// The value of the first header called `name` (any case).
@@ -268,6 +285,10 @@ mod tests {
         assert!(to_http(&Bytes::from_static(b"bad name"), Bytes::new()).is_err());
         let err = to_http(&Bytes::from_static(b"x"), Bytes::from_static(b"a\nb")).unwrap_err();
         assert_eq!(err, "invalid value for header x");
+        for name in ["x-forwarded-proto", "X-Forwarded-Proto"] {
+            let (n, _) = to_http(&Bytes::from(name), Bytes::from_static(b"https")).unwrap();
+            assert_eq!(n, http::header::HeaderName::from_static("x-forwarded-proto"));
+        }
     }
 
     #[test]
