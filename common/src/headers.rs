@@ -186,9 +186,8 @@ pub fn to_http(
 ) -> Result<(http::HeaderName, http::HeaderValue), String> {
     let name = match known_name(name) {
         Some(known) => known,
-        None => http::HeaderName::from_bytes(name).map_err(|_| {
-            format!("invalid header name {:?}", String::from_utf8_lossy(name))
-        })?,
+        None => http::HeaderName::from_bytes(name)
+            .map_err(|_| format!("invalid header name {:?}", String::from_utf8_lossy(name)))?,
     };
     let value = http::HeaderValue::from_maybe_shared(value)
         .map_err(|_| format!("invalid value for header {name}"))?;
@@ -205,7 +204,9 @@ fn known_name(name: &[u8]) -> Option<http::HeaderName> {
         HeaderName::from_static("x-forwarded-proto"),
         HeaderName::from_static("x-forwarded-host"),
     ];
-    KNOWN.into_iter().find(|known| known.as_str().as_bytes() == name)
+    KNOWN
+        .into_iter()
+        .find(|known| known.as_str().as_bytes() == name)
 }
 
 /// The value of the first header called `name` (any case).
@@ -287,7 +288,10 @@ mod tests {
         assert_eq!(err, "invalid value for header x");
         for name in ["x-forwarded-proto", "X-Forwarded-Proto"] {
             let (n, _) = to_http(&Bytes::from(name), Bytes::from_static(b"https")).unwrap();
-            assert_eq!(n, http::header::HeaderName::from_static("x-forwarded-proto"));
+            assert_eq!(
+                n,
+                http::header::HeaderName::from_static("x-forwarded-proto")
+            );
         }
     }
 

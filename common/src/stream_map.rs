@@ -34,6 +34,17 @@ impl Hasher for StreamIdHasher {
     }
 }
 
+/// Frees the storage of `map` once it holds no streams. A table keeps the
+/// size its busiest moment gave it; an idle connection, of which a server
+/// may hold thousands, need not. Returns whether storage was freed.
+pub fn release_if_empty<V>(map: &mut StreamMap<V>) -> bool {
+    if map.is_empty() && map.capacity() > 0 {
+        *map = StreamMap::default();
+        return true;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +68,19 @@ mod tests {
         };
         let distinct: std::collections::HashSet<u64> = (1..200u32).step_by(2).map(top).collect();
         assert!(distinct.len() > 50, "only {} distinct tags", distinct.len());
+    }
+
+    #[test]
+    fn an_emptied_table_gives_its_storage_back() {
+        let mut m = StreamMap::default();
+        assert!(!release_if_empty(&mut m), "nothing to free yet");
+        for id in 1..100u32 {
+            m.insert(id, ());
+        }
+        assert!(!release_if_empty(&mut m), "streams are open");
+        m.retain(|_, _| false);
+        assert!(m.capacity() > 0);
+        assert!(release_if_empty(&mut m));
+        assert_eq!(m.capacity(), 0);
     }
 }

@@ -21,7 +21,7 @@ use burrow_common::{
     outbox::{data_fragments, Outgoing},
     protocol::{ResponseHead, TunnelVerdict, PROTOCOL_VERSION},
     queue::{Receiver, Sender},
-    stream_map::StreamMap,
+    stream_map::{self, StreamMap},
     Frame, Hello, HelloAck, Outbox, ResetCode,
 };
 use bytes::Bytes;
@@ -371,7 +371,7 @@ impl TunnelSession {
 
     /// Resets streams past a limit: still waiting for their head after the
     /// request timeout (the opener answers 504), or answered and moving no
-    /// bytes for the idle timeout.
+    /// bytes for the idle timeout. An idle session frees its stream table.
     fn sweep(&mut self) {
         let SessionLimits {
             request_timeout,
@@ -390,6 +390,7 @@ impl TunnelSession {
                 }
             })
             .collect();
+        stream_map::release_if_empty(&mut self.streams);
         for (id, waiting) in expired {
             let Some(e) = self.streams.remove(&id) else {
                 continue;
