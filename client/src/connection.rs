@@ -11,7 +11,7 @@ use burrow_common::{
     outbox::{data_fragments, Outgoing},
     protocol::{RequestHead, TunnelRequest, MAX_MESSAGE_SIZE},
     queue,
-    stream_map::StreamMap,
+    stream_map::{self, StreamMap},
     DecodeError, Frame, Hello, HelloAck, Outbox, ResetCode, PROTOCOL_VERSION,
 };
 use bytes::Bytes;
@@ -24,7 +24,7 @@ use tokio::{
 
 use crate::{
     config::ClientConfig,
-    forward::{forward, ForwardContext},
+    forward::{forward, Answered, ForwardContext},
     net::http_client,
 };
 
@@ -33,6 +33,9 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Silence after which the server is considered gone. The server pings
 /// every 15 s, so a healthy connection is never this quiet.
 pub const SERVER_SILENCE: Duration = Duration::from_secs(45);
+/// Bounds of the period of a connection's local-timeout sweep.
+const SWEEP_MIN: Duration = Duration::from_millis(100);
+const SWEEP_MAX: Duration = Duration::from_secs(5);
 
 /// How a connection ended.
 #[derive(Debug, Error)]
@@ -259,6 +262,10 @@ async fn write_loop(
 }
 
 struct StreamEntry {
+    /// When the server opened the stream.
+    opened: tokio::time::Instant,
+    /// Set by the forwarding task once the response head is queued.
+    answered: Answered,
     body_tx: Option<queue::Sender<BodyEvent>>,
     recv_credit: Arc<RecvCredit>,
     send_credit: Arc<SendCredit>,
@@ -287,10 +294,20 @@ impl Dispatcher {
         let silence = tokio::time::sleep(SERVER_SILENCE);
         tokio::pin!(silence);
         let mut heard = tokio::time::Instant::now();
+        // Local response timeouts are enforced to within a quarter of their
+        // length by one timer per connection, armed while streams are open.
+        let every = (self.ctx.local_timeout / 4).clamp(SWEEP_MIN, SWEEP_MAX);
+        let mut sweep = tokio::time::interval(every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let open = !self.streams.borrow().is_empty();
             let next = tokio::select! {
                 biased;
                 next = stream.next() => next,
+                _ = sweep.tick(), if open => {
+                    self.sweep();
+                    continue;
+                }
                 () = &mut silence => {
                     if heard.elapsed() >= SERVER_SILENCE {
                         return Err(ConnError::Lost("server silent for too long".into()));
@@ -409,6 +426,37 @@ impl Dispatcher {
         }
     }
 
+    /// Resets the streams whose local service has not answered within the
+    /// local timeout (the server answers the caller 504), and frees the
+    /// stream table once no stream is open.
+    fn sweep(&mut self) {
+        let limit = self.ctx.local_timeout;
+        let late: Vec<u32> = self
+            .streams
+            .borrow()
+            .iter()
+            .filter(|(_, e)| !e.answered.get() && e.opened.elapsed() >= limit)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            let entry = self.streams.borrow_mut().remove(&id);
+            if let Some(e) = entry {
+                log::debug!("stream {id}: no local response head in time");
+                e.task.abort();
+                e.send_credit.close();
+                let _ = self.outbox.send(&Frame::Reset {
+                    stream: id,
+                    code: ResetCode::LocalTimeout,
+                    reason: format!(
+                        "the local service sent no response head within {} s",
+                        limit.as_secs()
+                    ),
+                });
+            }
+        }
+        stream_map::release_if_empty(&mut self.streams.borrow_mut());
+    }
+
     fn open(&mut self, id: u32, head: RequestHead) -> Result<(), ConnError> {
         if self.streams.borrow().contains_key(&id) {
             return Err(ConnError::Protocol(format!("stream {id} opened twice")));
@@ -429,13 +477,15 @@ impl Dispatcher {
             (Some(body), Some(tx))
         };
         let streams = self.streams.clone();
+        let answered = Answered::default();
         let task = actix_rt::spawn({
             let ctx = self.ctx.clone();
             let outbox = self.outbox.clone();
             let credit = send_credit.clone();
+            let answered = answered.clone();
             // Boxed: the forwarding future is large, and the task would
             // otherwise copy all of it on every move while being spawned.
-            let fut = Box::pin(forward(id, head, body, ctx, outbox, credit));
+            let fut = Box::pin(forward(id, head, body, ctx, outbox, credit, answered));
             async move {
                 fut.await;
                 streams.borrow_mut().remove(&id);
@@ -444,6 +494,8 @@ impl Dispatcher {
         self.streams.borrow_mut().insert(
             id,
             StreamEntry {
+                opened: tokio::time::Instant::now(),
+                answered,
                 body_tx,
                 recv_credit,
                 send_credit,

@@ -1,7 +1,7 @@
 //! One stream: the request the server sent, fetched from the local service,
 //! and the answer streamed back.
 
-use std::{rc::Rc, sync::Arc};
+use std::{cell::Cell, rc::Rc, sync::Arc};
 
 use awc::{
     error::SendRequestError,
@@ -26,10 +26,42 @@ pub struct ForwardContext {
     pub http: awc::Client,
     /// The tunnels this client serves.
     pub tunnels: Vec<TunnelConfig>,
-    /// Longest wait for a local response head.
+    /// Longest wait for a local response head (enforced by the
+    /// connection's sweep, see [`Answered`]).
     pub local_timeout: std::time::Duration,
     /// Longest wait for a connection to a local service.
     pub connect_timeout: std::time::Duration,
+}
+
+/// Whether a stream's response head has been queued. The connection resets
+/// streams still unanswered after the local timeout on a periodic sweep, so
+/// a request costs no timer of its own.
+#[derive(Clone, Debug, Default)]
+pub struct Answered(Rc<Cell<bool>>);
+
+impl Answered {
+    /// Records that the head is queued (or about to be).
+    pub fn set(&self) {
+        self.0.set(true);
+    }
+
+    /// `true` once the head is queued.
+    pub fn get(&self) -> bool {
+        self.0.get()
+    }
+}
+
+/// The way back to the server for one stream's answer.
+#[derive(Clone, Copy)]
+pub struct Back<'a> {
+    /// The stream.
+    pub id: u32,
+    /// The connection's frame queue.
+    pub outbox: &'a Outbox,
+    /// The stream's credit for body bytes.
+    pub credit: &'a SendCredit,
+    /// Set once the response head is queued.
+    pub answered: &'a Answered,
 }
 
 /// A stream ending early, as sent to the server in a `Reset`.
@@ -44,8 +76,10 @@ pub async fn forward(
     ctx: Rc<ForwardContext>,
     outbox: Outbox,
     credit: Arc<SendCredit>,
+    answered: Answered,
 ) {
-    if let Err(Failure(code, reason)) = run(id, head, body, &ctx, &outbox, &credit).await {
+    let streamed = run(id, head, body, &ctx, &outbox, &credit, &answered).await;
+    if let Err(Failure(code, reason)) = streamed {
         log::debug!("stream {id}: {code}: {reason}");
         let _ = outbox.send(&Frame::Reset {
             stream: id,
@@ -62,6 +96,7 @@ async fn run(
     ctx: &ForwardContext,
     outbox: &Outbox,
     credit: &SendCredit,
+    answered: &Answered,
 ) -> Result<(), Failure> {
     let tunnel = ctx
         .tunnels
@@ -79,14 +114,18 @@ async fn run(
         let local = tunnel.local.clone();
         // Boxed: upgrades are rare, and their state would otherwise widen
         // every plain request's future.
-        return Box::pin(crate::upgrade::relay(
+        let back = Back {
             id,
+            outbox,
+            credit,
+            answered,
+        };
+        return Box::pin(crate::upgrade::relay(
             head,
             caller,
             &local,
             ctx.connect_timeout,
-            outbox,
-            credit,
+            back,
         ))
         .await;
     }
@@ -101,11 +140,7 @@ async fn run(
         .local_url
         .join(head.uri)
         .ok_or_else(|| bad("invalid request target".into()))?;
-    let mut req = ctx
-        .http
-        .request(method, url)
-        .no_decompress()
-        .timeout(ctx.local_timeout);
+    let mut req = ctx.http.request(method, url).no_decompress();
     let mut content_length = None;
     let map = req.headers_mut();
     for (name, value) in head.headers {
@@ -167,6 +202,7 @@ async fn run(
     let frame =
         encode_response_head_from(id, status.as_u16(), fields, end_stream, inline.as_deref())
             .map_err(head_failure)?;
+    answered.set();
     outbox.send_encoded(frame).map_err(head_failure)?;
     if end_stream {
         return Ok(());
@@ -175,7 +211,13 @@ async fn run(
 }
 
 /// Queues the response head of stream `id`.
-pub(crate) fn send_head(outbox: &Outbox, id: u32, head: ResponseHead) -> Result<(), Failure> {
+pub(crate) fn send_head(
+    outbox: &Outbox,
+    id: u32,
+    head: ResponseHead,
+    answered: &Answered,
+) -> Result<(), Failure> {
+    answered.set();
     outbox
         .send(&Frame::ResponseHead { stream: id, head })
         .map_err(head_failure)
@@ -211,10 +253,6 @@ fn local_failure(local: &str, e: SendRequestError) -> Failure {
         SendRequestError::Connect(e) => Failure(
             ResetCode::LocalUnreachable,
             format!("cannot connect to {local}: {e}"),
-        ),
-        SendRequestError::Timeout => Failure(
-            ResetCode::LocalTimeout,
-            format!("{local} sent no response head in time"),
         ),
         SendRequestError::Url(e) => Failure(ResetCode::BadRequest, format!("invalid URL: {e}")),
         SendRequestError::Body(e) => {

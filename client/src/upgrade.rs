@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use awc::http::Uri;
 use burrow_common::{
-    flow::{RecvBody, SendCredit},
+    flow::RecvBody,
     headers::{find, strip_hop_by_hop, strip_hop_by_hop_for_upgrade},
     protocol::{HeaderList, RequestHead, ResponseHead},
-    Outbox, ResetCode,
+    ResetCode,
 };
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{stream, Stream, StreamExt};
@@ -19,7 +19,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::forward::{pump_local, send_head, Failure};
+use crate::forward::{pump_local, send_head, Back, Failure};
 
 /// Largest response head accepted from the local service.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -29,14 +29,18 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Performs the caller's upgrade against the local service at `local` and,
 /// after a 101, relays bytes until either side closes.
 pub async fn relay(
-    id: u32,
     head: RequestHead,
     caller: RecvBody,
     local: &str,
     connect_timeout: Duration,
-    outbox: &Outbox,
-    credit: &SendCredit,
+    back: Back<'_>,
 ) -> Result<(), Failure> {
+    let Back {
+        id,
+        outbox,
+        credit,
+        answered,
+    } = back;
     let base: Uri = local
         .parse()
         .map_err(|_| Failure(ResetCode::BadRequest, format!("invalid local URL {local}")))?;
@@ -69,7 +73,7 @@ pub async fn relay(
     };
     if status == 101 {
         strip_hop_by_hop_for_upgrade(&mut headers);
-        send_head(outbox, id, head(headers, false))?;
+        send_head(outbox, id, head(headers, false), answered)?;
         let from_local = stream::once(async move { Ok::<_, std::io::Error>(rest) })
             .filter(|r| std::future::ready(!matches!(r, Ok(b) if b.is_empty())))
             .chain(read_stream(rd));
@@ -103,7 +107,7 @@ pub async fn relay(
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let end_stream = length == Some(0) || status == 204 || status == 304 || status < 200;
-    send_head(outbox, id, head(headers, end_stream))?;
+    send_head(outbox, id, head(headers, end_stream), answered)?;
     drop(caller);
     if end_stream {
         return Ok(());

@@ -156,6 +156,38 @@ async fn refusals_and_other_upgrades_come_back_as_answers() {
     assert!(!head.contains("connection: upgrade"), "{head}");
 }
 
+/// An upgrade the local service never answers is bounded by the same local
+/// timeout as any request: the upstream answers after 5 s, the tunnel gives
+/// up after 1 and the caller gets 504.
+#[actix_rt::test]
+async fn an_unanswered_upgrade_is_504_after_the_local_timeout() {
+    let t = Tunnel::start_with_client(server_config(""), "local_timeout_secs = 1\n").await;
+    let mut s = tokio::net::TcpStream::connect(t.server.addr())
+        .await
+        .unwrap();
+    s.write_all(
+        format!(
+            "GET /sleep/5000 HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&buf).contains("\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("answer in time")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+}
+
 #[actix_rt::test]
 async fn close_codes_cross_both_ways_and_streams_are_freed() {
     let t = Tunnel::start().await;
