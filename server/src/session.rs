@@ -412,6 +412,20 @@ enum WsOut {
     Fragment(Item),
 }
 
+/// Sends `messages` in order; an error means the WebSocket is closed.
+async fn send_all(
+    ws: &mut actix_ws::Session,
+    messages: Vec<WsOut>,
+) -> Result<(), actix_ws::Closed> {
+    for msg in messages {
+        match msg {
+            WsOut::Binary(bytes) => ws.binary(bytes).await?,
+            WsOut::Fragment(item) => ws.continuation(item).await?,
+        }
+    }
+    Ok(())
+}
+
 /// The WebSocket frames that carry `packed`, in order: a binary message
 /// each, except split `Data` frames, which go as their fragments. Built
 /// before the writer awaits, so its future (kept by every session) stays
@@ -444,14 +458,12 @@ impl Actor for TunnelSession {
                 while let Some(first) = rx.recv().await {
                     let mut packed = Vec::new();
                     batch::pack(std::iter::once(first).chain(rx.take_all()), &mut packed);
-                    for msg in ws_messages(packed) {
-                        let sent = match msg {
-                            WsOut::Binary(bytes) => ws.binary(bytes).await,
-                            WsOut::Fragment(item) => ws.continuation(item).await,
-                        };
-                        if sent.is_err() {
-                            return;
-                        }
+                    // Boxed: sending holds actix-ws's send futures, several
+                    // hundred bytes that every idle session would otherwise
+                    // keep in its writer.
+                    let round = Box::pin(send_all(&mut ws, ws_messages(packed)));
+                    if round.await.is_err() {
+                        return;
                     }
                 }
             }
