@@ -4,7 +4,8 @@
 //! Run from the workspace root (see README, "Benchmark"):
 //!
 //! ```text
-//! cargo build --release --workspace && cargo run --release -p burrow --example bench
+//! cargo build --release -p burrow-server && cargo build --release -p burrow &&
+//!     cargo run --release -p burrow --example bench
 //! ```
 //!
 //! Needs `wrk` and `nginx` (Debian packages); `bore` and `rathole` are used
@@ -78,7 +79,8 @@ fn run() -> Res<()> {
     for b in ["burrow", "burrow-server"] {
         if !bin.join(b).exists() {
             return Err(format!(
-                "{b} not built: run `cargo build --release --workspace` first"
+                "{b} not built: run `cargo build --release -p burrow-server` and \
+                 `cargo build --release -p burrow` first"
             ));
         }
     }

@@ -199,14 +199,15 @@ pub fn to_http(
 /// for every request (`http` keeps only standard names without one).
 fn known_name(name: &[u8]) -> Option<http::HeaderName> {
     use http::HeaderName;
-    const KNOWN: [HeaderName; 3] = [
-        HeaderName::from_static("x-forwarded-for"),
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderName::from_static("x-forwarded-host"),
-    ];
-    KNOWN
-        .into_iter()
-        .find(|known| known.as_str().as_bytes() == name)
+    const FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    match name {
+        b"x-forwarded-for" => Some(FOR),
+        b"x-forwarded-proto" => Some(PROTO),
+        b"x-forwarded-host" => Some(HOST),
+        _ => None,
+    }
 }
 
 /// The value of the first header called `name` (any case).
