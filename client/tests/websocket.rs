@@ -46,6 +46,35 @@ async fn socket_closes(socket: &mut Socket, within: Duration) -> bool {
     .is_ok()
 }
 
+/// Sends a WebSocket upgrade for `path` over a plain TCP connection (so
+/// that nothing rewrites it) and reads the answer until it contains
+/// `until`.
+async fn raw_upgrade(t: &Tunnel, path: &str, until: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(t.server.addr())
+        .await
+        .unwrap();
+    s.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&buf).contains(until) {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("answer in time")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 #[actix_rt::test]
 async fn echoes_text_binary_large_fragmented_and_pings() {
     let t = Tunnel::start().await;
@@ -110,29 +139,7 @@ async fn subprotocol_is_negotiated_end_to_end() {
 #[actix_rt::test]
 async fn refusals_and_other_upgrades_come_back_as_answers() {
     let t = Tunnel::start().await;
-    let mut s = tokio::net::TcpStream::connect(t.server.addr())
-        .await
-        .unwrap();
-    s.write_all(
-        format!(
-            "GET /ws-refuse HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !String::from_utf8_lossy(&buf).contains("forbidden here") {
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
-            .await
-            .expect("answer in time")
-            .unwrap();
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&buf));
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let text = String::from_utf8_lossy(&buf);
+    let text = raw_upgrade(&t, "/ws-refuse", "forbidden here").await;
     assert!(text.starts_with("HTTP/1.1 403"), "{text}");
     assert!(text.contains("x-refused: yes"), "{text}");
 
@@ -162,29 +169,7 @@ async fn refusals_and_other_upgrades_come_back_as_answers() {
 #[actix_rt::test]
 async fn an_unanswered_upgrade_is_504_after_the_local_timeout() {
     let t = Tunnel::start_with_client(server_config(""), "local_timeout_secs = 1\n").await;
-    let mut s = tokio::net::TcpStream::connect(t.server.addr())
-        .await
-        .unwrap();
-    s.write_all(
-        format!(
-            "GET /sleep/5000 HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !String::from_utf8_lossy(&buf).contains("\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
-            .await
-            .expect("answer in time")
-            .unwrap();
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&buf));
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let text = String::from_utf8_lossy(&buf);
+    let text = raw_upgrade(&t, "/sleep/5000", "\r\n\r\n").await;
     assert!(text.starts_with("HTTP/1.1 504"), "{text}");
 }
 
