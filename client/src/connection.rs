@@ -33,8 +33,9 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Silence after which the server is considered gone. The server pings
 /// every 15 s, so a healthy connection is never this quiet.
 pub const SERVER_SILENCE: Duration = Duration::from_secs(45);
-/// Bounds of the period of a connection's local-timeout sweep.
+/// Shortest period of a connection's local-timeout sweep.
 const SWEEP_MIN: Duration = Duration::from_millis(100);
+/// Longest period of a connection's local-timeout sweep.
 const SWEEP_MAX: Duration = Duration::from_secs(5);
 
 /// How a connection ended.
