@@ -39,6 +39,17 @@ pub struct LocalUrl {
 }
 
 impl LocalUrl {
+    /// The host and port to connect to (port 80 when the URL names none).
+    pub fn socket(&self) -> (&str, u16) {
+        let host = self.authority.host().trim_matches(['[', ']']);
+        (host, self.authority.port_u16().unwrap_or(80))
+    }
+
+    /// The path every request target is put under (`/api`), or empty.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The URL of `target`, a request target in origin form (`/path?query`),
     /// on this service; `None` if `target` is not a valid one.
     pub fn join(&self, target: String) -> Option<Uri> {
@@ -273,6 +284,8 @@ mod tests {
             "http://127.0.0.1:3000/a/b?x=1&y"
         );
         assert!(url.join("/a b".into()).is_none());
+        assert_eq!(url.socket(), ("127.0.0.1", 3000));
+        assert_eq!(url.prefix(), "");
         let prefixed = parse(&OK.replace(":3000/", ":3000/api/v1/")).unwrap();
         assert_eq!(prefixed.tunnels[0].local, "http://127.0.0.1:3000/api/v1");
         assert_eq!(
@@ -283,6 +296,9 @@ mod tests {
                 .to_string(),
             "http://127.0.0.1:3000/api/v1/users?id=7"
         );
+        assert_eq!(prefixed.tunnels[0].local_url.prefix(), "/api/v1");
+        let v6 = parse(&OK.replace("127.0.0.1:3000/", "[::1]/")).unwrap();
+        assert_eq!(v6.tunnels[0].local_url.socket(), ("::1", 80));
     }
 
     #[test]

@@ -78,8 +78,13 @@ pub async fn forward(
     credit: Arc<SendCredit>,
     answered: Answered,
 ) {
-    let streamed = run(id, head, body, &ctx, &outbox, &credit, &answered).await;
-    if let Err(Failure(code, reason)) = streamed {
+    let back = Back {
+        id,
+        outbox: &outbox,
+        credit: &credit,
+        answered: &answered,
+    };
+    if let Err(Failure(code, reason)) = run(head, body, &ctx, back).await {
         log::debug!("stream {id}: {code}: {reason}");
         let _ = outbox.send(&Frame::Reset {
             stream: id,
@@ -90,13 +95,10 @@ pub async fn forward(
 }
 
 async fn run(
-    id: u32,
     head: RequestHead,
     body: Option<RecvBody>,
     ctx: &ForwardContext,
-    outbox: &Outbox,
-    credit: &SendCredit,
-    answered: &Answered,
+    back: Back<'_>,
 ) -> Result<(), Failure> {
     let tunnel = ctx
         .tunnels
@@ -111,19 +113,12 @@ async fn run(
     if head.upgrade {
         let caller = body
             .ok_or_else(|| Failure(ResetCode::ProtocolError, "upgrade without a stream".into()))?;
-        let local = tunnel.local.clone();
         // Boxed: upgrades are rare, and their state would otherwise widen
         // every plain request's future.
-        let back = Back {
-            id,
-            outbox,
-            credit,
-            answered,
-        };
         return Box::pin(crate::upgrade::relay(
             head,
             caller,
-            &local,
+            tunnel,
             ctx.connect_timeout,
             back,
         ))
@@ -199,27 +194,30 @@ async fn run(
         .iter()
         .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
         .filter(|(n, _)| rule.forwards(n));
-    let frame =
-        encode_response_head_from(id, status.as_u16(), fields, end_stream, inline.as_deref())
-            .map_err(head_failure)?;
-    answered.set();
-    outbox.send_encoded(frame).map_err(head_failure)?;
+    let frame = encode_response_head_from(
+        back.id,
+        status.as_u16(),
+        fields,
+        end_stream,
+        inline.as_deref(),
+    )
+    .map_err(head_failure)?;
+    back.answered.set();
+    back.outbox.send_encoded(frame).map_err(head_failure)?;
     if end_stream {
         return Ok(());
     }
-    pump_local(id, &mut resp, credit, outbox, &tunnel.local).await
+    pump_local(back, &mut resp, &tunnel.local).await
 }
 
-/// Queues the response head of stream `id`.
-pub(crate) fn send_head(
-    outbox: &Outbox,
-    id: u32,
-    head: ResponseHead,
-    answered: &Answered,
-) -> Result<(), Failure> {
-    answered.set();
-    outbox
-        .send(&Frame::ResponseHead { stream: id, head })
+/// Queues the response head of the stream `back` leads to.
+pub(crate) fn send_head(back: Back<'_>, head: ResponseHead) -> Result<(), Failure> {
+    back.answered.set();
+    back.outbox
+        .send(&Frame::ResponseHead {
+            stream: back.id,
+            head,
+        })
         .map_err(head_failure)
 }
 
@@ -230,16 +228,15 @@ fn head_failure(e: impl std::fmt::Display) -> Failure {
     )
 }
 
-/// Sends what the local service at `local` produces on stream `id`. The
-/// server going away ends it quietly; the local side failing is a `Failure`.
+/// Sends what the local service at `local` produces on the stream `back`
+/// leads to. The server going away ends it quietly; the local side failing
+/// is a `Failure`.
 pub(crate) async fn pump_local<E: std::fmt::Display>(
-    id: u32,
+    back: Back<'_>,
     body: impl futures_util::Stream<Item = Result<bytes::Bytes, E>>,
-    credit: &SendCredit,
-    outbox: &Outbox,
     local: &str,
 ) -> Result<(), Failure> {
-    match pump_body(id, body, credit, outbox).await {
+    match pump_body(back.id, body, back.credit, back.outbox).await {
         Ok(_) | Err(PumpError::StreamClosed) | Err(PumpError::TunnelClosed) => Ok(()),
         Err(PumpError::Source(e)) => Err(Failure(
             ResetCode::LocalError,

@@ -92,12 +92,18 @@ impl Backoff {
     fn pause(&mut self) -> Duration {
         let step = self.next.min(self.max);
         self.next = (self.next * 2).min(self.max);
-        let random = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
+        let random = random_u64();
         let half = step / 2;
         half + half.mul_f64((random % 1000) as f64 / 1000.0)
     }
+}
+
+/// A random number: the standard library seeds each `RandomState` from the
+/// operating system's randomness (and steps it for every new one).
+pub(crate) fn random_u64() -> u64 {
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 /// Serves the configured tunnels until a refusal ends the client. Lost

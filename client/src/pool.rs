@@ -14,10 +14,8 @@
 
 use std::{
     cell::Cell,
-    hash::{BuildHasher, Hasher},
     rc::Rc,
     sync::{Arc, Mutex},
-    time::SystemTime,
 };
 
 use burrow_common::HelloAck;
@@ -130,20 +128,10 @@ impl Observer for Extra {
     }
 }
 
-/// An id for this client process: random, and different from any other
-/// process's.
+/// An id for this client process: 128 random bits, so different from any
+/// other process's.
 pub fn instance_id() -> String {
-    let mut parts = [0u64; 2];
-    for (i, part) in parts.iter_mut().enumerate() {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.write_usize(i);
-        if let Ok(t) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
-            h.write_u128(t.as_nanos());
-        }
-        *part = h.finish();
-    }
-    format!("{:016x}{:016x}", parts[0], parts[1])
+    format!("{:016x}{:016x}", crate::random_u64(), crate::random_u64())
 }
 
 /// Most connections a client opens on the server's suggestion alone.

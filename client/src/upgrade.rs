@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use awc::http::Uri;
 use burrow_common::{
     flow::RecvBody,
     headers::{find, strip_hop_by_hop, strip_hop_by_hop_for_upgrade},
@@ -19,48 +18,41 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::forward::{pump_local, send_head, Back, Failure};
+use crate::{
+    config::TunnelConfig,
+    forward::{pump_local, send_head, Back, Failure},
+};
 
 /// Largest response head accepted from the local service.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Read size for the local connection.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Performs the caller's upgrade against the local service at `local` and,
-/// after a 101, relays bytes until either side closes.
+/// Performs the caller's upgrade against the local service of `tunnel`
+/// and, after a 101, relays bytes until either side closes.
 pub async fn relay(
     head: RequestHead,
     caller: RecvBody,
-    local: &str,
+    tunnel: &TunnelConfig,
     connect_timeout: Duration,
     back: Back<'_>,
 ) -> Result<(), Failure> {
-    let Back {
-        id,
-        outbox,
-        credit,
-        answered,
-    } = back;
-    let base: Uri = local
-        .parse()
-        .map_err(|_| Failure(ResetCode::BadRequest, format!("invalid local URL {local}")))?;
-    let host = base.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
-    let port = base.port_u16().unwrap_or(80);
+    let local = tunnel.local.as_str();
+    let base = &tunnel.local_url;
     let unreachable = |e: String| {
         Failure(
             ResetCode::LocalUnreachable,
             format!("cannot connect to {local}: {e}"),
         )
     };
-    let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect((host, port)))
+    let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(base.socket()))
         .await
         .map_err(|_| unreachable("connect timed out".into()))?
         .map_err(|e| unreachable(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let (mut rd, mut wr) = tcp.into_split();
 
-    let prefix = base.path().trim_end_matches('/');
-    wr.write_all(&request_bytes(&head, prefix))
+    wr.write_all(&request_bytes(&head, base.prefix()))
         .await
         .map_err(|e| Failure(ResetCode::LocalError, format!("writing to {local}: {e}")))?;
 
@@ -73,7 +65,7 @@ pub async fn relay(
     };
     if status == 101 {
         strip_hop_by_hop_for_upgrade(&mut headers);
-        send_head(outbox, id, head(headers, false), answered)?;
+        send_head(back, head(headers, false))?;
         let from_local = stream::once(async move { Ok::<_, std::io::Error>(rest) })
             .filter(|r| std::future::ready(!matches!(r, Ok(b) if b.is_empty())))
             .chain(read_stream(rd));
@@ -87,7 +79,7 @@ pub async fn relay(
             // The caller closed its side (or left): pass the close on.
             let _ = wr.shutdown().await;
         };
-        let from_local = pump_local(id, from_local, credit, outbox, local);
+        let from_local = pump_local(back, from_local, local);
         let mut from_local = std::pin::pin!(from_local);
         let mut to_local = std::pin::pin!(to_local);
         // The local side closing ends the stream; the caller closing only
@@ -107,18 +99,18 @@ pub async fn relay(
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let end_stream = length == Some(0) || status == 204 || status == 304 || status < 200;
-    send_head(outbox, id, head(headers, end_stream), answered)?;
+    send_head(back, head(headers, end_stream))?;
     drop(caller);
     if end_stream {
         return Ok(());
     }
     let body = stream::once(async move { Ok::<_, std::io::Error>(rest) }).chain(read_stream(rd));
     if chunked {
-        pump_local(id, dechunk(body), credit, outbox, local).await
+        pump_local(back, dechunk(body), local).await
     } else if let Some(n) = length {
-        pump_local(id, limit(body, n), credit, outbox, local).await
+        pump_local(back, limit(body, n), local).await
     } else {
-        pump_local(id, body, credit, outbox, local).await
+        pump_local(back, body, local).await
     }
 }
 

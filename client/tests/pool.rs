@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use burrow_server::messages::{CloseSession, StreamCount};
+use burrow_server::messages::CloseSession;
 use futures_util::future::join_all;
 use support::*;
 
@@ -14,15 +14,6 @@ use support::*;
 async fn ready_sessions(t: &Tunnel) -> usize {
     let sessions = t.server_sessions().await;
     sessions.iter().filter(|s| s.is_ready()).count()
-}
-
-/// Streams open on each of the host's sessions.
-async fn streams_per_session(t: &Tunnel) -> Vec<usize> {
-    let mut counts = Vec::new();
-    for s in t.server_sessions().await {
-        counts.push(s.addr.send(StreamCount).await.unwrap_or(0));
-    }
-    counts
 }
 
 /// `n` slow requests at once, each on its own caller connection (the
@@ -64,7 +55,7 @@ async fn the_client_opens_a_connection_per_server_worker_and_each_serves_its_wor
     let calls = slow_requests(&t, 16);
     let seen = std::cell::RefCell::new(Vec::new());
     let spread = eventually(Duration::from_secs(10), || async {
-        let counts = streams_per_session(&t).await;
+        let counts = t.streams_per_session().await;
         let all_open = counts.iter().sum::<usize>() == 16;
         *seen.borrow_mut() = counts;
         all_open
@@ -124,7 +115,7 @@ async fn a_configured_connection_count_overrides_the_server() {
     let calls = slow_requests(&one, 12);
     assert!(
         eventually(Duration::from_secs(10), || async {
-            streams_per_session(&one).await.iter().sum::<usize>() == 12
+            one.streams_per_session().await.iter().sum::<usize>() == 12
         })
         .await
     );

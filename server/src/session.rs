@@ -390,7 +390,6 @@ impl TunnelSession {
                 }
             })
             .collect();
-        stream_map::release_if_empty(&mut self.streams);
         for (id, waiting) in expired {
             let Some(e) = self.streams.remove(&id) else {
                 continue;
@@ -403,6 +402,7 @@ impl TunnelSession {
                 self.reset(id, e, ResetCode::Cancel, why);
             }
         }
+        stream_map::release_if_empty(&mut self.streams);
     }
 }
 

@@ -117,17 +117,19 @@ impl Tunnel {
             .unwrap_or_default()
     }
 
+    /// Streams open on each of the server's sessions for the test host.
+    pub async fn streams_per_session(&self) -> Vec<usize> {
+        let mut counts = Vec::new();
+        for session in self.server_sessions().await {
+            let count = session.addr.send(burrow_server::messages::StreamCount);
+            counts.push(count.await.unwrap_or(0));
+        }
+        counts
+    }
+
     /// Number of streams open on the server's sessions for the test host.
     pub async fn server_streams(&self) -> usize {
-        let mut total = 0;
-        for session in self.server_sessions().await {
-            total += session
-                .addr
-                .send(burrow_server::messages::StreamCount)
-                .await
-                .unwrap_or(0);
-        }
-        total
+        self.streams_per_session().await.iter().sum()
     }
 }
 
