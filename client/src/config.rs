@@ -13,6 +13,10 @@ use serde::Deserialize;
 /// than the server's default `request_timeout`, so that the server decides.
 pub const DEFAULT_LOCAL_TIMEOUT_SECS: u64 = 120;
 
+/// Default time an extra connection may carry no request before the client
+/// closes it, in seconds.
+pub const DEFAULT_IDLE_CONNECTION_SECS: u64 = 60;
+
 /// One public host and the local service behind it.
 #[derive(Debug, Clone)]
 pub struct TunnelConfig {
@@ -81,6 +85,10 @@ pub struct ClientConfig {
     /// `None` follows the server's suggestion (its worker threads, up to
     /// this machine's cores).
     pub connections: Option<u32>,
+    /// How long a connection beyond the first may carry no request before
+    /// the client drains and closes it (it is opened again when requests
+    /// come back); `None` keeps every connection open.
+    pub idle_connection: Option<Duration>,
 }
 
 /// Most connections one client opens, whatever the server suggests.
@@ -93,6 +101,7 @@ struct RawConfig {
     local_timeout_secs: Option<u64>,
     max_reconnect_delay_secs: Option<u64>,
     connections: Option<u32>,
+    idle_connection_secs: Option<u64>,
     tunnels: Vec<RawTunnel>,
 }
 
@@ -194,6 +203,11 @@ impl ClientConfig {
             local_timeout: Duration::from_secs(secs),
             max_backoff: Duration::from_secs(backoff),
             connections: raw.connections,
+            idle_connection: match raw.idle_connection_secs {
+                Some(0) => None,
+                Some(secs) => Some(Duration::from_secs(secs)),
+                None => Some(Duration::from_secs(DEFAULT_IDLE_CONNECTION_SECS)),
+            },
         })
     }
 
@@ -273,6 +287,14 @@ mod tests {
             "http://demo.localhost:8080/"
         );
         assert!(!format!("{c:?}").contains("\"t\""));
+        assert_eq!(
+            c.idle_connection,
+            Some(Duration::from_secs(DEFAULT_IDLE_CONNECTION_SECS))
+        );
+        let kept = parse(&format!("idle_connection_secs = 0\n{OK}")).unwrap();
+        assert_eq!(kept.idle_connection, None, "0 keeps every connection");
+        let short = parse(&format!("idle_connection_secs = 5\n{OK}")).unwrap();
+        assert_eq!(short.idle_connection, Some(Duration::from_secs(5)));
     }
 
     #[test]

@@ -67,6 +67,10 @@ pub enum ConnError {
     /// client already covers; it is opened again to land on another.
     #[error("server worker {0} is already covered; reconnecting")]
     Misplaced(u32),
+    /// The connection carried no request for a while; the server closed it
+    /// on the client's request once nothing was left on it.
+    #[error("closed an idle connection")]
+    Drained,
 }
 
 type Ws = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
@@ -80,7 +84,17 @@ pub trait Observer {
     fn registered(&self, ack: &HelloAck) -> bool;
     /// The registered connection has ended.
     fn ended(&self);
+    /// How long the connection may carry no request before it asks the
+    /// server to drain and close it; `None` (the default) never.
+    fn drain_when_idle(&self) -> Option<Duration> {
+        None
+    }
+    /// The server opened a stream on the connection.
+    fn stream_opened(&self) {}
 }
+
+/// Shortest period of the idle check.
+const IDLE_CHECK_MIN: Duration = Duration::from_millis(100);
 
 /// Connects, registers the tunnels as client `instance` and serves streams
 /// until the connection ends, telling `observer` when it is registered and
@@ -130,6 +144,12 @@ pub async fn serve(
     let (outbox, out_rx) = Outbox::new();
     let (ctl_tx, ctl_rx) = tokio::sync::mpsc::unbounded_channel();
     let writer = actix_rt::spawn(write_loop(sink, out_rx, ctl_rx));
+    // Only a server that says it honours `Drain` is asked to drain.
+    let drain_after = if ack.drain {
+        observer.drain_when_idle()
+    } else {
+        None
+    };
     let mut conn = Dispatcher {
         outbox,
         ctl_tx,
@@ -137,6 +157,9 @@ pub async fn serve(
         ctx,
         fragments: Fragments::default(),
         observer,
+        opened: 0,
+        drain_after,
+        drain_sent: false,
     };
     let result = match conn.dispatch_frames(early) {
         Ok(()) => conn.read_loop(&mut stream).await,
@@ -283,6 +306,14 @@ struct Dispatcher {
     /// The binary message arriving in fragments, if any.
     fragments: Fragments,
     observer: Rc<dyn Observer>,
+    /// Streams opened so far (tells the idle check that requests came and
+    /// went between two of its ticks).
+    opened: u64,
+    /// How long the connection may carry no request before it drains.
+    drain_after: Option<Duration>,
+    /// A `Drain` frame has been queued: the server will close the
+    /// connection once nothing is left on it.
+    drain_sent: bool,
 }
 
 impl Dispatcher {
@@ -300,13 +331,33 @@ impl Dispatcher {
         let every = (self.ctx.local_timeout / 4).clamp(SWEEP_MIN, SWEEP_MAX);
         let mut sweep = tokio::time::interval(every);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The idle check: a connection that may drain looks a few times
+        // per idle period whether it carried a request since.
+        let idle_every = self
+            .drain_after
+            .map_or(SERVER_SILENCE, |d| (d / 4).max(IDLE_CHECK_MIN));
+        let mut idle_check = tokio::time::interval(idle_every);
+        idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut busy_at = tokio::time::Instant::now();
+        let mut opened_then = self.opened;
         loop {
             let open = !self.streams.borrow().is_empty();
+            let may_drain = self.drain_after.is_some() && !self.drain_sent;
             let next = tokio::select! {
                 biased;
                 next = stream.next() => next,
                 _ = sweep.tick(), if open => {
                     self.sweep();
+                    continue;
+                }
+                _ = idle_check.tick(), if may_drain => {
+                    if open || self.opened != opened_then {
+                        busy_at = tokio::time::Instant::now();
+                        opened_then = self.opened;
+                    } else if self.drain_after.is_some_and(|d| busy_at.elapsed() >= d) {
+                        log::debug!("connection idle; asking the server to drain it");
+                        self.drain_sent = self.outbox.send(&Frame::Drain).is_ok();
+                    }
                     continue;
                 }
                 () = &mut silence => {
@@ -329,6 +380,7 @@ impl Dispatcher {
                     let _ = self.ctl_tx.send(ws::Message::Pong(payload));
                 }
                 ws::Frame::Pong(_) => {}
+                ws::Frame::Close(_) if self.drain_sent => return Err(ConnError::Drained),
                 ws::Frame::Close(reason) => {
                     let why = close_reason(reason);
                     return Err(ConnError::Lost(format!("server closed the tunnel: {why}")));
@@ -462,6 +514,8 @@ impl Dispatcher {
         if self.streams.borrow().contains_key(&id) {
             return Err(ConnError::Protocol(format!("stream {id} opened twice")));
         }
+        self.opened += 1;
+        self.observer.stream_opened();
         let recv_credit = RecvCredit::new();
         let send_credit = SendCredit::new();
         let (body, body_tx) = if head.end_stream {

@@ -107,7 +107,8 @@ pub(crate) fn random_u64() -> u64 {
 }
 
 /// Serves the configured tunnels until a refusal ends the client. Lost
-/// connections are retried with backoff, forever. `events`, when given,
+/// connections are retried with backoff, forever. Extra connections close
+/// when idle and come back with the requests. `events`, when given,
 /// receives progress reports.
 pub async fn run(
     config: ClientConfig,
@@ -163,10 +164,17 @@ impl connection::Observer for FirstConnection {
     fn ended(&self) {
         self.seat.leave();
     }
+
+    fn stream_opened(&self) {
+        // Requests are back after extra connections closed for being idle.
+        if self.pool.borrow().is_short() {
+            self.pool.borrow_mut().regrow();
+        }
+    }
 }
 
 /// One connection, reconnected with backoff until the server refuses the
-/// tunnels for good.
+/// tunnels for good (an error) or drains it on request (`Ok`).
 pub(crate) async fn serve_until_refused(
     config: &ClientConfig,
     instance: &str,
@@ -193,6 +201,10 @@ pub(crate) async fn serve_until_refused(
             ConnError::Lost(_) | ConnError::Protocol(_) => {
                 backoff.reset();
                 log::warn!("{err}");
+            }
+            ConnError::Drained => {
+                log::info!("{err}");
+                return Ok(());
             }
             ConnError::Misplaced(_) => {
                 // Not a failure: try again at once for another worker.

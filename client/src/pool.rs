@@ -8,6 +8,11 @@
 //! They are opened at once rather than under load: a request that crosses
 //! threads on the server hands its body's buffers from one worker's
 //! allocator heap to another's, which held tens of MiB during one upload.
+//! An extra connection that carries no request for a while (the
+//! configuration's `idle_connection_secs`) asks the server to drain it: the
+//! server takes no new stream on it and closes it once its last one is done,
+//! so no request is lost. The first connection reopens the missing ones as
+//! soon as requests come back, so an idle client holds one connection.
 //! Every connection presents the same instance id, which is how the server
 //! tells a client's own connections (which share its hosts) from another
 //! client's (which are refused a held host).
@@ -15,7 +20,11 @@
 use std::{
     cell::Cell,
     rc::Rc,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
 };
 
 use burrow_common::HelloAck;
@@ -110,6 +119,8 @@ impl Seat {
 struct Extra {
     seat: Seat,
     attempts: Cell<u32>,
+    /// The configuration's `idle_connection`.
+    drain_when_idle: Option<Duration>,
 }
 
 impl Observer for Extra {
@@ -125,6 +136,10 @@ impl Observer for Extra {
 
     fn ended(&self) {
         self.seat.leave();
+    }
+
+    fn drain_when_idle(&self) -> Option<Duration> {
+        self.drain_when_idle
     }
 }
 
@@ -159,8 +174,13 @@ pub struct Pool {
     config: ClientConfig,
     instance: String,
     covered: Covered,
-    /// Dropping a sender stops its connection's thread.
+    /// Dropping a sender stops its connection's thread; a thread that ended
+    /// (its connection drained) leaves its sender closed.
     members: Vec<oneshot::Sender<()>>,
+    /// Threads still running, shared with them.
+    live: Arc<AtomicU32>,
+    /// The connections to hold under load, counting the first.
+    size: u32,
 }
 
 impl Pool {
@@ -172,12 +192,27 @@ impl Pool {
             instance,
             covered,
             members: Vec::new(),
+            live: Arc::new(AtomicU32::new(0)),
+            size: 1,
         }
+    }
+
+    /// `true` when some extra connection has closed (drained while idle)
+    /// and is not open again yet.
+    pub fn is_short(&self) -> bool {
+        self.live.load(Ordering::Acquire) + 1 < self.size
+    }
+
+    /// Opens the extra connections that closed, back to the pool's size.
+    pub fn regrow(&mut self) {
+        self.grow_to(self.size);
     }
 
     /// Opens extra connections until the client holds `total`, counting
     /// the first. Never closes any.
     pub fn grow_to(&mut self, total: u32) {
+        self.size = total;
+        self.members.retain(|m| !m.is_closed());
         let before = self.members.len();
         self.open_until(total);
         if self.members.len() > before {
@@ -194,14 +229,18 @@ impl Pool {
             let config = self.config.clone();
             let instance = self.instance.clone();
             let covered = self.covered.clone();
+            let live = self.live.clone();
             let n = self.members.len() + 2;
+            live.fetch_add(1, Ordering::AcqRel);
             let thread = std::thread::Builder::new()
                 .name(format!("burrow-conn-{n}"))
                 .spawn(move || {
+                    let _running = Running(live);
                     actix_rt::System::new().block_on(async move {
                         let observer = Rc::new(Extra {
                             seat: Seat::new(covered),
                             attempts: Cell::new(0),
+                            drain_when_idle: config.idle_connection,
                         });
                         let serve = crate::serve_until_refused(&config, &instance, observer, None);
                         match future::select(Box::pin(serve), stopped).await {
@@ -218,11 +257,21 @@ impl Pool {
                     self.members.push(stop);
                 }
                 Err(e) => {
+                    self.live.fetch_sub(1, Ordering::AcqRel);
                     log::warn!("cannot start a thread for connection {n}: {e}");
                     return;
                 }
             }
         }
+    }
+}
+
+/// Counts a pool thread as running until it ends.
+struct Running(Arc<AtomicU32>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -248,6 +297,7 @@ mod tests {
         let extra = Extra {
             seat: Seat::new(covered.clone()),
             attempts: Cell::new(0),
+            drain_when_idle: None,
         };
         let ack = |worker| HelloAck {
             version: burrow_common::PROTOCOL_VERSION,
@@ -255,6 +305,7 @@ mod tests {
             error: None,
             connections: Some(2),
             worker: Some(worker),
+            drain: true,
         };
         for _ in 0..PLACEMENT_ATTEMPTS {
             assert!(!extra.registered(&ack(0)), "worker 0 is covered");

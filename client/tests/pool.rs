@@ -124,3 +124,53 @@ async fn a_configured_connection_count_overrides_the_server() {
         call.expect("caller task");
     }
 }
+
+#[actix_rt::test]
+async fn idle_extra_connections_close_and_come_back_with_requests() {
+    let t = Tunnel::start_with_client(server_config(""), "idle_connection_secs = 1\n").await;
+    for round in 0..2 {
+        full_pool(&t).await;
+        // Nothing to do for a second: the extra connection is drained and
+        // closed, the first one stays.
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                t.server_sessions().await.len() == 1
+            })
+            .await,
+            "round {round}: the idle extra connection closes"
+        );
+        // Requests come back, on both workers: every one is answered, and
+        // the client opens its extra connection again.
+        let calls: Vec<_> = (0..24)
+            .map(|i| {
+                let req = caller()
+                    .get(format!("{}/id/{i}", t.public()))
+                    .insert_header(("host", HOST));
+                actix_rt::spawn(async move {
+                    let mut resp = req.send().await.expect("response");
+                    assert_eq!(resp.status().as_u16(), 200);
+                    assert_eq!(
+                        resp.body().await.expect("body"),
+                        format!("id-{i}").as_bytes()
+                    );
+                })
+            })
+            .collect();
+        for call in join_all(calls).await {
+            call.expect("caller task");
+        }
+    }
+    full_pool(&t).await;
+}
+
+#[actix_rt::test]
+async fn idle_connection_secs_0_keeps_every_connection() {
+    let t = Tunnel::start_with_client(server_config(""), "idle_connection_secs = 0\n").await;
+    full_pool(&t).await;
+    // Idle for three of the periods the test above drains after.
+    let still = eventually(Duration::from_secs(3), || async {
+        t.server_sessions().await.len() != 2
+    })
+    .await;
+    assert!(!still, "both connections stay open");
+}

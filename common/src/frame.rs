@@ -28,6 +28,8 @@ const KIND_DATA: u8 = 5;
 const KIND_END: u8 = 6;
 const KIND_RESET: u8 = 7;
 const KIND_WINDOW: u8 = 8;
+/// Kind 9 is a batch of frames (see [`crate::batch`]).
+const KIND_DRAIN: u8 = 10;
 
 const FLAG_END_STREAM: u8 = 0x01;
 const FLAG_UPGRADE: u8 = 0x02;
@@ -82,6 +84,10 @@ pub enum Frame {
         /// Additional bytes granted; never zero.
         increment: u32,
     },
+    /// The client asks the server to take no new streams on this
+    /// connection and to close it once its open streams are done (stream 0,
+    /// no payload; see `docs/PROTOCOL.md` section 4.5).
+    Drain,
 }
 
 /// Why a frame could not be encoded.
@@ -162,7 +168,7 @@ impl Frame {
     /// The stream id this frame belongs to (0 for handshake frames).
     pub fn stream(&self) -> u32 {
         match self {
-            Frame::Hello(_) | Frame::HelloAck(_) => CONNECTION_STREAM,
+            Frame::Hello(_) | Frame::HelloAck(_) | Frame::Drain => CONNECTION_STREAM,
             Frame::RequestHead { stream, .. }
             | Frame::ResponseHead { stream, .. }
             | Frame::Data { stream, .. }
@@ -183,6 +189,7 @@ impl Frame {
             Frame::End { .. } => "end",
             Frame::Reset { .. } => "reset",
             Frame::Window { .. } => "window",
+            Frame::Drain => "drain",
         }
     }
 
@@ -212,6 +219,7 @@ impl Frame {
                 buf.put_u32(*increment);
                 Ok(buf.freeze())
             }
+            Frame::Drain => Ok(header_only(KIND_DRAIN, CONNECTION_STREAM, 0).freeze()),
         }
     }
 
@@ -224,7 +232,7 @@ impl Frame {
         let kind = msg.get_u8();
         let stream = msg.get_u32();
         let name = kind_name(kind).ok_or(DecodeError::UnknownKind(kind))?;
-        let is_connection_frame = matches!(kind, KIND_HELLO | KIND_HELLO_ACK);
+        let is_connection_frame = matches!(kind, KIND_HELLO | KIND_HELLO_ACK | KIND_DRAIN);
         if is_connection_frame != (stream == CONNECTION_STREAM) {
             return Err(DecodeError::WrongStream { kind: name, stream });
         }
@@ -316,6 +324,10 @@ impl Frame {
                 }
                 Frame::Window { stream, increment }
             }
+            KIND_DRAIN => {
+                r.finish()?;
+                Frame::Drain
+            }
             _ => return Err(DecodeError::UnknownKind(kind)),
         };
         Ok(frame)
@@ -365,6 +377,7 @@ fn kind_name(kind: u8) -> Option<&'static str> {
         KIND_END => "end",
         KIND_RESET => "reset",
         KIND_WINDOW => "window",
+        KIND_DRAIN => "drain",
         _ => return None,
     })
 }
@@ -688,6 +701,7 @@ mod tests {
             error: None,
             connections: Some(2),
             worker: Some(1),
+            drain: true,
         }));
         round_trip(Frame::RequestHead {
             stream: 7,
@@ -770,6 +784,7 @@ mod tests {
             stream: 9,
             increment: 65536,
         });
+        round_trip(Frame::Drain);
     }
 
     #[test]
@@ -908,6 +923,17 @@ mod tests {
             (
                 vec![KIND_END, 0, 0, 0, 1, 0],
                 DecodeError::Trailing("end", 1),
+            ),
+            (
+                vec![KIND_DRAIN, 0, 0, 0, 3],
+                DecodeError::WrongStream {
+                    kind: "drain",
+                    stream: 3,
+                },
+            ),
+            (
+                vec![KIND_DRAIN, 0, 0, 0, 0, 7],
+                DecodeError::Trailing("drain", 1),
             ),
             (
                 vec![KIND_WINDOW, 0, 0, 0, 1, 0, 0],

@@ -86,6 +86,11 @@ pub struct HelloAck {
     /// holding several connections uses it to cover every worker once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<u32>,
+    /// `true` when the server honours a `Drain` frame on this connection
+    /// (the client may then close connections it no longer needs without
+    /// losing a request). Absent means `false`: never send one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain: bool,
 }
 
 /// Whether one requested tunnel was granted.

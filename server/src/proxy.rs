@@ -62,9 +62,6 @@ pub async fn proxy(
     state: web::Data<ProxyState>,
 ) -> Result<HttpResponse, ProxyError> {
     let (host, public_host) = routing_host(&req)?;
-    let session = lookup(&state.registry, &host)
-        .await
-        .ok_or_else(|| ProxyError::UnknownHost(host.to_string()))?;
     let upgrade = websocket_upgrade(&req)?;
     if !req.uri().path().starts_with('/') {
         // `OPTIONS *` asks about this server, not about a local service.
@@ -73,36 +70,49 @@ pub async fn proxy(
             req.uri()
         )));
     }
-    let id = session.next_stream_id();
-    let (frame, request_has_body) = request_frame(
-        id,
-        &req,
-        &host,
-        public_host,
-        state.trust_forwarded_headers,
-        upgrade,
-    )?;
-
-    let (events_tx, mut events) = queue();
     let recv_credit = RecvCredit::new();
     let send_credit = SendCredit::new();
     let activity = Activity::new();
-    // The table entry first, then the head: the session actor handles its
-    // mailbox before its streams on every turn, so the entry exists before
-    // any answer can come back. A dead session drops the message and with
-    // it `events_tx`: the wait below then ends with "tunnel gone".
-    session.addr.do_send(OpenStream {
-        id,
-        events: events_tx,
-        recv_credit: recv_credit.clone(),
-        send_credit: send_credit.clone(),
-        activity: activity.clone(),
-    });
-    // Queued by this task, the head precedes the body frames the pump queues.
-    session
-        .outbox
-        .send_encoded(frame)
-        .map_err(|_| ProxyError::TunnelGone(host.to_string()))?;
+    // A session that is draining turns the opener away at its gate, and the
+    // next lookup no longer offers it: try again (a stream id is wasted).
+    let (session, id, request_has_body, mut events) = loop {
+        let session = lookup(&state.registry, &host)
+            .await
+            .ok_or_else(|| ProxyError::UnknownHost(host.to_string()))?;
+        let id = session.next_stream_id();
+        let (frame, request_has_body) = request_frame(
+            id,
+            &req,
+            &host,
+            public_host,
+            state.trust_forwarded_headers,
+            upgrade,
+        )?;
+        let Some(pass) = session.begin_open() else {
+            continue;
+        };
+        let (events_tx, events) = queue();
+        // The table entry first, then the head: the session actor handles
+        // its mailbox before its streams on every turn, so the entry exists
+        // before any answer can come back. A dead session drops the message
+        // and with it `events_tx`: the wait below then ends with "tunnel
+        // gone".
+        session.addr.do_send(OpenStream {
+            id,
+            events: events_tx,
+            recv_credit: recv_credit.clone(),
+            send_credit: send_credit.clone(),
+            activity: activity.clone(),
+        });
+        // Queued by this task, the head precedes the body frames the pump
+        // queues.
+        session
+            .outbox
+            .send_encoded(frame)
+            .map_err(|_| ProxyError::TunnelGone(host.to_string()))?;
+        drop(pass);
+        break (session, id, request_has_body, events);
+    };
     // If this handler is dropped (caller gone) or gives up, the stream is cancelled.
     let mut guard = cancel_guard(&session, id);
 

@@ -3,7 +3,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -11,7 +11,7 @@ use std::{
 
 use actix::{
     fut, Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, ContextFutureSpawner,
-    Handler, Running, SpawnHandle, StreamHandler, WrapFuture,
+    Handler, Message as ActorMessage, Running, SpawnHandle, StreamHandler, WrapFuture,
 };
 use actix_ws::{CloseCode, CloseReason, Item, Message, ProtocolError};
 use burrow_common::{
@@ -28,7 +28,7 @@ use bytes::Bytes;
 
 use crate::{
     messages::{
-        current_worker, CancelStream, CloseSession, OpenStream, Register, SessionHandle,
+        current_worker, CancelStream, CloseSession, Gate, OpenStream, Register, SessionHandle,
         StreamCount, Unregister,
     },
     registry::Registry,
@@ -82,9 +82,12 @@ pub struct TunnelSession {
     outbox_rx: Option<Receiver<Outgoing>>,
     registry: Arc<Addr<Registry>>,
     streams: StreamMap<StreamEntry>,
-    next_stream: Arc<AtomicU32>,
-    /// Shared with the session's handles; see [`SessionHandle::ready`].
-    ready: Arc<AtomicBool>,
+    /// Shared with the session's handles; see [`Gate`].
+    gate: Arc<Gate>,
+    /// Set once the client has asked for a drain (see [`Frame::Drain`]).
+    draining: bool,
+    /// A [`FinishDrain`] is in the mailbox.
+    finish_queued: bool,
     state: State,
     hosts: Vec<String>,
     last_heard: Instant,
@@ -123,8 +126,9 @@ impl TunnelSession {
             outbox_rx: Some(outbox_rx),
             registry,
             streams: StreamMap::default(),
-            next_stream: Arc::new(AtomicU32::new(1)),
-            ready: Arc::new(AtomicBool::new(false)),
+            gate: Arc::new(Gate::default()),
+            draining: false,
+            finish_queued: false,
             state: State::AwaitingHello,
             hosts: Vec::new(),
             last_heard: Instant::now(),
@@ -141,8 +145,7 @@ impl TunnelSession {
             id: self.id,
             addr: ctx.address(),
             outbox: self.outbox.clone(),
-            next_stream: self.next_stream.clone(),
-            ready: self.ready.clone(),
+            gate: self.gate.clone(),
             worker: current_worker(),
         }
     }
@@ -185,6 +188,7 @@ impl TunnelSession {
                 return;
             }
         }
+        self.check_drained(ctx);
     }
 
     fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
@@ -221,11 +225,37 @@ impl TunnelSession {
                     e.send_credit.grant(increment);
                 }
             }
+            (State::Open, Frame::Drain) => self.start_drain(ctx),
             (State::Closing, _) => {}
             (state, frame) => {
                 let why = format!("unexpected {} frame while {state:?}", frame.name());
                 self.protocol_error(ctx, why);
             }
+        }
+    }
+
+    /// The client wants this connection closed once its streams are done:
+    /// new requests go to the client's other connections from now on.
+    fn start_drain(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        log::debug!("session {}: draining", self.id);
+        self.draining = true;
+        self.gate.close();
+        self.registry.do_send(Unregister {
+            session_id: self.id,
+        });
+        self.check_drained(ctx);
+    }
+
+    /// Once a draining session has no stream left and no opener is on its
+    /// way in, queues [`FinishDrain`] behind whatever the mailbox holds, so
+    /// that a stream sent just before the gate closed is still served.
+    fn check_drained(&mut self, ctx: &mut Context<Self>) {
+        if self.draining && !self.finish_queued && self.streams.is_empty() && self.gate.settled() {
+            self.finish_queued = true;
+            ctx.address().do_send(FinishDrain);
         }
     }
 
@@ -262,6 +292,7 @@ impl TunnelSession {
                 error: Some(why.clone()),
                 connections: None,
                 worker: None,
+                drain: false,
             };
             let bytes = Frame::HelloAck(ack).encode().ok();
             return self.close(ctx, bytes, CloseCode::Policy, &why);
@@ -292,6 +323,7 @@ impl TunnelSession {
             error: None,
             connections: Some(self.workers),
             worker: Some(current_worker()),
+            drain: true,
         });
         let bytes = ack.encode().ok();
         if self.hosts.is_empty() {
@@ -301,7 +333,7 @@ impl TunnelSession {
             let _ = self.outbox.send_encoded(bytes);
         }
         self.state = State::Open;
-        self.ready.store(true, Ordering::Release);
+        self.gate.open();
         log::info!("session {} serving {}", self.id, self.hosts.join(", "));
     }
 
@@ -484,6 +516,7 @@ impl Actor for TunnelSession {
         let tick = (shortest / 4).clamp(Duration::from_millis(100), PING_INTERVAL);
         ctx.run_interval(tick, |act, ctx| {
             act.sweep();
+            act.check_drained(ctx);
             if act.last_heard.elapsed() > CLIENT_TIMEOUT {
                 log::info!("session {}: client silent for too long; closing", act.id);
                 act.close(ctx, None, CloseCode::Away, "heartbeat timeout");
@@ -573,9 +606,28 @@ impl Handler<OpenStream> for TunnelSession {
 impl Handler<CancelStream> for TunnelSession {
     type Result = ();
 
-    fn handle(&mut self, msg: CancelStream, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: CancelStream, ctx: &mut Context<Self>) {
         if let Some(e) = self.streams.remove(&msg.id) {
             self.reset(msg.id, e, msg.code, String::new());
+            self.check_drained(ctx);
+        }
+    }
+}
+
+/// Sent by a draining session to itself once it found nothing left to
+/// serve; handled after every message queued before it.
+#[derive(ActorMessage)]
+#[rtype(result = "()")]
+struct FinishDrain;
+
+impl Handler<FinishDrain> for TunnelSession {
+    type Result = ();
+
+    fn handle(&mut self, _: FinishDrain, ctx: &mut Context<Self>) {
+        self.finish_queued = false;
+        if self.state == State::Open && self.streams.is_empty() {
+            log::debug!("session {}: drained; closing", self.id);
+            self.close(ctx, None, CloseCode::Normal, "drained");
         }
     }
 }

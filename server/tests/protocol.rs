@@ -634,14 +634,41 @@ async fn serve_until(ws: &mut Ws, done: &std::cell::Cell<usize>, callers: usize)
     answered
 }
 
-#[actix_rt::test]
-async fn a_joining_connection_takes_its_workers_requests() {
+/// A server with two workers.
+fn start_two_workers() -> burrow_server::RunningServer {
     let config = ServerConfig::from_str(
         "listen = \"127.0.0.1:0\"\nworkers = 2\n[[hosts]]\nhost = \"demo.localhost\"\ntoken = \"tok\"\n",
         Path::new("test.toml"),
     )
     .unwrap();
-    let server = burrow_server::start(TcpListener::bind("127.0.0.1:0").unwrap(), config).unwrap();
+    burrow_server::start(TcpListener::bind("127.0.0.1:0").unwrap(), config).unwrap()
+}
+
+/// A second connection of client "pool", on the worker its first one is
+/// not on (accepted connections take turns between workers; retried until
+/// it lands there).
+async fn join_on_other_worker(server: &burrow_server::RunningServer) -> Ws {
+    loop {
+        let mut ws = connect_as(server, Some("pool")).await;
+        let found = server
+            .registry()
+            .send(burrow_server::messages::Lookup {
+                host: "demo.localhost".into(),
+            })
+            .await
+            .unwrap()
+            .expect("host held");
+        if found.sessions[0].worker != found.sessions[1].worker {
+            return ws;
+        }
+        ws.close().await.unwrap();
+        wait_sessions(server, 1).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_joining_connection_takes_its_workers_requests() {
+    let server = start_two_workers();
     let mut first = connect(&server).await;
     let ack = register_as(&mut first, "tok", Some("pool")).await;
     assert_eq!(ack.connections, Some(2));
@@ -653,24 +680,8 @@ async fn a_joining_connection_takes_its_workers_requests() {
         assert_eq!(c.await.unwrap().0, 200);
     }
 
-    // A second connection of the client, on the other worker (accepted
-    // connections take turns between workers; retried until it lands there).
-    let mut second = loop {
-        let mut ws = connect_as(&server, Some("pool")).await;
-        let found = server
-            .registry()
-            .send(burrow_server::messages::Lookup {
-                host: "demo.localhost".into(),
-            })
-            .await
-            .unwrap()
-            .expect("host held");
-        if found.sessions[0].worker != found.sessions[1].worker {
-            break ws;
-        }
-        ws.close().await.unwrap();
-        wait_sessions(&server, 1).await;
-    };
+    // A second connection of the client, on the other worker.
+    let mut second = join_on_other_worker(&server).await;
 
     // Its worker no longer hands requests to the first connection.
     let done = std::cell::Cell::new(0);
@@ -688,6 +699,120 @@ async fn a_joining_connection_takes_its_workers_requests() {
         a > 0 && b > 0,
         "each connection serves its worker: {a} and {b}"
     );
+}
+
+#[actix_rt::test]
+async fn a_draining_connection_finishes_its_streams_then_closes() {
+    let server = start();
+    let mut first = connect(&server).await;
+    let ack = register_as(&mut first, "tok", Some("pool")).await;
+    assert!(ack.tunnels[0].accepted);
+    assert!(ack.drain, "the server says it honours drains");
+    let mut second = connect_as(&server, Some("pool")).await;
+
+    // A request in flight on the first connection when it asks to drain.
+    let held = public_get(&server, "/held");
+    let (id, head) = next_request(&mut first).await;
+    assert_eq!(head.uri, "/held");
+    send(&mut first, Frame::Drain).await;
+
+    // New requests go to the other connection from now on...
+    wait_sessions(&server, 1).await;
+    assert_served_by(&server, &mut second, "/after-1").await;
+    assert_served_by(&server, &mut second, "/after-2").await;
+    // ...while the draining one still answers what it holds.
+    answer(&mut first, id, "held").await;
+    assert_eq!(held.await.unwrap(), (200, Bytes::from_static(b"held")));
+
+    // Nothing left on it: the server closes it, normally.
+    let reason = next(&mut first)
+        .await
+        .expect_err("closed once drained")
+        .expect("a close reason");
+    assert_eq!(reason.code, ws::CloseCode::Normal);
+    assert_eq!(reason.description.as_deref(), Some("drained"));
+    assert_served_by(&server, &mut second, "/after-3").await;
+
+    // The last connection may drain too: the host is then free.
+    send(&mut second, Frame::Drain).await;
+    let reason = next(&mut second).await.expect_err("closed at once");
+    assert_eq!(
+        reason.and_then(|r| r.description).as_deref(),
+        Some("drained")
+    );
+    wait_sessions(&server, 0).await;
+    let (status, _) = public_get(&server, "/gone").await.unwrap();
+    assert_eq!(status, 404);
+}
+
+/// Like [`serve_until`], and sends `Drain` once it has answered `drain_at`
+/// requests; a draining connection serves on until the server closes it.
+/// Returns how many it answered and the close reason, if it was closed.
+async fn serve_and_drain(
+    ws: &mut Ws,
+    done: &std::cell::Cell<usize>,
+    callers: usize,
+    drain_at: Option<usize>,
+) -> (usize, Option<String>) {
+    let mut answered = 0;
+    let mut draining = false;
+    while done.get() < callers || draining {
+        let msg = match tokio::time::timeout(Duration::from_millis(20), ws.next()).await {
+            Ok(Some(Ok(ws::Frame::Binary(b)))) => b,
+            Ok(Some(Ok(ws::Frame::Close(reason)))) => {
+                return (answered, reason.and_then(|r| r.description))
+            }
+            Ok(Some(Ok(_))) | Err(_) => continue,
+            Ok(other) => panic!("connection ended: {other:?}"),
+        };
+        for f in batch::unpack(msg).expect("valid message") {
+            if let Ok(Frame::RequestHead { stream, .. }) = Frame::decode(f.expect("valid batch")) {
+                answer(ws, stream, "ok").await;
+                answered += 1;
+                done.set(done.get() + 1);
+                if drain_at == Some(answered) {
+                    send(ws, Frame::Drain).await;
+                    draining = true;
+                }
+            }
+        }
+    }
+    (answered, None)
+}
+
+#[actix_rt::test]
+async fn no_request_is_lost_while_a_connection_drains_under_load() {
+    let server = start_two_workers();
+    let mut first = connect_as(&server, Some("pool")).await;
+    let mut second = join_on_other_worker(&server).await;
+
+    // Callers arrive in waves on both workers while the first connection
+    // drains after its tenth answer: each caller gets its answer, whichever
+    // connection it reaches.
+    const CALLERS: usize = 150;
+    let done = std::cell::Cell::new(0);
+    let callers = std::cell::RefCell::new(Vec::new());
+    let launch = async {
+        for _ in 0..CALLERS / 10 {
+            for _ in 0..10 {
+                callers.borrow_mut().push(public_get(&server, "/"));
+            }
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    };
+    let ((a, closed), (b, _), ()) = futures_util::future::join3(
+        serve_and_drain(&mut first, &done, CALLERS, Some(10)),
+        serve_and_drain(&mut second, &done, CALLERS, None),
+        launch,
+    )
+    .await;
+    for c in callers.into_inner() {
+        assert_eq!(c.await.unwrap(), (200, Bytes::from_static(b"ok")));
+    }
+    assert_eq!(a + b, CALLERS);
+    assert!(a >= 10, "the first connection served until it drained: {a}");
+    assert_eq!(closed.as_deref(), Some("drained"));
+    wait_sessions(&server, 1).await;
 }
 
 #[actix_rt::test]
