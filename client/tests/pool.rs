@@ -16,21 +16,33 @@ async fn ready_sessions(t: &Tunnel) -> usize {
     sessions.iter().filter(|s| s.is_ready()).count()
 }
 
-/// `n` slow requests at once, each on its own caller connection (the
-/// server's workers take turns accepting them).
-fn slow_requests(t: &Tunnel, n: usize) -> Vec<actix_rt::task::JoinHandle<()>> {
+/// `n` requests at once, each on its own caller connection (the server's
+/// workers take turns accepting them): request `i` asks for `path(i)` and
+/// must be answered 200 with `body(i)`.
+fn requests(
+    t: &Tunnel,
+    n: usize,
+    path: impl Fn(usize) -> String,
+    body: impl Fn(usize) -> String,
+) -> Vec<actix_rt::task::JoinHandle<()>> {
     (0..n)
-        .map(|_| {
+        .map(|i| {
             let req = caller()
-                .get(format!("{}/sleep/1500", t.public()))
+                .get(format!("{}{}", t.public(), path(i)))
                 .insert_header(("host", HOST));
+            let expected = body(i);
             actix_rt::spawn(async move {
                 let mut resp = req.send().await.expect("response");
                 assert_eq!(resp.status().as_u16(), 200);
-                assert_eq!(&resp.body().await.expect("body")[..], b"slept");
+                assert_eq!(resp.body().await.expect("body"), expected.as_bytes());
             })
         })
         .collect()
+}
+
+/// `n` slow requests at once, each on its own caller connection.
+fn slow_requests(t: &Tunnel, n: usize) -> Vec<actix_rt::task::JoinHandle<()>> {
+    requests(t, n, |_| "/sleep/1500".into(), |_| "slept".into())
 }
 
 /// Waits for the client's second connection.
@@ -141,21 +153,7 @@ async fn idle_extra_connections_close_and_come_back_with_requests() {
         );
         // Requests come back, on both workers: every one is answered, and
         // the client opens its extra connection again.
-        let calls: Vec<_> = (0..24)
-            .map(|i| {
-                let req = caller()
-                    .get(format!("{}/id/{i}", t.public()))
-                    .insert_header(("host", HOST));
-                actix_rt::spawn(async move {
-                    let mut resp = req.send().await.expect("response");
-                    assert_eq!(resp.status().as_u16(), 200);
-                    assert_eq!(
-                        resp.body().await.expect("body"),
-                        format!("id-{i}").as_bytes()
-                    );
-                })
-            })
-            .collect();
+        let calls = requests(&t, 24, |i| format!("/id/{i}"), |i| format!("id-{i}"));
         for call in join_all(calls).await {
             call.expect("caller task");
         }

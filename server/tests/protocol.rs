@@ -616,22 +616,7 @@ async fn connections_of_one_instance_share_a_host_and_others_wait() {
 /// many this connection answered. Reads whole messages itself: two
 /// connections share this test's thread.
 async fn serve_until(ws: &mut Ws, done: &std::cell::Cell<usize>, callers: usize) -> usize {
-    let mut answered = 0;
-    while done.get() < callers {
-        let msg = match tokio::time::timeout(Duration::from_millis(20), ws.next()).await {
-            Ok(Some(Ok(ws::Frame::Binary(b)))) => b,
-            Ok(Some(Ok(_))) | Err(_) => continue,
-            Ok(other) => panic!("connection ended: {other:?}"),
-        };
-        for f in batch::unpack(msg).expect("valid message") {
-            if let Ok(Frame::RequestHead { stream, .. }) = Frame::decode(f.expect("valid batch")) {
-                answer(ws, stream, "ok").await;
-                answered += 1;
-                done.set(done.get() + 1);
-            }
-        }
-    }
-    answered
+    serve_and_drain(ws, done, callers, None).await.0
 }
 
 /// A server with two workers.
