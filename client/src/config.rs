@@ -87,7 +87,7 @@ pub struct ClientConfig {
     pub connections: Option<u32>,
     /// How long a connection beyond the first may carry no request before
     /// the client drains and closes it (it is opened again when requests
-    /// come back); `None` keeps every connection open.
+    /// overlap again); `None` keeps every connection open.
     pub idle_connection: Option<Duration>,
 }
 

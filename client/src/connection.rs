@@ -89,8 +89,11 @@ pub trait Observer {
     fn drain_when_idle(&self) -> Option<Duration> {
         None
     }
-    /// The server opened a stream on the connection.
-    fn stream_opened(&self) {}
+    /// The server opened a stream on the connection, which now has `open`
+    /// streams open.
+    fn stream_opened(&self, open: usize) {
+        let _ = open;
+    }
 }
 
 /// Shortest period of the idle check.
@@ -515,7 +518,6 @@ impl Dispatcher {
             return Err(ConnError::Protocol(format!("stream {id} opened twice")));
         }
         self.opened += 1;
-        self.observer.stream_opened();
         let recv_credit = RecvCredit::new();
         let send_credit = SendCredit::new();
         let (body, body_tx) = if head.end_stream {
@@ -557,6 +559,8 @@ impl Dispatcher {
                 task: task.abort_handle(),
             },
         );
+        let open = self.streams.borrow().len();
+        self.observer.stream_opened(open);
         Ok(())
     }
 

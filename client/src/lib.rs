@@ -108,7 +108,7 @@ pub(crate) fn random_u64() -> u64 {
 
 /// Serves the configured tunnels until a refusal ends the client. Lost
 /// connections are retried with backoff, forever. Extra connections close
-/// when idle and come back with the requests. `events`, when given,
+/// when idle and come back when requests overlap again. `events`, when given,
 /// receives progress reports.
 pub async fn run(
     config: ClientConfig,
@@ -165,9 +165,10 @@ impl connection::Observer for FirstConnection {
         self.seat.leave();
     }
 
-    fn stream_opened(&self) {
-        // Requests are back after extra connections closed for being idle.
-        if self.pool.borrow().is_short() {
+    fn stream_opened(&self, open: usize) {
+        // Load is back (requests overlap) after extra connections closed
+        // for being idle. One request at a time needs no more connections.
+        if open > 1 && self.pool.borrow().is_short() {
             self.pool.borrow_mut().regrow();
         }
     }
@@ -203,7 +204,7 @@ pub(crate) async fn serve_until_refused(
                 log::warn!("{err}");
             }
             ConnError::Drained => {
-                log::info!("{err}");
+                log::debug!("{err}");
                 return Ok(());
             }
             ConnError::Misplaced(_) => {

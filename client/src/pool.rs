@@ -12,7 +12,8 @@
 //! configuration's `idle_connection_secs`) asks the server to drain it: the
 //! server takes no new stream on it and closes it once its last one is done,
 //! so no request is lost. The first connection reopens the missing ones as
-//! soon as requests come back, so an idle client holds one connection.
+//! soon as requests overlap on it again, so an idle client (or one serving
+//! a request at a time) holds one connection.
 //! Every connection presents the same instance id, which is how the server
 //! tells a client's own connections (which share its hosts) from another
 //! client's (which are refused a held host).
@@ -205,17 +206,16 @@ impl Pool {
 
     /// Opens the extra connections that closed, back to the pool's size.
     pub fn regrow(&mut self) {
-        self.grow_to(self.size);
+        if self.open_until(self.size) > 0 {
+            log::debug!("serving over {} connections again", self.members.len() + 1);
+        }
     }
 
     /// Opens extra connections until the client holds `total`, counting
     /// the first. Never closes any.
     pub fn grow_to(&mut self, total: u32) {
         self.size = total;
-        self.members.retain(|m| !m.is_closed());
-        let before = self.members.len();
-        self.open_until(total);
-        if self.members.len() > before {
+        if self.open_until(total) > 0 {
             log::info!(
                 "serving over {} connections to the server",
                 self.members.len() + 1
@@ -223,7 +223,11 @@ impl Pool {
         }
     }
 
-    fn open_until(&mut self, total: u32) {
+    /// Opens connections until the client holds `total` (forgetting those
+    /// whose thread ended); returns how many it opened.
+    fn open_until(&mut self, total: u32) -> usize {
+        self.members.retain(|m| !m.is_closed());
+        let before = self.members.len();
         while self.members.len() + 1 < total as usize {
             let (stop, stopped) = oneshot::channel::<()>();
             let config = self.config.clone();
@@ -259,10 +263,11 @@ impl Pool {
                 Err(e) => {
                     self.live.fetch_sub(1, Ordering::AcqRel);
                     log::warn!("cannot start a thread for connection {n}: {e}");
-                    return;
+                    break;
                 }
             }
         }
+        self.members.len() - before
     }
 }
 

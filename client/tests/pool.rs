@@ -151,8 +151,19 @@ async fn idle_extra_connections_close_and_come_back_with_requests() {
             .await,
             "round {round}: the idle extra connection closes"
         );
-        // Requests come back, on both workers: every one is answered, and
-        // the client opens its extra connection again.
+        // One request at a time is no load: the one connection serves it.
+        for i in 0..5 {
+            let mut resp = t.get(&format!("/id/{i}")).send().await.expect("response");
+            assert_eq!(resp.status().as_u16(), 200);
+            assert_eq!(resp.body().await.unwrap(), format!("id-{i}").as_bytes());
+        }
+        let regrown = eventually(Duration::from_millis(500), || async {
+            t.server_sessions().await.len() != 1
+        })
+        .await;
+        assert!(!regrown, "round {round}: no connection for lone requests");
+        // Requests come back together, on both workers: every one is
+        // answered, and the client opens its extra connection again.
         let calls = requests(&t, 24, |i| format!("/id/{i}"), |i| format!("id-{i}"));
         for call in join_all(calls).await {
             call.expect("caller task");
