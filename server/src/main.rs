@@ -4,6 +4,7 @@ use anyhow::Context;
 use burrow_server::ServerConfig;
 /// mimalloc: the request path allocates many small, short-lived objects,
 /// which it serves markedly cheaper than the system allocator.
+#[cfg(feature = "allocator")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
