@@ -89,11 +89,9 @@ pub trait Observer {
     fn drain_when_idle(&self) -> Option<Duration> {
         None
     }
-    /// The server opened a stream on the connection, which now has `open`
-    /// streams open.
-    fn stream_opened(&self, open: usize) {
-        let _ = open;
-    }
+    /// The server opened a stream on the connection, which now has
+    /// `_open` streams open.
+    fn stream_opened(&self, _open: usize) {}
 }
 
 /// Shortest period of the idle check.
