@@ -21,10 +21,7 @@
 use std::{
     cell::Cell,
     rc::Rc,
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -178,8 +175,6 @@ pub struct Pool {
     /// Dropping a sender stops its connection's thread; a thread that ended
     /// (its connection drained) leaves its sender closed.
     members: Vec<oneshot::Sender<()>>,
-    /// Threads still running, shared with them.
-    live: Arc<AtomicU32>,
     /// The connections to hold under load, counting the first.
     size: u32,
 }
@@ -193,7 +188,6 @@ impl Pool {
             instance,
             covered,
             members: Vec::new(),
-            live: Arc::new(AtomicU32::new(0)),
             size: 1,
         }
     }
@@ -201,7 +195,7 @@ impl Pool {
     /// `true` when some extra connection has closed (drained while idle)
     /// and is not open again yet.
     pub fn is_short(&self) -> bool {
-        self.live.load(Ordering::Acquire) + 1 < self.size
+        self.members.len() + 1 < self.size as usize || self.members.iter().any(|m| m.is_closed())
     }
 
     /// Opens the extra connections that closed, back to the pool's size.
@@ -233,13 +227,10 @@ impl Pool {
             let config = self.config.clone();
             let instance = self.instance.clone();
             let covered = self.covered.clone();
-            let live = self.live.clone();
             let n = self.members.len() + 2;
-            live.fetch_add(1, Ordering::AcqRel);
             let thread = std::thread::Builder::new()
                 .name(format!("burrow-conn-{n}"))
                 .spawn(move || {
-                    let _running = Running(live);
                     actix_rt::System::new().block_on(async move {
                         let observer = Rc::new(Extra {
                             seat: Seat::new(covered),
@@ -261,22 +252,12 @@ impl Pool {
                     self.members.push(stop);
                 }
                 Err(e) => {
-                    self.live.fetch_sub(1, Ordering::AcqRel);
                     log::warn!("cannot start a thread for connection {n}: {e}");
                     break;
                 }
             }
         }
         self.members.len() - before
-    }
-}
-
-/// Counts a pool thread as running until it ends.
-struct Running(Arc<AtomicU32>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

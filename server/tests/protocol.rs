@@ -20,8 +20,16 @@ use futures_util::{SinkExt, StreamExt};
 type Ws = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 
 fn start() -> burrow_server::RunningServer {
+    start_with_workers(1)
+}
+
+/// A server with `workers` worker threads serving the test host.
+fn start_with_workers(workers: usize) -> burrow_server::RunningServer {
     let config = ServerConfig::from_str(
-        "listen = \"127.0.0.1:0\"\nworkers = 1\n[[hosts]]\nhost = \"demo.localhost\"\ntoken = \"tok\"\n",
+        &format!(
+            "listen = \"127.0.0.1:0\"\nworkers = {workers}\n\
+             [[hosts]]\nhost = \"demo.localhost\"\ntoken = \"tok\"\n"
+        ),
         Path::new("test.toml"),
     )
     .unwrap();
@@ -619,16 +627,6 @@ async fn serve_until(ws: &mut Ws, done: &std::cell::Cell<usize>, callers: usize)
     serve_and_drain(ws, done, callers, None).await.0
 }
 
-/// A server with two workers.
-fn start_two_workers() -> burrow_server::RunningServer {
-    let config = ServerConfig::from_str(
-        "listen = \"127.0.0.1:0\"\nworkers = 2\n[[hosts]]\nhost = \"demo.localhost\"\ntoken = \"tok\"\n",
-        Path::new("test.toml"),
-    )
-    .unwrap();
-    burrow_server::start(TcpListener::bind("127.0.0.1:0").unwrap(), config).unwrap()
-}
-
 /// A second connection of client "pool", on the worker its first one is
 /// not on (accepted connections take turns between workers; retried until
 /// it lands there).
@@ -653,7 +651,7 @@ async fn join_on_other_worker(server: &burrow_server::RunningServer) -> Ws {
 
 #[actix_rt::test]
 async fn a_joining_connection_takes_its_workers_requests() {
-    let server = start_two_workers();
+    let server = start_with_workers(2);
     let mut first = connect(&server).await;
     let ack = register_as(&mut first, "tok", Some("pool")).await;
     assert_eq!(ack.connections, Some(2));
@@ -767,7 +765,7 @@ async fn serve_and_drain(
 
 #[actix_rt::test]
 async fn no_request_is_lost_while_a_connection_drains_under_load() {
-    let server = start_two_workers();
+    let server = start_with_workers(2);
     let mut first = connect_as(&server, Some("pool")).await;
     let mut second = join_on_other_worker(&server).await;
 
