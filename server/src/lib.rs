@@ -10,12 +10,14 @@
 //! - [`session`]: the actor owning one client's WebSocket and its streams.
 //! - [`messages`]: what those actors and the handlers say to each other.
 //! - [`proxy`]: the public HTTP handler.
+//! - [`listener`]: the public listener's accept queue.
 //! - [`error`]: proxy failures and the statuses they become.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod error;
+pub mod listener;
 pub mod messages;
 pub mod proxy;
 pub mod registry;
@@ -67,6 +69,7 @@ impl RunningServer {
 /// actix system; the server runs until [`RunningServer::stop`].
 pub fn start(listener: TcpListener, config: ServerConfig) -> std::io::Result<RunningServer> {
     let addr = listener.local_addr()?;
+    listener::widen_backlog(&listener)?;
     let registry = Registry::new(&config.hosts).start();
     let workers = config.workers.unwrap_or_else(config::default_workers);
     let state = web::Data::new(ProxyState {

@@ -1,0 +1,41 @@
+//! The public listener's queue of connections waiting to be accepted.
+
+use std::{io, net::TcpListener};
+
+/// Connections the kernel completes and holds until the server accepts them
+/// (the kernel caps it at `net.core.somaxconn`, 4096 by default). The same
+/// as actix-web's own default when it binds. `TcpListener::bind` asks for
+/// 128: a burst beyond that, such as thousands of clients reconnecting
+/// after a restart or many callers opening connections at once, has its
+/// connection attempts dropped, and each dropped one waits a second for its
+/// retry.
+pub const BACKLOG: i32 = 1024;
+
+/// Sets the queue of `listener`, already listening, to [`BACKLOG`].
+pub fn widen_backlog(listener: &TcpListener) -> io::Result<()> {
+    socket2::SockRef::from(listener).listen(BACKLOG)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::TcpStream, time::Duration};
+
+    use super::*;
+
+    #[test]
+    fn a_burst_of_connections_waits_in_the_queue() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        widen_backlog(&listener).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Nothing accepts, so every connection must fit in the queue. With
+        // the 128 that `bind` asks for, the kernel drops the attempts after
+        // the 129th, and their retries find the queue still full.
+        let connections: Vec<TcpStream> = (0..300)
+            .map(|i| {
+                TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                    .unwrap_or_else(|e| panic!("connection {i} was not queued: {e}"))
+            })
+            .collect();
+        assert_eq!(connections.len(), 300);
+    }
+}
