@@ -74,11 +74,14 @@ pub async fn proxy(
     let send_credit = SendCredit::new();
     let activity = Activity::new();
     // A session that is draining turns the opener away at its gate, and the
-    // next lookup no longer offers it: try again (a stream id is wasted).
+    // next lookup no longer offers it: try again.
     let (session, id, request_has_body, mut events) = loop {
         let session = lookup(&state.registry, &host)
             .await
             .ok_or_else(|| ProxyError::UnknownHost(host.to_string()))?;
+        let Some(pass) = session.begin_open() else {
+            continue;
+        };
         let id = session.next_stream_id();
         let (frame, request_has_body) = request_frame(
             id,
@@ -88,9 +91,6 @@ pub async fn proxy(
             state.trust_forwarded_headers,
             upgrade,
         )?;
-        let Some(pass) = session.begin_open() else {
-            continue;
-        };
         let (events_tx, events) = queue();
         // The table entry first, then the head: the session actor handles
         // its mailbox before its streams on every turn, so the entry exists

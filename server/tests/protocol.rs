@@ -542,12 +542,21 @@ async fn answer(ws: &mut Ws, id: u32, body: &'static str) {
 }
 
 /// A connection registered (as client `instance`, if given), its tunnel
-/// accepted.
-async fn connect_as(server: &burrow_server::RunningServer, instance: Option<&str>) -> Ws {
+/// accepted, and the server's answer.
+async fn registered_as(
+    server: &burrow_server::RunningServer,
+    instance: Option<&str>,
+) -> (Ws, HelloAck) {
     let mut ws = connect(server).await;
     let ack = register_as(&mut ws, "tok", instance).await;
     assert!(ack.tunnels[0].accepted, "{instance:?}: {ack:?}");
-    ws
+    (ws, ack)
+}
+
+/// A connection registered (as client `instance`, if given), its tunnel
+/// accepted.
+async fn connect_as(server: &burrow_server::RunningServer, instance: Option<&str>) -> Ws {
+    registered_as(server, instance).await.0
 }
 
 /// A public GET of `path` reaches `ws`, whose answer reaches the caller.
@@ -587,9 +596,7 @@ async fn sessions(server: &burrow_server::RunningServer) -> usize {
 #[actix_rt::test]
 async fn connections_of_one_instance_share_a_host_and_others_wait() {
     let server = start();
-    let mut first = connect(&server).await;
-    let ack = register_as(&mut first, "tok", Some("instance-a")).await;
-    assert!(ack.tunnels[0].accepted);
+    let (mut first, ack) = registered_as(&server, Some("instance-a")).await;
     assert_eq!(ack.connections, Some(1), "one worker: one connection");
     let mut second = connect_as(&server, Some("instance-a")).await;
     assert_eq!(sessions(&server).await, 2);
@@ -652,8 +659,7 @@ async fn join_on_other_worker(server: &burrow_server::RunningServer) -> Ws {
 #[actix_rt::test]
 async fn a_joining_connection_takes_its_workers_requests() {
     let server = start_with_workers(2);
-    let mut first = connect(&server).await;
-    let ack = register_as(&mut first, "tok", Some("pool")).await;
+    let (mut first, ack) = registered_as(&server, Some("pool")).await;
     assert_eq!(ack.connections, Some(2));
     // Both workers serve a request through the only session, and keep it.
     let done = std::cell::Cell::new(0);
@@ -687,9 +693,7 @@ async fn a_joining_connection_takes_its_workers_requests() {
 #[actix_rt::test]
 async fn a_draining_connection_finishes_its_streams_then_closes() {
     let server = start();
-    let mut first = connect(&server).await;
-    let ack = register_as(&mut first, "tok", Some("pool")).await;
-    assert!(ack.tunnels[0].accepted);
+    let (mut first, ack) = registered_as(&server, Some("pool")).await;
     assert!(ack.drain, "the server says it honours drains");
     let mut second = connect_as(&server, Some("pool")).await;
 
