@@ -2,12 +2,10 @@
 
 use std::{collections::HashSet, path::Path, time::Duration};
 
-use awc::http::{
-    uri::{Authority, Parts, PathAndQuery, Scheme},
-    Uri,
-};
 pub use burrow_common::config::{normalize_host, ConfigError, Token};
 use serde::Deserialize;
+
+pub use crate::url::{LocalUrl, ServerUrl};
 
 /// Default wait for the local service's response head, in seconds. Longer
 /// than the server's default `request_timeout`, so that the server decides.
@@ -31,50 +29,11 @@ pub struct TunnelConfig {
     pub local_url: LocalUrl,
 }
 
-/// A local service's base URL, parsed once when the configuration is read,
-/// so that a forwarded request's URL is put together from parts instead of
-/// formatted and parsed again.
-#[derive(Debug, Clone)]
-pub struct LocalUrl {
-    scheme: Scheme,
-    authority: Authority,
-    /// Path prefix without a trailing slash; empty for most services.
-    prefix: String,
-}
-
-impl LocalUrl {
-    /// The host and port to connect to (port 80 when the URL names none).
-    pub fn socket(&self) -> (&str, u16) {
-        let host = self.authority.host().trim_matches(['[', ']']);
-        (host, self.authority.port_u16().unwrap_or(80))
-    }
-
-    /// The path every request target is put under (`/api`), or empty.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// The URL of `target`, a request target in origin form (`/path?query`),
-    /// on this service; `None` if `target` is not a valid one.
-    pub fn join(&self, target: String) -> Option<Uri> {
-        let path = if self.prefix.is_empty() {
-            PathAndQuery::try_from(target)
-        } else {
-            PathAndQuery::try_from(format!("{}{target}", self.prefix))
-        };
-        let mut parts = Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(path.ok()?);
-        Uri::from_parts(parts).ok()
-    }
-}
-
 /// Validated client configuration.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// WebSocket URL of the server's control endpoint.
-    pub server: String,
+    /// The server's control endpoint.
+    pub server: ServerUrl,
     /// The tunnels to serve over the one connection.
     pub tunnels: Vec<TunnelConfig>,
     /// Longest wait for the local service's response head.
@@ -123,61 +82,8 @@ impl ClientConfig {
     pub fn from_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = burrow_common::config::parse(text, path)?;
         let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
-        let server: Uri = raw
-            .server
-            .parse()
-            .map_err(|_| invalid("server", format!("`{}` is not a URL", raw.server)))?;
-        match server.scheme_str() {
-            Some("ws") | Some("http") => {}
-            Some("wss") | Some("https") => {
-                return Err(invalid(
-                    "server",
-                    "TLS (wss://) is not supported by this build yet; use ws:// behind a TLS proxy"
-                        .into(),
-                ))
-            }
-            _ => {
-                return Err(invalid(
-                    "server",
-                    format!("`{}` must be a ws:// URL", raw.server),
-                ))
-            }
-        }
-        if server.host().is_none() {
-            return Err(invalid("server", format!("`{}` has no host", raw.server)));
-        }
-        if raw.tunnels.is_empty() {
-            return Err(invalid(
-                "tunnels",
-                "at least one [[tunnels]] entry is needed".into(),
-            ));
-        }
-        let mut seen = HashSet::new();
-        let mut tunnels = Vec::new();
-        for (i, t) in raw.tunnels.into_iter().enumerate() {
-            let Some(host) = normalize_host(&t.host) else {
-                let msg = format!("`{}` is not a valid host name", t.host);
-                return Err(invalid(&format!("tunnels[{i}].host"), msg));
-            };
-            if !seen.insert(host.clone()) {
-                let msg = format!("host `{host}` is listed twice");
-                return Err(invalid(&format!("tunnels[{i}].host"), msg));
-            }
-            if t.token.is_empty() {
-                return Err(invalid(
-                    &format!("tunnels[{i}].token"),
-                    "must not be empty".into(),
-                ));
-            }
-            let (local, local_url) = parse_local(&t.local)
-                .map_err(|msg| invalid(&format!("tunnels[{i}].local"), msg))?;
-            tunnels.push(TunnelConfig {
-                host,
-                token: t.token,
-                local,
-                local_url,
-            });
-        }
+        let server = ServerUrl::parse(&raw.server).map_err(|m| invalid("server", m))?;
+        let tunnels = tunnels(raw.tunnels, path)?;
         let secs = raw.local_timeout_secs.unwrap_or(DEFAULT_LOCAL_TIMEOUT_SECS);
         if secs == 0 {
             return Err(invalid("local_timeout_secs", "must be at least 1".into()));
@@ -198,7 +104,7 @@ impl ClientConfig {
             }
         }
         Ok(ClientConfig {
-            server: raw.server,
+            server,
             tunnels,
             local_timeout: Duration::from_secs(secs),
             max_backoff: Duration::from_secs(backoff),
@@ -214,51 +120,43 @@ impl ClientConfig {
     /// The public URL of `host`, assuming the server's public port is the one
     /// clients connect to.
     pub fn public_url(&self, host: &str) -> String {
-        let uri: Option<Uri> = self.server.parse().ok();
-        let secure = uri
-            .as_ref()
-            .and_then(|u| u.scheme_str())
-            .is_some_and(|s| s == "wss" || s == "https");
-        let scheme = if secure { "https" } else { "http" };
-        match uri.and_then(|u| u.port_u16()) {
-            Some(p) if !(p == 80 && !secure || p == 443 && secure) => {
-                format!("{scheme}://{host}:{p}/")
-            }
-            _ => format!("{scheme}://{host}/"),
-        }
+        self.server.public_url(host)
     }
 }
 
-/// Checks a local service URL: `http://host:port` with an optional path
-/// prefix; returns it without a trailing slash, and parsed.
-fn parse_local(local: &str) -> Result<(String, LocalUrl), String> {
-    let uri: Uri = local
-        .parse()
-        .map_err(|_| format!("`{local}` is not a URL like http://127.0.0.1:3000"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err("https local services are not supported by this build yet".into())
+/// Validates the `[[tunnels]]` tables: at least one, hosts valid and
+/// distinct, tokens not empty, local URLs parsed.
+fn tunnels(raw: Vec<RawTunnel>, path: &Path) -> Result<Vec<TunnelConfig>, ConfigError> {
+    let invalid = |key: String, message: String| ConfigError::invalid(path, &key, message);
+    if raw.is_empty() {
+        let msg = "at least one [[tunnels]] entry is needed".to_owned();
+        return Err(invalid("tunnels".into(), msg));
+    }
+    let mut seen = HashSet::new();
+    let mut tunnels = Vec::new();
+    for (i, t) in raw.into_iter().enumerate() {
+        let Some(host) = normalize_host(&t.host) else {
+            let msg = format!("`{}` is not a valid host name", t.host);
+            return Err(invalid(format!("tunnels[{i}].host"), msg));
+        };
+        if !seen.insert(host.clone()) {
+            let msg = format!("host `{host}` is listed twice");
+            return Err(invalid(format!("tunnels[{i}].host"), msg));
         }
-        _ => return Err(format!("`{local}` must start with http://")),
+        if t.token.is_empty() {
+            let msg = "must not be empty".to_owned();
+            return Err(invalid(format!("tunnels[{i}].token"), msg));
+        }
+        let (local, local_url) =
+            LocalUrl::parse(&t.local).map_err(|msg| invalid(format!("tunnels[{i}].local"), msg))?;
+        tunnels.push(TunnelConfig {
+            host,
+            token: t.token,
+            local,
+            local_url,
+        });
     }
-    if uri.query().is_some() {
-        return Err(format!("`{local}` must not have a query"));
-    }
-    let parts = uri.into_parts();
-    let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
-        return Err(format!("`{local}` has no host"));
-    };
-    let prefix = parts
-        .path_and_query
-        .map(|p| p.path().trim_end_matches('/').to_owned())
-        .unwrap_or_default();
-    let url = LocalUrl {
-        scheme,
-        authority,
-        prefix,
-    };
-    Ok((local.trim_end_matches('/').to_owned(), url))
+    Ok(tunnels)
 }
 
 #[cfg(test)]

@@ -1,71 +1,66 @@
 //! One stream: the request the server sent, fetched from the local service,
-//! and the answer streamed back.
+//! and the answer streamed back, in four stages: route (which tunnel),
+//! request (the local request built from the head), send (to the local
+//! service), head and body (the answer back to the server). An
+//! [`ExchangeObserver`](crate::observe::ExchangeObserver), when one is
+//! set, sees each exchange once it ends.
 
-use std::{cell::Cell, rc::Rc, sync::Arc};
+use std::{rc::Rc, sync::Arc, time::Duration};
 
 use awc::{
     error::SendRequestError,
     http::{
         header::{CONNECTION, CONTENT_LENGTH},
-        Method, StatusCode,
+        Method,
     },
+    ClientRequest, ClientResponse,
 };
 use burrow_common::{
-    flow::{pump_body, PumpError, RecvBody, SendCredit},
+    flow::{RecvBody, SendCredit},
     frame::encode_response_head_from,
     headers::{to_http, HopByHop},
-    protocol::{RequestHead, ResponseHead, MAX_INLINE_BODY},
-    Frame, Outbox, ResetCode,
+    http1::{parse_content_length, status_has_no_body},
+    protocol::{RequestHead, MAX_INLINE_BODY},
+    Outbox, ResetCode,
 };
 
-use crate::config::TunnelConfig;
+use crate::{
+    config::{ClientConfig, TunnelConfig},
+    observe::{ExchangeObserver, Trace},
+    reply::{head_failure, Answered, Reply, StreamFailure},
+    transport::Connector,
+};
 
 /// Everything a forwarded stream needs besides its own request.
 pub struct ForwardContext {
     /// Pooled keep-alive client for local services.
     pub http: awc::Client,
+    /// How connections to local services are opened (for upgrades, which
+    /// bypass the pooled client).
+    pub connector: Connector,
     /// The tunnels this client serves.
     pub tunnels: Vec<TunnelConfig>,
     /// Longest wait for a local response head (enforced by the
     /// connection's sweep, see [`Answered`]).
-    pub local_timeout: std::time::Duration,
-    /// Longest wait for a connection to a local service.
-    pub connect_timeout: std::time::Duration,
+    pub local_timeout: Duration,
+    /// Sees every exchange; `None` costs nothing per request.
+    pub observer: Option<Arc<dyn ExchangeObserver>>,
 }
 
-/// Whether a stream's response head has been queued. The connection resets
-/// streams still unanswered after the local timeout on a periodic sweep, so
-/// a request costs no timer of its own.
-#[derive(Clone, Debug, Default)]
-pub struct Answered(Rc<Cell<bool>>);
-
-impl Answered {
-    /// Records that the head is queued (or about to be).
-    pub fn set(&self) {
-        self.0.set(true);
-    }
-
-    /// `true` once the head is queued.
-    pub fn get(&self) -> bool {
-        self.0.get()
+impl ForwardContext {
+    /// The context for one connection thread of a client with `config`
+    /// (each thread has its own pooled HTTP client).
+    pub fn new(config: &ClientConfig, observer: Option<Arc<dyn ExchangeObserver>>) -> Self {
+        let connector = Connector::default();
+        ForwardContext {
+            http: connector.http_client(),
+            connector,
+            tunnels: config.tunnels.clone(),
+            local_timeout: config.local_timeout,
+            observer,
+        }
     }
 }
-
-/// The way back to the server for one stream's answer.
-#[derive(Clone, Copy)]
-pub struct Back<'a> {
-    /// The stream.
-    pub id: u32,
-    /// The connection's frame queue.
-    pub outbox: &'a Outbox,
-    /// The stream's credit for body bytes.
-    pub credit: &'a SendCredit,
-    /// Set once the response head is queued.
-    pub answered: &'a Answered,
-}
-
-/// A stream ending early, as sent to the server in a `Reset`.
-pub struct Failure(pub ResetCode, pub String);
 
 /// Forwards one request and streams the response back. Never panics on bad
 /// input: every failure becomes a `Reset` the server turns into a status.
@@ -78,53 +73,78 @@ pub async fn forward(
     credit: Arc<SendCredit>,
     answered: Answered,
 ) {
-    let back = Back {
+    let reply = Reply {
         id,
         outbox: &outbox,
         credit: &credit,
         answered: &answered,
     };
-    if let Err(Failure(code, reason)) = run(head, body, &ctx, back).await {
-        log::debug!("stream {id}: {code}: {reason}");
-        let _ = outbox.send(&Frame::Reset {
-            stream: id,
-            code,
-            reason,
-        });
+    let mut trace = Trace::start(ctx.observer.as_deref(), id, &head);
+    let result = run(head, body, &ctx, reply, &mut trace).await;
+    if let Err(failure) = &result {
+        log::debug!("stream {id}: {}: {}", failure.code, failure.reason);
+        reply.reset(failure.clone());
     }
+    trace.finish(ctx.observer.as_deref(), result.err());
 }
 
 async fn run(
     head: RequestHead,
     body: Option<RecvBody>,
     ctx: &ForwardContext,
-    back: Back<'_>,
-) -> Result<(), Failure> {
-    let tunnel = ctx
-        .tunnels
-        .iter()
-        .find(|t| t.host == head.host)
-        .ok_or_else(|| {
-            Failure(
-                ResetCode::UnknownTunnel,
-                format!("this client does not serve {}", head.host),
-            )
-        })?;
+    reply: Reply<'_>,
+    trace: &mut Trace,
+) -> Result<(), StreamFailure> {
+    let tunnel = route(ctx, &head.host)?;
     if head.upgrade {
-        let caller = body
-            .ok_or_else(|| Failure(ResetCode::ProtocolError, "upgrade without a stream".into()))?;
+        let caller = body.ok_or_else(|| {
+            StreamFailure::new(ResetCode::ProtocolError, "upgrade without a stream")
+        })?;
         // Boxed: upgrades are rare, and their state would otherwise widen
         // every plain request's future.
         return Box::pin(crate::upgrade::relay(
             head,
             caller,
             tunnel,
-            ctx.connect_timeout,
-            back,
+            &ctx.connector,
+            reply,
+            trace,
         ))
         .await;
     }
-    let bad = |what: String| Failure(ResetCode::BadRequest, what);
+    let (request, content_length, is_head) = request(ctx, tunnel, head, trace)?;
+    let mut resp = send(request, body.map(|b| trace.tap_request(b)), content_length)
+        .await
+        .map_err(|e| local_failure(&tunnel.local, e))?;
+    if respond_head(reply, &mut resp, is_head, &tunnel.local, trace).await? {
+        return Ok(());
+    }
+    let sent = reply
+        .pump_local(trace.tap_response(resp), &tunnel.local)
+        .await?;
+    trace.response_bytes(sent);
+    Ok(())
+}
+
+/// The tunnel serving `host`.
+fn route<'a>(ctx: &'a ForwardContext, host: &str) -> Result<&'a TunnelConfig, StreamFailure> {
+    ctx.tunnels.iter().find(|t| t.host == host).ok_or_else(|| {
+        StreamFailure::new(
+            ResetCode::UnknownTunnel,
+            format!("this client does not serve {host}"),
+        )
+    })
+}
+
+/// The local request for `head`, its `Content-Length` if it gave one, and
+/// whether it is a HEAD request.
+fn request(
+    ctx: &ForwardContext,
+    tunnel: &TunnelConfig,
+    head: RequestHead,
+    trace: &mut Trace,
+) -> Result<(ClientRequest, Option<u64>, bool), StreamFailure> {
+    let bad = |what: String| StreamFailure::new(ResetCode::BadRequest, what);
     let method = Method::from_bytes(head.method.as_bytes())
         .map_err(|_| bad(format!("invalid method {:?}", head.method)))?;
     if !head.uri.starts_with('/') {
@@ -137,125 +157,110 @@ async fn run(
         .ok_or_else(|| bad("invalid request target".into()))?;
     let mut req = ctx.http.request(method, url).no_decompress();
     let mut content_length = None;
+    trace.request_headers(&head.headers);
     let map = req.headers_mut();
     for (name, value) in head.headers {
         let (name, value) = to_http(&name, value).map_err(bad)?;
         if name == CONTENT_LENGTH {
-            content_length = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok());
+            content_length = parse_content_length(value.as_bytes());
             continue;
         }
         map.append(name, value);
     }
-    let sent = match (body, content_length) {
+    Ok((req, content_length, is_head))
+}
+
+/// Sends the request with its body, if any, framed as the caller framed it.
+async fn send<B>(
+    req: ClientRequest,
+    body: Option<B>,
+    content_length: Option<u64>,
+) -> Result<ClientResponse, SendRequestError>
+where
+    B: futures_util::Stream<Item = Result<bytes::Bytes, burrow_common::flow::BodyError>> + 'static,
+{
+    match (body, content_length) {
         // No body: no Content-Length either (awc would add `content-length: 0`).
         (None, _) => req.send_body(awc::body::None::new()).await,
         (Some(body), Some(len)) => req.send_body(awc::body::SizedStream::new(len, body)).await,
         (Some(body), None) => req.send_stream(body).await,
-    };
-    let mut resp = sent.map_err(|e| local_failure(&tunnel.local, e))?;
+    }
+}
 
+/// Queues the response head; `Ok(true)` when no body follows. A small
+/// body of known length travels inside the head: one frame for the whole
+/// answer (waiting for it holds at most [`MAX_INLINE_BODY`] bytes).
+async fn respond_head(
+    reply: Reply<'_>,
+    resp: &mut ClientResponse,
+    is_head: bool,
+    local: &str,
+    trace: &mut Trace,
+) -> Result<bool, StreamFailure> {
     let status = resp.status();
     let length = resp
         .headers()
         .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    let mut end_stream = is_head
-        || length == Some(0)
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    // A small body of known length travels inside the head: one frame for
-    // the whole answer. Waiting for it holds at most MAX_INLINE_BODY bytes.
+        .and_then(|v| parse_content_length(v.as_bytes()));
+    let mut end_stream = is_head || length == Some(0) || status_has_no_body(status.as_u16());
     let mut inline = None;
-    if let Some(len) = length.filter(|n| !end_stream && *n <= MAX_INLINE_BODY) {
-        let body = resp.body().limit(len).await.map_err(|e| {
-            Failure(
-                ResetCode::LocalError,
-                format!("response body from {} failed: {e}", tunnel.local),
-            )
-        })?;
-        if body.len() != len {
-            return Err(Failure(
-                ResetCode::LocalError,
-                format!("{} sent {} of {len} body bytes", tunnel.local, body.len()),
-            ));
-        }
-        inline = Some(body);
+    if let Some(len) = length.filter(|n| !end_stream && *n <= MAX_INLINE_BODY as u64) {
+        inline = Some(inline_body(resp, len as usize, local).await?);
         end_stream = true;
     }
     // Encoded straight from awc's header map: no intermediate header list.
     let map = resp.headers();
     let rule = HopByHop::new(map.get_all(CONNECTION).map(|v| v.as_bytes()));
-    let fields = map
-        .iter()
-        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
-        .filter(|(n, _)| rule.forwards(n));
+    let fields = || {
+        map.iter()
+            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+            .filter(|(n, _)| rule.forwards(n))
+    };
+    trace.response_head(status.as_u16(), fields(), inline.as_deref());
     let frame = encode_response_head_from(
-        back.id,
+        reply.id,
         status.as_u16(),
-        fields,
+        fields(),
         end_stream,
         inline.as_deref(),
     )
     .map_err(head_failure)?;
-    back.answered.set();
-    back.outbox.send_encoded(frame).map_err(head_failure)?;
-    if end_stream {
-        return Ok(());
-    }
-    pump_local(back, &mut resp, &tunnel.local).await
+    reply.send_encoded_head(frame)?;
+    Ok(end_stream)
 }
 
-/// Queues the response head of the stream `back` leads to.
-pub(crate) fn send_head(back: Back<'_>, head: ResponseHead) -> Result<(), Failure> {
-    back.answered.set();
-    back.outbox
-        .send(&Frame::ResponseHead {
-            stream: back.id,
-            head,
-        })
-        .map_err(head_failure)
-}
-
-fn head_failure(e: impl std::fmt::Display) -> Failure {
-    Failure(
-        ResetCode::LocalError,
-        format!("cannot send the response head: {e}"),
-    )
-}
-
-/// Sends what the local service at `local` produces on the stream `back`
-/// leads to. The server going away ends it quietly; the local side failing
-/// is a `Failure`.
-pub(crate) async fn pump_local<E: std::fmt::Display>(
-    back: Back<'_>,
-    body: impl futures_util::Stream<Item = Result<bytes::Bytes, E>>,
+/// The whole body of `len` bytes, read before the head goes out.
+async fn inline_body(
+    resp: &mut ClientResponse,
+    len: usize,
     local: &str,
-) -> Result<(), Failure> {
-    match pump_body(back.id, body, back.credit, back.outbox).await {
-        Ok(_) | Err(PumpError::StreamClosed) | Err(PumpError::TunnelClosed) => Ok(()),
-        Err(PumpError::Source(e)) => Err(Failure(
-            ResetCode::LocalError,
-            format!("reading from {local} failed: {e}"),
-        )),
+) -> Result<bytes::Bytes, StreamFailure> {
+    let failed = |what: String| StreamFailure::new(ResetCode::LocalError, what);
+    let body = resp
+        .body()
+        .limit(len)
+        .await
+        .map_err(|e| failed(format!("response body from {local} failed: {e}")))?;
+    if body.len() != len {
+        let got = body.len();
+        return Err(failed(format!("{local} sent {got} of {len} body bytes")));
     }
+    Ok(body)
 }
 
-fn local_failure(local: &str, e: SendRequestError) -> Failure {
+fn local_failure(local: &str, e: SendRequestError) -> StreamFailure {
     match e {
-        SendRequestError::Connect(e) => Failure(
+        SendRequestError::Connect(e) => StreamFailure::new(
             ResetCode::LocalUnreachable,
             format!("cannot connect to {local}: {e}"),
         ),
-        SendRequestError::Url(e) => Failure(ResetCode::BadRequest, format!("invalid URL: {e}")),
-        SendRequestError::Body(e) => {
-            Failure(ResetCode::Cancel, format!("request body ended early: {e}"))
+        SendRequestError::Url(e) => {
+            StreamFailure::new(ResetCode::BadRequest, format!("invalid URL: {e}"))
         }
-        other => Failure(
+        SendRequestError::Body(e) => {
+            StreamFailure::new(ResetCode::Cancel, format!("request body ended early: {e}"))
+        }
+        other => StreamFailure::new(
             ResetCode::LocalError,
             format!("request to {local} failed: {other}"),
         ),

@@ -1,13 +1,11 @@
-//! The client's extra connections.
+//! The client's extra connections, each on a thread of its own.
 //!
-//! A server hands each request to a connection on the worker thread that
-//! accepted it, when the client has one there, so the request never crosses
-//! threads. The server says how many workers it has in its handshake
-//! answer; once the first connection is registered, the client opens the
-//! rest, each served by a thread of its own with its own local HTTP client.
-//! They are opened at once rather than under load: a request that crosses
-//! threads on the server hands its body's buffers from one worker's
-//! allocator heap to another's, which held tens of MiB during one upload.
+//! The server says how many workers it has in its handshake answer; once
+//! the first connection is registered, the client opens the rest, each
+//! served by its own thread with its own local HTTP client, and each on a
+//! worker of its own (see [`crate::placement`]). They are opened at once
+//! rather than under load: a request that crosses threads on the server
+//! hands its body's buffers from one worker's allocator heap to another's.
 //! An extra connection that carries no request for a while (the
 //! configuration's `idle_connection_secs`) asks the server to drain it: the
 //! server takes no new stream on it and closes it once its last one is done,
@@ -18,12 +16,7 @@
 //! tells a client's own connections (which share its hosts) from another
 //! client's (which are refused a held host).
 
-use std::{
-    cell::Cell,
-    rc::Rc,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{rc::Rc, sync::Arc, time::Duration};
 
 use burrow_common::HelloAck;
 use futures_util::future::{self, Either};
@@ -31,109 +24,30 @@ use tokio::sync::oneshot;
 
 use crate::{
     config::{ClientConfig, MAX_CONNECTIONS},
-    connection::Observer,
+    connection::Role,
+    forward::ForwardContext,
+    observe::ExchangeObserver,
+    placement::{CoveredWorkers, WorkerClaim},
+    reconnect::{serve_until_refused, Keep},
+    shutdown::Shutdown,
 };
-
-/// Times an extra connection that landed on a covered server worker is
-/// opened again before it settles for that worker.
-const PLACEMENT_ATTEMPTS: u32 = 8;
-
-/// The server workers the client's registered connections are served by,
-/// one entry per connection.
-#[derive(Clone, Default)]
-pub struct Covered(Arc<Mutex<Vec<u32>>>);
-
-impl Covered {
-    /// Records a connection on `worker`, unless `worker` is already covered
-    /// while some of the server's `workers` are not, and `insist` is false.
-    /// Returns whether it was recorded.
-    pub fn claim(&self, worker: u32, workers: Option<u32>, insist: bool) -> bool {
-        let Ok(mut covered) = self.0.lock() else {
-            return true;
-        };
-        if !insist && covered.contains(&worker) {
-            let mut distinct = covered.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
-            let all_covered = workers.is_some_and(|n| distinct.len() >= n as usize);
-            if !all_covered {
-                return false;
-            }
-        }
-        covered.push(worker);
-        true
-    }
-
-    /// Forgets one connection on `worker`.
-    pub fn release(&self, worker: u32) {
-        if let Ok(mut workers) = self.0.lock() {
-            if let Some(i) = workers.iter().position(|w| *w == worker) {
-                workers.swap_remove(i);
-            }
-        }
-    }
-}
-
-/// Where one connection sits among the server's workers: it records the
-/// worker serving it in the client's [`Covered`] while it is registered.
-pub struct Seat {
-    covered: Covered,
-    mine: Cell<Option<u32>>,
-}
-
-impl Seat {
-    /// A connection's seat among the client's `covered` workers.
-    pub fn new(covered: Covered) -> Self {
-        Seat {
-            covered,
-            mine: Cell::new(None),
-        }
-    }
-
-    /// Takes the worker named in `ack` (see [`Covered::claim`]); `true`
-    /// when taken or when the server names none.
-    pub fn take(&self, ack: &HelloAck, insist: bool) -> bool {
-        let Some(worker) = ack.worker else {
-            return true;
-        };
-        if !self.covered.claim(worker, ack.connections, insist) {
-            return false;
-        }
-        self.mine.set(Some(worker));
-        true
-    }
-
-    /// Gives the worker back (the connection has ended).
-    pub fn leave(&self) {
-        if let Some(worker) = self.mine.take() {
-            self.covered.release(worker);
-        }
-    }
-}
 
 /// What an extra connection does with its reports: it takes a server worker
 /// no other connection of the client covers, reconnecting (a few times)
-/// when it lands on a covered one.
-struct Extra {
-    seat: Seat,
-    attempts: Cell<u32>,
+/// when it lands on a covered one, and drains when idle.
+struct ExtraConnection {
+    claim: WorkerClaim,
     /// The configuration's `idle_connection`.
     drain_when_idle: Option<Duration>,
 }
 
-impl Observer for Extra {
+impl Role for ExtraConnection {
     fn registered(&self, ack: &HelloAck) -> bool {
-        let insist = self.attempts.get() >= PLACEMENT_ATTEMPTS;
-        if !self.seat.take(ack, insist) {
-            self.attempts.set(self.attempts.get() + 1);
-            return false;
-        }
-        self.attempts.set(0);
-        true
+        self.claim.take_uncovered(ack)
     }
 
     fn ended(&self) {
-        self.seat.leave();
+        self.claim.release();
     }
 
     fn drain_when_idle(&self) -> Option<Duration> {
@@ -144,7 +58,8 @@ impl Observer for Extra {
 /// An id for this client process: 128 random bits, so different from any
 /// other process's.
 pub fn instance_id() -> String {
-    format!("{:016x}{:016x}", crate::random_u64(), crate::random_u64())
+    use crate::reconnect::random_u64;
+    format!("{:016x}{:016x}", random_u64(), random_u64())
 }
 
 /// Most connections a client opens on the server's suggestion alone.
@@ -166,12 +81,25 @@ pub fn cores() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
 }
 
+/// What every connection of a client shares.
+#[derive(Clone)]
+pub struct Shared {
+    /// The configuration.
+    pub config: ClientConfig,
+    /// The client's instance id.
+    pub instance: String,
+    /// The workers its connections cover.
+    pub covered: CoveredWorkers,
+    /// Its stop signal.
+    pub shutdown: Shutdown,
+    /// Sees every exchange on every connection.
+    pub observer: Option<Arc<dyn ExchangeObserver>>,
+}
+
 /// The connections beyond the first, each on its own thread. Dropping the
-/// pool stops them.
+/// pool stops them at once; [`Pool::closed`] waits for them to drain.
 pub struct Pool {
-    config: ClientConfig,
-    instance: String,
-    covered: Covered,
+    shared: Shared,
     /// Dropping a sender stops its connection's thread; a thread that ended
     /// (its connection drained) leaves its sender closed.
     members: Vec<oneshot::Sender<()>>,
@@ -180,13 +108,10 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool without extra connections yet, whose connections record the
-    /// server workers serving them in `covered` (shared with the first).
-    pub fn new(config: ClientConfig, instance: String, covered: Covered) -> Self {
+    /// A pool without extra connections yet.
+    pub fn new(shared: Shared) -> Self {
         Pool {
-            config,
-            instance,
-            covered,
+            shared,
             members: Vec::new(),
             size: 1,
         }
@@ -217,37 +142,23 @@ impl Pool {
         }
     }
 
+    /// Resolves once every extra connection's thread has ended (after a
+    /// shutdown, once each has drained).
+    pub async fn closed(&mut self) {
+        for member in &mut self.members {
+            member.closed().await;
+        }
+    }
+
     /// Opens connections until the client holds `total` (forgetting those
     /// whose thread ended); returns how many it opened.
     fn open_until(&mut self, total: u32) -> usize {
         self.members.retain(|m| !m.is_closed());
         let before = self.members.len();
-        while self.members.len() + 1 < total as usize {
-            let (stop, stopped) = oneshot::channel::<()>();
-            let config = self.config.clone();
-            let instance = self.instance.clone();
-            let covered = self.covered.clone();
+        while self.members.len() + 1 < total as usize && !self.shared.shutdown.is_requested() {
             let n = self.members.len() + 2;
-            let thread = std::thread::Builder::new()
-                .name(format!("burrow-conn-{n}"))
-                .spawn(move || {
-                    actix_rt::System::new().block_on(async move {
-                        let observer = Rc::new(Extra {
-                            seat: Seat::new(covered),
-                            attempts: Cell::new(0),
-                            drain_when_idle: config.idle_connection,
-                        });
-                        let serve = crate::serve_until_refused(&config, &instance, observer, None);
-                        match future::select(Box::pin(serve), stopped).await {
-                            Either::Left((Err(e), _)) => {
-                                log::warn!("connection {n} stopped: {e}")
-                            }
-                            Either::Left((Ok(()), _)) | Either::Right(_) => {}
-                        }
-                    })
-                });
-            match thread {
-                Ok(_) => {
+            match spawn_extra(self.shared.clone(), n) {
+                Ok(stop) => {
                     log::debug!("opened connection {n}");
                     self.members.push(stop);
                 }
@@ -259,6 +170,35 @@ impl Pool {
         }
         self.members.len() - before
     }
+}
+
+/// Starts extra connection `n` on a thread of its own; dropping the
+/// returned sender stops it.
+fn spawn_extra(shared: Shared, n: usize) -> std::io::Result<oneshot::Sender<()>> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(format!("burrow-conn-{n}"))
+        .spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let role = Rc::new(ExtraConnection {
+                    claim: WorkerClaim::new(shared.covered.clone()),
+                    drain_when_idle: shared.config.idle_connection,
+                });
+                let serve = serve_until_refused(Keep {
+                    config: &shared.config,
+                    ctx: Rc::new(ForwardContext::new(&shared.config, shared.observer.clone())),
+                    instance: &shared.instance,
+                    role,
+                    events: None,
+                    shutdown: &shared.shutdown,
+                });
+                match future::select(Box::pin(serve), stopped).await {
+                    Either::Left((Err(e), _)) => log::warn!("connection {n} stopped: {e}"),
+                    Either::Left((Ok(()), _)) | Either::Right(_) => {}
+                }
+            })
+        })?;
+    Ok(stop)
 }
 
 #[cfg(test)]
@@ -274,39 +214,6 @@ mod tests {
         assert_eq!(pool_size(None, None, 4), 1);
         assert_eq!(pool_size(None, Some(0), 4), 1);
         assert_eq!(pool_size(None, Some(1000), 64), MAX_SUGGESTED);
-    }
-
-    #[test]
-    fn extra_connections_take_uncovered_workers_then_settle() {
-        let covered = Covered::default();
-        assert!(covered.claim(0, Some(2), false), "the first connection");
-        let extra = Extra {
-            seat: Seat::new(covered.clone()),
-            attempts: Cell::new(0),
-            drain_when_idle: None,
-        };
-        let ack = |worker| HelloAck {
-            version: burrow_common::PROTOCOL_VERSION,
-            tunnels: Vec::new(),
-            error: None,
-            connections: Some(2),
-            worker: Some(worker),
-            drain: true,
-        };
-        for _ in 0..PLACEMENT_ATTEMPTS {
-            assert!(!extra.registered(&ack(0)), "worker 0 is covered");
-        }
-        assert!(extra.registered(&ack(0)), "settles after its attempts");
-        extra.ended();
-        assert!(extra.registered(&ack(1)), "an uncovered worker at once");
-        assert!(
-            covered.claim(1, Some(2), false),
-            "every worker covered: more connections than workers share them"
-        );
-        covered.release(1);
-        extra.ended();
-        assert!(!covered.claim(0, Some(2), false), "worker 1 is free again");
-        assert!(covered.claim(1, Some(2), false));
     }
 
     #[test]

@@ -46,5 +46,10 @@ async fn large_download_streams_in_bounded_memory() {
         grown / 1024
     );
     assert!(grown < 64 << 20, "memory grew by {} MiB", grown >> 20);
-    assert_eq!(t.server_streams().await, 0);
+    // The stream's `End` may still be on its way when the last byte is read.
+    let freed = eventually(std::time::Duration::from_secs(5), || async {
+        t.server_streams().await == 0
+    })
+    .await;
+    assert!(freed, "the server still holds the stream");
 }

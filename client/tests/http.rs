@@ -415,7 +415,7 @@ async fn one_client_serves_several_hosts_each_to_its_own_service() {
         second.url()
     ));
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let _client = actix_rt::spawn(burrow_client::run(config, Some(tx)));
+    let _client = actix_rt::spawn(run_client(config, tx));
     wait_registered(&mut events).await;
     for (host, upstream, uri) in [
         (HOST, &first, "/where"),
@@ -447,7 +447,7 @@ async fn client_side_local_timeout_is_504_too() {
         "max_reconnect_delay_secs = 1\nlocal_timeout_secs = 1",
     );
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let _client = actix_rt::spawn(burrow_client::run(client_config_text(&toml), Some(tx)));
+    let _client = actix_rt::spawn(run_client(client_config_text(&toml), tx));
     wait_registered(&mut events).await;
     let mut resp = caller()
         .get(format!("http://{}/sleep/5000", server.addr()))

@@ -221,12 +221,9 @@ async fn client_reconnects_after_the_server_restarts() {
     let upstream = upstream::Upstream::start();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = burrow_server::start(listener, server_config("")).unwrap();
+    let server = start_server_on(listener, server_config(""));
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let _client = actix_rt::spawn(burrow_client::run(
-        client_config(addr, &upstream.url(), TOKEN),
-        Some(tx),
-    ));
+    let _client = actix_rt::spawn(run_client(client_config(addr, &upstream.url(), TOKEN), tx));
     wait_registered(&mut events).await;
 
     let stopped = Instant::now();
@@ -243,7 +240,7 @@ async fn client_reconnects_after_the_server_restarts() {
     );
 
     let listener = std::net::TcpListener::bind(addr).expect("rebind the same port");
-    let server = burrow_server::start(listener, server_config("")).unwrap();
+    let server = start_server_on(listener, server_config(""));
     wait_registered(&mut events).await;
     let mut resp = caller()
         .get(format!("http://{addr}/id/7"))
@@ -260,16 +257,16 @@ async fn a_held_host_is_refused_until_its_client_leaves() {
     let upstream = upstream::Upstream::start();
     let server = start_server(server_config(""));
     let (tx_a, mut events_a) = tokio::sync::mpsc::unbounded_channel();
-    let first = actix_rt::spawn(burrow_client::run(
+    let first = actix_rt::spawn(run_client(
         client_config(server.addr(), &upstream.url(), TOKEN),
-        Some(tx_a),
+        tx_a,
     ));
     wait_registered(&mut events_a).await;
 
     let (tx_b, mut events_b) = tokio::sync::mpsc::unbounded_channel();
-    let _second = actix_rt::spawn(burrow_client::run(
+    let _second = actix_rt::spawn(run_client(
         client_config(server.addr(), &upstream.url(), TOKEN),
-        Some(tx_b),
+        tx_b,
     ));
     let refused = tokio::time::timeout(Duration::from_secs(10), events_b.recv())
         .await

@@ -4,11 +4,12 @@
 
 use std::{
     borrow::Cow,
-    fmt,
     path::{Path, PathBuf},
 };
 
-use serde::{de::DeserializeOwned, Deserialize};
+use serde::de::DeserializeOwned;
+
+pub use crate::token::Token;
 use thiserror::Error;
 
 /// Why a configuration file could not be loaded.
@@ -122,42 +123,10 @@ pub fn canonical_host(host: &str) -> Option<Cow<'_, str>> {
     })
 }
 
-/// A secret (a tunnel token) that never appears in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Token(String);
-
-impl Token {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Token(s.into())
-    }
-
-    /// The secret itself, for the handshake.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// `true` for the empty token.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Compares with `other` in time independent of where they differ.
-    pub fn matches(&self, other: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), other.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
 
     #[derive(Debug, Deserialize)]
@@ -213,14 +182,5 @@ mod tests {
         assert!(canonical_host(&long[1..]).is_some());
         assert_eq!(canonical_host(&["ab"; 127].join(".")), None);
         assert!(canonical_host(&["ab"; 84].join(".")).is_some());
-    }
-
-    #[test]
-    fn tokens_compare_and_never_print() {
-        let t = Token::new("s3cret");
-        assert!(t.matches("s3cret"));
-        assert!(!t.matches("s3cre"));
-        assert!(!t.matches("s3creT"));
-        assert_eq!(format!("{t:?}"), "Token(***)");
     }
 }

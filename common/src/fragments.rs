@@ -43,7 +43,7 @@ pub enum FragmentError {
 
 /// What a fragment completes.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Whole {
+pub enum Reassembled {
     /// A whole message, its pieces joined: handle it as a message that came
     /// in one frame.
     Message(Bytes),
@@ -73,7 +73,7 @@ enum Open {
 
 impl Fragments {
     /// Takes one WebSocket fragment: what it completes, if anything.
-    pub fn push(&mut self, item: Item) -> Result<Option<Whole>, FragmentError> {
+    pub fn push(&mut self, item: Item) -> Result<Option<Reassembled>, FragmentError> {
         match item {
             Item::FirstBinary(part) => self.first(part).map(|()| None),
             Item::Continue(part) => self.more(part),
@@ -108,7 +108,7 @@ impl Fragments {
 
     /// A fragment in the middle: a piece of data to pass on, if the message
     /// is a `Data` frame.
-    fn more(&mut self, part: Bytes) -> Result<Option<Whole>, FragmentError> {
+    fn more(&mut self, part: Bytes) -> Result<Option<Reassembled>, FragmentError> {
         if let Open::Data { stream, received } = &mut self.open {
             let stream = *stream;
             *received += part.len();
@@ -117,18 +117,18 @@ impl Fragments {
                 return Err(FragmentError::DataTooLarge);
             }
             return Ok(
-                (!part.is_empty()).then_some(Whole::Data(Frame::Data { stream, data: part }))
+                (!part.is_empty()).then_some(Reassembled::Data(Frame::Data { stream, data: part }))
             );
         }
         self.append(part).map(|()| None)
     }
 
     /// The final fragment: the whole message, or the last piece of data.
-    fn last(&mut self, part: Bytes) -> Result<Option<Whole>, FragmentError> {
+    fn last(&mut self, part: Bytes) -> Result<Option<Reassembled>, FragmentError> {
         let piece = self.more(part)?;
         match std::mem::take(&mut self.open) {
             Open::Data { .. } => Ok(piece),
-            Open::Joined(buf) => Ok(Some(Whole::Message(buf.freeze()))),
+            Open::Joined(buf) => Ok(Some(Reassembled::Message(buf.freeze()))),
             Open::None => Err(FragmentError::NotStarted),
         }
     }
@@ -155,8 +155,8 @@ mod tests {
         Bytes::from_static(s)
     }
 
-    fn data(stream: u32, data: Bytes) -> Option<Whole> {
-        Some(Whole::Data(Frame::Data { stream, data }))
+    fn data(stream: u32, data: Bytes) -> Option<Reassembled> {
+        Some(Reassembled::Data(Frame::Data { stream, data }))
     }
 
     #[test]
@@ -165,10 +165,10 @@ mod tests {
         f.first(b(b"ab")).unwrap();
         assert_eq!(f.more(b(b"")), Ok(None));
         assert_eq!(f.more(b(b"cd")), Ok(None));
-        assert_eq!(f.last(b(b"e")), Ok(Some(Whole::Message(b(b"abcde")))));
+        assert_eq!(f.last(b(b"e")), Ok(Some(Reassembled::Message(b(b"abcde")))));
         // Ready for the next message.
         f.first(b(b"x")).unwrap();
-        assert_eq!(f.last(b(b"")), Ok(Some(Whole::Message(b(b"x")))));
+        assert_eq!(f.last(b(b"")), Ok(Some(Reassembled::Message(b(b"x")))));
     }
 
     #[test]
@@ -179,7 +179,8 @@ mod tests {
         f.first(data_header(3)).unwrap();
         assert_eq!(f.more(one.clone()), Ok(data(3, one.clone())));
         assert_eq!(f.more(b(b"")), Ok(None));
-        let Ok(Some(Whole::Data(Frame::Data { stream, data: got }))) = f.last(two.clone()) else {
+        let Ok(Some(Reassembled::Data(Frame::Data { stream, data: got }))) = f.last(two.clone())
+        else {
             panic!("the last piece is data")
         };
         assert_eq!((stream, &got), (3, &two));
@@ -195,7 +196,7 @@ mod tests {
         // Joined, and refused by the decoder as any such frame is.
         let mut f = Fragments::default();
         f.first(data_header(0)).unwrap();
-        let Ok(Some(Whole::Message(msg))) = f.last(b(b"x")) else {
+        let Ok(Some(Reassembled::Message(msg))) = f.last(b(b"x")) else {
             panic!("joined")
         };
         assert!(Frame::decode(msg).is_err());

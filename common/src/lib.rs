@@ -11,11 +11,14 @@
 //! - [`frame`]: encoding and decoding of the binary frames carried in
 //!   WebSocket binary messages.
 //! - [`headers`]: hop-by-hop header stripping and `X-Forwarded-*` rules.
+//! - [`http1`]: HTTP/1.1 framing: bodiless statuses, `Content-Length`,
+//!   chunked decoding.
 //! - [`fragments`]: reassembly of fragmented WebSocket messages.
 //! - [`flow`]: send credit, receive accounting, and the body pump that moves
 //!   a byte stream onto the tunnel under flow control.
 //! - [`outbox`]: the queue of encoded frames waiting for a WebSocket writer.
 //! - [`stream_map`]: tables keyed by stream id.
+//! - [`token`]: secrets that never print.
 //! - [`queue`]: the small unbounded queue behind the outbox and each
 //!   stream's events.
 //!
@@ -30,10 +33,12 @@ pub mod flow;
 pub mod fragments;
 pub mod frame;
 pub mod headers;
+pub mod http1;
 pub mod outbox;
 pub mod protocol;
 pub mod queue;
 pub mod stream_map;
+pub mod token;
 
 pub use frame::{DecodeError, Frame};
 pub use outbox::Outbox;
@@ -41,3 +46,4 @@ pub use protocol::{
     Hello, HelloAck, RequestHead, ResetCode, ResponseHead, TunnelRequest, TunnelVerdict,
     PROTOCOL_VERSION,
 };
+pub use token::Token;

@@ -113,17 +113,12 @@ impl Outbox {
             .send(Outgoing::Data { stream, pieces })
             .map_err(|_| SendError::Closed)
     }
-
-    /// `true` once the writer has gone away.
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fragments::{Fragments, Whole};
+    use crate::fragments::{Fragments, Reassembled};
 
     #[test]
     fn data_fragments_reach_the_receiver_as_the_pieces_sent() {
@@ -133,9 +128,9 @@ mod tests {
         for item in data_fragments(4, pieces.clone()) {
             got.extend(f.push(item).unwrap());
         }
-        let expect: Vec<Whole> = pieces
+        let expect: Vec<Reassembled> = pieces
             .into_iter()
-            .map(|data| Whole::Data(Frame::Data { stream: 4, data }))
+            .map(|data| Reassembled::Data(Frame::Data { stream: 4, data }))
             .collect();
         assert_eq!(got, expect);
         // No pieces: still one whole message, carrying nothing.

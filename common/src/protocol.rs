@@ -6,9 +6,11 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::token::Token;
+
 /// Version of the wire protocol. A peer speaking another version is refused
 /// during the handshake with a message saying which side to upgrade.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest body payload carried by one `Data` frame. Larger chunks are split.
 pub const MAX_DATA_PAYLOAD: usize = 64 * 1024;
@@ -47,21 +49,12 @@ pub struct Hello {
 }
 
 /// One tunnel the client wants to serve.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TunnelRequest {
     /// Public host name, without port.
     pub host: String,
     /// Secret that authorises the client to serve `host`.
-    pub token: String,
-}
-
-impl std::fmt::Debug for TunnelRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TunnelRequest")
-            .field("host", &self.host)
-            .field("token", &"***")
-            .finish()
-    }
+    pub token: Token,
 }
 
 /// The server's answer to [`Hello`].
@@ -86,6 +79,11 @@ pub struct HelloAck {
     /// holding several connections uses it to cover every worker once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<u32>,
+    /// Which server node the worker belongs to: an id of the server
+    /// process, so that a client whose connections land on different nodes
+    /// behind one address tells their workers apart. Absent means one node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// `true` when the server honours a `Drain` frame on this connection
     /// (the client may then close connections it no longer needs without
     /// losing a request). Absent means `false`: never send one.

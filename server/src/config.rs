@@ -102,26 +102,7 @@ impl ServerConfig {
         if raw.workers == Some(0) {
             return Err(invalid("workers", "must be at least 1".into()));
         }
-        let mut seen = HashSet::new();
-        let mut hosts = Vec::with_capacity(raw.hosts.len());
-        for (i, h) in raw.hosts.into_iter().enumerate() {
-            let key = format!("hosts[{i}].host");
-            let host = normalize_host(&h.host)
-                .ok_or_else(|| invalid(&key, format!("`{}` is not a valid host name", h.host)))?;
-            if !seen.insert(host.clone()) {
-                return Err(invalid(&key, format!("host `{host}` is listed twice")));
-            }
-            if h.token.is_empty() {
-                return Err(invalid(
-                    &format!("hosts[{i}].token"),
-                    "must not be empty".into(),
-                ));
-            }
-            hosts.push(HostConfig {
-                host,
-                token: h.token,
-            });
-        }
+        let hosts = hosts(raw.hosts, path)?;
         Ok(ServerConfig {
             listen,
             control_path,
@@ -145,6 +126,32 @@ impl ServerConfig {
         }
         Ok(())
     }
+}
+
+/// Validates the `[[hosts]]` tables: valid, distinct hosts with tokens.
+fn hosts(raw: Vec<RawHost>, path: &Path) -> Result<Vec<HostConfig>, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
+    let mut seen = HashSet::new();
+    let mut hosts = Vec::with_capacity(raw.len());
+    for (i, h) in raw.into_iter().enumerate() {
+        let key = format!("hosts[{i}].host");
+        let host = normalize_host(&h.host)
+            .ok_or_else(|| invalid(&key, format!("`{}` is not a valid host name", h.host)))?;
+        if !seen.insert(host.clone()) {
+            return Err(invalid(&key, format!("host `{host}` is listed twice")));
+        }
+        if h.token.is_empty() {
+            return Err(invalid(
+                &format!("hosts[{i}].token"),
+                "must not be empty".into(),
+            ));
+        }
+        hosts.push(HostConfig {
+            host,
+            token: h.token,
+        });
+    }
+    Ok(hosts)
 }
 
 /// Worker threads when the configuration names none: one per core. A

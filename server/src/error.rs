@@ -1,4 +1,6 @@
-//! The one place where proxy failures become HTTP statuses.
+//! The one place where failures meet the people who caused them: proxy
+//! failures become HTTP statuses ([`ProxyError`]), registration failures
+//! become the reasons a client is told ([`RegisterError`]).
 
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use burrow_common::ResetCode;
@@ -119,5 +121,49 @@ impl ResponseError for ProxyError {
             .content_type("text/plain; charset=utf-8")
             .insert_header(("x-burrow-error", "1"))
             .body(format!("{self}\n"))
+    }
+}
+
+/// Why the registry refused a host to a client. Each variant is one
+/// reason the client is told and one level it is logged at.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum RegisterError {
+    /// The name asked for is not a host name.
+    #[error("`{0}` is not a valid host name")]
+    InvalidHost(String),
+    /// The server has no such host in its configuration.
+    #[error("host {0} is not configured on this server")]
+    NotConfigured(String),
+    /// The token does not match the host's.
+    #[error("invalid token for host {0}")]
+    BadToken(String),
+    /// Another client holds the host.
+    #[error("host {0} is already served by another client")]
+    HeldByAnotherClient(String),
+    /// The registry is not running (the server is stopping).
+    #[error("the server is shutting down")]
+    Unavailable,
+}
+
+impl RegisterError {
+    /// `true` when the refusal may clear by itself, so the client should
+    /// retry: the host's holder may be this client's own previous
+    /// connection, not yet seen to drop; a stopping server is replaced.
+    pub fn retry(&self) -> bool {
+        matches!(
+            self,
+            RegisterError::HeldByAnotherClient(_) | RegisterError::Unavailable
+        )
+    }
+
+    /// How loud the refusal is in the server's log: anyone who can reach
+    /// the control path can cause the first three, so they stay quiet.
+    pub fn log_level(&self) -> log::Level {
+        match self {
+            RegisterError::InvalidHost(_)
+            | RegisterError::NotConfigured(_)
+            | RegisterError::BadToken(_) => log::Level::Debug,
+            RegisterError::HeldByAnotherClient(_) | RegisterError::Unavailable => log::Level::Info,
+        }
     }
 }

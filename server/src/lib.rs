@@ -6,53 +6,71 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration, loaded and validated.
-//! - [`registry`]: the actor mapping hosts to sessions.
-//! - [`session`]: the actor owning one client's WebSocket and its streams.
-//! - [`messages`]: what those actors and the handlers say to each other.
-//! - [`proxy`]: the public HTTP handler.
-//! - [`listener`]: the public listener's accept queue.
-//! - [`error`]: proxy failures and the statuses they become.
+//! - [`listener`]: the public listeners.
+//! - [`handle`]: how the rest of the server reaches the registry and the
+//!   sessions; [`messages`]: what sessions are told.
+//! - [`registry`]: the actor mapping hosts to sessions; [`policy`]: who may
+//!   claim which host.
+//! - [`session`]: the actor owning one client connection and its streams.
+//! - [`proxy`]: the public HTTP handler, in stages.
+//! - [`placement`]: which session serves a request (worker placement).
+//! - [`error`]: proxy and registration failures, and what each becomes.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod error;
+pub mod handle;
 pub mod listener;
 pub mod messages;
+pub mod placement;
+pub mod policy;
 pub mod proxy;
 pub mod registry;
 pub mod session;
 
-use std::net::{SocketAddr, TcpListener};
+use std::{future::Future, io, net::SocketAddr, sync::Arc};
 
-use actix::{Actor, Addr};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix::Actor;
+use actix_http::HttpService;
+use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::{dev::AppConfig, web, App, HttpRequest, HttpResponse};
 use burrow_common::protocol::MAX_MESSAGE_SIZE;
 
 pub use config::ServerConfig;
+pub use handle::RegistryHandle;
+pub use listener::PublicListener;
 
 use crate::{
-    messages::CloseAll,
-    proxy::ProxyState,
+    placement::WorkerIds,
+    proxy::{ProxyShared, ProxyState},
     registry::Registry,
-    session::{SessionLimits, TunnelSession},
+    session::{SessionLimits, SessionShared, TunnelSession},
 };
+
+/// How long the HTTP server waits for connections to finish when it stops.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 
 /// A running server.
 pub struct RunningServer {
-    addr: SocketAddr,
-    http: actix_web::dev::ServerHandle,
-    registry: Addr<Registry>,
+    addrs: Vec<SocketAddr>,
+    http: actix_server::ServerHandle,
+    registry: RegistryHandle,
 }
 
 impl RunningServer {
-    /// The address the public listener is bound to.
+    /// The address of the first public listener.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
     }
 
-    /// The registry actor (for lookups in tests and tooling).
-    pub fn registry(&self) -> &Addr<Registry> {
+    /// The addresses of all public listeners.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The registry (for lookups in tests and tooling).
+    pub fn registry(&self) -> &RegistryHandle {
         &self.registry
     }
 
@@ -60,71 +78,164 @@ impl RunningServer {
     pub async fn stop(&self) {
         // Sessions are long-lived connections: without closing them, the
         // HTTP server would wait its whole shutdown timeout for them.
-        let _ = self.registry.send(CloseAll).await;
+        self.registry.close_all().await;
         self.http.stop(true).await;
     }
 }
 
-/// Starts the server on an already bound listener. Must be called inside an
-/// actix system; the server runs until [`RunningServer::stop`].
-pub fn start(listener: TcpListener, config: ServerConfig) -> std::io::Result<RunningServer> {
-    let addr = listener.local_addr()?;
-    listener::widen_backlog(&listener)?;
-    let registry = Registry::new(&config.hosts).start();
+/// Serves `listeners` with `config` until `shutdown` resolves, then stops.
+/// Must be called inside an actix system.
+pub async fn run(
+    listeners: Vec<PublicListener>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let server = start(listeners, config)?;
+    shutdown.await;
+    log::info!("shutting down");
+    server.stop().await;
+    Ok(())
+}
+
+/// Starts the server on already bound listeners (at least one). Must be
+/// called inside an actix system; the server runs until
+/// [`RunningServer::stop`].
+pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result<RunningServer> {
+    if listeners.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the server needs at least one listener",
+        ));
+    }
+    let registry = RegistryHandle::new(Registry::new(&config.hosts).start());
     let workers = config.workers.unwrap_or_else(config::default_workers);
-    let state = web::Data::new(ProxyState {
-        registry: std::sync::Arc::new(registry.clone()),
+    let ids = Arc::new(WorkerIds::default());
+    let sessions = Arc::new(SessionShared {
+        registry: registry.clone(),
+        limits: SessionLimits {
+            request_timeout: config.request_timeout,
+            idle_timeout: config.idle_timeout,
+        },
         workers: u32::try_from(workers).unwrap_or(u32::MAX),
+        node: ids.node().into(),
+    });
+    let proxy = Arc::new(ProxyShared {
+        registry: registry.clone(),
         request_timeout: config.request_timeout,
-        idle_timeout: config.idle_timeout,
         trust_forwarded_headers: config.trust_forwarded_headers,
     });
-    let control_path = config.control_path.clone();
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .route(&control_path, web::get().to(connect))
-            .default_service(web::to(proxy::proxy))
-    })
-    .tcp_nodelay(true)
-    // A caller that closes its connection has gone away: stop its stream
-    // (and free the tunnel's resources) now, not at the next body chunk.
-    .h1_allow_half_closed(false)
-    .disable_signals()
-    .shutdown_timeout(5);
-    server = server.workers(workers);
-    let server = server.listen(listener)?.run();
+    let mut builder = actix_server::Server::build()
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
+    let mut addrs = Vec::with_capacity(listeners.len());
+    for listener in listeners {
+        let addr = listener.local_addr()?;
+        listener::widen_backlog(&listener.tcp)?;
+        let app = AppParts {
+            control_path: config.control_path.clone(),
+            sessions: sessions.clone(),
+            proxy: proxy.clone(),
+            ids: ids.clone(),
+            proto: listener.transport.proto(),
+        };
+        builder = builder.listen(format!("burrow-{addr}"), listener.tcp, move || {
+            app.service(addr)
+        })?;
+        log::info!(
+            "listening on {}://{addr} (control path {})",
+            listener.transport.proto(),
+            config.control_path
+        );
+        addrs.push(addr);
+    }
+    let server = builder.run();
     let http = server.handle();
     actix_web::rt::spawn(server);
-    log::info!(
-        "listening on http://{addr} (control path {})",
-        config.control_path
-    );
     Ok(RunningServer {
-        addr,
+        addrs,
         http,
         registry,
     })
 }
 
-/// The control endpoint: upgrades to a WebSocket and starts a session.
+/// What each worker's service for one listener is built from.
+#[derive(Clone)]
+struct AppParts {
+    control_path: String,
+    sessions: Arc<SessionShared>,
+    proxy: Arc<ProxyShared>,
+    ids: Arc<WorkerIds>,
+    proto: &'static str,
+}
+
+impl AppParts {
+    /// One worker's HTTP/1.1 service for a listener on `addr`. HTTP/1.1
+    /// only: the tunnel's callers speak it, and a service that could also
+    /// speak HTTP/2 holds a larger state for every connection.
+    fn service(
+        &self,
+        addr: SocketAddr,
+    ) -> impl actix_service::ServiceFactory<
+        actix_rt::net::TcpStream,
+        Config = (),
+        Response = (),
+        Error = actix_http::error::DispatchError,
+        InitError = (),
+    > {
+        let state = web::Data::new(ProxyState {
+            shared: self.proxy.clone(),
+            worker: self.ids.this_worker(),
+            proto: self.proto,
+        });
+        let control = web::Data::new(ControlState {
+            sessions: self.sessions.clone(),
+        });
+        let app = App::new()
+            .app_data(state)
+            .app_data(control)
+            .route(&self.control_path, web::get().to(connect))
+            .default_service(web::to(proxy::proxy));
+        let app = app
+            .into_factory()
+            .map_err(|err: actix_web::Error| err.as_response_error().error_response());
+        HttpService::build()
+            .keep_alive(actix_http::KeepAlive::default())
+            .client_request_timeout(std::time::Duration::from_secs(5))
+            .client_disconnect_timeout(std::time::Duration::from_secs(1))
+            .tcp_nodelay(true)
+            // A caller that closes its connection has gone away: stop its
+            // stream (and free the tunnel's resources) now, not at the next
+            // body chunk.
+            .h1_allow_half_closed(false)
+            .local_addr(addr)
+            .h1(map_config(app, |_| AppConfig::default()))
+            .tcp()
+    }
+}
+
+/// What the control endpoint needs.
+struct ControlState {
+    sessions: Arc<SessionShared>,
+}
+
+/// The control endpoint: upgrades to a WebSocket and starts a session on
+/// this worker.
 async fn connect(
     req: HttpRequest,
     body: web::Payload,
+    control: web::Data<ControlState>,
     state: web::Data<ProxyState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let (response, ws, stream) = actix_ws::handle(&req, body)?;
     let stream = stream.max_frame_size(MAX_MESSAGE_SIZE);
-    let registry = state.registry.clone();
-    let limits = SessionLimits {
-        request_timeout: state.request_timeout,
-        idle_timeout: state.idle_timeout,
-    };
-    let workers = state.workers;
+    let shared = control.sessions.clone();
+    let worker = state.worker.id;
+    let peer = req.peer_addr();
     TunnelSession::create(move |ctx| {
         use actix::AsyncContext;
         ctx.add_stream(stream);
-        TunnelSession::new(ws, registry, limits, workers)
+        TunnelSession::new(ws, shared, worker, peer)
     });
     Ok(response)
 }

@@ -1,6 +1,12 @@
-//! The public listener's queue of connections waiting to be accepted.
+//! The public listeners: what the server accepts callers and clients on.
+//! Each listener is bound before the server starts (so tests bind port 0
+//! and the binary binds what the configuration says), and says how callers
+//! reach it; a TLS listener will sit beside the plain one here.
 
-use std::{io, net::TcpListener};
+use std::{
+    io,
+    net::{SocketAddr, TcpListener},
+};
 
 /// Connections the kernel completes and holds until the server accepts them
 /// (the kernel caps it at `net.core.somaxconn`, 4096 by default). The same
@@ -10,6 +16,51 @@ use std::{io, net::TcpListener};
 /// connection attempts dropped, and each dropped one waits a second for its
 /// retry.
 pub const BACKLOG: i32 = 1024;
+
+/// How callers speak to a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain HTTP/1.1 over TCP.
+    Plain,
+}
+
+impl Transport {
+    /// The scheme callers use (`X-Forwarded-Proto`).
+    pub fn proto(self) -> &'static str {
+        match self {
+            Transport::Plain => "http",
+        }
+    }
+}
+
+/// A bound public listener.
+#[derive(Debug)]
+pub struct PublicListener {
+    /// The socket, already listening.
+    pub tcp: TcpListener,
+    /// How callers speak to it.
+    pub transport: Transport,
+}
+
+impl PublicListener {
+    /// A plain HTTP listener on an already bound socket.
+    pub fn plain(tcp: TcpListener) -> Self {
+        PublicListener {
+            tcp,
+            transport: Transport::Plain,
+        }
+    }
+
+    /// Binds a plain HTTP listener on `addr`.
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        Ok(Self::plain(TcpListener::bind(addr)?))
+    }
+
+    /// The address it is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
 
 /// Sets the queue of `listener`, already listening, to [`BACKLOG`].
 pub fn widen_backlog(listener: &TcpListener) -> io::Result<()> {

@@ -1,10 +1,10 @@
-use std::{net::TcpListener, path::PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
-use burrow_server::ServerConfig;
-/// mimalloc: the request path allocates many small, short-lived objects,
-/// which it serves markedly cheaper than the system allocator.
-#[cfg(feature = "allocator")]
+use burrow_server::{PublicListener, ServerConfig};
+/// mimalloc (the workspace sets its version for both binaries): the
+/// request path allocates many small, short-lived objects, which it serves
+/// markedly cheaper than the system allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -37,16 +37,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     config
         .apply_port_env(std::env::var("PORT").ok().as_deref())
         .map_err(anyhow::Error::msg)?;
-    let listener = TcpListener::bind(config.listen)
+    let listener = PublicListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     actix_web::rt::System::new().block_on(async move {
         // Listen for signals before announcing the server, so a SIGTERM sent
         // as soon as it is up still stops it gracefully.
         let signal = shutdown_signal()?;
-        let server = burrow_server::start(listener, config)?;
-        signal.await;
-        log::info!("shutting down");
-        server.stop().await;
+        burrow_server::run(vec![listener], config, signal).await?;
         Ok(())
     })
 }

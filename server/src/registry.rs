@@ -1,4 +1,6 @@
-//! The registry actor: which session serves which host.
+//! The registry actor: which session serves which host, in this process.
+//! The rest of the server reaches it through
+//! [`RegistryHandle`](crate::handle::RegistryHandle) and never names it.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -9,18 +11,19 @@ use std::{
 };
 
 use actix::{Actor, Context, Handler, MessageResult};
-use burrow_common::protocol::TunnelVerdict;
 
 use crate::{
-    config::{normalize_host, HostConfig, Token},
-    messages::{CloseAll, CloseSession, HostSessions, Lookup, Register, SessionHandle, Unregister},
+    config::HostConfig,
+    error::RegisterError,
+    handle::{CloseAll, HostSessions, Lookup, Register, SessionHandle, Unregister},
+    policy::HostPolicy,
 };
 
 /// Owns the map from public host to the sessions serving it. All changes go
 /// through its mailbox, so there are no locks and no races between a client
 /// leaving and another arriving.
 pub struct Registry {
-    tokens: HashMap<String, Token>,
+    policy: HostPolicy,
     hosts: HashMap<String, Holders>,
     /// Bumped whenever a host's sessions change while others keep serving
     /// it (a session joins or leaves a pool); see [`HostSessions`]. A host
@@ -39,10 +42,7 @@ impl Registry {
     /// A registry that accepts the configured hosts.
     pub fn new(allowed: &[HostConfig]) -> Self {
         Registry {
-            tokens: allowed
-                .iter()
-                .map(|h| (h.host.clone(), h.token.clone()))
-                .collect(),
+            policy: HostPolicy::new(allowed),
             hosts: HashMap::new(),
             generation: Arc::new(AtomicU64::new(0)),
         }
@@ -53,26 +53,14 @@ impl Registry {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Grants `host` to `session` of client `instance` (joining the
-    /// host's other sessions if they are that instance's), or says why not
-    /// and whether retrying may help.
-    fn verdict(
+    /// Grants `host` to `session` of client `instance` (joining the host's
+    /// other sessions if they are that instance's), or says why not.
+    fn grant(
         &mut self,
         session: &Arc<SessionHandle>,
         instance: Option<&str>,
-        host: &str,
-        token: &str,
-    ) -> Result<(), (String, bool)> {
-        let Some(host) = normalize_host(host) else {
-            return Err((format!("`{host}` is not a valid host name"), false));
-        };
-        let Some(expected) = self.tokens.get(&host) else {
-            let why = format!("host {host} is not configured on this server");
-            return Err((why, false));
-        };
-        if !expected.matches(token) {
-            return Err((format!("invalid token for host {host}"), false));
-        }
+        host: String,
+    ) -> Result<String, RegisterError> {
         let holders = self.hosts.entry(host.clone()).or_insert_with(|| Holders {
             instance: None,
             sessions: Vec::new(),
@@ -80,19 +68,17 @@ impl Registry {
         holders.sessions.retain(|s| s.is_alive());
         let joins_pool = !holders.sessions.is_empty();
         if joins_pool && (instance.is_none() || holders.instance.as_deref() != instance) {
-            let why = format!("host {host} is already served by another client");
-            return Err((why, true));
+            return Err(RegisterError::HeldByAnotherClient(host));
         }
         if !joins_pool {
             holders.instance = instance.map(Box::from);
         }
         holders.sessions.push(session.clone());
-        log::info!("session {} registered host {host}", session.id);
         if joins_pool {
             // Workers should pick again.
             self.changed();
         }
-        Ok(())
+        Ok(host)
     }
 }
 
@@ -105,30 +91,15 @@ impl Handler<Register> for Registry {
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
         let session = Arc::new(msg.session);
-        let verdicts = msg
+        let answers = msg
             .tunnels
             .iter()
-            .map(
-                |t| match self.verdict(&session, msg.instance.as_deref(), &t.host, &t.token) {
-                    Ok(()) => TunnelVerdict {
-                        host: t.host.clone(),
-                        accepted: true,
-                        reason: None,
-                        retry: false,
-                    },
-                    Err((reason, retry)) => {
-                        log::info!("session {} refused: {reason}", session.id);
-                        TunnelVerdict {
-                            host: t.host.clone(),
-                            accepted: false,
-                            reason: Some(reason),
-                            retry,
-                        }
-                    }
-                },
-            )
+            .map(|t| {
+                let host = self.policy.claim(&t.host, &t.token)?;
+                self.grant(&session, msg.instance.as_deref(), host)
+            })
             .collect();
-        MessageResult(verdicts)
+        MessageResult(answers)
     }
 }
 
@@ -137,11 +108,10 @@ impl Handler<Unregister> for Registry {
 
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
         let mut pool_changed = false;
-        self.hosts.retain(|host, holders| {
+        self.hosts.retain(|_, holders| {
             let before = holders.sessions.len();
             holders.sessions.retain(|s| s.id != msg.session_id);
             if holders.sessions.len() != before {
-                log::info!("session {} removed host {host}", msg.session_id);
                 pool_changed |= !holders.sessions.is_empty();
             }
             !holders.sessions.is_empty()
@@ -171,7 +141,7 @@ impl Handler<CloseAll> for Registry {
         let mut ids = HashSet::new();
         for s in self.hosts.values().flat_map(|h| &h.sessions) {
             if ids.insert(s.id) {
-                s.addr.do_send(CloseSession);
+                s.close();
             }
         }
         ids.len()

@@ -7,7 +7,7 @@ use actix_ws::Item;
 use awc::ws;
 use burrow_common::{
     batch,
-    fragments::{Fragments, Whole},
+    fragments::{Fragments, Reassembled},
     frame,
     outbox::Outgoing,
     protocol::{ResponseHead, TunnelRequest},
@@ -33,7 +33,8 @@ fn start_with_workers(workers: usize) -> burrow_server::RunningServer {
         Path::new("test.toml"),
     )
     .unwrap();
-    burrow_server::start(TcpListener::bind("127.0.0.1:0").unwrap(), config).unwrap()
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    burrow_server::start(vec![burrow_server::PublicListener::plain(listener)], config).unwrap()
 }
 
 async fn connect(server: &burrow_server::RunningServer) -> Ws {
@@ -88,8 +89,8 @@ async fn next(ws: &mut Ws) -> Result<Frame, Option<ws::CloseReason>> {
                     .with_borrow_mut(|f| f.push(item))
                     .expect("valid fragments")
                 {
-                    Some(Whole::Message(b)) => return Ok(first_of(b)),
-                    Some(Whole::Data(frame)) => return Ok(frame),
+                    Some(Reassembled::Message(b)) => return Ok(first_of(b)),
+                    Some(Reassembled::Data(frame)) => return Ok(frame),
                     None => continue,
                 }
             }
@@ -583,13 +584,7 @@ async fn wait_sessions(server: &burrow_server::RunningServer, n: usize) {
 
 /// Sessions the registry holds for the test host.
 async fn sessions(server: &burrow_server::RunningServer) -> usize {
-    let found = server
-        .registry()
-        .send(burrow_server::messages::Lookup {
-            host: "demo.localhost".into(),
-        })
-        .await
-        .unwrap();
+    let found = server.registry().lookup("demo.localhost").await;
     found.map_or(0, |h| h.sessions.len())
 }
 
@@ -642,11 +637,8 @@ async fn join_on_other_worker(server: &burrow_server::RunningServer) -> Ws {
         let mut ws = connect_as(server, Some("pool")).await;
         let found = server
             .registry()
-            .send(burrow_server::messages::Lookup {
-                host: "demo.localhost".into(),
-            })
+            .lookup("demo.localhost")
             .await
-            .unwrap()
             .expect("host held");
         if found.sessions[0].worker != found.sessions[1].worker {
             return ws;

@@ -46,7 +46,13 @@ pub fn client_config_text(text: &str) -> ClientConfig {
 /// Starts a server on a fresh loopback port.
 pub fn start_server(config: ServerConfig) -> RunningServer {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    burrow_server::start(listener, config).expect("start server")
+    start_server_on(listener, config)
+}
+
+/// Starts a server on `listener`.
+pub fn start_server_on(listener: TcpListener, config: ServerConfig) -> RunningServer {
+    let listeners = vec![burrow_server::PublicListener::plain(listener)];
+    burrow_server::start(listeners, config).expect("start server")
 }
 
 /// A server, a client connected to it, and the local service behind it.
@@ -78,7 +84,7 @@ impl Tunnel {
         );
         let cfg = client_config_text(&text);
         let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-        let client = actix_rt::spawn(burrow_client::run(cfg, Some(tx)));
+        let client = actix_rt::spawn(run_client(cfg, tx));
         wait_registered(&mut events).await;
         Tunnel {
             server,
@@ -107,12 +113,11 @@ impl Tunnel {
     /// The server's sessions for the test host (one per client connection).
     pub async fn server_sessions(
         &self,
-    ) -> Vec<std::sync::Arc<burrow_server::messages::SessionHandle>> {
+    ) -> Vec<std::sync::Arc<burrow_server::handle::SessionHandle>> {
         self.server
             .registry()
-            .send(burrow_server::messages::Lookup { host: HOST.into() })
+            .lookup(HOST)
             .await
-            .expect("registry")
             .map(|h| h.sessions)
             .unwrap_or_default()
     }
@@ -121,8 +126,7 @@ impl Tunnel {
     pub async fn streams_per_session(&self) -> Vec<usize> {
         let mut counts = Vec::new();
         for session in self.server_sessions().await {
-            let count = session.addr.send(burrow_server::messages::StreamCount);
-            counts.push(count.await.unwrap_or(0));
+            counts.push(session.stream_count().await);
         }
         counts
     }
@@ -131,6 +135,19 @@ impl Tunnel {
     pub async fn server_streams(&self) -> usize {
         self.streams_per_session().await.iter().sum()
     }
+}
+
+/// Runs a client that reports to `events` and runs until it is refused or
+/// its task is dropped.
+pub async fn run_client(
+    config: ClientConfig,
+    events: tokio::sync::mpsc::UnboundedSender<ClientEvent>,
+) -> Result<(), burrow_client::ClientError> {
+    let options = burrow_client::Options {
+        events: Some(events),
+        ..Default::default()
+    };
+    burrow_client::run(config, options, std::future::pending()).await
 }
 
 /// Waits for the client's `Registered` event (no sleeping).

@@ -9,21 +9,27 @@
 //!
 //! `docs/PROTOCOL.md` describes each payload byte by byte.
 
+mod error;
+mod head;
+mod reader;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use thiserror::Error;
+
+pub use error::{DecodeError, EncodeError};
+pub use head::{encode_request_head_from, encode_response_head_from, RequestTarget};
+use reader::Reader;
 
 use crate::protocol::{
-    HeaderList, Hello, HelloAck, RequestHead, ResetCode, ResponseHead, CONNECTION_STREAM,
-    MAX_DATA_PAYLOAD, MAX_HEAD_SIZE, MAX_INLINE_BODY,
+    Hello, HelloAck, RequestHead, ResetCode, ResponseHead, CONNECTION_STREAM, MAX_DATA_PAYLOAD,
 };
 
 /// Size of the fixed frame header (kind and stream id).
 pub const FRAME_HEADER_LEN: usize = 5;
 
-const KIND_HELLO: u8 = 1;
+pub(crate) const KIND_HELLO: u8 = 1;
 const KIND_HELLO_ACK: u8 = 2;
-const KIND_REQUEST_HEAD: u8 = 3;
-const KIND_RESPONSE_HEAD: u8 = 4;
+pub(crate) const KIND_REQUEST_HEAD: u8 = 3;
+pub(crate) const KIND_RESPONSE_HEAD: u8 = 4;
 const KIND_DATA: u8 = 5;
 const KIND_END: u8 = 6;
 const KIND_RESET: u8 = 7;
@@ -31,9 +37,9 @@ const KIND_WINDOW: u8 = 8;
 /// Kind 9 is a batch of frames (see [`crate::batch`]).
 const KIND_DRAIN: u8 = 10;
 
-const FLAG_END_STREAM: u8 = 0x01;
-const FLAG_UPGRADE: u8 = 0x02;
-const FLAG_INLINE_BODY: u8 = 0x04;
+pub(crate) const FLAG_END_STREAM: u8 = 0x01;
+pub(crate) const FLAG_UPGRADE: u8 = 0x02;
+pub(crate) const FLAG_INLINE_BODY: u8 = 0x04;
 
 /// One protocol frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,80 +96,6 @@ pub enum Frame {
     Drain,
 }
 
-/// Why a frame could not be encoded.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum EncodeError {
-    /// A head field or the whole head is larger than the protocol allows.
-    #[error("{0} is too large to send")]
-    TooLarge(&'static str),
-    /// A `Data` frame carries more than [`MAX_DATA_PAYLOAD`] bytes.
-    #[error("data frame of {0} bytes exceeds the {MAX_DATA_PAYLOAD}-byte limit")]
-    DataTooLarge(usize),
-}
-
-/// Why a received message is not a valid frame.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum DecodeError {
-    /// Shorter than the fixed header.
-    #[error("frame of {0} bytes is shorter than the 5-byte header")]
-    TooShort(usize),
-    /// A frame kind this version does not know.
-    #[error("unknown frame kind {0:#04x} (is the peer running a newer burrow?)")]
-    UnknownKind(u8),
-    /// The payload ended before a field was complete.
-    #[error("{kind} frame truncated while reading {field}")]
-    Truncated {
-        /// Frame kind being decoded.
-        kind: &'static str,
-        /// Field being read.
-        field: &'static str,
-    },
-    /// Bytes left over after the last field.
-    #[error("{0} frame has {1} unexpected trailing bytes")]
-    Trailing(&'static str, usize),
-    /// A text field is not UTF-8.
-    #[error("{kind} frame field {field} is not valid UTF-8")]
-    InvalidUtf8 {
-        /// Frame kind being decoded.
-        kind: &'static str,
-        /// Field being read.
-        field: &'static str,
-    },
-    /// A handshake payload is not the expected JSON.
-    #[error("invalid {kind} payload: {detail}")]
-    InvalidJson {
-        /// Frame kind being decoded.
-        kind: &'static str,
-        /// What serde reported.
-        detail: String,
-    },
-    /// A stream frame on stream 0, or a connection frame on another stream.
-    #[error("{kind} frame on wrong stream id {stream}")]
-    WrongStream {
-        /// Frame kind being decoded.
-        kind: &'static str,
-        /// Stream id found.
-        stream: u32,
-    },
-    /// A `Data` payload over the limit.
-    #[error("data frame of {0} bytes exceeds the {MAX_DATA_PAYLOAD}-byte limit")]
-    DataTooLarge(usize),
-    /// An inline response body over the limit.
-    #[error("inline body of {0} bytes exceeds the {MAX_INLINE_BODY}-byte limit")]
-    InlineBodyTooLarge(usize),
-    /// A `Window` frame granting nothing.
-    #[error("window frame with zero increment")]
-    ZeroWindow,
-    /// An unknown flag bit is set.
-    #[error("{kind} frame has unknown flags {flags:#04x}")]
-    UnknownFlags {
-        /// Frame kind being decoded.
-        kind: &'static str,
-        /// Flags byte found.
-        flags: u8,
-    },
-}
-
 impl Frame {
     /// The stream id this frame belongs to (0 for handshake frames).
     pub fn stream(&self) -> u32 {
@@ -178,19 +110,24 @@ impl Frame {
         }
     }
 
+    /// The frame's kind byte on the wire.
+    fn kind(&self) -> u8 {
+        match self {
+            Frame::Hello(_) => KIND_HELLO,
+            Frame::HelloAck(_) => KIND_HELLO_ACK,
+            Frame::RequestHead { .. } => KIND_REQUEST_HEAD,
+            Frame::ResponseHead { .. } => KIND_RESPONSE_HEAD,
+            Frame::Data { .. } => KIND_DATA,
+            Frame::End { .. } => KIND_END,
+            Frame::Reset { .. } => KIND_RESET,
+            Frame::Window { .. } => KIND_WINDOW,
+            Frame::Drain => KIND_DRAIN,
+        }
+    }
+
     /// The frame kind's name, as used in errors and logs (`"data"`, ...).
     pub fn name(&self) -> &'static str {
-        match self {
-            Frame::Hello(_) => "hello",
-            Frame::HelloAck(_) => "hello-ack",
-            Frame::RequestHead { .. } => "request-head",
-            Frame::ResponseHead { .. } => "response-head",
-            Frame::Data { .. } => "data",
-            Frame::End { .. } => "end",
-            Frame::Reset { .. } => "reset",
-            Frame::Window { .. } => "window",
-            Frame::Drain => "drain",
-        }
+        kind_name(self.kind()).unwrap_or("unknown")
     }
 
     /// Encodes the frame into one WebSocket message payload.
@@ -198,8 +135,8 @@ impl Frame {
         match self {
             Frame::Hello(hello) => Ok(json_frame(KIND_HELLO, hello)),
             Frame::HelloAck(ack) => Ok(json_frame(KIND_HELLO_ACK, ack)),
-            Frame::RequestHead { stream, head } => encode_request_head(*stream, head),
-            Frame::ResponseHead { stream, head } => encode_response_head(*stream, head),
+            Frame::RequestHead { stream, head } => head::encode_request_head(*stream, head),
+            Frame::ResponseHead { stream, head } => head::encode_response_head(*stream, head),
             Frame::Data { stream, data } => encode_data(*stream, data),
             Frame::End { stream } => Ok(header_only(KIND_END, *stream, 0).freeze()),
             Frame::Reset {
@@ -236,85 +173,34 @@ impl Frame {
         if is_connection_frame != (stream == CONNECTION_STREAM) {
             return Err(DecodeError::WrongStream { kind: name, stream });
         }
-        let mut r = Reader {
-            buf: msg,
-            kind: name,
-        };
-        let frame = match kind {
-            KIND_HELLO => Frame::Hello(r.json()?),
-            KIND_HELLO_ACK => Frame::HelloAck(r.json()?),
-            KIND_REQUEST_HEAD => {
-                let flags = r.flags(FLAG_END_STREAM | FLAG_UPGRADE)?;
-                let host = r.text8("host")?;
-                let method = r.text8("method")?;
-                let uri = r.text16("uri")?;
-                let headers = r.headers()?;
-                r.finish()?;
-                Frame::RequestHead {
-                    stream,
-                    head: RequestHead {
-                        host,
-                        method,
-                        uri,
-                        headers,
-                        end_stream: flags & FLAG_END_STREAM != 0,
-                        upgrade: flags & FLAG_UPGRADE != 0,
-                    },
-                }
-            }
-            KIND_RESPONSE_HEAD => {
-                let flags = r.flags(FLAG_END_STREAM | FLAG_INLINE_BODY)?;
-                let end_stream = flags & FLAG_END_STREAM != 0;
-                let status = r.u16("status")?;
-                let headers = r.headers()?;
-                let body = if flags & FLAG_INLINE_BODY != 0 {
-                    if !end_stream {
-                        return Err(DecodeError::UnknownFlags {
-                            kind: "response-head",
-                            flags,
-                        });
-                    }
-                    let body = std::mem::take(&mut r.buf);
-                    if body.len() > MAX_INLINE_BODY {
-                        return Err(DecodeError::InlineBodyTooLarge(body.len()));
-                    }
-                    Some(body)
-                } else {
-                    r.finish()?;
-                    None
-                };
-                Frame::ResponseHead {
-                    stream,
-                    head: ResponseHead {
-                        status,
-                        headers,
-                        end_stream,
-                        body,
-                    },
-                }
-            }
+        let mut r = Reader::new(msg, name);
+        match kind {
+            KIND_HELLO => Ok(Frame::Hello(r.json()?)),
+            KIND_HELLO_ACK => Ok(Frame::HelloAck(r.json()?)),
+            KIND_REQUEST_HEAD => Ok(Frame::RequestHead {
+                stream,
+                head: head::decode_request_head(&mut r)?,
+            }),
+            KIND_RESPONSE_HEAD => Ok(Frame::ResponseHead {
+                stream,
+                head: head::decode_response_head(&mut r)?,
+            }),
             KIND_DATA => {
-                if r.buf.len() > MAX_DATA_PAYLOAD {
-                    return Err(DecodeError::DataTooLarge(r.buf.len()));
+                let data = r.rest();
+                if data.len() > MAX_DATA_PAYLOAD {
+                    return Err(DecodeError::DataTooLarge(data.len()));
                 }
-                Frame::Data {
-                    stream,
-                    data: r.buf,
-                }
+                Ok(Frame::Data { stream, data })
             }
-            KIND_END => {
-                r.finish()?;
-                Frame::End { stream }
-            }
+            KIND_END => r.finish().map(|()| Frame::End { stream }),
             KIND_RESET => {
                 let code = ResetCode::from_u8(r.u8("code")?);
-                let rest = std::mem::take(&mut r.buf);
-                let reason = String::from_utf8_lossy(&rest).into_owned();
-                Frame::Reset {
+                let reason = String::from_utf8_lossy(&r.rest()).into_owned();
+                Ok(Frame::Reset {
                     stream,
                     code,
                     reason,
-                }
+                })
             }
             KIND_WINDOW => {
                 let increment = r.u32("increment")?;
@@ -322,15 +208,11 @@ impl Frame {
                 if increment == 0 {
                     return Err(DecodeError::ZeroWindow);
                 }
-                Frame::Window { stream, increment }
+                Ok(Frame::Window { stream, increment })
             }
-            KIND_DRAIN => {
-                r.finish()?;
-                Frame::Drain
-            }
-            _ => return Err(DecodeError::UnknownKind(kind)),
-        };
-        Ok(frame)
+            KIND_DRAIN => r.finish().map(|()| Frame::Drain),
+            _ => Err(DecodeError::UnknownKind(kind)),
+        }
     }
 }
 
@@ -382,7 +264,7 @@ fn kind_name(kind: u8) -> Option<&'static str> {
     })
 }
 
-fn header_only(kind: u8, stream: u32, payload: usize) -> BytesMut {
+pub(crate) fn header_only(kind: u8, stream: u32, payload: usize) -> BytesMut {
     let mut buf = BytesMut::with_capacity(FRAME_HEADER_LEN + payload);
     buf.put_u8(kind);
     buf.put_u32(stream);
@@ -407,241 +289,10 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-fn encode_request_head(stream: u32, head: &RequestHead) -> Result<Bytes, EncodeError> {
-    let target = RequestTarget {
-        host: &head.host,
-        method: &head.method,
-        uri: &head.uri,
-        end_stream: head.end_stream,
-        upgrade: head.upgrade,
-    };
-    encode_request_head_from(
-        stream,
-        &target,
-        head.headers.iter().map(|(n, v)| (&n[..], &v[..])),
-    )
-}
-
-/// The fields of a `RequestHead` other than its headers, borrowed.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestTarget<'a> {
-    /// Public host the request was routed by.
-    pub host: &'a str,
-    /// Request method.
-    pub method: &'a str,
-    /// Path and query.
-    pub uri: &'a str,
-    /// `true` when no body follows.
-    pub end_stream: bool,
-    /// `true` for a WebSocket upgrade.
-    pub upgrade: bool,
-}
-
-/// Encodes a `RequestHead` frame straight from header fields held elsewhere
-/// (an HTTP server's request), with no intermediate list: the same bytes as
-/// [`Frame::RequestHead`] with those fields.
-pub fn encode_request_head_from<'a>(
-    stream: u32,
-    target: &RequestTarget<'_>,
-    headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-) -> Result<Bytes, EncodeError> {
-    let host = u8::try_from(target.host.len()).map_err(|_| EncodeError::TooLarge("host"))?;
-    let method = u8::try_from(target.method.len()).map_err(|_| EncodeError::TooLarge("method"))?;
-    let uri = u16::try_from(target.uri.len()).map_err(|_| EncodeError::TooLarge("uri"))?;
-    let mut buf = header_only(KIND_REQUEST_HEAD, stream, 256 + target.uri.len());
-    let mut flags = 0;
-    if target.end_stream {
-        flags |= FLAG_END_STREAM;
-    }
-    if target.upgrade {
-        flags |= FLAG_UPGRADE;
-    }
-    buf.put_u8(flags);
-    buf.put_u8(host);
-    buf.put_slice(target.host.as_bytes());
-    buf.put_u8(method);
-    buf.put_slice(target.method.as_bytes());
-    buf.put_u16(uri);
-    buf.put_slice(target.uri.as_bytes());
-    put_fields(&mut buf, headers, "request head")?;
-    Ok(buf.freeze())
-}
-
-/// Writes a header count and the fields, refusing a head over
-/// [`MAX_HEAD_SIZE`] (everything after the frame header counts).
-fn put_fields<'a>(
-    buf: &mut BytesMut,
-    headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-    what: &'static str,
-) -> Result<(), EncodeError> {
-    let count_at = buf.len();
-    buf.put_u16(0);
-    let mut count: u16 = 0;
-    for (name, value) in headers {
-        let n = u16::try_from(name.len()).map_err(|_| EncodeError::TooLarge("header name"))?;
-        let v = u16::try_from(value.len()).map_err(|_| EncodeError::TooLarge("header value"))?;
-        count = count
-            .checked_add(1)
-            .ok_or(EncodeError::TooLarge("header count"))?;
-        buf.put_u16(n);
-        buf.put_slice(name);
-        buf.put_u16(v);
-        buf.put_slice(value);
-        if buf.len() - FRAME_HEADER_LEN > MAX_HEAD_SIZE {
-            return Err(EncodeError::TooLarge(what));
-        }
-    }
-    buf[count_at..count_at + 2].copy_from_slice(&count.to_be_bytes());
-    if buf.len() - FRAME_HEADER_LEN > MAX_HEAD_SIZE {
-        return Err(EncodeError::TooLarge(what));
-    }
-    Ok(())
-}
-
-fn encode_response_head(stream: u32, head: &ResponseHead) -> Result<Bytes, EncodeError> {
-    encode_response_head_from(
-        stream,
-        head.status,
-        head.headers.iter().map(|(n, v)| (&n[..], &v[..])),
-        head.end_stream,
-        head.body.as_deref(),
-    )
-}
-
-/// Encodes a `ResponseHead` frame straight from header fields held
-/// elsewhere (an HTTP client's header map), with no intermediate list: the
-/// same bytes as [`Frame::ResponseHead`] with those fields. `body`, if any,
-/// is the whole body (at most [`MAX_INLINE_BODY`], and `end_stream` set).
-pub fn encode_response_head_from<'a>(
-    stream: u32,
-    status: u16,
-    headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-    end_stream: bool,
-    body: Option<&[u8]>,
-) -> Result<Bytes, EncodeError> {
-    let inline = body.map_or(0, <[u8]>::len);
-    if inline > MAX_INLINE_BODY || (body.is_some() && !end_stream) {
-        return Err(EncodeError::TooLarge("inline body"));
-    }
-    let mut buf = header_only(KIND_RESPONSE_HEAD, stream, 256 + inline);
-    let mut flags = if end_stream { FLAG_END_STREAM } else { 0 };
-    if body.is_some() {
-        flags |= FLAG_INLINE_BODY;
-    }
-    buf.put_u8(flags);
-    buf.put_u16(status);
-    put_fields(&mut buf, headers, "response head")?;
-    if let Some(body) = body {
-        buf.put_slice(body);
-    }
-    Ok(buf.freeze())
-}
-
-/// Field reader over a frame payload; every read is bounds-checked.
-struct Reader {
-    buf: Bytes,
-    kind: &'static str,
-}
-
-impl Reader {
-    fn truncated(&self, field: &'static str) -> DecodeError {
-        DecodeError::Truncated {
-            kind: self.kind,
-            field,
-        }
-    }
-
-    fn take(&mut self, n: usize, field: &'static str) -> Result<Bytes, DecodeError> {
-        if self.buf.len() < n {
-            return Err(self.truncated(field));
-        }
-        Ok(self.buf.split_to(n))
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
-        if self.buf.is_empty() {
-            return Err(self.truncated(field));
-        }
-        Ok(self.buf.get_u8())
-    }
-
-    fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
-        if self.buf.len() < 2 {
-            return Err(self.truncated(field));
-        }
-        Ok(self.buf.get_u16())
-    }
-
-    fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
-        if self.buf.len() < 4 {
-            return Err(self.truncated(field));
-        }
-        Ok(self.buf.get_u32())
-    }
-
-    /// The flags byte, refusing bits outside `known`.
-    fn flags(&mut self, known: u8) -> Result<u8, DecodeError> {
-        let flags = self.u8("flags")?;
-        if flags & !known != 0 {
-            return Err(DecodeError::UnknownFlags {
-                kind: self.kind,
-                flags,
-            });
-        }
-        Ok(flags)
-    }
-
-    fn text(&mut self, len: usize, field: &'static str) -> Result<String, DecodeError> {
-        let bytes = self.take(len, field)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::InvalidUtf8 {
-            kind: self.kind,
-            field,
-        })
-    }
-
-    fn text8(&mut self, field: &'static str) -> Result<String, DecodeError> {
-        let len = self.u8(field)? as usize;
-        self.text(len, field)
-    }
-
-    fn text16(&mut self, field: &'static str) -> Result<String, DecodeError> {
-        let len = self.u16(field)? as usize;
-        self.text(len, field)
-    }
-
-    fn headers(&mut self) -> Result<HeaderList, DecodeError> {
-        let count = self.u16("header count")? as usize;
-        // Each header needs at least 4 bytes: do not trust `count` for the allocation.
-        let mut headers = Vec::with_capacity(count.min(self.buf.len() / 4));
-        for _ in 0..count {
-            let n = self.u16("header name length")? as usize;
-            let name = self.take(n, "header name")?;
-            let v = self.u16("header value length")? as usize;
-            let value = self.take(v, "header value")?;
-            headers.push((name, value));
-        }
-        Ok(headers)
-    }
-
-    fn json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, DecodeError> {
-        serde_json::from_slice(&self.buf).map_err(|e| DecodeError::InvalidJson {
-            kind: self.kind,
-            detail: e.to_string(),
-        })
-    }
-
-    fn finish(&self) -> Result<(), DecodeError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::Trailing(self.kind, self.buf.len()))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{HeaderList, MAX_INLINE_BODY};
     use crate::protocol::{TunnelRequest, TunnelVerdict, PROTOCOL_VERSION};
 
     fn hl(pairs: &[(&str, &[u8])]) -> HeaderList {
@@ -701,6 +352,7 @@ mod tests {
             error: None,
             connections: Some(2),
             worker: Some(1),
+            node: Some("a1b2".into()),
             drain: true,
         }));
         round_trip(Frame::RequestHead {

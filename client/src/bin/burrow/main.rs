@@ -1,12 +1,18 @@
+//! The `burrow` binary: the client, and `burrow demo`.
+
+mod demo;
+mod signals;
+
 use std::path::PathBuf;
 
-use burrow_client::ClientConfig;
-/// mimalloc: the request path allocates many small, short-lived objects,
-/// which it serves markedly cheaper than the system allocator.
+use burrow_client::{ClientConfig, Options};
+use clap::{Parser, Subcommand};
+
+/// mimalloc (the workspace sets its version for both binaries): the
+/// request path allocates many small, short-lived objects, which it serves
+/// markedly cheaper than the system allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use clap::{Parser, Subcommand};
 
 /// The local side of burrow: serves local HTTP services on public hosts of a
 /// burrow-server.
@@ -37,9 +43,7 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let result = match args.command {
         None => run_client(&args.config),
-        Some(Command::Demo { server_config }) => {
-            burrow_client::demo::run(&args.config, &server_config)
-        }
+        Some(Command::Demo { server_config }) => demo::run(&args.config, &server_config),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -52,6 +56,9 @@ fn main() -> std::process::ExitCode {
 
 fn run_client(path: &std::path::Path) -> anyhow::Result<()> {
     let config = ClientConfig::from_file(path)?;
-    actix_rt::System::new().block_on(burrow_client::run(config, None))?;
+    actix_rt::System::new().block_on(async {
+        burrow_client::run(config, Options::default(), signals::stop_requested()).await
+    })?;
+    log::info!("stopped");
     Ok(())
 }

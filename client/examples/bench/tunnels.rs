@@ -1,0 +1,238 @@
+//! The table's columns: direct access, or a tunnel (burrow, bore, rathole)
+//! in front of the upstream.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    procs::{cpu_ticks, free_port, proc_status, spawn, wait_port, which, write, Proc},
+    Res, HOST, SMALL,
+};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Direct,
+    Burrow,
+    Bore,
+    Rathole,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Burrow => "burrow",
+            Kind::Bore => "bore",
+            Kind::Rathole => "rathole",
+        }
+    }
+}
+
+/// A running tunnel (or none, for direct access) in front of the upstream.
+pub struct Tunnel {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    procs: Vec<Proc>,
+}
+
+impl Tunnel {
+    pub fn start(kind: Kind, bin: &Path, work: &Path, upstream: SocketAddr) -> Res<Tunnel> {
+        let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let procs = match kind {
+            Kind::Direct => {
+                return Ok(Tunnel {
+                    kind,
+                    addr: upstream,
+                    procs: Vec::new(),
+                })
+            }
+            Kind::Burrow => start_burrow(bin, work, public, upstream)?,
+            Kind::Bore => start_bore(public, upstream)?,
+            Kind::Rathole => start_rathole(work, public, upstream)?,
+        };
+        Tunnel {
+            kind,
+            addr: public,
+            procs,
+        }
+        .ready()
+    }
+
+    /// Ready when a request goes all the way through.
+    fn ready(self) -> Res<Tunnel> {
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if matches!(http_get(self.addr, self.host(), "/small"), Ok((200, body)) if body == SMALL)
+            {
+                return Ok(self);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("{} did not come up", self.kind.name()))
+    }
+
+    pub fn host(&self) -> Option<&'static str> {
+        (self.kind == Kind::Burrow).then_some(HOST)
+    }
+
+    /// Every answer is checked before anything is timed.
+    pub fn check(&self) -> Res<()> {
+        let (status, body) = http_get(self.addr, self.host(), "/small")?;
+        if status != 200 || body != SMALL {
+            return Err(format!(
+                "{}: wrong answer to /small: {status} {body:?}",
+                self.kind.name()
+            ));
+        }
+        Ok(())
+    }
+
+    fn pids(&self) -> Option<(u32, u32)> {
+        match self.procs.as_slice() {
+            [server, client] => Some((server.id(), client.id())),
+            _ => None,
+        }
+    }
+
+    pub fn rss_kib(&self) -> Option<(u64, u64)> {
+        let (s, c) = self.pids()?;
+        Some((proc_status(s, "VmRSS:")?, proc_status(c, "VmRSS:")?))
+    }
+
+    pub fn peak_kib(&self) -> Option<(u64, u64)> {
+        let (s, c) = self.pids()?;
+        Some((proc_status(s, "VmHWM:")?, proc_status(c, "VmHWM:")?))
+    }
+
+    pub fn cpu_ticks(&self) -> Option<u64> {
+        let (s, c) = self.pids()?;
+        Some(cpu_ticks(s)? + cpu_ticks(c)?)
+    }
+}
+
+fn start_burrow(
+    bin: &Path,
+    work: &Path,
+    public: SocketAddr,
+    upstream: SocketAddr,
+) -> Res<Vec<Proc>> {
+    let server = work.join("burrow-server.toml");
+    write(
+        &server,
+        &format!("listen = \"{public}\"\n[[hosts]]\nhost = \"{HOST}\"\ntoken = \"bench-token\"\n"),
+    )?;
+    let client = work.join("burrow.toml");
+    write(
+        &client,
+        &format!(
+            "server = \"ws://{public}/_burrow/connect\"\n[[tunnels]]\nhost = \"{HOST}\"\n\
+             token = \"bench-token\"\nlocal = \"http://{upstream}\"\n"
+        ),
+    )?;
+    let mut procs = vec![spawn(
+        Command::new(bin.join("burrow-server"))
+            .arg("--config")
+            .arg(&server),
+    )?];
+    wait_port(public)?;
+    procs.push(spawn(
+        Command::new(bin.join("burrow"))
+            .arg("--config")
+            .arg(&client),
+    )?);
+    Ok(procs)
+}
+
+fn start_bore(public: SocketAddr, upstream: SocketAddr) -> Res<Vec<Proc>> {
+    let bore = which("bore").ok_or("bore vanished")?;
+    let mut procs = vec![spawn(Command::new(&bore).args([
+        "server",
+        "--bind-addr",
+        "127.0.0.1",
+    ]))?];
+    wait_port(([127, 0, 0, 1], 7835).into())?;
+    procs.push(spawn(Command::new(&bore).args([
+        "local",
+        &upstream.port().to_string(),
+        "--local-host",
+        "127.0.0.1",
+        "--to",
+        "127.0.0.1",
+        "--port",
+        &public.port().to_string(),
+    ]))?);
+    Ok(procs)
+}
+
+fn start_rathole(work: &Path, public: SocketAddr, upstream: SocketAddr) -> Res<Vec<Proc>> {
+    let rathole = which("rathole").ok_or("rathole vanished")?;
+    let control = free_port();
+    let server = work.join("rathole-server.toml");
+    write(
+        &server,
+        &format!(
+            "[server]\nbind_addr = \"127.0.0.1:{control}\"\n[server.services.bench]\n\
+             token = \"bench-token\"\nbind_addr = \"{public}\"\nnodelay = true\n"
+        ),
+    )?;
+    let client = work.join("rathole-client.toml");
+    write(
+        &client,
+        &format!(
+            "[client]\nremote_addr = \"127.0.0.1:{control}\"\n[client.services.bench]\n\
+             token = \"bench-token\"\nlocal_addr = \"{upstream}\"\nnodelay = true\n"
+        ),
+    )?;
+    let mut procs = vec![spawn(Command::new(&rathole).arg("--server").arg(&server))?];
+    wait_port(([127, 0, 0, 1], control).into())?;
+    procs.push(spawn(Command::new(&rathole).arg("--client").arg(&client))?);
+    Ok(procs)
+}
+
+/// A GET over a fresh connection; returns status and body.
+fn http_get(addr: SocketAddr, host: Option<&str>, path: &str) -> Res<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let host = host.map_or_else(|| addr.to_string(), str::to_owned);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    let head_end = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no head")?
+        + 4;
+    let status = std::str::from_utf8(&out[9..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or("bad status")?;
+    let head = String::from_utf8_lossy(&out[..head_end]).to_ascii_lowercase();
+    let mut body = out[head_end..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    Ok((status, body))
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
+        if size == 0 || b.len() < i + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&b[i + 2..i + 2 + size]);
+        b = &b[(i + 4 + size).min(b.len())..];
+    }
+    out
+}

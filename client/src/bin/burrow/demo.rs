@@ -1,0 +1,192 @@
+//! `burrow demo`: the whole tunnel on one machine, for a first look.
+//!
+//! Starts the `burrow-server` binary that sits next to this one with the
+//! server configuration, a demo page on the client's local address if
+//! nothing listens there yet, and the client. The server runs as a child
+//! process rather than inside this one, so that the client (a library
+//! that depends on the protocol crate only) never carries server code. On
+//! Ctrl-C the client stops first, then the server, so the client never
+//! retries a server that is going away.
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs},
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use anyhow::{bail, Context};
+use burrow_client::{ClientConfig, ClientEvent, Options};
+
+/// How long the server may take to start listening.
+const SERVER_START: Duration = Duration::from_secs(10);
+
+/// Runs the demo until Ctrl-C or SIGTERM.
+pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
+    let config = ClientConfig::from_file(client_config)?;
+    let tunnel = config
+        .tunnels
+        .first()
+        .context("the client configuration has no tunnel")?
+        .clone();
+    let server_addr = resolve(config.server.host_port())?;
+    let mut server = ServerProcess::start(server_config)?;
+    server.wait_listening(server_addr)?;
+    let (host, port) = tunnel.local_url.socket();
+    let local = resolve((host.to_owned(), port))?;
+    let page = if TcpStream::connect_timeout(&local, Duration::from_millis(300)).is_ok() {
+        println!("Using the service already listening on {}", tunnel.local);
+        None
+    } else {
+        Some(TcpListener::bind(local).with_context(|| format!("cannot listen on {local}"))?)
+    };
+    let result = actix_rt::System::new().block_on(async move {
+        let _page = match page {
+            Some(listener) => Some(serve_page(listener, &tunnel.local)?),
+            None => None,
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let url = config.public_url(&tunnel.host);
+        let options = Options {
+            events: Some(tx),
+            ..Options::default()
+        };
+        let announce = announce(rx, url, tunnel.host.clone(), server_addr);
+        let client = burrow_client::run(config, options, crate::signals::stop_requested());
+        tokio::select! {
+            result = client => result.map_err(anyhow::Error::new),
+            () = announce => Ok(()),
+        }
+    });
+    server.stop();
+    result
+}
+
+/// The `burrow-server` child process.
+struct ServerProcess {
+    child: Child,
+    bin: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts the `burrow-server` that sits next to this executable, in a
+    /// process group of its own so that the terminal's Ctrl-C reaches only
+    /// the demo, which stops the client before the server.
+    fn start(config: &Path) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find the burrow executable")?;
+        let bin = exe.with_file_name(format!("burrow-server{}", std::env::consts::EXE_SUFFIX));
+        if !bin.exists() {
+            bail!(
+                "burrow demo runs the burrow-server binary built next to burrow, and {} does \
+                 not exist; build both with `cargo build --release` (or `cargo install --path \
+                 server` beside `cargo install --path client`)",
+                bin.display()
+            );
+        }
+        let child = Command::new(&bin)
+            .arg("--config")
+            .arg(config)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        Ok(ServerProcess { child, bin })
+    }
+
+    /// Polls `addr` until the server accepts connections there.
+    fn wait_listening(&mut self, addr: SocketAddr) -> anyhow::Result<()> {
+        let deadline = Instant::now() + SERVER_START;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("{} exited ({status}) before listening", self.bin.display());
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{} is not listening on {addr}", self.bin.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server. Its client is gone, so nothing is in flight.
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Prints how to reach the tunnel once it is up, then waits forever.
+async fn announce(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<ClientEvent>,
+    url: String,
+    host: String,
+    server: SocketAddr,
+) {
+    while let Some(event) = events.recv().await {
+        if let ClientEvent::Registered { .. } = event {
+            println!();
+            println!("  Public URL:  {url}");
+            println!("  Try:         curl -i {url}");
+            println!("  (or, where *.localhost does not resolve:");
+            println!("               curl -i -H 'Host: {host}' http://{server}/ )");
+            println!();
+            println!("Press Ctrl-C to stop.");
+            break;
+        }
+    }
+    std::future::pending::<()>().await
+}
+
+/// Serves the demo page on `listener` until the returned handle is dropped
+/// with the system.
+fn serve_page(listener: TcpListener, local: &str) -> std::io::Result<actix_web::dev::ServerHandle> {
+    let srv = HttpServer::new(|| App::new().default_service(web::to(demo_page)))
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+    let handle = srv.handle();
+    actix_rt::spawn(srv);
+    println!("Serving a demo page on {local} (nothing was listening there)");
+    Ok(handle)
+}
+
+fn resolve((host, port): (String, u16)) -> anyhow::Result<SocketAddr> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match (host, port).to_socket_addrs()?.next() {
+        Some(addr) => Ok(addr),
+        None => bail!("cannot resolve {host}"),
+    }
+}
+
+async fn demo_page(req: HttpRequest) -> HttpResponse {
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?");
+    let body = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>burrow demo</title></head>\n\
+         <body style=\"font-family: sans-serif; max-width: 40em; margin: 3em auto\">\n\
+         <h1>It works.</h1>\n\
+         <p>This page is served on your machine and reached you through a burrow tunnel.</p>\n\
+         <p>Request: <code>{} {}</code> for host <code>{}</code></p>\n\
+         </body></html>\n",
+        html_escape(req.method().as_str()),
+        html_escape(&req.uri().to_string()),
+        html_escape(host)
+    );
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(body)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

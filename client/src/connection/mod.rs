@@ -1,0 +1,229 @@
+//! One WebSocket connection to the server: the handshake here, frame
+//! dispatch and the stream table in [`dispatch`], and the writer that owns
+//! the socket's sending half in [`writer`].
+
+mod dispatch;
+mod writer;
+
+use std::{rc::Rc, time::Duration};
+
+use awc::ws;
+use burrow_common::{
+    batch,
+    protocol::{TunnelRequest, MAX_MESSAGE_SIZE},
+    DecodeError, Frame, Hello, HelloAck, Outbox, PROTOCOL_VERSION,
+};
+use futures_util::{SinkExt, StreamExt};
+use thiserror::Error;
+
+use crate::{config::ClientConfig, forward::ForwardContext, shutdown::Shutdown};
+
+/// Longest wait for the server's answer to the handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Silence after which the server is considered gone. The server pings
+/// every 15 s, so a healthy connection is never this quiet.
+pub const SERVER_SILENCE: Duration = Duration::from_secs(45);
+
+/// How a connection ended.
+#[derive(Debug, Error)]
+pub enum ConnError {
+    /// The server could not be reached or refused the WebSocket upgrade.
+    #[error("cannot connect to {url}: {detail}")]
+    Connect {
+        /// Server URL.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The server refused the handshake or a tunnel.
+    #[error("server refused the tunnel: {reason}")]
+    Refused {
+        /// The server's reasons.
+        reason: String,
+        /// Whether the refusal may clear by itself.
+        retry: bool,
+    },
+    /// The connection was up and has been lost.
+    #[error("connection lost: {0}")]
+    Lost(String),
+    /// The server broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The connection landed on a server worker another connection of the
+    /// client already covers; it is opened again to land on another.
+    #[error("server worker {0} is already covered; reconnecting")]
+    WorkerTaken(u32),
+    /// The client asked the server to drain the connection (idle, or
+    /// shutting down), and the server closed it once nothing was left on it.
+    #[error("the connection was drained and closed")]
+    Drained,
+}
+
+type Ws = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
+
+/// What a connection reports to the client it belongs to: the first
+/// connection and the extra ones of the pool play different roles.
+pub trait Role {
+    /// The server accepted the tunnels on the connection; `ack` is its
+    /// answer (the connections it suggests, the worker serving this one).
+    /// `false` asks for the connection to be dropped and opened again (it
+    /// landed on a server worker another connection already covers).
+    fn registered(&self, ack: &HelloAck) -> bool;
+    /// The registered connection has ended.
+    fn ended(&self);
+    /// How long the connection may carry no request before it asks the
+    /// server to drain and close it; `None` (the default) never.
+    fn drain_when_idle(&self) -> Option<Duration> {
+        None
+    }
+    /// The server opened a stream on the connection, which now has
+    /// `_open` streams open.
+    fn stream_opened(&self, _open: usize) {}
+}
+
+/// Connects, registers the tunnels as client `instance` and serves streams
+/// until the connection ends, telling `role` when it is registered and
+/// when it ends. Once `shutdown` is requested, the connection asks the
+/// server to drain it and ends when the server has.
+pub async fn serve(
+    config: &ClientConfig,
+    ctx: Rc<ForwardContext>,
+    instance: &str,
+    role: Rc<dyn Role>,
+    shutdown: &Shutdown,
+) -> Result<(), ConnError> {
+    let framed = connect(config, &ctx).await?;
+    let (mut sink, mut stream) = framed.split();
+    send_hello(&mut sink, config, instance).await?;
+    let (ack, early) = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_ack(&mut stream))
+        .await
+        .map_err(|_| ConnError::Lost("no handshake answer in time".into()))??;
+    let ack = check_ack(ack)?;
+    if !role.registered(&ack) {
+        return Err(ConnError::WorkerTaken(ack.worker.unwrap_or_default()));
+    }
+    let (outbox, out_rx) = Outbox::new();
+    let (ctl_tx, ctl_rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer = actix_rt::spawn(writer::write_loop(sink, out_rx, ctl_rx));
+    // Only a server that says it honours `Drain` is asked to drain.
+    let drain_after = if ack.drain {
+        role.drain_when_idle()
+    } else {
+        None
+    };
+    let mut conn = dispatch::Dispatcher::new(outbox, ctl_tx, ctx, role, drain_after, ack.drain);
+    let result = match conn.dispatch_frames(early) {
+        Ok(()) => conn.read_loop(&mut stream, shutdown).await,
+        Err(e) => Err(e),
+    };
+    conn.close();
+    writer.abort();
+    result
+}
+
+/// The WebSocket to the server's control endpoint.
+async fn connect(config: &ClientConfig, ctx: &ForwardContext) -> Result<Ws, ConnError> {
+    let (_, framed) = ctx
+        .connector
+        .http_client()
+        .ws(config.server.as_str())
+        .max_frame_size(MAX_MESSAGE_SIZE)
+        .connect()
+        .await
+        .map_err(|e| ConnError::Connect {
+            url: config.server.as_str().to_owned(),
+            detail: e.to_string(),
+        })?;
+    Ok(framed)
+}
+
+async fn send_hello(
+    sink: &mut futures_util::stream::SplitSink<Ws, ws::Message>,
+    config: &ClientConfig,
+    instance: &str,
+) -> Result<(), ConnError> {
+    let hello = Frame::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        tunnels: config
+            .tunnels
+            .iter()
+            .map(|t| TunnelRequest {
+                host: t.host.clone(),
+                token: t.token.clone(),
+            })
+            .collect(),
+        instance: Some(instance.to_owned()),
+    });
+    let hello = hello
+        .encode()
+        .map_err(|e| ConnError::Protocol(e.to_string()))?;
+    sink.send(ws::Message::Binary(hello))
+        .await
+        .map_err(|e| ConnError::Lost(e.to_string()))
+}
+
+/// The handshake answer, and the frames that shared its message (the
+/// server may batch the first requests with it).
+async fn read_ack(
+    stream: &mut futures_util::stream::SplitStream<Ws>,
+) -> Result<(HelloAck, batch::Unpacked), ConnError> {
+    while let Some(item) = stream.next().await {
+        match item.map_err(|e| ConnError::Lost(e.to_string()))? {
+            ws::Frame::Binary(msg) => {
+                let protocol = |e: DecodeError| ConnError::Protocol(e.to_string());
+                let mut frames = batch::unpack(msg).map_err(protocol)?;
+                let first = frames.next().unwrap_or(Err(DecodeError::TooShort(0)));
+                return match Frame::decode(first.map_err(protocol)?) {
+                    Ok(Frame::HelloAck(ack)) => Ok((ack, frames)),
+                    Ok(other) => Err(ConnError::Protocol(format!(
+                        "expected the handshake answer, got a {} frame",
+                        other.name()
+                    ))),
+                    Err(e) => Err(protocol(e)),
+                };
+            }
+            ws::Frame::Close(reason) => {
+                let why = close_reason(reason);
+                return Err(ConnError::Lost(format!(
+                    "server closed the connection: {why}"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Err(ConnError::Lost(
+        "server closed the connection during the handshake".into(),
+    ))
+}
+
+/// The text of a close frame's reason, for logs.
+fn close_reason(reason: Option<ws::CloseReason>) -> String {
+    reason
+        .and_then(|r| r.description)
+        .unwrap_or_else(|| "no reason given".into())
+}
+
+fn check_ack(ack: HelloAck) -> Result<HelloAck, ConnError> {
+    if let Some(error) = ack.error {
+        return Err(ConnError::Refused {
+            reason: error,
+            retry: false,
+        });
+    }
+    let refused: Vec<_> = ack.tunnels.iter().filter(|v| !v.accepted).collect();
+    if refused.is_empty() {
+        return Ok(ack);
+    }
+    let reason = refused
+        .iter()
+        .map(|v| {
+            let why = v.reason.as_deref().unwrap_or("refused");
+            format!("{}: {why}", v.host)
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(ConnError::Refused {
+        reason,
+        retry: refused.iter().all(|v| v.retry),
+    })
+}

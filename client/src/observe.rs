@@ -1,0 +1,224 @@
+//! What an observer of the client's traffic sees: one [`Exchange`] per
+//! forwarded request (method, target, headers, status, sizes, timings and
+//! a bounded capture of each body), handed over when the exchange ends.
+//!
+//! The forwarding path records an exchange only while an observer is set
+//! ([`crate::forward::ForwardContext::observer`]); without one, a request
+//! pays for one branch per stage and nothing else.
+
+use std::{
+    cell::RefCell,
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use burrow_common::protocol::{HeaderList, RequestHead};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use crate::reply::StreamFailure;
+
+/// What an observer wants recorded beyond the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capture {
+    /// Keep the request's and the response's header fields.
+    pub headers: bool,
+    /// Keep up to this many bytes of each body (0: none).
+    pub body_bytes: usize,
+}
+
+/// Sees every exchange the client forwards, on any of its connections
+/// (each on its own thread).
+pub trait ExchangeObserver: Send + Sync {
+    /// What to record for each exchange; by default only the summary.
+    fn capture(&self) -> Capture {
+        Capture::default()
+    }
+
+    /// One exchange has ended (answered, failed or cut).
+    fn exchange(&self, exchange: &Exchange);
+}
+
+/// A body as far as it was captured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyCapture {
+    /// The first bytes, up to [`Capture::body_bytes`].
+    pub bytes: Vec<u8>,
+    /// All the bytes that passed, captured or not.
+    pub total: u64,
+}
+
+impl BodyCapture {
+    fn take(&mut self, chunk: &[u8], limit: usize) {
+        self.total += chunk.len() as u64;
+        let room = limit.saturating_sub(self.bytes.len());
+        self.bytes
+            .extend_from_slice(&chunk[..room.min(chunk.len())]);
+    }
+}
+
+/// One forwarded request and its answer.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The stream it travelled on.
+    pub stream: u32,
+    /// The public host.
+    pub host: String,
+    /// The request method.
+    pub method: String,
+    /// The request target (path and query) as the caller sent it.
+    pub uri: String,
+    /// `true` for a WebSocket upgrade.
+    pub upgrade: bool,
+    /// The request's header fields, when captured.
+    pub request_headers: HeaderList,
+    /// The request body.
+    pub request_body: BodyCapture,
+    /// The local service's status, once its head arrived.
+    pub status: Option<u16>,
+    /// The response's header fields, when captured.
+    pub response_headers: HeaderList,
+    /// The response body.
+    pub response_body: BodyCapture,
+    /// When the request arrived from the server.
+    pub started: Instant,
+    /// How long the local service took to send its response head.
+    pub head_after: Option<Duration>,
+    /// How long the whole exchange took.
+    pub elapsed: Duration,
+    /// Why it ended early, if it did.
+    pub failure: Option<StreamFailure>,
+}
+
+/// The exchange being recorded for one stream, or nothing when no
+/// observer is set.
+pub struct Trace(Option<Rc<RefCell<Recording>>>);
+
+struct Recording {
+    capture: Capture,
+    exchange: Exchange,
+}
+
+impl Trace {
+    /// Starts recording the exchange of `head` for `observer`, if any.
+    pub fn start(observer: Option<&dyn ExchangeObserver>, stream: u32, head: &RequestHead) -> Self {
+        Trace(observer.map(|o| {
+            Rc::new(RefCell::new(Recording {
+                capture: o.capture(),
+                exchange: Exchange {
+                    stream,
+                    host: head.host.clone(),
+                    method: head.method.clone(),
+                    uri: head.uri.clone(),
+                    upgrade: head.upgrade,
+                    request_headers: HeaderList::new(),
+                    request_body: BodyCapture::default(),
+                    status: None,
+                    response_headers: HeaderList::new(),
+                    response_body: BodyCapture::default(),
+                    started: Instant::now(),
+                    head_after: None,
+                    elapsed: Duration::ZERO,
+                    failure: None,
+                },
+            }))
+        }))
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Recording)) {
+        if let Some(r) = &self.0 {
+            f(&mut r.borrow_mut());
+        }
+    }
+
+    /// The request's header fields, as received from the server.
+    pub fn request_headers(&mut self, headers: &HeaderList) {
+        self.with(|r| {
+            if r.capture.headers {
+                r.exchange.request_headers = headers.clone();
+            }
+        });
+    }
+
+    /// The response head, as it goes back to the server.
+    pub fn response_head<'a>(
+        &mut self,
+        status: u16,
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+        inline: Option<&[u8]>,
+    ) {
+        self.with(|r| {
+            let e = &mut r.exchange;
+            e.status = Some(status);
+            e.head_after = Some(e.started.elapsed());
+            if r.capture.headers {
+                e.response_headers = fields
+                    .map(|(n, v)| (Bytes::copy_from_slice(n), Bytes::copy_from_slice(v)))
+                    .collect();
+            }
+            if let Some(body) = inline {
+                e.response_body.take(body, r.capture.body_bytes);
+            }
+        });
+    }
+
+    /// Counts a response body whose bytes were not tapped (a relayed
+    /// upgrade's), or that `tap_response` saw already.
+    pub fn response_bytes(&mut self, sent: u64) {
+        self.with(|r| {
+            let body = &mut r.exchange.response_body;
+            body.total = body.total.max(sent);
+        });
+    }
+
+    /// The request body, recorded as it passes when observed.
+    pub fn tap_request<S, E>(&self, body: S) -> impl Stream<Item = Result<Bytes, E>>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+    {
+        self.tap(body, |e| &mut e.request_body)
+    }
+
+    /// The response body, recorded as it passes when observed.
+    pub fn tap_response<S, E>(&self, body: S) -> impl Stream<Item = Result<Bytes, E>>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+    {
+        self.tap(body, |e| &mut e.response_body)
+    }
+
+    fn tap<S, E>(
+        &self,
+        body: S,
+        which: fn(&mut Exchange) -> &mut BodyCapture,
+    ) -> impl Stream<Item = Result<Bytes, E>>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+    {
+        match &self.0 {
+            None => body.left_stream(),
+            Some(r) => {
+                let r = r.clone();
+                body.inspect(move |chunk| {
+                    if let Ok(chunk) = chunk {
+                        let mut r = r.borrow_mut();
+                        let limit = r.capture.body_bytes;
+                        which(&mut r.exchange).take(chunk, limit);
+                    }
+                })
+                .right_stream()
+            }
+        }
+    }
+
+    /// Ends the recording and hands the exchange to `observer`.
+    pub fn finish(self, observer: Option<&dyn ExchangeObserver>, failure: Option<StreamFailure>) {
+        let (Some(r), Some(observer)) = (self.0, observer) else {
+            return;
+        };
+        let mut r = r.borrow_mut();
+        r.exchange.elapsed = r.exchange.started.elapsed();
+        r.exchange.failure = failure;
+        observer.exchange(&r.exchange);
+    }
+}

@@ -1,0 +1,75 @@
+//! How the client opens connections: one connector, TCP with
+//! `TCP_NODELAY` and a connect timeout, used by the control WebSocket, by
+//! the pooled HTTP client for local services and by WebSocket upgrades to
+//! local services. TLS will be a layer of this connector.
+
+use std::{io, time::Duration};
+
+use actix_rt::net::TcpStream;
+use actix_service::{Service, ServiceExt};
+use actix_tls::connect::{
+    ConnectError, ConnectInfo, Connection, Connector as TcpConnector, Resolver,
+};
+use awc::http::Uri;
+
+/// Longest wait for a TCP connection, to the server or a local service.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens the client's connections.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    timeout: Duration,
+}
+
+impl Default for Connector {
+    fn default() -> Self {
+        Connector {
+            timeout: CONNECT_TIMEOUT,
+        }
+    }
+}
+
+fn set_nodelay(conn: Connection<Uri, TcpStream>) -> Connection<Uri, TcpStream> {
+    let _ = conn.io_ref().set_nodelay(true);
+    conn
+}
+
+impl Connector {
+    /// The TCP connector service: frames and small responses leave at once
+    /// instead of waiting for ACKs (Nagle's algorithm off).
+    fn tcp(
+        &self,
+    ) -> impl Service<ConnectInfo<Uri>, Response = Connection<Uri, TcpStream>, Error = ConnectError>
+           + Clone {
+        TcpConnector::new(Resolver::default())
+            .service()
+            .map(set_nodelay as fn(Connection<Uri, TcpStream>) -> Connection<Uri, TcpStream>)
+    }
+
+    /// A connection to the origin of `url` (its host and port).
+    pub async fn connect(&self, url: &Uri) -> io::Result<TcpStream> {
+        let connecting = self.tcp().call(ConnectInfo::new(url.clone()));
+        match tokio::time::timeout(self.timeout, connecting).await {
+            Ok(Ok(conn)) => Ok(conn.into_parts().0),
+            Ok(Err(e)) => Err(io::Error::other(e.to_string())),
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+        }
+    }
+
+    /// An HTTP/1.1 client over this connector: pooled keep-alive
+    /// connections, no redirects followed, no headers of its own added, no
+    /// decompression. Response-head timeouts are set per request.
+    pub fn http_client(&self) -> awc::Client {
+        let connector = awc::Connector::new()
+            .connector(self.tcp())
+            .timeout(self.timeout)
+            .limit(1024)
+            .max_http_version(awc::http::Version::HTTP_11);
+        awc::Client::builder()
+            .connector(connector)
+            .disable_redirects()
+            .no_default_headers()
+            .disable_timeout()
+            .finish()
+    }
+}

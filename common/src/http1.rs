@@ -1,0 +1,187 @@
+//! HTTP/1.1 message framing that both ends apply: which responses carry a
+//! body, a `Content-Length` value read as a length, and chunked transfer
+//! coding decoded from whatever pieces a body arrives in.
+
+use bytes::{Buf, Bytes, BytesMut};
+use thiserror::Error;
+
+/// `true` for statuses whose responses never carry a body, whatever their
+/// headers say: 1xx, 204 and 304 (RFC 9110, sections 6.4.1 and 8.6).
+pub fn status_has_no_body(status: u16) -> bool {
+    (100..200).contains(&status) || status == 204 || status == 304
+}
+
+/// A `Content-Length` value as a length: ASCII digits, optionally surrounded
+/// by spaces; `None` for anything else (a sign, a list, garbage).
+pub fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Why a chunked body could not be decoded.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ChunkError {
+    /// A chunk-size line that is not one.
+    #[error("invalid chunk size")]
+    InvalidSize,
+    /// The data of a chunk is not followed by CRLF.
+    #[error("chunk data not followed by CRLF")]
+    MissingCrlf,
+}
+
+/// Where a chunked body's decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Size,
+    Data(u64),
+    Crlf,
+    Done,
+}
+
+/// Decodes a chunked body incrementally: feed it the bytes as they arrive
+/// and take the body out. Chunk extensions and trailers are dropped.
+#[derive(Debug, Clone)]
+pub struct ChunkedDecoder {
+    phase: Phase,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        ChunkedDecoder { phase: Phase::Size }
+    }
+}
+
+impl ChunkedDecoder {
+    /// `true` once the last (zero-size) chunk has been read.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// The next piece of body decoded from `buf` (consuming what it used),
+    /// or `None` when `buf` holds no more body for now: more input is
+    /// needed, or the body is complete (see [`ChunkedDecoder::is_done`]).
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, ChunkError> {
+        loop {
+            match self.phase {
+                Phase::Done => return Ok(None),
+                Phase::Size => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        buf.advance(used);
+                        self.phase = if size == 0 {
+                            Phase::Done
+                        } else {
+                            Phase::Data(size)
+                        };
+                    }
+                    Ok(httparse::Status::Partial) => return Ok(None),
+                    Err(_) => return Err(ChunkError::InvalidSize),
+                },
+                Phase::Data(_) if buf.is_empty() => return Ok(None),
+                Phase::Data(left) => {
+                    let n = left.min(buf.len() as u64);
+                    let out = buf.split_to(n as usize).freeze();
+                    self.phase = if n == left {
+                        Phase::Crlf
+                    } else {
+                        Phase::Data(left - n)
+                    };
+                    return Ok(Some(out));
+                }
+                Phase::Crlf if buf.len() < 2 => return Ok(None),
+                Phase::Crlf => {
+                    if &buf[..2] != b"\r\n" {
+                        return Err(ChunkError::MissingCrlf);
+                    }
+                    buf.advance(2);
+                    self.phase = Phase::Size;
+                }
+            }
+        }
+    }
+
+    /// Decodes a whole chunked body held in memory; what follows its last
+    /// chunk is ignored. An incomplete body yields what it holds.
+    pub fn decode_all(body: &[u8]) -> Result<Vec<u8>, ChunkError> {
+        let mut decoder = ChunkedDecoder::default();
+        let mut buf = BytesMut::from(body);
+        let mut out = Vec::with_capacity(body.len());
+        while let Some(piece) = decoder.decode(&mut buf)? {
+            out.extend_from_slice(&piece);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodiless_statuses() {
+        for s in [100, 101, 199, 204, 304] {
+            assert!(status_has_no_body(s), "{s}");
+        }
+        for s in [200, 201, 205, 301, 404, 426, 500] {
+            assert!(!status_has_no_body(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn content_length_values() {
+        assert_eq!(parse_content_length(b"42"), Some(42));
+        assert_eq!(parse_content_length(b" 7 "), Some(7));
+        assert_eq!(parse_content_length(b"0"), Some(0));
+        for bad in [
+            &b""[..],
+            b"+5",
+            b"-1",
+            b"1,1",
+            b"x",
+            b"99999999999999999999999",
+        ] {
+            assert_eq!(parse_content_length(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_from_any_split() {
+        let wire = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n";
+        for cut in 0..wire.len() {
+            let mut decoder = ChunkedDecoder::default();
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            for part in [&wire[..cut], &wire[cut..]] {
+                buf.extend_from_slice(part);
+                while let Some(piece) = decoder.decode(&mut buf).unwrap() {
+                    out.extend_from_slice(&piece);
+                }
+            }
+            assert_eq!(out, b"hello world", "cut at {cut}");
+            assert!(decoder.is_done());
+        }
+        assert_eq!(ChunkedDecoder::decode_all(wire).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn chunked_garbage_is_an_error() {
+        assert_eq!(
+            ChunkedDecoder::decode_all(b"zz\r\n"),
+            Err(ChunkError::InvalidSize)
+        );
+        assert_eq!(
+            ChunkedDecoder::decode_all(b"2\r\nabXY"),
+            Err(ChunkError::MissingCrlf)
+        );
+        let mut decoder = ChunkedDecoder::default();
+        let mut buf = BytesMut::from(&b"5\r\nhel"[..]);
+        assert_eq!(
+            decoder.decode(&mut buf).unwrap().as_deref(),
+            Some(&b"hel"[..])
+        );
+        assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+        assert!(!decoder.is_done());
+    }
+}

@@ -1,0 +1,230 @@
+//! The public HTTP handler: one request through its tunnel, in stages:
+//! [`route`] (which host), [`authorize`] (the one place a request can be
+//! refused before it reaches a session), [`open`] (a stream on the host's
+//! session, the head queued), then the wait for the response head and
+//! the [`response`](response::response) streamed back.
+
+mod request;
+mod response;
+mod route;
+
+use std::{borrow::Cow, sync::Arc, time::Duration};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use burrow_common::{
+    flow::{
+        pump_body, Activity, BodyEvent, CancelOnDrop, PumpError, RecvBody, RecvCredit, SendCredit,
+    },
+    protocol::ResponseHead,
+    queue::{queue, Receiver},
+    ResetCode,
+};
+use futures_util::StreamExt;
+
+use crate::{
+    error::ProxyError,
+    handle::{RegistryHandle, SessionHandle},
+    messages::OpenStream,
+    placement::Worker,
+};
+use request::{request_frame, Forwarding};
+
+/// What every worker's proxy handler shares.
+pub struct ProxyShared {
+    /// The registry.
+    pub registry: RegistryHandle,
+    /// Longest wait for a response head.
+    pub request_timeout: Duration,
+    /// Keep `X-Forwarded-Proto`/`-Host` from a trusted reverse proxy.
+    pub trust_forwarded_headers: bool,
+}
+
+/// One worker's proxy state: what all share, and the worker's placement.
+pub struct ProxyState {
+    /// Shared by every worker.
+    pub shared: Arc<ProxyShared>,
+    /// This worker.
+    pub worker: Worker,
+    /// `http` or `https`: how callers reach this listener.
+    pub proto: &'static str,
+}
+
+/// A request routed to a host.
+struct Routed<'r> {
+    host: Cow<'r, str>,
+    public_host: &'r str,
+    upgrade: bool,
+}
+
+/// A stream open on a session for one request.
+struct Opened {
+    session: Arc<SessionHandle>,
+    id: u32,
+    has_body: bool,
+    events: Receiver<BodyEvent>,
+    recv_credit: Arc<RecvCredit>,
+    send_credit: Arc<SendCredit>,
+    activity: Arc<Activity>,
+}
+
+/// Forwards one public request through its tunnel.
+pub async fn proxy(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ProxyState>,
+) -> Result<HttpResponse, ProxyError> {
+    let routed = route(&req)?;
+    authorize(&req, &routed)?;
+    let opened = open(&req, &routed, &state).await?;
+    // If this handler is dropped (caller gone) or gives up, the stream is cancelled.
+    let mut guard = cancel_guard(&opened.session, opened.id);
+    if opened.has_body {
+        send_body(&opened, payload);
+    }
+    let Opened {
+        session,
+        id,
+        events,
+        recv_credit,
+        ..
+    } = opened;
+    let (head, events) = await_head(&routed.host, events, &mut guard, &state).await?;
+    if head.end_stream {
+        guard.disarm();
+    }
+    let body = RecvBody::new(id, events, session.outbox.clone(), recv_credit, guard);
+    response::response(&req, &routed.host, head, body, routed.upgrade)
+}
+
+/// The host the request is for, and whether it is a WebSocket upgrade.
+fn route(req: &HttpRequest) -> Result<Routed<'_>, ProxyError> {
+    let (host, public_host) = route::routing_host(req)?;
+    let upgrade = route::websocket_upgrade(req)?;
+    Ok(Routed {
+        host,
+        public_host,
+        upgrade,
+    })
+}
+
+/// Whether the request may be forwarded at all; the one place where one is
+/// refused before it reaches a session.
+fn authorize(req: &HttpRequest, _routed: &Routed<'_>) -> Result<(), ProxyError> {
+    if !req.uri().path().starts_with('/') {
+        // `OPTIONS *` asks about this server, not about a local service.
+        return Err(ProxyError::BadRequest(format!(
+            "request target `{}` is not forwarded",
+            req.uri()
+        )));
+    }
+    Ok(())
+}
+
+/// Opens a stream on the session serving the host and queues the request
+/// head. A session that is draining turns the opener away at its gate, and
+/// the next lookup no longer offers it: try again.
+async fn open(
+    req: &HttpRequest,
+    routed: &Routed<'_>,
+    state: &ProxyState,
+) -> Result<Opened, ProxyError> {
+    let how = Forwarding {
+        host: &routed.host,
+        public_host: routed.public_host,
+        proto: state.proto,
+        trust: state.shared.trust_forwarded_headers,
+        upgrade: routed.upgrade,
+    };
+    loop {
+        let session = state
+            .worker
+            .session_for(&state.shared.registry, &routed.host)
+            .await
+            .ok_or_else(|| ProxyError::UnknownHost(routed.host.to_string()))?;
+        let Some(pass) = session.begin_open() else {
+            continue;
+        };
+        let id = session.next_stream_id();
+        let (frame, has_body) = request_frame(id, req, &how)?;
+        let (events_tx, events) = queue();
+        let stream = OpenStream {
+            id,
+            events: events_tx,
+            recv_credit: RecvCredit::new(),
+            send_credit: SendCredit::new(),
+            activity: Activity::new(),
+        };
+        let opened = Opened {
+            session: session.clone(),
+            id,
+            has_body,
+            events,
+            recv_credit: stream.recv_credit.clone(),
+            send_credit: stream.send_credit.clone(),
+            activity: stream.activity.clone(),
+        };
+        // The table entry first, then the head: the session actor handles
+        // its mailbox before its streams on every turn, so the entry exists
+        // before any answer can come back. A dead session drops the message
+        // and with it the events' sender: the wait for the head then ends
+        // with "tunnel gone".
+        session.open(stream);
+        // Queued by this task, the head precedes the body frames the pump
+        // queues.
+        session
+            .outbox
+            .send_encoded(frame)
+            .map_err(|_| ProxyError::TunnelGone(routed.host.to_string()))?;
+        drop(pass);
+        return Ok(opened);
+    }
+}
+
+/// Pumps the caller's body (for an upgrade, the caller's side of the
+/// upgraded connection: raw bytes until the caller closes) onto the stream.
+fn send_body(opened: &Opened, payload: web::Payload) {
+    let (session, id) = (opened.session.clone(), opened.id);
+    let credit = opened.send_credit.clone();
+    let activity = opened.activity.clone();
+    let payload = payload.inspect(move |_| activity.touch());
+    actix_web::rt::spawn(async move {
+        let pumped = pump_body(id, payload, &credit, &session.outbox).await;
+        if let Err(PumpError::Source(e)) = pumped {
+            log::debug!("stream {id}: request body from caller failed: {e}");
+            session.cancel(id, ResetCode::Cancel);
+        }
+    });
+}
+
+/// Waits for the response head. The session enforces the request timeout
+/// on its periodic sweep: a timer per request would cost more than the
+/// rest of this wait.
+async fn await_head(
+    host: &str,
+    mut events: Receiver<BodyEvent>,
+    guard: &mut CancelOnDrop,
+    state: &ProxyState,
+) -> Result<(ResponseHead, Receiver<BodyEvent>), ProxyError> {
+    match events.recv().await {
+        Some(BodyEvent::Head(head)) => Ok((*head, events)),
+        Some(BodyEvent::Reset(code, reason)) => {
+            guard.disarm();
+            Err(ProxyError::from_reset(host, code, reason))
+        }
+        Some(BodyEvent::Expired) => {
+            guard.disarm();
+            Err(ProxyError::Timeout {
+                host: host.to_owned(),
+                secs: state.shared.request_timeout.as_secs(),
+            })
+        }
+        Some(BodyEvent::Data(_) | BodyEvent::End) | None => {
+            Err(ProxyError::TunnelGone(host.to_owned()))
+        }
+    }
+}
+
+fn cancel_guard(session: &Arc<SessionHandle>, id: u32) -> CancelOnDrop {
+    let session = session.clone();
+    CancelOnDrop::new(move || session.cancel(id, ResetCode::Cancel))
+}

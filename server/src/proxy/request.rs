@@ -1,0 +1,114 @@
+//! The `RequestHead` frame for a caller's request, encoded straight from
+//! actix's header map.
+
+use actix_web::{http::header, HttpRequest};
+use burrow_common::{
+    frame::{encode_request_head_from, RequestTarget},
+    headers::{forward_request_fields, Field, Forwarded, HopByHop},
+};
+use bytes::Bytes;
+
+use crate::error::ProxyError;
+
+/// How the head of one request is forwarded.
+pub(super) struct Forwarding<'a> {
+    /// The tunnel host the request was routed by.
+    pub host: &'a str,
+    /// The public host as the caller wrote it.
+    pub public_host: &'a str,
+    /// `http` or `https`: how the caller reached the server.
+    pub proto: &'a str,
+    /// Keep `X-Forwarded-Proto`/`-Host` from a trusted proxy in front.
+    pub trust: bool,
+    /// A WebSocket upgrade.
+    pub upgrade: bool,
+}
+
+/// The `RequestHead` frame of stream `id` for `req` (see
+/// [`forward_request_fields`] for what is changed), and whether a body
+/// follows.
+pub(super) fn request_frame(
+    id: u32,
+    req: &HttpRequest,
+    how: &Forwarding<'_>,
+) -> Result<(Bytes, bool), ProxyError> {
+    let map = req.headers();
+    let fields: Vec<Field<'_>> = map
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+        .collect();
+    let mut rule = HopByHop::new(map.get_all(header::CONNECTION).map(|v| v.as_bytes()));
+    if how.upgrade {
+        rule = rule.keeping_upgrade();
+    }
+    let peer = req.peer_addr().map(|a| ip_text(a.ip()));
+    let fwd = Forwarded {
+        client_ip: peer.as_deref(),
+        proto: how.proto,
+        host: how.public_host,
+        trust_incoming: how.trust,
+    };
+    // An absolute-form target overrides Host (RFC 9112, 3.2.2): the local
+    // service sees the host the request was routed by.
+    let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
+    let mut chain = Vec::new();
+    let forwarded =
+        forward_request_fields(&fields, &rule, how.upgrade, authority, &fwd, &mut chain);
+    let chunked = map.contains_key(header::TRANSFER_ENCODING);
+    let sized = map
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0");
+    let end_stream = !how.upgrade && !chunked && !sized;
+    let target = RequestTarget {
+        host: how.host,
+        method: req.method().as_str(),
+        uri: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+        end_stream,
+        upgrade: how.upgrade,
+    };
+    let frame =
+        encode_request_head_from(id, &target, forwarded).map_err(|_| ProxyError::HeadTooLarge)?;
+    Ok((frame, !end_stream))
+}
+
+/// An IP address as text; IPv4 (the common case, once per request) without
+/// the formatting machinery, which costs more than the rest of this.
+fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+            out
+        }
+        std::net::IpAddr::V6(v6) => v6.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.100.255",
+            "1.2.3.4",
+            "::1",
+            "fe80::1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(super::ip_text(ip), ip.to_string());
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! A session's handshake: the client's `Hello` checked, its hosts
+//! registered, and the `HelloAck` that answers it.
+
+use actix::{ActorFutureExt, AsyncContext, Context, ContextFutureSpawner, WrapFuture};
+use actix_ws::CloseCode;
+use burrow_common::{
+    protocol::{TunnelVerdict, PROTOCOL_VERSION},
+    Frame, Hello, HelloAck,
+};
+
+use super::{State, TunnelSession};
+use crate::error::RegisterError;
+
+/// Longest client instance id accepted in a `Hello`.
+pub const MAX_INSTANCE_LEN: usize = 64;
+
+/// Why a `Hello` is refused as a whole, if it is.
+fn refusal(hello: &Hello) -> Option<String> {
+    if hello.version != PROTOCOL_VERSION {
+        let newer = if hello.version > PROTOCOL_VERSION {
+            "server"
+        } else {
+            "client"
+        };
+        return Some(format!(
+            "protocol version {} is not supported (this server speaks {PROTOCOL_VERSION}); upgrade the {newer}",
+            hello.version
+        ));
+    }
+    if hello
+        .instance
+        .as_ref()
+        .is_some_and(|i| i.len() > MAX_INSTANCE_LEN)
+    {
+        return Some(format!(
+            "the client instance id is longer than {MAX_INSTANCE_LEN} bytes"
+        ));
+    }
+    None
+}
+
+impl TunnelSession {
+    pub(super) fn on_hello(&mut self, hello: Hello, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.hello_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if let Some(why) = refusal(&hello) {
+            log::debug!("session {}: {why}", self.id);
+            let ack = HelloAck {
+                version: PROTOCOL_VERSION,
+                tunnels: Vec::new(),
+                error: Some(why.clone()),
+                connections: None,
+                worker: None,
+                node: None,
+                drain: false,
+            };
+            let bytes = Frame::HelloAck(ack).encode().ok();
+            return self.close(ctx, bytes, CloseCode::Policy, &why);
+        }
+        self.state = State::Registering;
+        let requested: Vec<String> = hello.tunnels.iter().map(|t| t.host.clone()).collect();
+        let registry = self.shared.registry.clone();
+        let handle = self.session_handle(ctx);
+        // `wait`: no other frame is handled until the registry has answered.
+        async move {
+            registry
+                .register(handle, hello.tunnels, hello.instance)
+                .await
+        }
+        .into_actor(self)
+        .map(move |answers, act, ctx| act.on_registered(requested, answers, ctx))
+        .wait(ctx);
+    }
+
+    fn on_registered(
+        &mut self,
+        requested: Vec<String>,
+        answers: Vec<Result<String, RegisterError>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let verdicts: Vec<TunnelVerdict> = requested
+            .into_iter()
+            .zip(answers)
+            .map(|(host, answer)| self.verdict(host, answer))
+            .collect();
+        let ack = Frame::HelloAck(HelloAck {
+            version: PROTOCOL_VERSION,
+            tunnels: verdicts,
+            error: None,
+            connections: Some(self.shared.workers),
+            worker: Some(self.worker.0),
+            node: Some(self.shared.node.to_string()),
+            drain: true,
+        });
+        let bytes = ack.encode().ok();
+        if self.hosts.is_empty() {
+            return self.close(ctx, bytes, CloseCode::Policy, "no tunnel was accepted");
+        }
+        if let Some(bytes) = bytes {
+            let _ = self.outbox.send_encoded(bytes);
+        }
+        self.state = State::Open;
+        self.gate.open();
+        let peer = self.peer.map_or_else(|| "?".into(), |p| p.to_string());
+        log::info!(
+            "session {} from {peer} serving {}",
+            self.id,
+            self.hosts.join(", ")
+        );
+    }
+
+    /// The verdict on one requested host; a granted one is remembered.
+    fn verdict(&mut self, host: String, answer: Result<String, RegisterError>) -> TunnelVerdict {
+        match answer {
+            Ok(granted) => {
+                self.hosts.push(granted);
+                TunnelVerdict {
+                    host,
+                    accepted: true,
+                    reason: None,
+                    retry: false,
+                }
+            }
+            Err(e) => {
+                log::log!(e.log_level(), "session {} refused: {e}", self.id);
+                TunnelVerdict {
+                    host,
+                    accepted: false,
+                    reason: Some(e.to_string()),
+                    retry: e.retry(),
+                }
+            }
+        }
+    }
+}

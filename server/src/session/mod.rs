@@ -1,0 +1,380 @@
+//! The tunnel session actor: one per connected client connection. It owns
+//! the client's WebSocket and the table of streams in flight on it
+//! ([`streams`]); [`handshake`] registers its hosts, [`writer`] is the only
+//! task that writes to its socket.
+
+mod handshake;
+mod streams;
+mod writer;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use actix::{
+    fut, Actor, ActorContext, ActorFutureExt, AsyncContext, Context, ContextFutureSpawner, Handler,
+    Message as ActorMessage, Running, SpawnHandle, StreamHandler, WrapFuture,
+};
+use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
+use burrow_common::{
+    batch,
+    fragments::{Fragments, Reassembled},
+    outbox::Outgoing,
+    queue::Receiver,
+    stream_map::StreamMap,
+    Frame, Outbox,
+};
+use bytes::Bytes;
+
+pub use handshake::MAX_INSTANCE_LEN;
+pub use streams::SessionLimits;
+use streams::StreamEntry;
+
+use crate::{
+    handle::{Gate, RegistryHandle, SessionHandle},
+    messages::ToSession,
+    placement::WorkerId,
+};
+
+/// How long a new connection may take to send its `Hello`.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the server pings an idle client.
+pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// Silence after which a client is considered gone (half-open connection).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    AwaitingHello,
+    Registering,
+    Open,
+    Closing,
+}
+
+/// What every session of a server shares.
+pub struct SessionShared {
+    /// The registry.
+    pub registry: RegistryHandle,
+    /// The limits sessions enforce on their streams.
+    pub limits: SessionLimits,
+    /// The server's worker threads: the pool size suggested to clients.
+    pub workers: u32,
+    /// The server's node id, told to clients with their worker.
+    pub node: Arc<str>,
+}
+
+/// One connected client connection.
+pub struct TunnelSession {
+    id: u64,
+    ws: actix_ws::Session,
+    outbox: Outbox,
+    outbox_rx: Option<Receiver<Outgoing>>,
+    shared: Arc<SessionShared>,
+    /// The worker the session runs on.
+    worker: WorkerId,
+    /// The client's address, for logs.
+    peer: Option<SocketAddr>,
+    streams: StreamMap<StreamEntry>,
+    /// Shared with the session's handles; see [`Gate`].
+    gate: Arc<Gate>,
+    /// Set once the client has asked for a drain (see [`Frame::Drain`]).
+    draining: bool,
+    /// A [`FinishDrain`] is in the mailbox.
+    finish_queued: bool,
+    state: State,
+    hosts: Vec<String>,
+    last_heard: Instant,
+    last_ping: Instant,
+    hello_timer: Option<SpawnHandle>,
+    /// The binary message arriving in fragments, if any.
+    fragments: Fragments,
+    /// Why the session is closing, once it is.
+    end: Option<(log::Level, String)>,
+}
+
+impl TunnelSession {
+    /// A session for a freshly upgraded WebSocket from `peer`, on `worker`.
+    pub fn new(
+        ws: actix_ws::Session,
+        shared: Arc<SessionShared>,
+        worker: WorkerId,
+        peer: Option<SocketAddr>,
+    ) -> Self {
+        let (outbox, outbox_rx) = Outbox::new();
+        TunnelSession {
+            id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
+            ws,
+            outbox,
+            outbox_rx: Some(outbox_rx),
+            shared,
+            worker,
+            peer,
+            streams: StreamMap::default(),
+            gate: Arc::new(Gate::default()),
+            draining: false,
+            finish_queued: false,
+            state: State::AwaitingHello,
+            hosts: Vec::new(),
+            last_heard: Instant::now(),
+            last_ping: Instant::now(),
+            hello_timer: None,
+            fragments: Fragments::default(),
+            end: None,
+        }
+    }
+
+    fn session_handle(&self, ctx: &mut Context<Self>) -> SessionHandle {
+        SessionHandle {
+            id: self.id,
+            to_session: ctx.address().recipient(),
+            outbox: self.outbox.clone(),
+            gate: self.gate.clone(),
+            worker: self.worker,
+        }
+    }
+
+    /// Sends `last` (if any) and a close frame, then stops. Frames still in
+    /// the outbox are dropped: this is for the handshake and for shutdown.
+    fn close(&mut self, ctx: &mut Context<Self>, last: Option<Bytes>, code: CloseCode, why: &str) {
+        self.state = State::Closing;
+        let level = match code {
+            CloseCode::Normal => log::Level::Debug,
+            _ => log::Level::Info,
+        };
+        self.end.get_or_insert((level, why.to_owned()));
+        let mut ws = self.ws.clone();
+        let reason = CloseReason {
+            code,
+            description: Some(why.to_owned()),
+        };
+        actix::spawn(async move {
+            if let Some(bytes) = last {
+                let _ = ws.binary(bytes).await;
+            }
+            let _ = ws.close(Some(reason)).await;
+        });
+        ctx.stop();
+    }
+
+    fn protocol_error(&mut self, ctx: &mut Context<Self>, why: String) {
+        self.end = Some((log::Level::Warn, format!("protocol error: {why}")));
+        self.close(ctx, None, CloseCode::Protocol, &why);
+    }
+
+    /// Handles each frame of one WebSocket message, in order.
+    fn on_message(&mut self, msg: Bytes, ctx: &mut Context<Self>) {
+        let frames = match batch::unpack(msg) {
+            Ok(frames) => frames,
+            Err(e) => return self.protocol_error(ctx, e.to_string()),
+        };
+        for frame in frames {
+            match frame.and_then(Frame::decode) {
+                Ok(frame) => self.on_frame(frame, ctx),
+                Err(e) => return self.protocol_error(ctx, e.to_string()),
+            }
+            if self.state == State::Closing {
+                return;
+            }
+        }
+        self.check_drained(ctx);
+    }
+
+    fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        match (self.state, frame) {
+            (State::AwaitingHello, Frame::Hello(hello)) => self.on_hello(hello, ctx),
+            (State::Open, Frame::ResponseHead { stream, head }) => self.on_head(stream, head),
+            (State::Open, Frame::Data { stream, data }) => self.on_data(stream, data),
+            (State::Open, Frame::End { stream }) => self.on_end(stream),
+            (
+                State::Open,
+                Frame::Reset {
+                    stream,
+                    code,
+                    reason,
+                },
+            ) => self.on_reset(stream, code, reason),
+            (State::Open, Frame::Window { stream, increment }) => self.on_window(stream, increment),
+            (State::Open, Frame::Drain) => self.start_drain(ctx),
+            (State::Closing, _) => {}
+            (state, frame) => {
+                let why = format!("unexpected {} frame while {state:?}", frame.name());
+                self.protocol_error(ctx, why);
+            }
+        }
+    }
+
+    /// The client wants this connection closed once its streams are done:
+    /// new requests go to the client's other connections from now on.
+    fn start_drain(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        log::debug!("session {}: draining", self.id);
+        self.draining = true;
+        self.gate.close();
+        self.shared.registry.unregister(self.id);
+        self.check_drained(ctx);
+    }
+
+    /// Once a draining session has no stream left and no opener is on its
+    /// way in, queues [`FinishDrain`] behind whatever the mailbox holds, so
+    /// that a stream sent just before the gate closed is still served.
+    fn check_drained(&mut self, ctx: &mut Context<Self>) {
+        if self.draining && !self.finish_queued && self.streams.is_empty() && self.gate.settled() {
+            self.finish_queued = true;
+            ctx.address().do_send(FinishDrain);
+        }
+    }
+
+    /// The periodic tick: stream limits, drain, heartbeat.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.sweep();
+        self.check_drained(ctx);
+        if self.last_heard.elapsed() > CLIENT_TIMEOUT {
+            let why = "no word from the client for 45 s (heartbeat timeout)";
+            self.close(ctx, None, CloseCode::Away, why);
+            return;
+        }
+        if self.last_ping.elapsed() >= PING_INTERVAL {
+            self.last_ping = Instant::now();
+            let mut ws = self.ws.clone();
+            ctx.spawn(fut::wrap_future(async move {
+                let _ = ws.ping(b"").await;
+            }));
+        }
+    }
+}
+
+impl Actor for TunnelSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(rx) = self.outbox_rx.take() {
+            writer::write_loop(self.ws.clone(), rx)
+                .into_actor(self)
+                .map(|_, _, ctx: &mut Context<Self>| ctx.stop())
+                .spawn(ctx);
+        }
+        self.hello_timer = Some(ctx.run_later(HELLO_TIMEOUT, |act, ctx| {
+            if act.state == State::AwaitingHello {
+                act.end = Some((log::Level::Debug, "no hello in time".into()));
+                act.close(ctx, None, CloseCode::Policy, "no hello received");
+            }
+        }));
+        // One timer per session for the stream limits and the heartbeat: an
+        // idle session costs little, and 10,000 of them stay cheap. Limits
+        // are enforced to within a quarter of their length.
+        let limits = self.shared.limits;
+        let shortest = limits.request_timeout.min(limits.idle_timeout);
+        let tick = (shortest / 4).clamp(Duration::from_millis(100), PING_INTERVAL);
+        ctx.run_interval(tick, |act, ctx| act.tick(ctx));
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        if !self.hosts.is_empty() {
+            let (level, why) = self
+                .end
+                .take()
+                .unwrap_or((log::Level::Info, "connection lost".into()));
+            let hosts = self.hosts.join(", ");
+            log::log!(level, "session {} ({hosts}) closed: {why}", self.id);
+        }
+        self.shared.registry.unregister(self.id);
+        for (_, e) in self.streams.drain() {
+            e.abandon();
+        }
+        Running::Stop
+    }
+}
+
+impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
+    fn handle(&mut self, msg: Result<Message, ProtocolError>, ctx: &mut Context<Self>) {
+        self.last_heard = Instant::now();
+        match msg {
+            Ok(Message::Binary(bytes)) => self.on_message(bytes, ctx),
+            Ok(Message::Ping(payload)) => {
+                let mut ws = self.ws.clone();
+                ctx.spawn(fut::wrap_future(async move {
+                    let _ = ws.pong(&payload).await;
+                }));
+            }
+            Ok(Message::Pong(_)) | Ok(Message::Nop) => {}
+            Ok(Message::Close(reason)) => {
+                let why = reason
+                    .and_then(|r| r.description)
+                    .unwrap_or_else(|| "no reason given".into());
+                self.end = Some((log::Level::Info, format!("the client closed it ({why})")));
+                self.close(ctx, None, CloseCode::Normal, "bye");
+            }
+            Ok(Message::Continuation(item)) => match self.fragments.push(item) {
+                Ok(Some(Reassembled::Message(msg))) => self.on_message(msg, ctx),
+                Ok(Some(Reassembled::Data(frame))) => self.on_frame(frame, ctx),
+                Ok(None) => {}
+                Err(e) => self.protocol_error(ctx, e.to_string()),
+            },
+            Ok(Message::Text(_)) => {
+                self.protocol_error(ctx, "only binary messages are allowed".into());
+            }
+            Err(e) => {
+                self.end = Some((log::Level::Info, format!("websocket error: {e}")));
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        self.end
+            .get_or_insert((log::Level::Info, "the connection dropped".into()));
+        ctx.stop();
+    }
+}
+
+impl Handler<ToSession> for TunnelSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToSession, ctx: &mut Context<Self>) {
+        match msg {
+            ToSession::Open(open) => {
+                // Dropping `open` unanswered tells the opener the tunnel is
+                // gone (or, after 2^31 streams, that its id is still in use).
+                if self.state == State::Open && !self.streams.contains_key(&open.id) {
+                    let id = open.id;
+                    self.streams.insert(id, StreamEntry::new(open));
+                }
+            }
+            ToSession::Cancel(cancel) => {
+                self.cancel(cancel.id, cancel.code);
+                self.check_drained(ctx);
+            }
+            ToSession::Close => self.close(ctx, None, CloseCode::Away, "server shutting down"),
+            ToSession::CountStreams(reply) => {
+                let _ = reply.send(self.streams.len());
+            }
+        }
+    }
+}
+
+/// Sent by a draining session to itself once it found nothing left to
+/// serve; handled after every message queued before it.
+#[derive(ActorMessage)]
+#[rtype(result = "()")]
+struct FinishDrain;
+
+impl Handler<FinishDrain> for TunnelSession {
+    type Result = ();
+
+    fn handle(&mut self, _: FinishDrain, ctx: &mut Context<Self>) {
+        self.finish_queued = false;
+        if self.state == State::Open && self.streams.is_empty() {
+            self.end = Some((log::Level::Debug, "drained at the client's request".into()));
+            self.close(ctx, None, CloseCode::Normal, "drained");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! A session's table of streams in flight: what the client's frames do to
+//! them, and the sweep that enforces their time limits.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use burrow_common::{
+    flow::{Activity, BodyEvent, RecvCredit, SendCredit},
+    protocol::ResponseHead,
+    queue::Sender,
+    stream_map, Frame, ResetCode,
+};
+use bytes::Bytes;
+
+use super::TunnelSession;
+use crate::messages::OpenStream;
+
+/// The time limits a session enforces on its streams.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Longest wait for a stream's response head.
+    pub request_timeout: Duration,
+    /// Longest time an answered stream may move no bytes.
+    pub idle_timeout: Duration,
+}
+
+pub(super) struct StreamEntry {
+    /// The opener's events: the response head, then the body.
+    events: Sender<BodyEvent>,
+    /// Whether the response head has been delivered.
+    answered: bool,
+    /// When the stream was opened (for the request timeout).
+    opened: Instant,
+    recv_credit: Arc<RecvCredit>,
+    send_credit: Arc<SendCredit>,
+    activity: Arc<Activity>,
+}
+
+impl StreamEntry {
+    pub(super) fn new(msg: OpenStream) -> Self {
+        StreamEntry {
+            events: msg.events,
+            answered: false,
+            opened: Instant::now(),
+            recv_credit: msg.recv_credit,
+            send_credit: msg.send_credit,
+            activity: msg.activity,
+        }
+    }
+
+    /// Ends the stream for its opener with `event` (a reset or an expiry).
+    fn end(self, event: BodyEvent) {
+        self.send_credit.close();
+        let _ = self.events.send(event);
+    }
+
+    /// The session is going away: dropping the sender tells the opener the
+    /// tunnel is gone.
+    pub(super) fn abandon(self) {
+        self.send_credit.close();
+    }
+}
+
+impl TunnelSession {
+    pub(super) fn on_head(&mut self, stream: u32, head: ResponseHead) {
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if entry.answered {
+            if let Some(e) = self.streams.remove(&stream) {
+                let why = "second response head".to_owned();
+                self.reset(stream, e, ResetCode::ProtocolError, why);
+            }
+            return;
+        }
+        entry.answered = true;
+        let end_stream = head.end_stream;
+        let _ = entry.events.send(BodyEvent::Head(Box::new(head)));
+        if end_stream {
+            if let Some(e) = self.streams.remove(&stream) {
+                e.send_credit.close();
+            }
+        }
+    }
+
+    pub(super) fn on_data(&mut self, stream: u32, data: Bytes) {
+        let Some(entry) = self.streams.get(&stream) else {
+            return;
+        };
+        let why = if !entry.answered {
+            "data before the response head"
+        } else if !entry.recv_credit.take(data.len()) {
+            "data beyond the granted window"
+        } else {
+            entry.activity.touch();
+            // A closed receiver means the caller left; its cancel is on the way.
+            let _ = entry.events.send(BodyEvent::Data(data));
+            return;
+        };
+        if let Some(e) = self.streams.remove(&stream) {
+            self.reset(stream, e, ResetCode::ProtocolError, why.to_owned());
+        }
+    }
+
+    pub(super) fn on_end(&mut self, stream: u32) {
+        if let Some(e) = self.streams.remove(&stream) {
+            e.send_credit.close();
+            if !e.answered {
+                let reason = "body ended before the response head".to_owned();
+                self.reset(stream, e, ResetCode::ProtocolError, reason);
+            } else {
+                let _ = e.events.send(BodyEvent::End);
+            }
+        }
+    }
+
+    pub(super) fn on_reset(&mut self, stream: u32, code: ResetCode, reason: String) {
+        if let Some(e) = self.streams.remove(&stream) {
+            e.end(BodyEvent::Reset(code, reason));
+        }
+    }
+
+    pub(super) fn on_window(&mut self, stream: u32, increment: u32) {
+        if let Some(e) = self.streams.get(&stream) {
+            e.activity.touch();
+            e.send_credit.grant(increment);
+        }
+    }
+
+    /// The opener gave up on a stream: reset it on the client's side.
+    pub(super) fn cancel(&mut self, id: u32, code: ResetCode) {
+        if let Some(e) = self.streams.remove(&id) {
+            self.reset(id, e, code, String::new());
+        }
+    }
+
+    /// Fails a stream locally and tells the client.
+    pub(super) fn reset(
+        &mut self,
+        stream: u32,
+        entry: StreamEntry,
+        code: ResetCode,
+        reason: String,
+    ) {
+        let event = BodyEvent::Reset(code, reason.clone());
+        self.reset_with(stream, entry, code, reason, event);
+    }
+
+    /// Resets a stream on the client's side and tells its opener `event`.
+    fn reset_with(
+        &mut self,
+        stream: u32,
+        entry: StreamEntry,
+        code: ResetCode,
+        reason: String,
+        event: BodyEvent,
+    ) {
+        log::debug!("session {}: reset stream {stream}: {reason}", self.id);
+        let _ = self.outbox.send(&Frame::Reset {
+            stream,
+            code,
+            reason,
+        });
+        entry.end(event);
+    }
+
+    /// Resets streams past a limit: still waiting for their head after the
+    /// request timeout (the opener answers 504), or answered and moving no
+    /// bytes for the idle timeout. An idle session frees its stream table.
+    pub(super) fn sweep(&mut self) {
+        let SessionLimits {
+            request_timeout,
+            idle_timeout,
+        } = self.shared.limits;
+        let expired: Vec<(u32, bool)> = self
+            .streams
+            .iter()
+            .filter_map(|(id, e)| {
+                if !e.answered && e.opened.elapsed() >= request_timeout {
+                    Some((*id, true))
+                } else if e.answered && e.activity.idle_for() >= idle_timeout {
+                    Some((*id, false))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, waiting) in expired {
+            let Some(e) = self.streams.remove(&id) else {
+                continue;
+            };
+            if waiting {
+                let why = format!("no response head within {} s", request_timeout.as_secs());
+                self.reset_with(id, e, ResetCode::Cancel, why, BodyEvent::Expired);
+            } else {
+                let why = format!("no traffic for {} s", idle_timeout.as_secs());
+                self.reset(id, e, ResetCode::Cancel, why);
+            }
+        }
+        stream_map::release_if_empty(&mut self.streams);
+    }
+}
