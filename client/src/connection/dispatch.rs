@@ -155,8 +155,12 @@ impl Dispatcher {
         shutdown: &Shutdown,
     ) -> Result<(), ConnError> {
         let mut timers = Timers::new(self.ctx.local_timeout, self.drain_after, self.opened);
+        // One future for the connection's life: polled only until it fires.
+        let mut stop = std::pin::pin!(shutdown.requested());
+        let mut stopping = false;
         loop {
-            match self.wake(stream, &mut timers, shutdown).await {
+            let stop = (!stopping).then_some(stop.as_mut());
+            match self.wake(stream, &mut timers, stop).await {
                 Wake::Socket(next) => {
                     timers.heard = Instant::now();
                     self.on_socket(next)?;
@@ -170,27 +174,38 @@ impl Dispatcher {
                     let next = timers.heard + SERVER_SILENCE;
                     timers.silence.as_mut().reset(next);
                 }
-                Wake::Shutdown if self.can_drain => self.ask_drain(),
+                Wake::Shutdown if self.can_drain => {
+                    stopping = true;
+                    self.ask_drain();
+                }
                 Wake::Shutdown => return Err(ConnError::Drained),
             }
         }
     }
 
+    /// The next thing to do. `stop` is the shutdown signal until it has
+    /// fired.
     async fn wake(
         &self,
         stream: &mut futures_util::stream::SplitStream<Ws>,
         timers: &mut Timers,
-        shutdown: &Shutdown,
+        stop: Option<std::pin::Pin<&mut impl std::future::Future<Output = ()>>>,
     ) -> Wake {
         let open = !self.streams.borrow().is_empty();
         let may_drain = self.drain_after.is_some() && !self.drain_sent;
+        let stop = async {
+            match stop {
+                Some(stop) => stop.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             next = stream.next() => Wake::Socket(next),
             _ = timers.sweep.tick(), if open => Wake::Sweep,
             _ = timers.idle_check.tick(), if may_drain => Wake::IdleCheck,
             () = timers.silence.as_mut() => Wake::Silence,
-            () = shutdown.requested(), if !self.drain_sent => Wake::Shutdown,
+            () = stop => Wake::Shutdown,
         }
     }
 
@@ -211,6 +226,9 @@ impl Dispatcher {
     }
 
     fn ask_drain(&mut self) {
+        if self.drain_sent {
+            return;
+        }
         self.drain_sent = self.outbox.send(&Frame::Drain).is_ok();
     }
 

@@ -1,0 +1,207 @@
+//! The `burrow` binary as a user runs it: `burrow demo` (which starts the
+//! `burrow-server` built next to it) and a client stopped by a signal.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_burrow");
+
+/// A file under target/ with a unique name.
+fn write_file(name: &str, text: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!("{name}-{}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Sends `signal` (`TERM`, `INT`) to `child`.
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Lines a child writes to one of its pipes, as they come.
+fn lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Reads lines until one contains `needle`; returns all read so far.
+fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> Vec<String> {
+    let end = Instant::now() + limit;
+    let mut seen = Vec::new();
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(needle);
+                seen.push(line);
+                if found {
+                    return seen;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no line with {needle:?} within {limit:?}; got {seen:#?}");
+}
+
+/// Waits for `child` to exit, killing it after `limit`.
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A plain GET over a fresh connection, as curl sends it.
+fn get(port: u16, host: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+#[test]
+fn the_demo_serves_its_page_and_stops_cleanly_on_ctrl_c() {
+    let sibling = Path::new(BIN).with_file_name("burrow-server");
+    assert!(
+        sibling.exists(),
+        "{} is missing: the demo runs it; build the workspace (cargo test --workspace)",
+        sibling.display()
+    );
+    let (public, local) = (free_port(), free_port());
+    let server = write_file(
+        "demo-server",
+        &format!(
+            "listen = \"127.0.0.1:{public}\"\n[[hosts]]\nhost = \"demo.localhost\"\ntoken = \"demo-secret\"\n"
+        ),
+    );
+    let client = write_file(
+        "demo-client",
+        &format!(
+            "server = \"ws://127.0.0.1:{public}/_burrow/connect\"\n[[tunnels]]\n\
+             host = \"demo.localhost\"\ntoken = \"demo-secret\"\nlocal = \"http://127.0.0.1:{local}\"\n"
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .args(["demo", "--config"])
+        .arg(&client)
+        .arg("--server-config")
+        .arg(&server)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn burrow demo");
+    let out = lines(child.stdout.take().expect("stdout"));
+    let err = lines(child.stderr.take().expect("stderr"));
+    let printed = wait_for(&out, "Press Ctrl-C to stop.", Duration::from_secs(20));
+    assert!(
+        printed.iter().any(|l| l.contains("Serving a demo page")),
+        "{printed:#?}"
+    );
+    let page = get(public, "demo.localhost");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("<h1>It works.</h1>"), "{page}");
+
+    signal(&child, "INT");
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    let logged: Vec<String> = err.try_iter().collect();
+    assert!(
+        !logged.iter().any(|l| l.contains("WARN")),
+        "stopping the demo logged warnings: {logged:#?}"
+    );
+    let refused = std::net::TcpStream::connect(("127.0.0.1", public));
+    assert!(refused.is_err(), "the demo's server is still running");
+}
+
+#[actix_rt::test]
+async fn sigterm_finishes_requests_in_flight_then_exits_0() {
+    let t = Tunnel::start().await;
+    let path = write_file(
+        "sigterm-client",
+        &client_toml(t.server.addr(), &t.upstream.url(), TOKEN),
+    );
+    // A second client would be refused the host while the in-process one
+    // holds it: stop that one first.
+    t.client.abort();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn burrow");
+    let err = lines(child.stderr.take().expect("stderr"));
+    let err = actix_rt::task::spawn_blocking(move || {
+        wait_for(&err, "tunnel ready", Duration::from_secs(20));
+        err
+    })
+    .await
+    .expect("ready");
+    // A slow answer is in flight when the signal arrives.
+    let slow = actix_rt::spawn(t.get("/sleep/1500").send());
+    let in_flight = eventually(Duration::from_secs(10), || async {
+        t.server_streams().await > 0
+    })
+    .await;
+    assert!(in_flight, "the slow request did not reach the client");
+    signal(&child, "TERM");
+    let status = actix_rt::task::spawn_blocking(move || {
+        let status = wait_exit(&mut child, Duration::from_secs(15));
+        (status, err.try_iter().collect::<Vec<_>>())
+    })
+    .await
+    .expect("exit");
+    let mut resp = slow.await.expect("task").expect("the in-flight request");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(!resp.body().await.expect("body").is_empty());
+    let (status, logged) = status;
+    assert!(status.success(), "{status}: {logged:#?}");
+    assert!(
+        logged.iter().any(|l| l.contains("stopping")),
+        "no last word: {logged:#?}"
+    );
+}
