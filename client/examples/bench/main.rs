@@ -4,8 +4,7 @@
 //! Run from the workspace root (see README, "Benchmark"):
 //!
 //! ```text
-//! cargo build --release -p burrow-server && cargo build --release -p burrow &&
-//!     cargo run --release -p burrow --example bench
+//! cargo build --release && cargo run --release -p burrow --example bench
 //! ```
 //!
 //! Needs `wrk` and `nginx` (Debian packages); `bore` and `rathole` are used
@@ -129,10 +128,7 @@ fn figures(args: &[String]) -> Res<Vec<usize>> {
 fn check_built(bin: &Path) -> Res<()> {
     for b in ["burrow", "burrow-server"] {
         if !bin.join(b).exists() {
-            return Err(format!(
-                "{b} not built: run `cargo build --release -p burrow-server` and \
-                 `cargo build --release -p burrow` first"
-            ));
+            return Err(format!("{b} not built: run `cargo build --release` first"));
         }
     }
     Ok(())

@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use burrow_common::http1::ChunkedDecoder;
+
 use crate::{
     procs::{cpu_ticks, free_port, proc_status, spawn, wait_port, which, write, Proc},
     Res, HOST, SMALL,
@@ -211,28 +213,15 @@ fn http_get(addr: SocketAddr, host: Option<&str>, path: &str) -> Res<(u16, Vec<u
         .position(|w| w == b"\r\n\r\n")
         .ok_or("no head")?
         + 4;
-    let status = std::str::from_utf8(&out[9..12])
-        .ok()
+    let status = out
+        .get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
         .and_then(|s| s.parse().ok())
         .ok_or("bad status")?;
     let head = String::from_utf8_lossy(&out[..head_end]).to_ascii_lowercase();
     let mut body = out[head_end..].to_vec();
     if head.contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
+        body = ChunkedDecoder::decode_all(&body).map_err(|e| e.to_string())?;
     }
     Ok((status, body))
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap_or("0").trim(), 16)
-            .unwrap_or(0);
-        if size == 0 || b.len() < i + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&b[i + 2..i + 2 + size]);
-        b = &b[(i + 4 + size).min(b.len())..];
-    }
-    out
 }

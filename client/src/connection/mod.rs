@@ -3,6 +3,7 @@
 //! the socket's sending half in [`writer`].
 
 mod dispatch;
+mod read;
 mod writer;
 
 use std::{rc::Rc, time::Duration};
