@@ -14,7 +14,8 @@
 //! - [`forward`]: one stream: the local request and the streamed answer;
 //!   [`upgrade`] and [`http1`] for WebSocket upgrades; [`reply`] for the
 //!   way back both share.
-//! - [`observe`]: what an observer of the traffic sees of each exchange.
+//! - [`observe`]: what an observer of the traffic sees of each exchange;
+//!   [`request_log`]: the observer that logs one line per exchange.
 //! - [`transport`]: the one connector all connections are opened with.
 //! - [`shutdown`]: the stop signal all connections share.
 //! - [`run`]: the client as a whole.
@@ -31,6 +32,7 @@ pub mod placement;
 pub mod pool;
 pub mod reconnect;
 pub mod reply;
+pub mod request_log;
 pub mod shutdown;
 pub mod transport;
 pub mod upgrade;

@@ -24,6 +24,16 @@ fn write_file(name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// Kills the child when the test ends, passed or not.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A loopback port nothing listens on right now.
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -136,6 +146,7 @@ fn the_demo_serves_its_page_and_stops_cleanly_on_ctrl_c() {
         .expect("spawn burrow demo");
     let out = lines(child.stdout.take().expect("stdout"));
     let err = lines(child.stderr.take().expect("stderr"));
+    let mut child = Reaper(child);
     let printed = wait_for(&out, "Press Ctrl-C to stop.", Duration::from_secs(20));
     assert!(
         printed.iter().any(|l| l.contains("Serving a demo page")),
@@ -145,8 +156,8 @@ fn the_demo_serves_its_page_and_stops_cleanly_on_ctrl_c() {
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("<h1>It works.</h1>"), "{page}");
 
-    signal(&child, "INT");
-    let status = wait_exit(&mut child, Duration::from_secs(15));
+    signal(&child.0, "INT");
+    let status = wait_exit(&mut child.0, Duration::from_secs(15));
     assert!(status.success(), "{status}");
     let logged: Vec<String> = err.try_iter().collect();
     assert!(
@@ -171,10 +182,12 @@ async fn sigterm_finishes_requests_in_flight_then_exits_0() {
         .arg("--config")
         .arg(&path)
         .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn burrow");
     let err = lines(child.stderr.take().expect("stderr"));
+    let mut child = Reaper(child);
     let err = actix_rt::task::spawn_blocking(move || {
         wait_for(&err, "tunnel ready", Duration::from_secs(20));
         err
@@ -188,9 +201,9 @@ async fn sigterm_finishes_requests_in_flight_then_exits_0() {
     })
     .await;
     assert!(in_flight, "the slow request did not reach the client");
-    signal(&child, "TERM");
+    signal(&child.0, "TERM");
     let status = actix_rt::task::spawn_blocking(move || {
-        let status = wait_exit(&mut child, Duration::from_secs(15));
+        let status = wait_exit(&mut child.0, Duration::from_secs(15));
         (status, err.try_iter().collect::<Vec<_>>())
     })
     .await
@@ -204,4 +217,153 @@ async fn sigterm_finishes_requests_in_flight_then_exits_0() {
         logged.iter().any(|l| l.contains("stopping")),
         "no last word: {logged:#?}"
     );
+}
+
+#[actix_rt::test]
+async fn a_server_url_without_the_control_path_stops_the_client_naming_it() {
+    let t = Tunnel::start().await;
+    let text =
+        client_toml(t.server.addr(), &t.upstream.url(), TOKEN).replace("/_burrow/connect", "");
+    let path = write_file("no-control-path", &text);
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn burrow");
+    let status = actix_rt::task::spawn_blocking(move || {
+        let status = wait_exit(&mut child, Duration::from_secs(15));
+        let mut err = String::new();
+        let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+        (status, err)
+    })
+    .await
+    .expect("exit");
+    let (status, err) = status;
+    assert!(!status.success(), "{status}");
+    assert!(err.contains("answered 404 Not Found"), "{err}");
+    assert!(err.contains("/_burrow/connect"), "{err}");
+    assert!(!err.contains("reconnecting"), "it retried: {err}");
+}
+
+#[actix_rt::test]
+async fn a_temporarily_unavailable_server_is_retried() {
+    // A proxy in front of a restarting server answers 503.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let unavailable = actix_web::HttpServer::new(|| {
+        actix_web::App::new().default_service(actix_web::web::to(|| async {
+            actix_web::HttpResponse::ServiceUnavailable().finish()
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .expect("listen")
+    .run();
+    let handle = unavailable.handle();
+    actix_rt::spawn(unavailable);
+    let path = write_file(
+        "unavailable",
+        &client_toml(addr, "http://127.0.0.1:9", TOKEN),
+    );
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn burrow");
+    let err = lines(child.stderr.take().expect("stderr"));
+    let mut child = Reaper(child);
+    let retried = actix_rt::task::spawn_blocking(move || {
+        let first = wait_for(&err, "reconnecting", Duration::from_secs(15));
+        let second = wait_for(&err, "reconnecting", Duration::from_secs(15));
+        (first, second)
+    })
+    .await
+    .expect("log");
+    assert!(
+        retried.0.iter().any(|l| l.contains("503")),
+        "{:#?}",
+        retried.0
+    );
+    assert!(
+        child.0.try_wait().expect("try_wait").is_none(),
+        "it gave up"
+    );
+    handle.stop(false).await;
+}
+
+#[test]
+fn a_missing_config_file_names_the_path_tried_and_the_way_out() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let out = Command::new(BIN)
+        .current_dir(&dir)
+        .args(["--config", "no-such-dir/client.toml"])
+        .output()
+        .expect("run burrow");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-dir/client.toml"), "{err}");
+    assert!(err.contains(&dir.display().to_string()), "{err}");
+    assert!(err.contains("--config FILE"), "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+}
+
+#[actix_rt::test]
+async fn each_exchange_is_one_line_and_an_outage_one_warning() {
+    let server = start_server(server_config(""));
+    let local = free_port();
+    let path = write_file(
+        "request-log",
+        &client_toml(server.addr(), &format!("http://127.0.0.1:{local}"), TOKEN),
+    );
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn burrow");
+    let err = lines(child.stderr.take().expect("stderr"));
+    let _child = Reaper(child);
+    let err = actix_rt::task::spawn_blocking(move || {
+        wait_for(&err, "tunnel ready", Duration::from_secs(20));
+        err
+    })
+    .await
+    .expect("ready");
+    let public = format!("http://{}", server.addr());
+    let get = |path: &str| {
+        caller()
+            .get(format!("{public}{path}"))
+            .insert_header(("host", HOST))
+            .send()
+    };
+    // Nothing listens on the local port yet: three 502s, one warning.
+    for _ in 0..3 {
+        assert_eq!(get("/down").await.expect("answer").status().as_u16(), 502);
+    }
+    let upstream = upstream::Upstream::start_on(local);
+    let mut resp = get("/id/3").await.expect("answer");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.body().await.expect("body"), "id-3".as_bytes());
+    let logged = actix_rt::task::spawn_blocking(move || {
+        wait_for(&err, "GET /id/3 200", Duration::from_secs(10))
+    })
+    .await
+    .expect("log");
+    let warnings = logged.iter().filter(|l| l.contains("unreachable")).count();
+    assert_eq!(warnings, 1, "{logged:#?}");
+    assert!(
+        logged.iter().any(|l| l.contains("answers again")),
+        "{logged:#?}"
+    );
+    let line = logged.last().expect("the request's line");
+    assert!(line.contains("ms") && line.contains(" B"), "{line}");
+    drop(upstream);
 }

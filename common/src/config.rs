@@ -16,12 +16,15 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}{place}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
+        /// Where a relative path was looked for (` (in /some/dir)`), or
+        /// empty.
+        place: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid TOML or does not fit the expected shape.
     #[error("invalid config file {path}: {message}")]
@@ -44,6 +47,12 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// `true` when the file itself could not be read (rather than being
+    /// invalid).
+    pub fn is_unreadable(&self) -> bool {
+        matches!(self, ConfigError::Read { .. })
+    }
+
     /// An `Invalid` error for `key` in `path`.
     pub fn invalid(path: &Path, key: &str, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
@@ -56,9 +65,16 @@ impl ConfigError {
 
 /// Reads a file to a string.
 pub fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
+    std::fs::read_to_string(path).map_err(|error| {
+        let place = match std::env::current_dir() {
+            Ok(dir) if path.is_relative() => format!(" (in {})", dir.display()),
+            _ => String::new(),
+        };
+        ConfigError::Read {
+            path: path.to_owned(),
+            place,
+            error,
+        }
     })
 }
 

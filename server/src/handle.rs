@@ -19,11 +19,21 @@ use crate::{
     messages::{CancelStream, OpenStream, ToSession},
 };
 
+/// A host granted to a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Granted {
+    /// The host, in canonical form.
+    pub host: String,
+    /// `true` when the session joined other connections of its client
+    /// that already serve the host; `false` when it is the first.
+    pub joined: bool,
+}
+
 /// Ask the registry for the hosts in a client's handshake. The answer has
 /// one entry per requested tunnel, in order: the host as registered, or
 /// why it was refused.
 #[derive(Message)]
-#[rtype(result = "Vec<Result<String, RegisterError>>")]
+#[rtype(result = "Vec<Result<Granted, RegisterError>>")]
 pub struct Register {
     /// The session asking.
     pub session: SessionHandle,
@@ -90,7 +100,7 @@ impl RegistryHandle {
         session: SessionHandle,
         tunnels: Vec<TunnelRequest>,
         instance: Option<String>,
-    ) -> Vec<Result<String, RegisterError>> {
+    ) -> Vec<Result<Granted, RegisterError>> {
         let count = tunnels.len();
         let msg = Register {
             session,

@@ -45,7 +45,7 @@ use crate::{
     placement::WorkerIds,
     proxy::{ProxyShared, ProxyState},
     registry::Registry,
-    session::{SessionLimits, SessionShared, TunnelSession},
+    session::{PublicOrigin, SessionLimits, SessionShared, TunnelSession},
 };
 
 /// How long the HTTP server waits for connections to finish when it stops.
@@ -187,6 +187,7 @@ impl AppParts {
             shared: self.proxy.clone(),
             worker: self.ids.this_worker(),
             proto: self.proto,
+            port: addr.port(),
         });
         let control = web::Data::new(ControlState {
             sessions: self.sessions.clone(),
@@ -232,10 +233,14 @@ async fn connect(
     let shared = control.sessions.clone();
     let worker = state.worker.id;
     let peer = req.peer_addr();
+    let origin = PublicOrigin {
+        proto: state.proto,
+        port: state.port,
+    };
     TunnelSession::create(move |ctx| {
         use actix::AsyncContext;
         ctx.add_stream(stream);
-        TunnelSession::new(ws, shared, worker, peer)
+        TunnelSession::new(ws, shared, worker, peer, origin)
     });
     Ok(response)
 }

@@ -21,7 +21,10 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Without RUST_LOG: the server's own lines, not the HTTP server's start-up
+    // chatter nor the parse errors any stranger's malformed request causes.
+    let quiet = "info,actix_server=warn,actix_http::h1::dispatcher=off";
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(quiet)).init();
     let args = Args::parse();
     match run(&args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -33,7 +36,13 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
-    let mut config = ServerConfig::from_file(&args.config)?;
+    let mut config = ServerConfig::from_file(&args.config).map_err(|e| {
+        if e.is_unreadable() {
+            anyhow::anyhow!("{e}; name another file with --config FILE")
+        } else {
+            e.into()
+        }
+    })?;
     config
         .apply_port_env(std::env::var("PORT").ok().as_deref())
         .map_err(anyhow::Error::msg)?;

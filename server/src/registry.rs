@@ -15,7 +15,7 @@ use actix::{Actor, Context, Handler, MessageResult};
 use crate::{
     config::HostConfig,
     error::RegisterError,
-    handle::{CloseAll, HostSessions, Lookup, Register, SessionHandle, Unregister},
+    handle::{CloseAll, Granted, HostSessions, Lookup, Register, SessionHandle, Unregister},
     policy::HostPolicy,
 };
 
@@ -60,7 +60,7 @@ impl Registry {
         session: &Arc<SessionHandle>,
         instance: Option<&str>,
         host: String,
-    ) -> Result<String, RegisterError> {
+    ) -> Result<Granted, RegisterError> {
         let holders = self.hosts.entry(host.clone()).or_insert_with(|| Holders {
             instance: None,
             sessions: Vec::new(),
@@ -78,7 +78,10 @@ impl Registry {
             // Workers should pick again.
             self.changed();
         }
-        Ok(host)
+        Ok(Granted {
+            host,
+            joined: joins_pool,
+        })
     }
 }
 

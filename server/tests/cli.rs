@@ -102,3 +102,19 @@ fn port_variable_overrides_the_listen_port_and_sigterm_stops_promptly() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_missing_config_file_names_the_path_tried_and_the_way_out() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let out = Command::new(BIN)
+        .current_dir(&dir)
+        .args(["--config", "no-such-dir/server.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-dir/server.toml"), "{err}");
+    assert!(err.contains(&dir.display().to_string()), "{err}");
+    assert!(err.contains("--config FILE"), "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+}

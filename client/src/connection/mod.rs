@@ -131,11 +131,39 @@ async fn connect(config: &ClientConfig, ctx: &ForwardContext) -> Result<Ws, Conn
         .max_frame_size(MAX_MESSAGE_SIZE)
         .connect()
         .await
-        .map_err(|e| ConnError::Connect {
-            url: config.server.as_str().to_owned(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| upgrade_failure(config, e))?;
     Ok(framed)
+}
+
+/// Why the WebSocket to the server did not open. A server that answers
+/// with a status other than 101 is not going to change its mind, unless
+/// the status says it is temporarily unavailable (a proxy in front of a
+/// restarting server).
+fn upgrade_failure(config: &ClientConfig, e: awc::error::WsClientError) -> ConnError {
+    let url = config.server.as_str().to_owned();
+    match e {
+        awc::error::WsClientError::InvalidResponseStatus(status)
+            if !matches!(status.as_u16(), 502..=504) =>
+        {
+            let path = config.server.path();
+            ConnError::Refused {
+                reason: format!(
+                    "{url} answered {status} instead of opening a WebSocket: is it a \
+                     burrow-server, and is `{path}` its control path (by default \
+                     /_burrow/connect, as in ws://HOST:PORT/_burrow/connect)?"
+                ),
+                retry: false,
+            }
+        }
+        awc::error::WsClientError::InvalidResponseStatus(status) => ConnError::Connect {
+            url,
+            detail: format!("it answered {status}, unavailable for now"),
+        },
+        e => ConnError::Connect {
+            url,
+            detail: e.to_string(),
+        },
+    }
 }
 
 async fn send_hello(

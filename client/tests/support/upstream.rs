@@ -39,7 +39,12 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        Self::start_on(0)
+    }
+
+    /// The upstream on a given loopback port (0: any free one).
+    pub fn start_on(port: u16) -> Upstream {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let control = Arc::new(Control::default());
         let data = web::Data::from(control.clone());

@@ -47,6 +47,8 @@ pub struct ProxyState {
     pub worker: Worker,
     /// `http` or `https`: how callers reach this listener.
     pub proto: &'static str,
+    /// The listener's port.
+    pub port: u16,
 }
 
 /// A request routed to a host.

@@ -9,7 +9,7 @@ use burrow_common::{
 };
 
 use super::{State, TunnelSession};
-use crate::error::RegisterError;
+use crate::{error::RegisterError, handle::Granted};
 
 /// Longest client instance id accepted in a `Hello`.
 pub const MAX_INSTANCE_LEN: usize = 64;
@@ -76,7 +76,7 @@ impl TunnelSession {
     fn on_registered(
         &mut self,
         requested: Vec<String>,
-        answers: Vec<Result<String, RegisterError>>,
+        answers: Vec<Result<Granted, RegisterError>>,
         ctx: &mut Context<Self>,
     ) {
         let verdicts: Vec<TunnelVerdict> = requested
@@ -103,18 +103,30 @@ impl TunnelSession {
         self.state = State::Open;
         self.gate.open();
         let peer = self.peer.map_or_else(|| "?".into(), |p| p.to_string());
-        log::info!(
-            "session {} from {peer} serving {}",
-            self.id,
-            self.hosts.join(", ")
-        );
+        if self.first_for.is_empty() {
+            log::debug!(
+                "session {} from {peer} joins the connections serving {}",
+                self.id,
+                self.hosts.join(", ")
+            );
+        } else {
+            let urls: Vec<String> = self.first_for.iter().map(|h| self.public.url(h)).collect();
+            log::info!(
+                "serving {} (session {} from {peer})",
+                urls.join(", "),
+                self.id
+            );
+        }
     }
 
     /// The verdict on one requested host; a granted one is remembered.
-    fn verdict(&mut self, host: String, answer: Result<String, RegisterError>) -> TunnelVerdict {
+    fn verdict(&mut self, host: String, answer: Result<Granted, RegisterError>) -> TunnelVerdict {
         match answer {
             Ok(granted) => {
-                self.hosts.push(granted);
+                if !granted.joined {
+                    self.first_for.push(granted.host.clone());
+                }
+                self.hosts.push(granted.host);
                 TunnelVerdict {
                     host,
                     accepted: true,

@@ -70,6 +70,27 @@ pub struct SessionShared {
     pub node: Arc<str>,
 }
 
+/// How callers reach a listener: its scheme and port, for the public URLs
+/// the server logs.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicOrigin {
+    /// `http` or `https`.
+    pub proto: &'static str,
+    /// The listener's port.
+    pub port: u16,
+}
+
+impl PublicOrigin {
+    /// The public URL of `host` on this listener.
+    pub fn url(&self, host: &str) -> String {
+        let default = matches!((self.proto, self.port), ("http", 80) | ("https", 443));
+        match default {
+            true => format!("{}://{host}/", self.proto),
+            false => format!("{}://{host}:{}/", self.proto, self.port),
+        }
+    }
+}
+
 /// One connected client connection.
 pub struct TunnelSession {
     id: u64,
@@ -90,6 +111,10 @@ pub struct TunnelSession {
     finish_queued: bool,
     state: State,
     hosts: Vec<String>,
+    /// The hosts this session was the first of its client to serve.
+    first_for: Vec<String>,
+    /// How callers reach the listener the session came in on.
+    public: PublicOrigin,
     last_heard: Instant,
     last_ping: Instant,
     hello_timer: Option<SpawnHandle>,
@@ -100,12 +125,14 @@ pub struct TunnelSession {
 }
 
 impl TunnelSession {
-    /// A session for a freshly upgraded WebSocket from `peer`, on `worker`.
+    /// A session for a freshly upgraded WebSocket from `peer`, on `worker`,
+    /// that came in on a listener callers reach at `origin`.
     pub fn new(
         ws: actix_ws::Session,
         shared: Arc<SessionShared>,
         worker: WorkerId,
         peer: Option<SocketAddr>,
+        origin: PublicOrigin,
     ) -> Self {
         let (outbox, outbox_rx) = Outbox::new();
         TunnelSession {
@@ -122,6 +149,8 @@ impl TunnelSession {
             finish_queued: false,
             state: State::AwaitingHello,
             hosts: Vec::new(),
+            first_for: Vec::new(),
+            public: origin,
             last_heard: Instant::now(),
             last_ping: Instant::now(),
             hello_timer: None,
@@ -279,10 +308,15 @@ impl Actor for TunnelSession {
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
         if !self.hosts.is_empty() {
-            let (level, why) = self
+            let (mut level, why) = self
                 .end
                 .take()
                 .unwrap_or((log::Level::Info, "connection lost".into()));
+            if self.first_for.is_empty() && level == log::Level::Info {
+                // One of a client's extra connections: its first one's
+                // events are the ones worth a line.
+                level = log::Level::Debug;
+            }
             let hosts = self.hosts.join(", ");
             log::log!(level, "session {} ({hosts}) closed: {why}", self.id);
         }

@@ -13,19 +13,22 @@ use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::{bail, Context};
-use burrow_client::{ClientConfig, ClientEvent, Options};
+use burrow_client::{
+    observe::ExchangeObserver, request_log::RequestLog, ClientConfig, ClientEvent, Options,
+};
 
 /// How long the server may take to start listening.
 const SERVER_START: Duration = Duration::from_secs(10);
 
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
-    let config = ClientConfig::from_file(client_config)?;
+    let config = ClientConfig::from_file(client_config).map_err(crate::with_hint)?;
     let tunnel = config
         .tunnels
         .first()
@@ -49,9 +52,10 @@ pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let url = config.public_url(&tunnel.host);
+        let observer = RequestLog::if_enabled().map(|l| Arc::new(l) as Arc<dyn ExchangeObserver>);
         let options = Options {
             events: Some(tx),
-            ..Options::default()
+            observer,
         };
         let announce = announce(rx, url, tunnel.host.clone(), server_addr);
         let client = burrow_client::run(config, options, crate::signals::stop_requested());

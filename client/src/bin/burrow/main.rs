@@ -3,9 +3,9 @@
 mod demo;
 mod signals;
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
-use burrow_client::{ClientConfig, Options};
+use burrow_client::{observe::ExchangeObserver, request_log::RequestLog, ClientConfig, Options};
 use clap::{Parser, Subcommand};
 
 /// mimalloc (the workspace sets its version for both binaries): the
@@ -55,10 +55,23 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run_client(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = ClientConfig::from_file(path)?;
-    actix_rt::System::new().block_on(async {
-        burrow_client::run(config, Options::default(), signals::stop_requested()).await
-    })?;
+    let config = ClientConfig::from_file(path).map_err(with_hint)?;
+    let observer = RequestLog::if_enabled().map(|l| Arc::new(l) as Arc<dyn ExchangeObserver>);
+    let options = Options {
+        observer,
+        ..Options::default()
+    };
+    actix_rt::System::new()
+        .block_on(async { burrow_client::run(config, options, signals::stop_requested()).await })?;
     log::info!("stopped");
     Ok(())
+}
+
+/// A configuration error, with the way out when the file is missing.
+fn with_hint(e: burrow_client::config::ConfigError) -> anyhow::Error {
+    if e.is_unreadable() {
+        anyhow::anyhow!("{e}; name another file with --config FILE")
+    } else {
+        e.into()
+    }
 }
