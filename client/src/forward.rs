@@ -112,10 +112,16 @@ async fn run(
         ))
         .await;
     }
-    let (request, content_length, is_head) = request(ctx, tunnel, head, trace)?;
+    let (request, content_length, is_head) = request(ctx, tunnel, &head, trace)?;
     let mut resp = send(request, body.map(|b| trace.tap_request(b)), content_length)
         .await
         .map_err(|e| local_failure(&tunnel.local, e))?;
+    if crate::plain::body_withheld(&resp) {
+        drop(resp);
+        let sent = crate::plain::exchange(&head, tunnel, &ctx.connector, reply, trace).await?;
+        trace.response_bytes(sent);
+        return Ok(());
+    }
     if respond_head(reply, &mut resp, is_head, &tunnel.local, trace).await? {
         return Ok(());
     }
@@ -141,7 +147,7 @@ fn route<'a>(ctx: &'a ForwardContext, host: &str) -> Result<&'a TunnelConfig, St
 fn request(
     ctx: &ForwardContext,
     tunnel: &TunnelConfig,
-    head: RequestHead,
+    head: &RequestHead,
     trace: &mut Trace,
 ) -> Result<(ClientRequest, Option<u64>, bool), StreamFailure> {
     let bad = |what: String| StreamFailure::new(ResetCode::BadRequest, what);
@@ -153,14 +159,16 @@ fn request(
     let is_head = method == Method::HEAD;
     let url = tunnel
         .local_url
-        .join(head.uri)
+        .join(head.uri.clone())
         .ok_or_else(|| bad("invalid request target".into()))?;
     let mut req = ctx.http.request(method, url).no_decompress();
     let mut content_length = None;
     trace.request_headers(&head.headers);
     let map = req.headers_mut();
-    for (name, value) in head.headers {
-        let (name, value) = to_http(&name, value).map_err(bad)?;
+    // The head stays whole (its values are shared, not copied) in case the
+    // request has to be sent again (see `answer_without_upgrade`).
+    for (name, value) in &head.headers {
+        let (name, value) = to_http(name, value.clone()).map_err(bad)?;
         if name == CONTENT_LENGTH {
             content_length = parse_content_length(value.as_bytes());
             continue;

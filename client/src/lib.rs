@@ -12,8 +12,9 @@
 //! - [`pool`] and [`placement`]: the extra connections, each on its own
 //!   thread and on its own server worker.
 //! - [`forward`]: one stream: the local request and the streamed answer;
-//!   [`upgrade`] and [`http1`] for WebSocket upgrades; [`reply`] for the
-//!   way back both share.
+//!   [`upgrade`] and [`http1`] for WebSocket upgrades, [`plain`] for the
+//!   one answer the pooled client cannot read; [`reply`] for the way back
+//!   they share.
 //! - [`observe`]: what an observer of the traffic sees of each exchange;
 //!   [`request_log`]: the observer that logs one line per exchange.
 //! - [`transport`]: the one connector all connections are opened with.
@@ -29,6 +30,7 @@ pub mod forward;
 pub mod http1;
 pub mod observe;
 pub mod placement;
+pub mod plain;
 pub mod pool;
 pub mod reconnect;
 pub mod reply;

@@ -99,7 +99,7 @@ async fn switch(
 
 /// A refusal (403, 404, 426...): an ordinary response with a body, framed
 /// by Content-Length, by chunked encoding, or by the connection closing.
-async fn refusal(
+pub(crate) async fn refusal(
     mut start: ResponseStart,
     rd: impl AsyncRead + Unpin,
     local: &str,

@@ -62,6 +62,12 @@ impl PublicListener {
     }
 }
 
+/// Binds the public listeners the configuration asks for (today the one
+/// plain `listen` address).
+pub fn bind(config: &crate::ServerConfig) -> io::Result<Vec<PublicListener>> {
+    Ok(vec![PublicListener::bind(config.listen)?])
+}
+
 /// Sets the queue of `listener`, already listening, to [`BACKLOG`].
 pub fn widen_backlog(listener: &TcpListener) -> io::Result<()> {
     socket2::SockRef::from(listener).listen(BACKLOG)

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use burrow_server::{PublicListener, ServerConfig};
+use burrow_server::ServerConfig;
 /// mimalloc (the workspace sets its version for both binaries): the
 /// request path allocates many small, short-lived objects, which it serves
 /// markedly cheaper than the system allocator.
@@ -46,13 +46,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     config
         .apply_port_env(std::env::var("PORT").ok().as_deref())
         .map_err(anyhow::Error::msg)?;
-    let listener = PublicListener::bind(config.listen)
+    let listeners = burrow_server::listener::bind(&config)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     actix_web::rt::System::new().block_on(async move {
         // Listen for signals before announcing the server, so a SIGTERM sent
         // as soon as it is up still stops it gracefully.
         let signal = shutdown_signal()?;
-        burrow_server::run(vec![listener], config, signal).await?;
+        burrow_server::run(listeners, config, signal).await?;
         Ok(())
     })
 }
