@@ -118,3 +118,65 @@ fn a_missing_config_file_names_the_path_tried_and_the_way_out() {
     assert!(err.contains("--config FILE"), "{err}");
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
 }
+
+/// Sends `request` raw and returns the answer.
+fn raw(addr: &str, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.write_all(request).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn the_default_log_has_the_servers_lines_and_no_strangers_parse_errors() {
+    let path = write_config(
+        "srv-quiet",
+        "listen = \"127.0.0.1:9\"\n[[hosts]]\nhost = \"a.localhost\"\ntoken = \"secret-token\"\n",
+    );
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .env("PORT", "0")
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut start = Vec::new();
+    let addr = loop {
+        let line = lines.next().expect("server log").expect("utf-8 log");
+        start.push(line.clone());
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    for bad in [
+        &b"GET / HTTP/1.1\r\nHost: a.localhost\r\nHost: b.localhost\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a.localhost\r\nBad Name: x\r\n\r\n",
+    ] {
+        let answer = raw(&addr, bad);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        !start.iter().any(|l| l.contains("actix")),
+        "start-up chatter: {start:#?}"
+    );
+    assert!(
+        !rest.iter().any(|l| l.contains("ERROR")),
+        "a stranger's request was logged as an error: {rest:#?}"
+    );
+    assert!(
+        rest.iter().any(|l| l.contains("shutting down")),
+        "{rest:#?}"
+    );
+}
