@@ -34,6 +34,21 @@ impl Drop for Reaper {
     }
 }
 
+/// The client with the configuration at `path`, logging at info, and the
+/// lines of its log.
+fn client_logging(path: &Path) -> (Reaper, mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn burrow");
+    let err = lines(child.stderr.take().expect("stderr"));
+    (Reaper(child), err)
+}
+
 /// A loopback port nothing listens on right now.
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -178,16 +193,7 @@ async fn sigterm_finishes_requests_in_flight_then_exits_0() {
     // A second client would be refused the host while the in-process one
     // holds it: stop that one first.
     t.client.abort();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn burrow");
-    let err = lines(child.stderr.take().expect("stderr"));
-    let mut child = Reaper(child);
+    let (mut child, err) = client_logging(&path);
     let err = actix_rt::task::spawn_blocking(move || {
         wait_for(&err, "tunnel ready", Duration::from_secs(20));
         err
@@ -268,16 +274,7 @@ async fn a_temporarily_unavailable_server_is_retried() {
         "unavailable",
         &client_toml(addr, "http://127.0.0.1:9", TOKEN),
     );
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn burrow");
-    let err = lines(child.stderr.take().expect("stderr"));
-    let mut child = Reaper(child);
+    let (mut child, err) = client_logging(&path);
     let retried = actix_rt::task::spawn_blocking(move || {
         let first = wait_for(&err, "reconnecting", Duration::from_secs(15));
         let second = wait_for(&err, "reconnecting", Duration::from_secs(15));
@@ -321,16 +318,7 @@ async fn each_exchange_is_one_line_and_an_outage_one_warning() {
         "request-log",
         &client_toml(server.addr(), &format!("http://127.0.0.1:{local}"), TOKEN),
     );
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn burrow");
-    let err = lines(child.stderr.take().expect("stderr"));
-    let _child = Reaper(child);
+    let (_child, err) = client_logging(&path);
     let err = actix_rt::task::spawn_blocking(move || {
         wait_for(&err, "tunnel ready", Duration::from_secs(20));
         err
