@@ -122,6 +122,8 @@ async fn run(
         trace.response_bytes(sent);
         return Ok(());
     }
+    // Its values share the buffer of the message the head came in.
+    drop(head);
     if respond_head(reply, &mut resp, is_head, &tunnel.local, trace).await? {
         return Ok(());
     }

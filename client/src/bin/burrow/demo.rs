@@ -64,7 +64,8 @@ pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
             () = announce => Ok(()),
         }
     });
-    server.stop();
+    // The client has stopped; now the server (see `ServerProcess`'s drop).
+    drop(server);
     result
 }
 
@@ -114,9 +115,12 @@ impl ServerProcess {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
 
-    /// Stops the server. Its client is gone, so nothing is in flight.
-    fn stop(mut self) {
+impl Drop for ServerProcess {
+    /// Stops the server with the demo, however the demo ends. Its client is
+    /// gone by then, so nothing is in flight.
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
