@@ -50,6 +50,12 @@ use crate::{
 
 /// How long the HTTP server waits for connections to finish when it stops.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+/// How long a caller may take to send its request head once connected
+/// (as actix-web's `HttpServer` sets it).
+const REQUEST_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a closing connection may take to flush its last bytes (as
+/// actix-web's `HttpServer` sets it).
+const DISCONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A running server.
 pub struct RunningServer {
@@ -202,8 +208,8 @@ impl AppParts {
             .map_err(|err: actix_web::Error| err.as_response_error().error_response());
         HttpService::build()
             .keep_alive(actix_http::KeepAlive::default())
-            .client_request_timeout(std::time::Duration::from_secs(5))
-            .client_disconnect_timeout(std::time::Duration::from_secs(1))
+            .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+            .client_disconnect_timeout(DISCONNECT_TIMEOUT)
             .tcp_nodelay(true)
             // A caller that closes its connection has gone away: stop its
             // stream (and free the tunnel's resources) now, not at the next
