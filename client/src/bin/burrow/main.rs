@@ -39,7 +39,10 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Without RUST_LOG: the client's own lines, not the start-up chatter of
+    // the HTTP server that `burrow demo` serves its page with.
+    let quiet = "info,actix_server=warn";
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(quiet)).init();
     let args = Args::parse();
     let result = match args.command {
         None => run_client(&args.config),
