@@ -5,6 +5,13 @@
 //! and drops its body, so the request is sent again (only when it is safe
 //! to repeat) and the answer read as an ordinary response.
 
+use crate::{
+    config::TunnelConfig,
+    observe::Trace,
+    reply::{Reply, StreamFailure},
+    transport::Connector,
+    upgrade::{refusal, send_raw},
+};
 use awc::{
     http::{header, Method},
     ClientResponse,
@@ -15,16 +22,6 @@ use burrow_common::{
     ResetCode,
 };
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
-
-use crate::{
-    config::TunnelConfig,
-    http1::{read_response_head, request_bytes},
-    observe::Trace,
-    reply::{Reply, StreamFailure},
-    transport::Connector,
-    upgrade::refusal,
-};
 
 /// `true` when `resp` is an answer whose body the pooled client withheld.
 pub fn body_withheld(resp: &ClientResponse) -> bool {
@@ -60,31 +57,12 @@ pub async fn exchange(
             format!("{local} answered with `Upgrade: websocket` but no switch of protocols"),
         ));
     }
-    let failed = |what: String| StreamFailure::new(ResetCode::LocalError, what);
-    let io = connector
-        .connect(tunnel.local_url.origin())
-        .await
-        .map_err(|e| {
-            StreamFailure::new(
-                ResetCode::LocalUnreachable,
-                format!("cannot connect to {local}: {e}"),
-            )
-        })?;
-    let (mut rd, mut wr) = tokio::io::split(io);
-    let request = request_bytes(
-        &head.method,
-        tunnel.local_url.prefix(),
-        &head.uri,
-        &with_close(&head.headers),
-    );
-    wr.write_all(&request)
-        .await
-        .map_err(|e| failed(format!("writing to {local}: {e}")))?;
-    let start = read_response_head(&mut rd)
-        .await
-        .map_err(|e| failed(format!("{local}: {e}")))?;
+    let (start, rd, _wr) = send_raw(head, &with_close(&head.headers), tunnel, connector).await?;
     if start.status == 101 {
-        return Err(failed(format!("{local} switched protocols unasked")));
+        return Err(StreamFailure::new(
+            ResetCode::LocalError,
+            format!("{local} switched protocols unasked"),
+        ));
     }
     let fields = start.headers.iter().map(|(n, v)| (&n[..], &v[..]));
     trace.response_head(start.status, fields, None);

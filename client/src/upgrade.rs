@@ -4,15 +4,16 @@
 //! directions are relayed as they are, under the stream's flow control.
 //! Any other answer is an ordinary response with its body.
 
+use actix_rt::net::TcpStream;
 use burrow_common::{
     flow::RecvBody,
     headers::{find, strip_hop_by_hop, strip_hop_by_hop_for_upgrade},
     http1::{parse_content_length, status_has_no_body},
-    protocol::{RequestHead, ResponseHead},
+    protocol::{HeaderList, RequestHead, ResponseHead},
     ResetCode,
 };
 use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::{
     config::TunnelConfig,
@@ -33,21 +34,7 @@ pub async fn relay(
     trace: &mut Trace,
 ) -> Result<(), StreamFailure> {
     let local = tunnel.local.as_str();
-    let url = &tunnel.local_url;
-    let io = connector.connect(url.origin()).await.map_err(|e| {
-        StreamFailure::new(
-            ResetCode::LocalUnreachable,
-            format!("cannot connect to {local}: {e}"),
-        )
-    })?;
-    let (mut rd, mut wr) = tokio::io::split(io);
-    let request = request_bytes(&head.method, url.prefix(), &head.uri, &head.headers);
-    wr.write_all(&request).await.map_err(|e| {
-        StreamFailure::new(ResetCode::LocalError, format!("writing to {local}: {e}"))
-    })?;
-    let start = read_response_head(&mut rd)
-        .await
-        .map_err(|e| StreamFailure::new(ResetCode::LocalError, format!("{local}: {e}")))?;
+    let (start, rd, wr) = send_raw(&head, &head.headers, tunnel, connector).await?;
     let fields = start.headers.iter().map(|(n, v)| (&n[..], &v[..]));
     trace.response_head(start.status, fields, None);
     let sent = if start.status == 101 {
@@ -58,6 +45,35 @@ pub async fn relay(
     };
     trace.response_bytes(sent);
     Ok(())
+}
+
+/// Sends `head` with `headers` over a connection of its own to the local
+/// service of `tunnel`; returns the response head and both halves of the
+/// connection.
+pub(crate) async fn send_raw(
+    head: &RequestHead,
+    headers: &HeaderList,
+    tunnel: &TunnelConfig,
+    connector: &Connector,
+) -> Result<(ResponseStart, ReadHalf<TcpStream>, WriteHalf<TcpStream>), StreamFailure> {
+    let local = tunnel.local.as_str();
+    let url = &tunnel.local_url;
+    let failed = |what: String| StreamFailure::new(ResetCode::LocalError, what);
+    let io = connector.connect(url.origin()).await.map_err(|e| {
+        StreamFailure::new(
+            ResetCode::LocalUnreachable,
+            format!("cannot connect to {local}: {e}"),
+        )
+    })?;
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let request = request_bytes(&head.method, url.prefix(), &head.uri, headers);
+    wr.write_all(&request)
+        .await
+        .map_err(|e| failed(format!("writing to {local}: {e}")))?;
+    let start = read_response_head(&mut rd)
+        .await
+        .map_err(|e| failed(format!("{local}: {e}")))?;
+    Ok((start, rd, wr))
 }
 
 /// After a 101: relays the upgraded connection both ways. The local side

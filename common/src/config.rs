@@ -47,10 +47,14 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// `true` when the file itself could not be read (rather than being
-    /// invalid).
-    pub fn is_unreadable(&self) -> bool {
-        matches!(self, ConfigError::Read { .. })
+    /// The error as a command-line program tells it: a file that cannot
+    /// be read also gets the way out, `--config FILE` (both binaries take
+    /// it).
+    pub fn with_way_out(&self) -> String {
+        match self {
+            ConfigError::Read { .. } => format!("{self}; name another file with --config FILE"),
+            _ => self.to_string(),
+        }
     }
 
     /// An `Invalid` error for `key` in `path`.

@@ -70,11 +70,6 @@ impl RunningServer {
         self.addrs[0]
     }
 
-    /// The addresses of all public listeners.
-    pub fn addrs(&self) -> &[SocketAddr] {
-        &self.addrs
-    }
-
     /// The registry (for lookups in tests and tooling).
     pub fn registry(&self) -> &RegistryHandle {
         &self.registry

@@ -36,13 +36,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
-    let mut config = ServerConfig::from_file(&args.config).map_err(|e| {
-        if e.is_unreadable() {
-            anyhow::anyhow!("{e}; name another file with --config FILE")
-        } else {
-            e.into()
-        }
-    })?;
+    let mut config =
+        ServerConfig::from_file(&args.config).map_err(|e| anyhow::anyhow!(e.with_way_out()))?;
     config
         .apply_port_env(std::env::var("PORT").ok().as_deref())
         .map_err(anyhow::Error::msg)?;

@@ -56,7 +56,6 @@ impl WorkerIds {
             .or_insert_with(|| WorkerId(self.next.fetch_add(1, Ordering::Relaxed)));
         Worker {
             id,
-            node: self.node.clone(),
             chosen: RefCell::default(),
         }
     }
@@ -72,8 +71,6 @@ impl WorkerIds {
 pub struct Worker {
     /// The worker's id.
     pub id: WorkerId,
-    /// The server's node id.
-    pub node: Arc<str>,
     /// The worker's choice of session per host it has looked up, with the
     /// registry's answer it was chosen from. An entry is used while that
     /// answer is current (no session joined or left the host since) and

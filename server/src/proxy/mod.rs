@@ -76,7 +76,7 @@ pub async fn proxy(
     state: web::Data<ProxyState>,
 ) -> Result<HttpResponse, ProxyError> {
     let routed = route(&req)?;
-    authorize(&req, &routed)?;
+    authorize(&req)?;
     let opened = open(&req, &routed, &state).await?;
     // If this handler is dropped (caller gone) or gives up, the stream is cancelled.
     let mut guard = cancel_guard(&opened.session, opened.id);
@@ -111,7 +111,7 @@ fn route(req: &HttpRequest) -> Result<Routed<'_>, ProxyError> {
 
 /// Whether the request may be forwarded at all; the one place where one is
 /// refused before it reaches a session.
-fn authorize(req: &HttpRequest, _routed: &Routed<'_>) -> Result<(), ProxyError> {
+fn authorize(req: &HttpRequest) -> Result<(), ProxyError> {
     if !req.uri().path().starts_with('/') {
         // `OPTIONS *` asks about this server, not about a local service.
         return Err(ProxyError::BadRequest(format!(

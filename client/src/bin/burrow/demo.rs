@@ -28,7 +28,8 @@ const SERVER_START: Duration = Duration::from_secs(10);
 
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
-    let config = ClientConfig::from_file(client_config).map_err(crate::with_hint)?;
+    let config =
+        ClientConfig::from_file(client_config).map_err(|e| anyhow::anyhow!(e.with_way_out()))?;
     let tunnel = config
         .tunnels
         .first()

@@ -58,7 +58,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run_client(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = ClientConfig::from_file(path).map_err(with_hint)?;
+    let config = ClientConfig::from_file(path).map_err(|e| anyhow::anyhow!(e.with_way_out()))?;
     let observer = RequestLog::if_enabled().map(|l| Arc::new(l) as Arc<dyn ExchangeObserver>);
     let options = Options {
         observer,
@@ -68,13 +68,4 @@ fn run_client(path: &std::path::Path) -> anyhow::Result<()> {
         .block_on(async { burrow_client::run(config, options, signals::stop_requested()).await })?;
     log::info!("stopped");
     Ok(())
-}
-
-/// A configuration error, with the way out when the file is missing.
-fn with_hint(e: burrow_client::config::ConfigError) -> anyhow::Error {
-    if e.is_unreadable() {
-        anyhow::anyhow!("{e}; name another file with --config FILE")
-    } else {
-        e.into()
-    }
 }
