@@ -10,7 +10,7 @@ use std::{rc::Rc, sync::Arc, time::Duration};
 use awc::{
     error::SendRequestError,
     http::{
-        header::{CONNECTION, CONTENT_LENGTH},
+        header::{CONNECTION, CONTENT_LENGTH, EXPECT},
         Method,
     },
     ClientRequest, ClientResponse,
@@ -18,7 +18,7 @@ use awc::{
 use burrow_common::{
     flow::{RecvBody, SendCredit},
     frame::encode_response_head_from,
-    headers::{to_http, HopByHop},
+    headers::{find, to_http, HopByHop},
     http1::{parse_content_length, status_has_no_body},
     protocol::{RequestHead, MAX_INLINE_BODY},
     Outbox, ResetCode,
@@ -26,9 +26,12 @@ use burrow_common::{
 
 use crate::{
     config::{ClientConfig, TunnelConfig},
+    http1::read_response_head,
+    local_io::{Exchange, LocalIo},
     observe::{ExchangeObserver, Trace},
     reply::{head_failure, Answered, Reply, StreamFailure},
     transport::Connector,
+    upload::{Upload, UploadError},
 };
 
 /// Everything a forwarded stream needs besides its own request.
@@ -80,7 +83,14 @@ pub async fn forward(
         answered: &answered,
     };
     let mut trace = Trace::start(ctx.observer.as_deref(), id, &head);
-    let result = run(head, body, &ctx, reply, &mut trace).await;
+    let exchange = Exchange::new(
+        find(&head.headers, b"date").is_none(),
+        !head.end_stream
+            && find(&head.headers, b"expect")
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue")),
+    );
+    let run = run(head, body, &ctx, reply, &mut trace, &exchange);
+    let result = Exchange::scope(exchange.clone(), run).await;
     if let Err(failure) = &result {
         log::debug!("stream {id}: {}: {}", failure.code, failure.reason);
         reply.reset(failure.clone());
@@ -94,6 +104,7 @@ async fn run(
     ctx: &ForwardContext,
     reply: Reply<'_>,
     trace: &mut Trace,
+    exchange: &Rc<Exchange>,
 ) -> Result<(), StreamFailure> {
     let tunnel = route(ctx, &head.host)?;
     if head.upgrade {
@@ -113,9 +124,16 @@ async fn run(
         .await;
     }
     let (request, content_length, is_head) = request(ctx, tunnel, &head, trace)?;
-    let mut resp = send(request, body.map(|b| trace.tap_request(b)), content_length)
-        .await
-        .map_err(|e| local_failure(&tunnel.local, e))?;
+    let expect = exchange.expects().then(|| (reply.id, reply.outbox.clone()));
+    let body = body.map(|b| trace.tap_request(Upload::new(b, exchange.clone(), expect)));
+    let mut resp = match send(request, body, content_length).await {
+        Ok(resp) => resp,
+        Err(e) => match exchange.early_answer() {
+            // The answer came while the request was still being sent.
+            Some(io) => return early_answer(io, &tunnel.local, reply, trace).await,
+            None => return Err(local_failure(&tunnel.local, e)),
+        },
+    };
     if crate::plain::body_withheld(&resp) {
         drop(resp);
         let sent = crate::plain::exchange(&head, tunnel, &ctx.connector, reply, trace).await?;
@@ -130,6 +148,29 @@ async fn run(
     let sent = reply
         .pump_local(trace.tap_response(resp), &tunnel.local)
         .await?;
+    trace.response_bytes(sent);
+    Ok(())
+}
+
+/// Relays the answer the local service gave before it had the whole
+/// request; the rest of the caller's body is not wanted.
+async fn early_answer(
+    mut io: LocalIo,
+    local: &str,
+    reply: Reply<'_>,
+    trace: &mut Trace,
+) -> Result<(), StreamFailure> {
+    let start = read_response_head(&mut io)
+        .await
+        .map_err(|e| StreamFailure::new(ResetCode::LocalError, format!("{local}: {e}")))?;
+    log::debug!(
+        "stream {}: {local} answered {} early",
+        reply.id,
+        start.status
+    );
+    let fields = start.headers.iter().map(|(n, v)| (&n[..], &v[..]));
+    trace.response_head(start.status, fields, None);
+    let sent = crate::upgrade::refusal(start, io, local, reply).await?;
     trace.response_bytes(sent);
     Ok(())
 }
@@ -168,11 +209,15 @@ fn request(
     trace.request_headers(&head.headers);
     let map = req.headers_mut();
     // The head stays whole (its values are shared, not copied) in case the
-    // request has to be sent again (see `answer_without_upgrade`).
+    // request has to be sent again (see `crate::plain`).
     for (name, value) in &head.headers {
         let (name, value) = to_http(name, value.clone()).map_err(bad)?;
         if name == CONTENT_LENGTH {
             content_length = parse_content_length(value.as_bytes());
+            continue;
+        }
+        if name == EXPECT && head.end_stream {
+            // Nothing to wait for (the client library refuses to try).
             continue;
         }
         map.append(name, value);
@@ -187,7 +232,7 @@ async fn send<B>(
     content_length: Option<u64>,
 ) -> Result<ClientResponse, SendRequestError>
 where
-    B: futures_util::Stream<Item = Result<bytes::Bytes, burrow_common::flow::BodyError>> + 'static,
+    B: futures_util::Stream<Item = Result<bytes::Bytes, UploadError>> + 'static,
 {
     match (body, content_length) {
         // No body: no Content-Length either (awc would add `content-length: 0`).

@@ -28,6 +28,7 @@ pub mod connection;
 pub mod events;
 pub mod forward;
 pub mod http1;
+pub mod local_io;
 pub mod observe;
 pub mod placement;
 pub mod plain;
@@ -38,6 +39,7 @@ pub mod request_log;
 pub mod shutdown;
 pub mod transport;
 pub mod upgrade;
+pub mod upload;
 pub mod url;
 
 use std::{cell::RefCell, future::Future, rc::Rc, sync::Arc, time::Duration};

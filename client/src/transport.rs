@@ -12,6 +12,8 @@ use actix_tls::connect::{
 };
 use awc::http::Uri;
 
+use crate::local_io::LocalIo;
+
 /// Longest wait for a TCP connection, to the server or a local service.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -32,6 +34,12 @@ impl Default for Connector {
 fn set_nodelay(conn: Connection<Uri, TcpStream>) -> Connection<Uri, TcpStream> {
     let _ = conn.io_ref().set_nodelay(true);
     conn
+}
+
+/// A connection to a local service as the pooled client uses it.
+fn as_local(conn: Connection<Uri, TcpStream>) -> Connection<Uri, LocalIo> {
+    let (tcp, req) = conn.into_parts();
+    Connection::new(req, LocalIo::new(tcp))
 }
 
 impl Connector {
@@ -61,7 +69,7 @@ impl Connector {
     /// decompression. Response-head timeouts are set per request.
     pub fn http_client(&self) -> awc::Client {
         let connector = awc::Connector::new()
-            .connector(self.tcp())
+            .connector(self.tcp().map(as_local as fn(_) -> _))
             .timeout(self.timeout)
             .limit(1024)
             .max_http_version(awc::http::Version::HTTP_11);

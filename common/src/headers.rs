@@ -119,9 +119,9 @@ pub type Field<'a> = (&'a [u8], &'a [u8]);
 ///
 /// - the routed host first, as `host`, when `host_override` is set (an
 ///   absolute-form request target overrides `Host`, RFC 9112 3.2.2);
-/// - the caller's fields, less those `rule` drops (hop-by-hop), `Expect`
-///   (this hop answered it), `Host` when overridden, and the
-///   `X-Forwarded-*` ones set below;
+/// - the caller's fields, less those `rule` drops (hop-by-hop), `Host`
+///   when overridden, and the `X-Forwarded-*` ones set below (`Expect`
+///   travels on: the local service's own `100 Continue` is relayed);
 /// - `connection: upgrade` when `upgrade`;
 /// - `X-Forwarded-For`: the caller's list with the caller's address
 ///   appended (written into `chain`), then `X-Forwarded-Proto` and
@@ -155,7 +155,6 @@ pub fn forward_request_fields<'a>(
     }
     let dropped = |n: &[u8]| {
         !rule.forwards(n)
-            || is(n, b"expect")
             || is(n, b"x-forwarded-for")
             || (host_override.is_some() && is(n, b"host"))
             || (!keep_proto && is(n, b"x-forwarded-proto"))
@@ -384,6 +383,7 @@ mod tests {
             out,
             pairs(&[
                 ("Host", "demo.localhost:8080"),
+                ("Expect", "100-continue"),
                 ("accept", "*/*"),
                 ("x-forwarded-for", "10.0.0.1, 10.0.0.2, 127.0.0.1"),
                 ("x-forwarded-proto", "http"),

@@ -15,11 +15,14 @@
 //! - [`proxy`]: the public HTTP handler, in stages.
 //! - [`placement`]: which session serves a request (worker placement).
 //! - [`error`]: proxy and registration failures, and what each becomes.
+//! - [`expect`]: `Expect: 100-continue` answered when the local service
+//!   asks for the body.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod error;
+pub mod expect;
 pub mod handle;
 pub mod listener;
 pub mod messages;
@@ -193,14 +196,20 @@ impl AppParts {
         let control = web::Data::new(ControlState {
             sessions: self.sessions.clone(),
         });
-        let app = App::new()
-            .app_data(state)
-            .app_data(control)
-            .route(&self.control_path, web::get().to(connect))
-            .default_service(web::to(proxy::proxy));
-        let app = app
-            .into_factory()
-            .map_err(|err: actix_web::Error| err.as_response_error().error_response());
+        // Twice: the expectation handler starts requests with its own.
+        let app = || {
+            let app = App::new()
+                .app_data(state.clone())
+                .app_data(control.clone())
+                .route(&self.control_path, web::get().to(connect))
+                .default_service(web::to(proxy::proxy));
+            map_config(
+                app.into_factory().map_err(|err: actix_web::Error| {
+                    expect::Answer::from(err.as_response_error().error_response())
+                }),
+                |_| AppConfig::default(),
+            )
+        };
         HttpService::build()
             .keep_alive(actix_http::KeepAlive::default())
             .client_request_timeout(REQUEST_HEAD_TIMEOUT)
@@ -211,7 +220,8 @@ impl AppParts {
             // body chunk.
             .h1_allow_half_closed(false)
             .local_addr(addr)
-            .h1(map_config(app, |_| AppConfig::default()))
+            .expect(expect::expectation(app()))
+            .h1(expect::main(app()))
             .tcp()
     }
 }

@@ -25,6 +25,9 @@ pub enum BodyEvent {
     /// The response head (server side; always the first event of a stream
     /// and consumed before the body is read).
     Head(Box<crate::protocol::ResponseHead>),
+    /// The local service asked for the request body (an interim `100
+    /// Continue`; server side, before the head).
+    Continue,
     /// Body bytes.
     Data(Bytes),
     /// The body is complete.
@@ -156,7 +159,7 @@ impl Stream for RecvBody {
                 self.finish();
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(BodyEvent::Head(_))) => {
+            Poll::Ready(Some(BodyEvent::Head(_) | BodyEvent::Continue)) => {
                 self.finish();
                 Poll::Ready(Some(Err(BodyError::Reset {
                     code: ResetCode::ProtocolError,

@@ -10,7 +10,7 @@ mod route;
 
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use burrow_common::{
     flow::{
         pump_body, Activity, BodyEvent, CancelOnDrop, PumpError, RecvBody, RecvCredit, SendCredit,
@@ -90,7 +90,7 @@ pub async fn proxy(
         recv_credit,
         ..
     } = opened;
-    let (head, events) = await_head(&routed.host, events, &mut guard, &state).await?;
+    let (head, events) = await_head(&req, &routed.host, events, &mut guard, &state).await?;
     if head.end_stream {
         guard.disarm();
     }
@@ -202,12 +202,18 @@ fn send_body(opened: &Opened, payload: web::Payload) {
 /// on its periodic sweep: a timer per request would cost more than the
 /// rest of this wait.
 async fn await_head(
+    req: &HttpRequest,
     host: &str,
     mut events: Receiver<BodyEvent>,
     guard: &mut CancelOnDrop,
     state: &ProxyState,
 ) -> Result<(ResponseHead, Receiver<BodyEvent>), ProxyError> {
-    match events.recv().await {
+    let mut event = events.recv().await;
+    while let Some(BodyEvent::Continue) = event {
+        crate::expect::let_caller_send(&req.extensions());
+        event = events.recv().await;
+    }
+    match event {
         Some(BodyEvent::Head(head)) => Ok((*head, events)),
         Some(BodyEvent::Reset(code, reason)) => {
             guard.disarm();
@@ -220,7 +226,7 @@ async fn await_head(
                 secs: state.shared.request_timeout.as_secs(),
             })
         }
-        Some(BodyEvent::Data(_) | BodyEvent::End) | None => {
+        Some(BodyEvent::Data(_) | BodyEvent::End | BodyEvent::Continue) | None => {
             Err(ProxyError::TunnelGone(host.to_owned()))
         }
     }

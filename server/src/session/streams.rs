@@ -68,6 +68,14 @@ impl TunnelSession {
         let Some(entry) = self.streams.get_mut(&stream) else {
             return;
         };
+        if is_interim(head.status) && !entry.answered {
+            // Only `100 Continue` means anything to the opener; other
+            // interim answers are not relayed.
+            if head.status == 100 {
+                let _ = entry.events.send(BodyEvent::Continue);
+            }
+            return;
+        }
         if entry.answered {
             if let Some(e) = self.streams.remove(&stream) {
                 let why = "second response head".to_owned();
@@ -201,4 +209,10 @@ impl TunnelSession {
         }
         stream_map::release_if_empty(&mut self.streams);
     }
+}
+
+/// An interim answer: a 1xx status other than 101 (which switches
+/// protocols and is final).
+fn is_interim(status: u16) -> bool {
+    (100..200).contains(&status) && status != 101
 }

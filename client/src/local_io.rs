@@ -1,0 +1,412 @@
+//! The connection to a local service as the pooled HTTP client sees it.
+//!
+//! The HTTP client writes a whole request before it reads the answer, and
+//! writes a `date` field of its own into every request head. A proxy may do
+//! neither, so its connections pass through [`LocalIo`], which:
+//!
+//! - drops the `date` line the client library appended, when the caller
+//!   sent none (the library writes it last, right before the blank line);
+//! - notices an answer that starts while the request is still being
+//!   written (a service refusing an upload without reading it), keeps its
+//!   bytes, and fails the write, so that the answer can be relayed from
+//!   the kept bytes ([`Exchange::early_answer`]);
+//! - for a request that carries `Expect: 100-continue` (for which the
+//!   client library sends the head and waits for an answer before the
+//!   body), gives the library one `100 Continue`: when the local service
+//!   sends its own, or after [`EXPECT_WAIT`] without an answer, as clients
+//!   wait for a server that ignores the expectation. Other interim answers
+//!   are taken out of the stream. A service that answers for good before
+//!   asking for the body leaves its connection unfit for the next request
+//!   (it may still wait for that body), so it is not used again.
+//!
+//! Which request a connection is serving is known from the task-local
+//! [`Exchange`] that [`Exchange::scope`] sets around each forwarded
+//! request: the pooled client drives a connection inside the task of the
+//! request using it.
+
+use std::{
+    cell::{Cell, RefCell},
+    fmt,
+    future::Future,
+    io,
+    pin::Pin,
+    rc::Rc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use actix_rt::net::{ActixStream, Ready, TcpStream};
+use bytes::{Buf, BytesMut};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::Sleep,
+};
+
+tokio::task_local! {
+    static EXCHANGE: Rc<Exchange>;
+}
+
+/// How long a request with `Expect: 100-continue` waits for the local
+/// service's `100 Continue` before its body is sent anyway (as curl and
+/// Go's HTTP client wait).
+pub const EXPECT_WAIT: Duration = Duration::from_secs(1);
+/// The `100 Continue` the client library is given.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// Largest interim response head taken out of the stream.
+const MAX_INTERIM_HEAD: usize = 8 * 1024;
+/// Most bytes read ahead of the client library.
+const MAX_AHEAD: usize = 64 * 1024;
+
+/// One request's dealings with the local connection it is sent on.
+#[derive(Default)]
+pub struct Exchange {
+    strip_date: bool,
+    expect: bool,
+    conn: RefCell<Option<Rc<Conn>>>,
+    /// Request bytes taken from the client library so far (for the cut).
+    taken: Cell<usize>,
+    /// The `date` line to drop: start and length in the request's bytes.
+    cut: Cell<Option<(usize, usize)>>,
+    planned: Cell<bool>,
+    /// Where the answer stands, for a request that expects `100-continue`.
+    interim: Cell<Interim>,
+    /// The end of the wait for the service's `100 Continue`.
+    deadline: RefCell<Option<Pin<Box<Sleep>>>>,
+    /// The service's final answer has started.
+    final_started: Cell<bool>,
+}
+
+/// A request's progress through the interim answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Interim {
+    /// Waiting for the service's `100 Continue`.
+    #[default]
+    Waiting,
+    /// `CONTINUE[n..]` is still to be given to the client library.
+    Giving(usize),
+    /// The client library has its `100 Continue`.
+    Given,
+}
+
+impl Exchange {
+    /// An exchange for a request; `strip_date` when the caller sent no
+    /// `date`, `expect` when the request asks for `100-continue`.
+    pub fn new(strip_date: bool, expect: bool) -> Rc<Self> {
+        Rc::new(Exchange {
+            strip_date,
+            expect,
+            ..Exchange::default()
+        })
+    }
+
+    /// Runs `fut` (the request's whole exchange) with `this` as the
+    /// exchange its local connection serves.
+    pub async fn scope<F: std::future::Future>(this: Rc<Self>, fut: F) -> F::Output {
+        EXCHANGE.scope(this, fut).await
+    }
+
+    /// The connection, when the local service answered before it had the
+    /// whole request: read the answer from it.
+    pub fn early_answer(&self) -> Option<LocalIo> {
+        let conn = self.conn.borrow().clone()?;
+        let waiting = !conn.ahead.borrow().is_empty();
+        waiting.then_some(LocalIo(conn))
+    }
+
+    /// Whether the request asks for `100-continue`.
+    pub fn expects(&self) -> bool {
+        self.expect
+    }
+
+    /// Looks at what the service sent while the request is being written:
+    /// `true` when its final answer has started.
+    pub fn poll_answer(&self, cx: &mut Context<'_>) -> bool {
+        let Some(conn) = self.conn.borrow().clone() else {
+            return false;
+        };
+        conn.fill(cx);
+        self.take_interim(&conn);
+        !conn.ahead.borrow().is_empty() && self.final_started.get()
+    }
+
+    fn attach(&self, conn: &Rc<Conn>) {
+        let mut slot = self.conn.borrow_mut();
+        if !slot.as_ref().is_some_and(|c| Rc::ptr_eq(c, conn)) {
+            *slot = Some(conn.clone());
+        }
+    }
+
+    /// Takes interim answers (1xx other than 101) off the front of the kept
+    /// bytes, for a request that expects them; a `100` while waiting is
+    /// passed on as [`CONTINUE`].
+    fn take_interim(&self, conn: &Conn) {
+        let mut ahead = conn.ahead.borrow_mut();
+        while !self.final_started.get() && !ahead.is_empty() {
+            if !self.expect {
+                self.final_started.set(true);
+                break;
+            }
+            let mut slots = [httparse::EMPTY_HEADER; 32];
+            let mut resp = httparse::Response::new(&mut slots);
+            match resp.parse(&ahead) {
+                Ok(httparse::Status::Complete(len))
+                    if resp
+                        .code
+                        .is_some_and(|c| (100..200).contains(&c) && c != 101) =>
+                {
+                    if resp.code == Some(100) && self.interim.get() == Interim::Waiting {
+                        self.interim.set(Interim::Giving(0));
+                    }
+                    ahead.advance(len);
+                }
+                Ok(httparse::Status::Partial) if ahead.len() < MAX_INTERIM_HEAD => break,
+                // A final answer, or one the client library will reject.
+                _ => {
+                    self.final_started.set(true);
+                    if self.interim.get() == Interim::Waiting {
+                        conn.spent.set(true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// For a request that expects `100-continue` and waits for it: the
+    /// next bytes of [`CONTINUE`] once it is due, `Pending` before.
+    fn poll_continue(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<()> {
+        if self.interim.get() == Interim::Waiting {
+            let mut deadline = self.deadline.borrow_mut();
+            let sleep = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(EXPECT_WAIT)));
+            std::task::ready!(sleep.as_mut().poll(cx));
+            self.interim.set(Interim::Giving(0));
+        }
+        if let Interim::Giving(from) = self.interim.get() {
+            let n = buf.remaining().min(CONTINUE.len() - from);
+            buf.put_slice(&CONTINUE[from..from + n]);
+            let next = from + n;
+            let done = next == CONTINUE.len();
+            self.interim.set(if done {
+                Interim::Given
+            } else {
+                Interim::Giving(next)
+            });
+        }
+        Poll::Ready(())
+    }
+
+    /// How much of `buf` (the next request bytes) to write, or to pass over.
+    fn plan(&self, buf: &[u8]) -> Step {
+        if !self.planned.replace(true) && self.strip_date {
+            self.cut.set(date_line(buf));
+        }
+        match self.cut.get() {
+            Some((start, _)) if start > self.taken.get() => {
+                Step::Write((start - self.taken.get()).min(buf.len()))
+            }
+            Some((_, len)) => {
+                self.cut.set(None);
+                Step::Skip(len.min(buf.len()))
+            }
+            None => Step::Write(buf.len()),
+        }
+    }
+}
+
+enum Step {
+    Write(usize),
+    Skip(usize),
+}
+
+/// The `date` line the client library appends to a head when its fields
+/// hold none: the last line before the blank one. `buf` starts with the
+/// head, which the library hands over whole.
+fn date_line(buf: &[u8]) -> Option<(usize, usize)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 2;
+    let start = buf[..end - 2]
+        .windows(2)
+        .rposition(|w| w == b"\r\n")
+        .map(|i| i + 2)?;
+    buf[start..end]
+        .get(..5)
+        .is_some_and(|name| name.eq_ignore_ascii_case(b"date:"))
+        .then_some((start, end - start))
+}
+
+/// One TCP connection to a local service and the bytes read from it ahead
+/// of the client library.
+pub struct Conn {
+    tcp: RefCell<TcpStream>,
+    ahead: RefCell<BytesMut>,
+    /// The service closed its side (or the connection failed).
+    ended: Cell<bool>,
+    /// Not to be used for another request.
+    spent: Cell<bool>,
+}
+
+impl Conn {
+    /// Whether this connection may serve `exchange`'s request: any, unless
+    /// it is spent, and then only the request that spent it.
+    fn is_serving(&self, exchange: &Rc<Exchange>) -> bool {
+        !self.spent.get()
+            || exchange
+                .conn
+                .borrow()
+                .as_ref()
+                .is_some_and(|c| std::ptr::eq(Rc::as_ptr(c), self))
+    }
+
+    /// Reads whatever the service has sent into the kept bytes, without
+    /// waiting; the read interest stays registered with `cx`.
+    fn fill(&self, cx: &mut Context<'_>) {
+        let tcp = self.tcp.borrow();
+        let mut ahead = self.ahead.borrow_mut();
+        while ahead.len() < MAX_AHEAD && !self.ended.get() && tcp.poll_read_ready(cx).is_ready() {
+            ahead.reserve(4096);
+            match tcp.try_read_buf(&mut *ahead) {
+                Ok(n) if n > 0 => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The end, or an error: the client library meets it on its
+                // next read.
+                _ => self.ended.set(true),
+            }
+        }
+    }
+}
+
+/// A local connection as the pooled HTTP client's IO.
+pub struct LocalIo(Rc<Conn>);
+
+impl LocalIo {
+    /// Wraps a new connection.
+    pub fn new(tcp: TcpStream) -> Self {
+        LocalIo(Rc::new(Conn {
+            tcp: RefCell::new(tcp),
+            ahead: RefCell::new(BytesMut::new()),
+            ended: Cell::new(false),
+            spent: Cell::new(false),
+        }))
+    }
+}
+
+impl fmt::Debug for LocalIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("LocalIo")
+            .field(&*self.0.tcp.borrow())
+            .finish()
+    }
+}
+
+fn current() -> Option<Rc<Exchange>> {
+    EXCHANGE.try_with(Rc::clone).ok()
+}
+
+impl AsyncRead for LocalIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let conn = &self.0;
+        let exchange = current();
+        if conn.spent.get() && !exchange.as_ref().is_some_and(|x| conn.is_serving(x)) {
+            // Another request's look at a spent connection: it has ended.
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(x) = exchange.filter(|x| x.expect && !x.final_started.get()) {
+            conn.fill(cx);
+            x.take_interim(conn);
+            if !x.final_started.get() && !conn.ended.get() {
+                if x.interim.get() != Interim::Given {
+                    return x.poll_continue(cx, buf).map(Ok);
+                }
+                // The final answer is still to come.
+                return Poll::Pending;
+            }
+        }
+        let mut ahead = conn.ahead.borrow_mut();
+        if ahead.is_empty() {
+            drop(ahead);
+            return Pin::new(&mut *conn.tcp.borrow_mut()).poll_read(cx, buf);
+        }
+        let n = ahead.len().min(buf.remaining());
+        buf.put_slice(&ahead[..n]);
+        ahead.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for LocalIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let conn = &self.0;
+        let exchange = current();
+        let step = match &exchange {
+            Some(x) => {
+                x.attach(conn);
+                x.plan(buf)
+            }
+            None => Step::Write(buf.len()),
+        };
+        let n = match step {
+            Step::Skip(n) => n,
+            Step::Write(n) => match poll_write_tcp(conn, cx, &buf[..n]) {
+                Poll::Ready(Ok(n)) => n,
+                // A service that answers without reading stops taking bytes
+                // (or closes): look for its answer before reporting.
+                Poll::Pending => return answered_instead(exchange.as_deref(), cx, Poll::Pending),
+                Poll::Ready(Err(e)) => {
+                    return answered_instead(exchange.as_deref(), cx, Poll::Ready(Err(e)))
+                }
+            },
+        };
+        if let Some(x) = &exchange {
+            x.taken.set(x.taken.get() + n);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0.tcp.borrow_mut()).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0.tcp.borrow_mut()).poll_shutdown(cx)
+    }
+}
+
+/// One write to the connection (its borrow ends before an answer is
+/// looked for).
+fn poll_write_tcp(conn: &Conn, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    Pin::new(&mut *conn.tcp.borrow_mut()).poll_write(cx, buf)
+}
+
+/// `otherwise`, unless the service's final answer has started: then an
+/// error that ends the client library's attempt.
+fn answered_instead(
+    exchange: Option<&Exchange>,
+    cx: &mut Context<'_>,
+    otherwise: Poll<io::Result<usize>>,
+) -> Poll<io::Result<usize>> {
+    match exchange {
+        Some(x) if x.poll_answer(cx) => Poll::Ready(Err(io::Error::other(
+            "the local service answered before it had the whole request",
+        ))),
+        _ => otherwise,
+    }
+}
+
+impl ActixStream for LocalIo {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<Ready>> {
+        if !self.0.ahead.borrow().is_empty() {
+            return Poll::Ready(Ok(Ready::READABLE));
+        }
+        ActixStream::poll_read_ready(&*self.0.tcp.borrow(), cx)
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<Ready>> {
+        ActixStream::poll_write_ready(&*self.0.tcp.borrow(), cx)
+    }
+}
