@@ -28,7 +28,7 @@ use std::{
     cell::{Cell, RefCell},
     fmt,
     future::Future,
-    io,
+    io::{self, IoSlice},
     pin::Pin,
     rc::Rc,
     task::{Context, Poll},
@@ -101,8 +101,8 @@ impl Exchange {
 
     /// Runs `fut` (the request's whole exchange) with `this` as the
     /// exchange its local connection serves.
-    pub async fn scope<F: std::future::Future>(this: Rc<Self>, fut: F) -> F::Output {
-        EXCHANGE.scope(this, fut).await
+    pub fn scope<F: Future>(this: Rc<Self>, fut: F) -> impl Future<Output = F::Output> {
+        EXCHANGE.scope(this, fut)
     }
 
     /// The connection, when the local service answered before it had the
@@ -200,21 +200,31 @@ impl Exchange {
             self.cut.set(date_line(buf));
         }
         match self.cut.get() {
-            Some((start, _)) if start > self.taken.get() => {
-                Step::Write((start - self.taken.get()).min(buf.len()))
+            Some((start, len)) => {
+                let at = start.saturating_sub(self.taken.get());
+                Step::Cut(at.min(buf.len()), len.min(buf.len() - at.min(buf.len())))
             }
-            Some((_, len)) => {
-                self.cut.set(None);
-                Step::Skip(len.min(buf.len()))
-            }
-            None => Step::Write(buf.len()),
+            None => Step::Write,
+        }
+    }
+
+    /// Records that `n` bytes of the request were taken, `dropped` of them
+    /// the `date` line.
+    fn took(&self, n: usize, dropped: bool) {
+        self.taken.set(self.taken.get() + n);
+        if dropped {
+            self.cut.set(None);
         }
     }
 }
 
+/// How the next request bytes go out.
 enum Step {
-    Write(usize),
-    Skip(usize),
+    /// As they are.
+    Write,
+    /// Without the `len` bytes at `at`, in one write: a head written in two
+    /// would cost the service a second read.
+    Cut(usize, usize),
 }
 
 /// The `date` line the client library appends to a head when its fields
@@ -348,24 +358,28 @@ impl AsyncWrite for LocalIo {
                 x.attach(conn);
                 x.plan(buf)
             }
-            None => Step::Write(buf.len()),
+            None => Step::Write,
         };
-        let n = match step {
-            Step::Skip(n) => n,
-            Step::Write(n) => match poll_write_tcp(conn, cx, &buf[..n]) {
-                Poll::Ready(Ok(n)) => n,
-                // A service that answers without reading stops taking bytes
-                // (or closes): look for its answer before reporting.
-                Poll::Pending => return answered_instead(exchange.as_deref(), cx, Poll::Pending),
-                Poll::Ready(Err(e)) => {
-                    return answered_instead(exchange.as_deref(), cx, Poll::Ready(Err(e)))
+        let (at, len) = match step {
+            Step::Write => (buf.len(), 0),
+            Step::Cut(at, len) => (at, len),
+        };
+        let parts = [IoSlice::new(&buf[..at]), IoSlice::new(&buf[at + len..])];
+        let written = Pin::new(&mut *conn.tcp.borrow_mut()).poll_write_vectored(cx, &parts);
+        match written {
+            Poll::Ready(Ok(n)) => {
+                // Once the bytes before the line are out, the line is taken.
+                let dropped = len > 0 && n >= at;
+                let taken = if dropped { n + len } else { n };
+                if let Some(x) = &exchange {
+                    x.took(taken, dropped);
                 }
-            },
-        };
-        if let Some(x) = &exchange {
-            x.taken.set(x.taken.get() + n);
+                Poll::Ready(Ok(taken))
+            }
+            // A service that answers without reading stops taking bytes (or
+            // closes): look for its answer before reporting.
+            other => answered_instead(exchange.as_deref(), cx, other),
         }
-        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -375,12 +389,6 @@ impl AsyncWrite for LocalIo {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut *self.0.tcp.borrow_mut()).poll_shutdown(cx)
     }
-}
-
-/// One write to the connection (its borrow ends before an answer is
-/// looked for).
-fn poll_write_tcp(conn: &Conn, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-    Pin::new(&mut *conn.tcp.borrow_mut()).poll_write(cx, buf)
 }
 
 /// `otherwise`, unless the service's final answer has started: then an
