@@ -67,7 +67,7 @@ impl ForwardContext {
 
 /// Forwards one request and streams the response back. Never panics on bad
 /// input: every failure becomes a `Reset` the server turns into a status.
-pub async fn forward(
+pub fn forward(
     id: u32,
     head: RequestHead,
     body: Option<RecvBody>,
@@ -75,27 +75,32 @@ pub async fn forward(
     outbox: Outbox,
     credit: Arc<SendCredit>,
     answered: Answered,
-) {
-    let reply = Reply {
-        id,
-        outbox: &outbox,
-        credit: &credit,
-        answered: &answered,
-    };
-    let mut trace = Trace::start(ctx.observer.as_deref(), id, &head);
+) -> impl std::future::Future<Output = ()> {
     let exchange = Exchange::new(
         find(&head.headers, b"date").is_none(),
         !head.end_stream
             && find(&head.headers, b"expect")
                 .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue")),
     );
-    let run = run(head, body, &ctx, reply, &mut trace, &exchange);
-    let result = Exchange::scope(exchange.clone(), run).await;
-    if let Err(failure) = &result {
-        log::debug!("stream {id}: {}: {}", failure.code, failure.reason);
-        reply.reset(failure.clone());
-    }
-    trace.finish(ctx.observer.as_deref(), result.err());
+    // The scope wraps the whole stream, so that the future is moved once,
+    // into the task that runs it.
+    let scope = exchange.clone();
+    let stream = async move {
+        let reply = Reply {
+            id,
+            outbox: &outbox,
+            credit: &credit,
+            answered: &answered,
+        };
+        let mut trace = Trace::start(ctx.observer.as_deref(), id, &head);
+        let result = run(head, body, &ctx, reply, &mut trace, &exchange).await;
+        if let Err(failure) = &result {
+            log::debug!("stream {id}: {}: {}", failure.code, failure.reason);
+            reply.reset(failure.clone());
+        }
+        trace.finish(ctx.observer.as_deref(), result.err());
+    };
+    Exchange::scope(scope, stream)
 }
 
 async fn run(

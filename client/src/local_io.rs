@@ -31,12 +31,14 @@ use std::{
     io::{self, IoSlice},
     pin::Pin,
     rc::Rc,
+    sync::LazyLock,
     task::{Context, Poll},
     time::Duration,
 };
 
 use actix_rt::net::{ActixStream, Ready, TcpStream};
 use bytes::{Buf, BytesMut};
+use memchr::memmem;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::Sleep,
@@ -52,6 +54,9 @@ tokio::task_local! {
 pub const EXPECT_WAIT: Duration = Duration::from_secs(1);
 /// The `100 Continue` the client library is given.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// The length of the `date` line the client library writes: the name, an
+/// IMF-fixdate (29 bytes) and CRLF.
+const DATE_LINE: usize = 6 + 29 + 2;
 /// Largest interim response head taken out of the stream.
 const MAX_INTERIM_HEAD: usize = 8 * 1024;
 /// Most bytes read ahead of the client library.
@@ -133,6 +138,7 @@ impl Exchange {
         let mut slot = self.conn.borrow_mut();
         if !slot.as_ref().is_some_and(|c| Rc::ptr_eq(c, conn)) {
             *slot = Some(conn.clone());
+            conn.expecting.set(self.expect);
         }
     }
 
@@ -231,15 +237,14 @@ enum Step {
 /// hold none: the last line before the blank one. `buf` starts with the
 /// head, which the library hands over whole.
 fn date_line(buf: &[u8]) -> Option<(usize, usize)> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 2;
-    let start = buf[..end - 2]
-        .windows(2)
-        .rposition(|w| w == b"\r\n")
-        .map(|i| i + 2)?;
-    buf[start..end]
-        .get(..5)
-        .is_some_and(|name| name.eq_ignore_ascii_case(b"date:"))
-        .then_some((start, end - start))
+    // Each line ends with CRLF; the head with an empty one.
+    static HEAD_END: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
+    let end = HEAD_END.find(buf)? + 2;
+    let start = end.checked_sub(DATE_LINE)?;
+    let after_line = start >= 2 && &buf[start - 2..start] == b"\r\n";
+    (after_line && buf[start..start + 6].eq_ignore_ascii_case(b"date: "))
+        .then_some((start, DATE_LINE))
 }
 
 /// One TCP connection to a local service and the bytes read from it ahead
@@ -251,6 +256,9 @@ pub struct Conn {
     ended: Cell<bool>,
     /// Not to be used for another request.
     spent: Cell<bool>,
+    /// The request it serves waits for interim answers (reads then go
+    /// through [`Exchange::take_interim`]).
+    expecting: Cell<bool>,
 }
 
 impl Conn {
@@ -294,6 +302,7 @@ impl LocalIo {
             ahead: RefCell::new(BytesMut::new()),
             ended: Cell::new(false),
             spent: Cell::new(false),
+            expecting: Cell::new(false),
         }))
     }
 }
@@ -317,6 +326,10 @@ impl AsyncRead for LocalIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let conn = &self.0;
+        let plain = !conn.spent.get() && !conn.expecting.get() && conn.ahead.borrow().is_empty();
+        if plain {
+            return Pin::new(&mut *conn.tcp.borrow_mut()).poll_read(cx, buf);
+        }
         let exchange = current();
         if conn.spent.get() && !exchange.as_ref().is_some_and(|x| conn.is_serving(x)) {
             // Another request's look at a spent connection: it has ended.
@@ -325,6 +338,7 @@ impl AsyncRead for LocalIo {
         if let Some(x) = exchange.filter(|x| x.expect && !x.final_started.get()) {
             conn.fill(cx);
             x.take_interim(conn);
+            conn.expecting.set(!x.final_started.get());
             if !x.final_started.get() && !conn.ended.get() {
                 if x.interim.get() != Interim::Given {
                     return x.poll_continue(cx, buf).map(Ok);
