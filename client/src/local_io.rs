@@ -6,10 +6,11 @@
 //!
 //! - drops the `date` line the client library appended, when the caller
 //!   sent none (the library writes it last, right before the blank line);
-//! - notices an answer that starts while the request is still being
-//!   written (a service refusing an upload without reading it), keeps its
-//!   bytes, and fails the write, so that the answer can be relayed from
-//!   the kept bytes ([`Exchange::early_answer`]);
+//! - notices an answer that a service gives before it has the whole
+//!   request and then closes (a service refusing an upload without reading
+//!   it), keeps its bytes, and fails the write, so that the answer can be
+//!   relayed from the kept bytes ([`Exchange::early_answer`]); a service
+//!   that answers while it reads on (an echo) is let to read on;
 //! - for a request that carries `Expect: 100-continue` (for which the
 //!   client library sends the head and waits for an answer before the
 //!   body), gives the library one `100 Continue`: when the local service
@@ -124,14 +125,18 @@ impl Exchange {
     }
 
     /// Looks at what the service sent while the request is being written:
-    /// `true` when its final answer has started.
-    pub fn poll_answer(&self, cx: &mut Context<'_>) -> bool {
+    /// `true` when its final answer has started and it wants no more of
+    /// the request: it closed the connection, or (`refused`) a write to it
+    /// failed. A service that answers while it still reads (an echo) is
+    /// let to read on.
+    pub fn poll_answer(&self, cx: &mut Context<'_>, refused: bool) -> bool {
         let Some(conn) = self.conn.borrow().clone() else {
             return false;
         };
         conn.fill(cx);
         self.take_interim(&conn);
-        !conn.ahead.borrow().is_empty() && self.final_started.get()
+        let answered = !conn.ahead.borrow().is_empty() && self.final_started.get();
+        answered && (refused || conn.ended.get())
     }
 
     fn attach(&self, conn: &Rc<Conn>) {
@@ -412,8 +417,9 @@ fn answered_instead(
     cx: &mut Context<'_>,
     otherwise: Poll<io::Result<usize>>,
 ) -> Poll<io::Result<usize>> {
+    let refused = matches!(otherwise, Poll::Ready(Err(_)));
     match exchange {
-        Some(x) if x.poll_answer(cx) => Poll::Ready(Err(io::Error::other(
+        Some(x) if x.poll_answer(cx, refused) => Poll::Ready(Err(io::Error::other(
             "the local service answered before it had the whole request",
         ))),
         _ => otherwise,

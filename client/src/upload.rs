@@ -1,7 +1,7 @@
 //! A request body on its way to the local service. While the HTTP client
 //! takes it chunk by chunk, it watches the local connection: an answer
-//! that starts before the body is through ends the upload (the answer is
-//! then relayed, see [`crate::local_io`]). For a request that carries
+//! given before the body is through, by a service that then closes, ends
+//! the upload (the answer is then relayed, see [`crate::local_io`]). For a request that carries
 //! `Expect: 100-continue`, the client library asks for the body only once
 //! the local service said `100 Continue` (or the wait for it is over): the
 //! first ask tells the server to let the caller send.
@@ -67,7 +67,7 @@ where
             };
             let _ = outbox.send(&Frame::ResponseHead { stream, head });
         }
-        if self.exchange.poll_answer(cx) {
+        if self.exchange.poll_answer(cx, false) {
             return Poll::Ready(Some(Err(UploadError::Answered)));
         }
         Pin::new(&mut self.body)

@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration, loaded and validated.
-//! - [`listener`]: the public listeners.
+//! - [`listener`]: the public listeners; [`caller_io`]: a caller's
+//!   connection, which explains the HTTP service's empty 400.
 //! - [`handle`]: how the rest of the server reaches the registry and the
 //!   sessions; [`messages`]: what sessions are told.
 //! - [`registry`]: the actor mapping hosts to sessions; [`policy`]: who may
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod caller_io;
 pub mod config;
 pub mod error;
 pub mod expect;
@@ -45,6 +47,7 @@ pub use handle::RegistryHandle;
 pub use listener::PublicListener;
 
 use crate::{
+    caller_io::CallerIo,
     placement::WorkerIds,
     proxy::{ProxyShared, ProxyState},
     registry::Registry,
@@ -210,19 +213,23 @@ impl AppParts {
                 |_| AppConfig::default(),
             )
         };
-        HttpService::build()
+        let http = HttpService::build()
             .keep_alive(actix_http::KeepAlive::default())
             .client_request_timeout(REQUEST_HEAD_TIMEOUT)
             .client_disconnect_timeout(DISCONNECT_TIMEOUT)
-            .tcp_nodelay(true)
             // A caller that closes its connection has gone away: stop its
             // stream (and free the tunnel's resources) now, not at the next
             // body chunk.
             .h1_allow_half_closed(false)
             .local_addr(addr)
             .expect(expect::expectation(app()))
-            .h1(expect::main(app()))
-            .tcp()
+            .h1(expect::main(app()));
+        actix_service::fn_service(|tcp: actix_rt::net::TcpStream| {
+            let io = CallerIo::new(tcp);
+            let peer = io.peer_addr();
+            std::future::ready(Ok((io, peer)))
+        })
+        .and_then(http)
     }
 }
 

@@ -153,12 +153,23 @@ fn the_default_log_has_the_servers_lines_and_no_strangers_parse_errors() {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
-    for bad in [
-        &b"GET / HTTP/1.1\r\nHost: a.localhost\r\nHost: b.localhost\r\n\r\n"[..],
-        b"GET / HTTP/1.1\r\nHost: a.localhost\r\nBad Name: x\r\n\r\n",
+    for (bad, why) in [
+        (
+            &b"GET / HTTP/1.1\r\nHost: a.localhost\r\nHost: b.localhost\r\n\r\n"[..],
+            "400 Bad Request: the request has more than one Host field.\n",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: a.localhost\r\nBad Name: x\r\n\r\n",
+            "400 Bad Request: a header name holds a character",
+        ),
     ] {
         let answer = raw(&addr, bad);
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a whole answer");
+        assert!(body.starts_with(why), "{answer}");
+        let length = format!("content-length: {}\r\n", body.len());
+        assert!(head.to_ascii_lowercase().contains(&length), "{answer}");
+        assert!(head.contains("text/plain"), "{answer}");
     }
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
