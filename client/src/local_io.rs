@@ -261,6 +261,8 @@ pub struct Conn {
     ended: Cell<bool>,
     /// Not to be used for another request.
     spent: Cell<bool>,
+    /// A write failed (the service refused the rest of the request).
+    refused: Cell<Option<io::ErrorKind>>,
     /// The request it serves waits for interim answers (reads then go
     /// through [`Exchange::take_interim`]).
     expecting: Cell<bool>,
@@ -307,6 +309,7 @@ impl LocalIo {
             ahead: RefCell::new(BytesMut::new()),
             ended: Cell::new(false),
             spent: Cell::new(false),
+            refused: Cell::new(None),
             expecting: Cell::new(false),
         }))
     }
@@ -372,6 +375,9 @@ impl AsyncWrite for LocalIo {
     ) -> Poll<io::Result<usize>> {
         let conn = &self.0;
         let exchange = current();
+        if let Some(kind) = conn.refused.get() {
+            return answered_instead(exchange.as_deref(), conn, cx, Poll::Ready(Err(kind.into())));
+        }
         let step = match &exchange {
             Some(x) => {
                 x.attach(conn);
@@ -397,7 +403,7 @@ impl AsyncWrite for LocalIo {
             }
             // A service that answers without reading stops taking bytes (or
             // closes): look for its answer before reporting.
-            other => answered_instead(exchange.as_deref(), cx, other),
+            other => answered_instead(exchange.as_deref(), conn, cx, other),
         }
     }
 
@@ -411,18 +417,32 @@ impl AsyncWrite for LocalIo {
 }
 
 /// `otherwise`, unless the service's final answer has started: then an
-/// error that ends the client library's attempt.
+/// error that ends the client library's attempt. A write the service
+/// refused is reported only once its connection has been read to the end:
+/// the answer may be on its way still (the reactor may not have seen it).
 fn answered_instead(
     exchange: Option<&Exchange>,
+    conn: &Conn,
     cx: &mut Context<'_>,
     otherwise: Poll<io::Result<usize>>,
 ) -> Poll<io::Result<usize>> {
+    let Some(x) = exchange else {
+        return otherwise;
+    };
     let refused = matches!(otherwise, Poll::Ready(Err(_)));
-    match exchange {
-        Some(x) if x.poll_answer(cx, refused) => Poll::Ready(Err(io::Error::other(
+    if x.poll_answer(cx, refused) {
+        return Poll::Ready(Err(io::Error::other(
             "the local service answered before it had the whole request",
-        ))),
-        _ => otherwise,
+        )));
+    }
+    match otherwise {
+        Poll::Ready(Err(e)) if !conn.ended.get() => {
+            // The read interest is registered: the end (or the answer)
+            // wakes this task.
+            conn.refused.set(Some(e.kind()));
+            Poll::Pending
+        }
+        other => other,
     }
 }
 
