@@ -25,6 +25,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod date_cut;
 pub mod events;
 pub mod forward;
 pub mod http1;

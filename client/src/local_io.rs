@@ -32,14 +32,13 @@ use std::{
     io::{self, IoSlice},
     pin::Pin,
     rc::Rc,
-    sync::LazyLock,
     task::{Context, Poll},
     time::Duration,
 };
 
+use crate::date_cut::{DateCut, Step};
 use actix_rt::net::{ActixStream, Ready, TcpStream};
 use bytes::{Buf, BytesMut};
-use memchr::memmem;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::Sleep,
@@ -55,9 +54,6 @@ tokio::task_local! {
 pub const EXPECT_WAIT: Duration = Duration::from_secs(1);
 /// The `100 Continue` the client library is given.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-/// The length of the `date` line the client library writes: the name, an
-/// IMF-fixdate (29 bytes) and CRLF.
-const DATE_LINE: usize = 6 + 29 + 2;
 /// Largest interim response head taken out of the stream.
 const MAX_INTERIM_HEAD: usize = 8 * 1024;
 /// Most bytes read ahead of the client library.
@@ -66,14 +62,10 @@ const MAX_AHEAD: usize = 64 * 1024;
 /// One request's dealings with the local connection it is sent on.
 #[derive(Default)]
 pub struct Exchange {
-    strip_date: bool,
     expect: bool,
     conn: RefCell<Option<Rc<Conn>>>,
-    /// Request bytes taken from the client library so far (for the cut).
-    taken: Cell<usize>,
-    /// The `date` line to drop: start and length in the request's bytes.
-    cut: Cell<Option<(usize, usize)>>,
-    planned: Cell<bool>,
+    /// The `date` line the client library adds, to leave out.
+    date: DateCut,
     /// Where the answer stands, for a request that expects `100-continue`.
     interim: Cell<Interim>,
     /// The end of the wait for the service's `100 Continue`.
@@ -99,7 +91,7 @@ impl Exchange {
     /// `date`, `expect` when the request asks for `100-continue`.
     pub fn new(strip_date: bool, expect: bool) -> Rc<Self> {
         Rc::new(Exchange {
-            strip_date,
+            date: DateCut::new(strip_date),
             expect,
             ..Exchange::default()
         })
@@ -204,52 +196,6 @@ impl Exchange {
         }
         Poll::Ready(())
     }
-
-    /// How much of `buf` (the next request bytes) to write, or to pass over.
-    fn plan(&self, buf: &[u8]) -> Step {
-        if !self.planned.replace(true) && self.strip_date {
-            self.cut.set(date_line(buf));
-        }
-        match self.cut.get() {
-            Some((start, len)) => {
-                let at = start.saturating_sub(self.taken.get());
-                Step::Cut(at.min(buf.len()), len.min(buf.len() - at.min(buf.len())))
-            }
-            None => Step::Write,
-        }
-    }
-
-    /// Records that `n` bytes of the request were taken, `dropped` of them
-    /// the `date` line.
-    fn took(&self, n: usize, dropped: bool) {
-        self.taken.set(self.taken.get() + n);
-        if dropped {
-            self.cut.set(None);
-        }
-    }
-}
-
-/// How the next request bytes go out.
-enum Step {
-    /// As they are.
-    Write,
-    /// Without the `len` bytes at `at`, in one write: a head written in two
-    /// would cost the service a second read.
-    Cut(usize, usize),
-}
-
-/// The `date` line the client library appends to a head when its fields
-/// hold none: the last line before the blank one. `buf` starts with the
-/// head, which the library hands over whole.
-fn date_line(buf: &[u8]) -> Option<(usize, usize)> {
-    // Each line ends with CRLF; the head with an empty one.
-    static HEAD_END: LazyLock<memmem::Finder<'static>> =
-        LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
-    let end = HEAD_END.find(buf)? + 2;
-    let start = end.checked_sub(DATE_LINE)?;
-    let after_line = start >= 2 && &buf[start - 2..start] == b"\r\n";
-    (after_line && buf[start..start + 6].eq_ignore_ascii_case(b"date: "))
-        .then_some((start, DATE_LINE))
 }
 
 /// One TCP connection to a local service and the bytes read from it ahead
@@ -381,7 +327,7 @@ impl AsyncWrite for LocalIo {
         let step = match &exchange {
             Some(x) => {
                 x.attach(conn);
-                x.plan(buf)
+                x.date.plan(buf)
             }
             None => Step::Write,
         };
@@ -397,7 +343,7 @@ impl AsyncWrite for LocalIo {
                 let dropped = len > 0 && n >= at;
                 let taken = if dropped { n + len } else { n };
                 if let Some(x) = &exchange {
-                    x.took(taken, dropped);
+                    x.date.took(taken, dropped);
                 }
                 Poll::Ready(Ok(taken))
             }
