@@ -128,7 +128,8 @@ async fn run(
         ))
         .await;
     }
-    let (request, content_length, is_head) = request(ctx, tunnel, &head, trace)?;
+    let (request, content_length, is_head) =
+        request(ctx, tunnel, &head, exchange.expects(), trace)?;
     let expect = exchange.expects().then(|| (reply.id, reply.outbox.clone()));
     let body = body.map(|b| trace.tap_request(Upload::new(b, exchange.clone(), expect)));
     let mut resp = match send(request, body, content_length).await {
@@ -173,8 +174,7 @@ async fn early_answer(
         reply.id,
         start.status
     );
-    let fields = start.headers.iter().map(|(n, v)| (&n[..], &v[..]));
-    trace.response_head(start.status, fields, None);
+    trace.response_head(start.status, start.fields(), None);
     let sent = crate::upgrade::refusal(start, io, local, reply).await?;
     trace.response_bytes(sent);
     Ok(())
@@ -191,11 +191,13 @@ fn route<'a>(ctx: &'a ForwardContext, host: &str) -> Result<&'a TunnelConfig, St
 }
 
 /// The local request for `head`, its `Content-Length` if it gave one, and
-/// whether it is a HEAD request.
+/// whether it is a HEAD request; `Expect` is kept only when `expects` (a
+/// `100-continue` with a body).
 fn request(
     ctx: &ForwardContext,
     tunnel: &TunnelConfig,
     head: &RequestHead,
+    expects: bool,
     trace: &mut Trace,
 ) -> Result<(ClientRequest, Option<u64>, bool), StreamFailure> {
     let bad = |what: String| StreamFailure::new(ResetCode::BadRequest, what);
@@ -221,8 +223,10 @@ fn request(
             content_length = parse_content_length(value.as_bytes());
             continue;
         }
-        if name == EXPECT && head.end_stream {
-            // Nothing to wait for (the client library refuses to try).
+        if name == EXPECT && !expects {
+            // Nothing to wait for (the client library refuses to try
+            // without a body), or an expectation the client library would
+            // wait on without the bounded wait `local_io` gives.
             continue;
         }
         map.append(name, value);

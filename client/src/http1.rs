@@ -41,6 +41,13 @@ pub struct ResponseStart {
     pub rest: Bytes,
 }
 
+impl ResponseStart {
+    /// The fields as borrowed name and value pairs.
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.headers.iter().map(|(n, v)| (&n[..], &v[..]))
+    }
+}
+
 /// Reads and parses a response head; the error says what was wrong.
 pub async fn read_response_head(
     rd: &mut (impl AsyncRead + Unpin),

@@ -64,8 +64,7 @@ pub async fn exchange(
             format!("{local} switched protocols unasked"),
         ));
     }
-    let fields = start.headers.iter().map(|(n, v)| (&n[..], &v[..]));
-    trace.response_head(start.status, fields, None);
+    trace.response_head(start.status, start.fields(), None);
     refusal(start, rd, local, reply).await
 }
 

@@ -35,8 +35,7 @@ pub async fn relay(
 ) -> Result<(), StreamFailure> {
     let local = tunnel.local.as_str();
     let (start, rd, wr) = send_raw(&head, &head.headers, tunnel, connector).await?;
-    let fields = start.headers.iter().map(|(n, v)| (&n[..], &v[..]));
-    trace.response_head(start.status, fields, None);
+    trace.response_head(start.status, start.fields(), None);
     let sent = if start.status == 101 {
         switch(start, caller, rd, wr, local, reply).await?
     } else {

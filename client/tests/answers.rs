@@ -7,35 +7,81 @@ use std::time::Duration;
 
 use support::*;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
     net::{
         tcp::{OwnedReadHalf, OwnedWriteHalf},
         TcpListener, TcpStream,
     },
 };
 
-/// A local service that answers every request, once its head is in, with
-/// `answer` and closes: as a WebSocket server answers a plain GET.
-async fn answering(answer: &'static [u8]) -> std::net::SocketAddr {
+/// A local service on a port of its own, running `serve` for each
+/// connection.
+async fn local_service<F, Fut>(serve: F) -> std::net::SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     actix_rt::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            actix_rt::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = conn.write_all(answer).await;
-                let _ = conn.shutdown().await;
-            });
+        while let Ok((conn, _)) = listener.accept().await {
+            actix_rt::spawn(serve(conn));
         }
     });
     addr
+}
+
+/// Reads more of `rd` into `buf`; `false` once it has ended.
+async fn read_more(rd: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 65536];
+    let n = rd.read(&mut chunk).await.unwrap_or(0);
+    buf.extend_from_slice(&chunk[..n]);
+    n > 0
+}
+
+/// The next head in `buf` (read from `rd` as needed), taken off its front;
+/// `None` when `rd` ends first.
+async fn next_head(rd: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(buf.drain(..end + 4).collect());
+        }
+        if !read_more(rd, buf).await {
+            return None;
+        }
+    }
+}
+
+/// Reads until `buf` holds `n` bytes; `false` when `rd` ends first.
+async fn fill_to(rd: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>, n: usize) -> bool {
+    while buf.len() < n {
+        if !read_more(rd, buf).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// The `Content-Length` of a head (0 without one).
+fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .to_ascii_lowercase()
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("content-length: ").map(str::to_owned))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A local service that answers every request, once its head is in, with
+/// `answer` and closes: as a WebSocket server answers a plain GET.
+async fn answering(answer: &'static [u8]) -> std::net::SocketAddr {
+    local_service(move |mut conn| async move {
+        if next_head(&mut conn, &mut Vec::new()).await.is_some() {
+            let _ = conn.write_all(answer).await;
+            let _ = conn.shutdown().await;
+        }
+    })
+    .await
 }
 
 #[actix_rt::test]
@@ -107,42 +153,28 @@ impl Raw {
         }
     }
 
-    async fn fill(&mut self) -> usize {
-        let mut chunk = [0u8; 4096];
-        let n = self.rd.read(&mut chunk).await.unwrap_or(0);
-        self.buf.extend_from_slice(&chunk[..n]);
-        n
-    }
-
     /// The next response head: its status and text.
     async fn head(&mut self) -> (u16, String) {
-        let read = async {
-            loop {
-                if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head: Vec<u8> = self.buf.drain(..end + 4).collect();
-                    let text = String::from_utf8_lossy(&head).into_owned();
-                    let status = text[9..12].parse().expect("status");
-                    return (status, text);
-                }
-                assert!(self.fill().await > 0, "closed before a response head");
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), read)
+        let read = next_head(&mut self.rd, &mut self.buf);
+        let head = tokio::time::timeout(Duration::from_secs(10), read)
             .await
             .expect("a response head in time")
+            .expect("a response head before the connection closed");
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let status = text[9..12].parse().expect("status");
+        (status, text)
     }
 
     /// The next `n` body bytes.
     async fn body(&mut self, n: usize) -> Vec<u8> {
-        while self.buf.len() < n {
-            assert!(self.fill().await > 0, "closed inside the body");
-        }
+        let whole = fill_to(&mut self.rd, &mut self.buf, n).await;
+        assert!(whole, "closed inside the body");
         self.buf.drain(..n).collect()
     }
 
     /// Whether the server closes the connection (in time).
     async fn closes(&mut self) -> bool {
-        let until_end = async { while self.fill().await > 0 {} };
+        let until_end = async { while read_more(&mut self.rd, &mut self.buf).await {} };
         tokio::time::timeout(Duration::from_secs(10), until_end)
             .await
             .is_ok()
@@ -201,49 +233,27 @@ async fn a_caller_expecting_100_continue_gets_the_refusal_and_no_continue() {
 /// request expects it and `speaks_expect`, reads the body its
 /// `Content-Length` gives and answers with what it saw.
 async fn uploads(speaks_expect: bool) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    actix_rt::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            actix_rt::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 65536];
-                let end = loop {
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break end + 4;
-                    }
-                    match conn.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                let expects = head.contains("\r\nexpect: 100-continue\r\n");
-                if expects && speaks_expect {
-                    let _ = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
-                }
-                let len: usize = head
-                    .split("\r\n")
-                    .find_map(|l| l.strip_prefix("content-length: "))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                let mut got = buf.len() - end;
-                while got < len {
-                    match conn.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got += n,
-                    }
-                }
-                let text = format!("got {got} bytes, expect seen: {expects}");
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
-                    text.len()
-                );
-                let _ = conn.write_all(answer.as_bytes()).await;
-            });
+    local_service(move |mut conn| async move {
+        let mut buf = Vec::new();
+        let Some(head) = next_head(&mut conn, &mut buf).await else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let expects = text.contains("\r\nexpect: 100-continue\r\n");
+        if expects && speaks_expect {
+            let _ = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
         }
-    });
-    addr
+        if !fill_to(&mut conn, &mut buf, content_length(&head)).await {
+            return;
+        }
+        let text = format!("got {} bytes, expect seen: {expects}", buf.len());
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        );
+        let _ = conn.write_all(answer.as_bytes()).await;
+    })
+    .await
 }
 
 #[actix_rt::test]
@@ -265,44 +275,20 @@ async fn the_local_services_own_100_continue_is_relayed() {
 
 /// A local service that answers each request with the head it received.
 async fn echoing() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    actix_rt::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            actix_rt::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match conn.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        continue;
-                    };
-                    let head: Vec<u8> = buf.drain(..end + 4).collect();
-                    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-                    let len: usize = text
-                        .split("\r\n")
-                        .find_map(|l| l.strip_prefix("content-length: "))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    while buf.len() < len {
-                        match conn.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    buf.drain(..len);
-                    let answer =
-                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", head.len());
-                    let _ = conn.write_all(answer.as_bytes()).await;
-                    let _ = conn.write_all(&head).await;
-                }
-            });
+    local_service(|mut conn| async move {
+        let mut buf = Vec::new();
+        while let Some(head) = next_head(&mut conn, &mut buf).await {
+            let len = content_length(&head);
+            if !fill_to(&mut conn, &mut buf, len).await {
+                return;
+            }
+            buf.drain(..len);
+            let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", head.len());
+            let _ = conn.write_all(answer.as_bytes()).await;
+            let _ = conn.write_all(&head).await;
         }
-    });
-    addr
+    })
+    .await
 }
 
 /// The fields of a head (names lower-cased), in order, without the

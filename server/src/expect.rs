@@ -46,14 +46,7 @@ where
     S: Service<Request, Error = Answer> + 'static,
     S::Response: Into<Answer>,
 {
-    let app = Rc::new(app);
-    fn_factory(move || {
-        let app = app.clone();
-        async move {
-            let svc = Rc::new(app.new_service(()).await?);
-            Ok(fn_service(move |req| expect(svc.clone(), req)))
-        }
-    })
+    over_app(app, expect::<S>)
 }
 
 /// The main service over the service `app` makes: it finishes requests
@@ -66,23 +59,42 @@ where
     S: Service<Request, Error = Answer> + 'static,
     S::Response: Into<Answer>,
 {
+    over_app(app, finish::<S>)
+}
+
+/// A service that hands each request, with the service `app` makes for
+/// its worker, to `handle`.
+fn over_app<F, S, H, Fut, R>(
+    app: F,
+    handle: H,
+) -> impl ServiceFactory<Request, Config = (), Response = R, Error = Answer, InitError = ()>
+where
+    F: ServiceFactory<Request, Config = (), Service = S, InitError = ()>,
+    S: 'static,
+    H: Fn(Rc<S>, Request) -> Fut + Copy + 'static,
+    Fut: Future<Output = Result<R, Answer>>,
+{
     let app = Rc::new(app);
     fn_factory(move || {
         let app = app.clone();
         async move {
             let svc = Rc::new(app.new_service(()).await?);
-            Ok(fn_service(move |req: Request| {
-                let started = req.extensions_mut().remove::<Started>();
-                let svc = svc.clone();
-                async move {
-                    match started {
-                        Some(Started(call)) => Ok(call.await),
-                        None => svc.call(req).await.map(Into::into),
-                    }
-                }
-            }))
+            Ok(fn_service(move |req| handle(svc.clone(), req)))
         }
     })
+}
+
+/// Finishes a request the expectation handler started, or handles it.
+async fn finish<S>(svc: Rc<S>, req: Request) -> Result<Answer, Answer>
+where
+    S: Service<Request, Error = Answer> + 'static,
+    S::Response: Into<Answer>,
+{
+    let started = req.extensions_mut().remove::<Started>();
+    match started {
+        Some(Started(call)) => Ok(call.await),
+        None => svc.call(req).await.map(Into::into),
+    }
 }
 
 /// Starts `req` and waits for the local service's `100 Continue` or the

@@ -1,9 +1,9 @@
 //! The real `burrow-server` binary: configuration errors, `PORT`, shutdown.
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Lines},
     path::PathBuf,
-    process::{Command, Stdio},
+    process::{Child, ChildStderr, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -57,41 +57,70 @@ fn invalid_config_exits_non_zero_naming_file_line_and_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/server.toml"));
 }
 
+/// A server with one host on the port `PORT=0` picks, logging at
+/// `rust_log` (the default without it), and its log up to the line that
+/// names its address.
+struct Logging {
+    child: Child,
+    lines: Lines<BufReader<ChildStderr>>,
+    start: Vec<String>,
+    addr: String,
+}
+
+impl Logging {
+    fn start(name: &str, rust_log: Option<&str>) -> Logging {
+        let path = write_config(
+            name,
+            "listen = \"127.0.0.1:9\"\n[[hosts]]\nhost = \"a.localhost\"\ntoken = \"secret-token\"\n",
+        );
+        let mut command = Command::new(BIN);
+        command.arg("--config").arg(&path).env("PORT", "0");
+        match rust_log {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut start = Vec::new();
+        let addr = loop {
+            let line = lines.next().expect("server log").expect("utf-8 log");
+            start.push(line.clone());
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        Logging {
+            child,
+            lines,
+            start,
+            addr,
+        }
+    }
+
+    fn sigterm(&self) {
+        let term = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+    }
+}
+
 #[test]
 fn port_variable_overrides_the_listen_port_and_sigterm_stops_promptly() {
-    let path = write_config(
-        "srv-port",
-        "listen = \"127.0.0.1:9\"\n[[hosts]]\nhost = \"a.localhost\"\ntoken = \"secret-token\"\n",
-    );
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .env("PORT", "0")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("server log").expect("utf-8 log");
+    let mut server = Logging::start("srv-port", Some("info"));
+    for line in &server.start {
         assert!(!line.contains("secret-token"), "token in log: {line}");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
+    }
+    let addr = &server.addr;
     assert!(!addr.ends_with(":9"), "PORT was ignored: {addr}");
-    let resp = std::net::TcpStream::connect(&addr);
+    let resp = std::net::TcpStream::connect(addr);
     assert!(resp.is_ok(), "server not listening on {addr}");
 
     let start = Instant::now();
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    server.sigterm();
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = server.child.try_wait().unwrap() {
             assert!(status.success(), "{status}");
             break;
         }
@@ -132,27 +161,7 @@ fn raw(addr: &str, request: &[u8]) -> String {
 
 #[test]
 fn the_default_log_has_the_servers_lines_and_no_strangers_parse_errors() {
-    let path = write_config(
-        "srv-quiet",
-        "listen = \"127.0.0.1:9\"\n[[hosts]]\nhost = \"a.localhost\"\ntoken = \"secret-token\"\n",
-    );
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .env("PORT", "0")
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut start = Vec::new();
-    let addr = loop {
-        let line = lines.next().expect("server log").expect("utf-8 log");
-        start.push(line.clone());
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
+    let mut server = Logging::start("srv-quiet", None);
     for (bad, why) in [
         (
             &b"GET / HTTP/1.1\r\nHost: a.localhost\r\nHost: b.localhost\r\n\r\n"[..],
@@ -163,7 +172,7 @@ fn the_default_log_has_the_servers_lines_and_no_strangers_parse_errors() {
             "400 Bad Request: a header name holds a character",
         ),
     ] {
-        let answer = raw(&addr, bad);
+        let answer = raw(&server.addr, bad);
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
         let (head, body) = answer.split_once("\r\n\r\n").expect("a whole answer");
         assert!(body.starts_with(why), "{answer}");
@@ -171,13 +180,10 @@ fn the_default_log_has_the_servers_lines_and_no_strangers_parse_errors() {
         assert!(head.to_ascii_lowercase().contains(&length), "{answer}");
         assert!(head.contains("text/plain"), "{answer}");
     }
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(child.wait().unwrap().success());
+    server.sigterm();
+    let rest: Vec<String> = server.lines.by_ref().map_while(Result::ok).collect();
+    assert!(server.child.wait().unwrap().success());
+    let start = &server.start;
     assert!(
         !start.iter().any(|l| l.contains("actix")),
         "start-up chatter: {start:#?}"
