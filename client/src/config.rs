@@ -1,6 +1,11 @@
 //! Client configuration: read from a TOML file and validated.
 
-use std::{collections::HashSet, path::Path, time::Duration};
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 pub use burrow_common::config::{normalize_host, ConfigError, Token};
 use serde::Deserialize;
@@ -34,6 +39,8 @@ pub struct TunnelConfig {
 pub struct ClientConfig {
     /// The server's control endpoint.
     pub server: ServerUrl,
+    /// TLS for a `wss://` server: the roots of `ca`, or the platform's.
+    pub server_tls: Option<Arc<rustls::ClientConfig>>,
     /// The tunnels to serve over the one connection.
     pub tunnels: Vec<TunnelConfig>,
     /// Longest wait for the local service's response head.
@@ -57,6 +64,7 @@ pub const MAX_CONNECTIONS: u32 = 16;
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     server: String,
+    ca: Option<PathBuf>,
     local_timeout_secs: Option<u64>,
     max_reconnect_delay_secs: Option<u64>,
     connections: Option<u32>,
@@ -83,6 +91,20 @@ impl ClientConfig {
         let raw: RawConfig = burrow_common::config::parse(text, path)?;
         let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
         let server = ServerUrl::parse(&raw.server).map_err(|m| invalid("server", m))?;
+        let server_tls = match (server.is_secure(), raw.ca) {
+            (true, ca) => {
+                let dir = path.parent().unwrap_or(Path::new(""));
+                let ca = ca.map(|ca| dir.join(ca));
+                Some(crate::tls::server_tls(ca.as_deref()).map_err(|m| invalid("ca", m))?)
+            }
+            (false, Some(_)) => {
+                return Err(invalid(
+                    "ca",
+                    "is for a wss:// server; `server` is ws://".into(),
+                ))
+            }
+            (false, None) => None,
+        };
         let tunnels = tunnels(raw.tunnels, path)?;
         let secs = raw.local_timeout_secs.unwrap_or(DEFAULT_LOCAL_TIMEOUT_SECS);
         if secs == 0 {
@@ -105,6 +127,7 @@ impl ClientConfig {
         }
         Ok(ClientConfig {
             server,
+            server_tls,
             tunnels,
             local_timeout: Duration::from_secs(secs),
             max_backoff: Duration::from_secs(backoff),

@@ -38,6 +38,7 @@ pub mod reconnect;
 pub mod reply;
 pub mod request_log;
 pub mod shutdown;
+pub mod tls;
 pub mod transport;
 pub mod upgrade;
 pub mod upload;

@@ -1,9 +1,9 @@
 //! How the client opens connections: one connector, TCP with
 //! `TCP_NODELAY` and a connect timeout, used by the control WebSocket, by
 //! the pooled HTTP client for local services and by WebSocket upgrades to
-//! local services. TLS will be a layer of this connector.
+//! local services. The control WebSocket adds TLS for `wss://` servers.
 
-use std::{io, time::Duration};
+use std::{io, sync::Arc, time::Duration};
 
 use actix_rt::net::TcpStream;
 use actix_service::{Service, ServiceExt};
@@ -62,6 +62,25 @@ impl Connector {
             Ok(Err(e)) => Err(io::Error::other(e.to_string())),
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
         }
+    }
+
+    /// The HTTP client that opens the control WebSocket, over TLS with
+    /// `tls` when it is given.
+    pub fn control_client(&self, tls: Option<Arc<rustls::ClientConfig>>) -> awc::Client {
+        let mut connector = awc::Connector::new()
+            .connector(self.tcp())
+            .timeout(self.timeout)
+            .handshake_timeout(self.timeout)
+            .max_http_version(awc::http::Version::HTTP_11);
+        if let Some(tls) = tls {
+            connector = connector.rustls_0_23(tls);
+        }
+        awc::Client::builder()
+            .connector(connector)
+            .disable_redirects()
+            .no_default_headers()
+            .disable_timeout()
+            .finish()
     }
 
     /// An HTTP/1.1 client over this connector: pooled keep-alive

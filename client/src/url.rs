@@ -1,5 +1,5 @@
 //! The client's URLs, parsed once when the configuration is read: the
-//! server's control endpoint (`ws://`) and each local service (`http://`).
+//! server's control endpoint (`ws://` or `wss://`) and each local service (`http://`).
 
 use awc::http::{
     uri::{Authority, Parts, PathAndQuery, Scheme},
@@ -18,14 +18,8 @@ impl ServerUrl {
     pub fn parse(text: &str) -> Result<Self, String> {
         let uri: Uri = text.parse().map_err(|_| format!("`{text}` is not a URL"))?;
         match uri.scheme_str() {
-            Some("ws") | Some("http") => {}
-            Some("wss") | Some("https") => {
-                return Err(
-                    "TLS (wss://) is not supported by this build yet; use ws:// behind a TLS proxy"
-                        .into(),
-                )
-            }
-            _ => return Err(format!("`{text}` must be a ws:// URL")),
+            Some("ws" | "http" | "wss" | "https") => {}
+            _ => return Err(format!("`{text}` must be a ws:// or wss:// URL")),
         }
         if uri.host().is_none() {
             return Err(format!("`{text}` has no host"));

@@ -15,15 +15,71 @@ use std::{
 
 use actix_rt::net::TcpStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_rustls::server::TlsStream;
 
 /// How the HTTP service's own answer to an unparsable head begins.
 const EMPTY_400: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n";
 /// The most of a request's start kept for the diagnosis.
 const KEPT: usize = 8 * 1024;
 
-/// A caller's TCP connection.
+/// The bytes a caller's connection carries: TCP, or TLS over it.
+pub enum Wire {
+    /// Plain HTTP.
+    Plain(TcpStream),
+    /// HTTPS, its handshake done.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Wire {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Wire::Plain(tcp) => tcp,
+            Wire::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
+
+/// Each call goes to the stream underneath.
+macro_rules! on_wire {
+    ($wire:expr, $s:ident => $call:expr) => {
+        match $wire {
+            Wire::Plain($s) => $call,
+            Wire::Tls($s) => $call,
+        }
+    };
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        on_wire!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        on_wire!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        on_wire!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        on_wire!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// A caller's connection.
 pub struct CallerIo {
-    tcp: TcpStream,
+    tcp: Wire,
     /// The start of the request being read (at most `KEPT` bytes).
     head: Vec<u8>,
     /// Reads are kept until the head is complete.
@@ -34,10 +90,10 @@ pub struct CallerIo {
 }
 
 impl CallerIo {
-    /// Wraps an accepted connection.
-    pub fn new(tcp: TcpStream) -> Self {
+    /// Wraps an accepted connection (for TLS, once its handshake is done).
+    pub fn new(tcp: Wire) -> Self {
         // Answers leave at once, not after the caller's next ACK.
-        let _ = tcp.set_nodelay(true);
+        let _ = tcp.tcp().set_nodelay(true);
         CallerIo {
             tcp,
             head: Vec::new(),
@@ -48,7 +104,7 @@ impl CallerIo {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
-        self.tcp.peer_addr().ok()
+        self.tcp.tcp().peer_addr().ok()
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration, loaded and validated.
-//! - [`listener`]: the public listeners; [`caller_io`]: a caller's
+//! - [`listener`]: the public listeners; [`tls`]: HTTPS on them;
+//!   [`redirect`]: plain HTTP sent to HTTPS; [`caller_io`]: a caller's
 //!   connection, which explains the HTTP service's empty 400.
 //! - [`handle`]: how the rest of the server reaches the registry and the
 //!   sessions; [`messages`]: what sessions are told.
@@ -31,8 +32,10 @@ pub mod messages;
 pub mod placement;
 pub mod policy;
 pub mod proxy;
+pub mod redirect;
 pub mod registry;
 pub mod session;
+pub mod tls;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc};
 
@@ -46,8 +49,11 @@ pub use config::ServerConfig;
 pub use handle::RegistryHandle;
 pub use listener::PublicListener;
 
+use tokio_rustls::TlsAcceptor;
+
 use crate::{
-    caller_io::CallerIo,
+    caller_io::{CallerIo, Wire},
+    listener::Transport,
     placement::WorkerIds,
     proxy::{ProxyShared, ProxyState},
     registry::Registry,
@@ -58,7 +64,7 @@ use crate::{
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 /// How long a caller may take to send its request head once connected
 /// (as actix-web's `HttpServer` sets it).
-const REQUEST_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const REQUEST_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a closing connection may take to flush its last bytes (as
 /// actix-web's `HttpServer` sets it).
 const DISCONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -74,6 +80,11 @@ impl RunningServer {
     /// The address of the first public listener.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// The addresses of every public listener, in the order given.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     /// The registry (for lookups in tests and tooling).
@@ -139,19 +150,32 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
     for listener in listeners {
         let addr = listener.local_addr()?;
         listener::widen_backlog(&listener.tcp)?;
+        let proto = listener.transport.proto();
+        let name = format!("burrow-{addr}");
+        let tls = match listener.transport {
+            Transport::Redirect { https_port } => {
+                builder =
+                    builder.listen(name, listener.tcp, move || redirect::service(https_port))?;
+                log::info!(
+                    "listening on http://{addr} (sends callers to HTTPS on port {https_port})"
+                );
+                addrs.push(addr);
+                continue;
+            }
+            Transport::Tls(acceptor) => Some(acceptor),
+            Transport::Plain => None,
+        };
         let app = AppParts {
             control_path: config.control_path.clone(),
             sessions: sessions.clone(),
             proxy: proxy.clone(),
             ids: ids.clone(),
-            proto: listener.transport.proto(),
+            proto,
+            tls,
         };
-        builder = builder.listen(format!("burrow-{addr}"), listener.tcp, move || {
-            app.service(addr)
-        })?;
+        builder = builder.listen(name, listener.tcp, move || app.service(addr))?;
         log::info!(
-            "listening on {}://{addr} (control path {})",
-            listener.transport.proto(),
+            "listening on {proto}://{addr} (control path {})",
             config.control_path
         );
         addrs.push(addr);
@@ -174,6 +198,7 @@ struct AppParts {
     proxy: Arc<ProxyShared>,
     ids: Arc<WorkerIds>,
     proto: &'static str,
+    tls: Option<TlsAcceptor>,
 }
 
 impl AppParts {
@@ -224,10 +249,25 @@ impl AppParts {
             .local_addr(addr)
             .expect(expect::expectation(app()))
             .h1(expect::main(app()));
-        actix_service::fn_service(|tcp: actix_rt::net::TcpStream| {
-            let io = CallerIo::new(tcp);
-            let peer = io.peer_addr();
-            std::future::ready(Ok((io, peer)))
+        let tls = self.tls.clone();
+        actix_service::fn_service(move |tcp: actix_rt::net::TcpStream| {
+            let tls = tls.clone();
+            async move {
+                let wire = match tls {
+                    None => Wire::Plain(tcp),
+                    Some(acceptor) => {
+                        let _ = tcp.set_nodelay(true);
+                        let tls = tls::accept(&acceptor, tcp).await.map_err(|e| {
+                            log::debug!("TLS handshake failed: {e}");
+                            actix_http::error::DispatchError::Io(e)
+                        })?;
+                        Wire::Tls(Box::new(tls))
+                    }
+                };
+                let io = CallerIo::new(wire);
+                let peer = io.peer_addr();
+                Ok((io, peer))
+            }
         })
         .and_then(http)
     }

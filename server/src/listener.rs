@@ -1,12 +1,14 @@
 //! The public listeners: what the server accepts callers and clients on.
 //! Each listener is bound before the server starts (so tests bind port 0
 //! and the binary binds what the configuration says), and says how callers
-//! reach it; a TLS listener will sit beside the plain one here.
+//! reach it: plain HTTP, HTTPS, or plain HTTP that sends callers to HTTPS.
 
 use std::{
     io,
     net::{SocketAddr, TcpListener},
 };
+
+use tokio_rustls::TlsAcceptor;
 
 /// Connections the kernel completes and holds until the server accepts them
 /// (the kernel caps it at `net.core.somaxconn`, 4096 by default). The same
@@ -18,17 +20,36 @@ use std::{
 pub const BACKLOG: i32 = 1024;
 
 /// How callers speak to a listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Transport {
     /// Plain HTTP/1.1 over TCP.
     Plain,
+    /// HTTP/1.1 over TLS.
+    Tls(TlsAcceptor),
+    /// Plain HTTP whose every request is sent to the same URL over HTTPS,
+    /// on `https_port`.
+    Redirect {
+        /// The HTTPS listener's port.
+        https_port: u16,
+    },
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Plain => f.write_str("Plain"),
+            Transport::Tls(_) => f.write_str("Tls"),
+            Transport::Redirect { https_port } => write!(f, "Redirect to port {https_port}"),
+        }
+    }
 }
 
 impl Transport {
     /// The scheme callers use (`X-Forwarded-Proto`).
-    pub fn proto(self) -> &'static str {
+    pub fn proto(&self) -> &'static str {
         match self {
-            Transport::Plain => "http",
+            Transport::Plain | Transport::Redirect { .. } => "http",
+            Transport::Tls(_) => "https",
         }
     }
 }
@@ -51,9 +72,21 @@ impl PublicListener {
         }
     }
 
-    /// Binds a plain HTTP listener on `addr`.
-    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        Ok(Self::plain(TcpListener::bind(addr)?))
+    /// An HTTPS listener on an already bound socket.
+    pub fn tls(tcp: TcpListener, settings: &crate::config::TlsSettings) -> io::Result<Self> {
+        Ok(PublicListener {
+            tcp,
+            transport: Transport::Tls(crate::tls::acceptor(settings)?),
+        })
+    }
+
+    /// A listener on an already bound socket that sends every caller to
+    /// HTTPS on `https_port`.
+    pub fn redirect(tcp: TcpListener, https_port: u16) -> Self {
+        PublicListener {
+            tcp,
+            transport: Transport::Redirect { https_port },
+        }
     }
 
     /// The address it is bound to.
@@ -62,10 +95,23 @@ impl PublicListener {
     }
 }
 
-/// Binds the public listeners the configuration asks for (today the one
-/// plain `listen` address).
+/// Binds the public listeners the configuration asks for: `listen` (HTTPS
+/// when `[tls]` is set) and `http_listen`. An error names the address.
 pub fn bind(config: &crate::ServerConfig) -> io::Result<Vec<PublicListener>> {
-    Ok(vec![PublicListener::bind(config.listen)?])
+    let bound = |addr: SocketAddr| {
+        TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+    };
+    let main = bound(config.listen)?;
+    let Some(tls) = &config.tls else {
+        return Ok(vec![PublicListener::plain(main)]);
+    };
+    let https_port = main.local_addr()?.port();
+    let mut listeners = vec![PublicListener::tls(main, tls)?];
+    if let Some(addr) = config.http_listen {
+        listeners.push(PublicListener::redirect(bound(addr)?, https_port));
+    }
+    Ok(listeners)
 }
 
 /// Sets the queue of `listener`, already listening, to [`BACKLOG`].

@@ -41,8 +41,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     config
         .apply_port_env(std::env::var("PORT").ok().as_deref())
         .map_err(anyhow::Error::msg)?;
-    let listeners = burrow_server::listener::bind(&config)
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listeners = burrow_server::listener::bind(&config)?;
     actix_web::rt::System::new().block_on(async move {
         // Listen for signals before announcing the server, so a SIGTERM sent
         // as soon as it is up still stops it gracefully.

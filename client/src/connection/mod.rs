@@ -126,7 +126,7 @@ pub async fn serve(
 async fn connect(config: &ClientConfig, ctx: &ForwardContext) -> Result<Ws, ConnError> {
     let (_, framed) = ctx
         .connector
-        .http_client()
+        .control_client(config.server_tls.clone())
         .ws(config.server.as_str())
         .max_frame_size(MAX_MESSAGE_SIZE)
         .connect()
@@ -158,6 +158,15 @@ fn upgrade_failure(config: &ClientConfig, e: awc::error::WsClientError) -> ConnE
         awc::error::WsClientError::InvalidResponseStatus(status) => ConnError::Connect {
             url,
             detail: format!("it answered {status}, unavailable for now"),
+        },
+        awc::error::WsClientError::SendRequest(awc::error::SendRequestError::Connect(
+            awc::error::ConnectError::Io(e),
+        )) if crate::tls::certificate_problem(&e).is_some() => ConnError::Refused {
+            reason: format!(
+                "{url} presented a certificate this client does not trust: {}",
+                crate::tls::certificate_problem(&e).unwrap_or_default()
+            ),
+            retry: false,
         },
         e => ConnError::Connect {
             url,

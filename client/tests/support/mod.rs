@@ -2,6 +2,7 @@
 //! client, all on ephemeral loopback ports.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod upstream;
 
 use std::{

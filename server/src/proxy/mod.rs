@@ -6,7 +6,7 @@
 
 mod request;
 mod response;
-mod route;
+pub(crate) mod route;
 
 use std::{borrow::Cow, sync::Arc, time::Duration};
 

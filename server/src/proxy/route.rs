@@ -26,7 +26,7 @@ pub(super) fn routing_host(req: &HttpRequest) -> Result<(Cow<'_, str>, &str), Pr
 }
 
 /// The host part of `[userinfo@]host[:port]`; IPv6 literals keep their brackets.
-pub(super) fn host_of_authority(authority: &str) -> Option<&str> {
+pub(crate) fn host_of_authority(authority: &str) -> Option<&str> {
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = if hostport.starts_with('[') {
         &hostport[..=hostport.find(']')?]

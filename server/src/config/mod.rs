@@ -6,6 +6,9 @@ use std::{collections::HashSet, net::SocketAddr, path::Path, time::Duration};
 pub use burrow_common::config::{canonical_host, normalize_host, ConfigError, Token};
 use serde::Deserialize;
 
+mod tls;
+pub use tls::{provider, TlsSettings};
+
 /// Default WebSocket path clients connect to.
 pub const DEFAULT_CONTROL_PATH: &str = "/_burrow/connect";
 /// Default wait for a response head, in seconds.
@@ -42,6 +45,10 @@ pub struct ServerConfig {
     pub trust_forwarded_headers: bool,
     /// Hosts clients may register.
     pub hosts: Vec<HostConfig>,
+    /// HTTPS on `listen`, when `[tls]` is set.
+    pub tls: Option<TlsSettings>,
+    /// A plain HTTP listener that sends callers to HTTPS (with `[tls]` only).
+    pub http_listen: Option<SocketAddr>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +62,8 @@ struct RawConfig {
     trust_forwarded_headers: Option<bool>,
     #[serde(default)]
     hosts: Vec<RawHost>,
+    tls: Option<tls::RawTls>,
+    http_listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -74,12 +83,19 @@ impl ServerConfig {
     pub fn from_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = burrow_common::config::parse(text, path)?;
         let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
-        let listen: SocketAddr = raw.listen.parse().map_err(|_| {
-            invalid(
-                "listen",
-                format!("`{}` is not an address like 127.0.0.1:8080", raw.listen),
-            )
-        })?;
+        let listen = address(&raw.listen, "listen", path)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let tls = raw.tls.map(|t| t.load(path, dir)).transpose()?;
+        let http_listen = match (raw.http_listen, &tls) {
+            (Some(a), Some(_)) => Some(address(&a, "http_listen", path)?),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "http_listen",
+                    "redirects to HTTPS, so it needs a [tls] table".into(),
+                ))
+            }
+            (None, _) => None,
+        };
         let control_path = raw
             .control_path
             .unwrap_or_else(|| DEFAULT_CONTROL_PATH.to_owned());
@@ -111,6 +127,8 @@ impl ServerConfig {
             workers: raw.workers,
             trust_forwarded_headers: raw.trust_forwarded_headers.unwrap_or(false),
             hosts,
+            tls,
+            http_listen,
         })
     }
 
@@ -126,6 +144,17 @@ impl ServerConfig {
         }
         Ok(())
     }
+}
+
+/// A socket address from the value of `key`.
+fn address(text: &str, key: &str, path: &Path) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        ConfigError::invalid(
+            path,
+            key,
+            format!("`{text}` is not an address like 127.0.0.1:8080"),
+        )
+    })
 }
 
 /// Validates the `[[hosts]]` tables: valid, distinct hosts with tokens.

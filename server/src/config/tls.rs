@@ -1,0 +1,116 @@
+//! The `[tls]` table: the certificates the public listener presents.
+//! Certificate and key files are read and checked when the configuration
+//! is, so a wrong path or a key that does not belong to its certificate
+//! stops the server at start (or a reload) with the file named.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use rustls::{crypto::CryptoProvider, sign::CertifiedKey};
+use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// `[tls]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    #[serde(default)]
+    certificates: Vec<RawPair>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPair {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// HTTPS on the public listener.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The certificates, in the order configured: a caller's server name
+    /// (SNI) picks the first that is valid for it, and a caller that names
+    /// none (or one that no certificate covers) gets the first.
+    pub certificates: Vec<Arc<CertifiedKey>>,
+}
+
+/// The one crypto provider both ends use.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl RawTls {
+    /// Reads every certificate and key; `dir` is the configuration file's
+    /// directory, against which relative paths are taken.
+    pub(super) fn load(self, path: &Path, dir: &Path) -> Result<TlsSettings, ConfigError> {
+        let mut pairs = Vec::new();
+        match (self.cert, self.key) {
+            (Some(cert), Some(key)) => pairs.push(("tls".to_owned(), RawPair { cert, key })),
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    path,
+                    "tls.key",
+                    "missing: `cert` needs its `key`",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    path,
+                    "tls.cert",
+                    "missing: `key` needs its `cert`",
+                ))
+            }
+        }
+        for (i, pair) in self.certificates.into_iter().enumerate() {
+            pairs.push((format!("tls.certificates[{i}]"), pair));
+        }
+        if pairs.is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                "tls",
+                "names no certificate: set `cert` and `key` (PEM files)",
+            ));
+        }
+        let provider = provider();
+        let certificates = pairs
+            .into_iter()
+            .map(|(key, pair)| {
+                load_pair(&pair, dir, &provider).map_err(|e| ConfigError::invalid(path, &key, e))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(TlsSettings { certificates })
+    }
+}
+
+/// One certificate chain and its private key, checked to belong together.
+fn load_pair(
+    pair: &RawPair,
+    dir: &Path,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, String> {
+    let cert_path = dir.join(&pair.cert);
+    let key_path = dir.join(&pair.key);
+    let chain = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read certificates from {}: {e}", cert_path.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{} holds no PEM certificate", cert_path.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| format!("cannot read a private key from {}: {e}", key_path.display()))?;
+    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+        format!(
+            "{} and {} do not make a usable pair: {e}",
+            cert_path.display(),
+            key_path.display()
+        )
+    })?;
+    Ok(Arc::new(certified))
+}
