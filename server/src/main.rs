@@ -18,6 +18,19 @@ struct Args {
     /// Configuration file.
     #[arg(short, long, default_value = "config/server.toml")]
     config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Prints the `token_sha256` line for a token, to put in a `[[hosts]]`
+    /// entry in place of `token`. Reads the token from standard input
+    /// when it is not given (so it stays out of the shell's history).
+    HashToken {
+        /// The token.
+        token: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -26,7 +39,11 @@ fn main() -> std::process::ExitCode {
     let quiet = "info,actix_server=warn,actix_http::h1::dispatcher=off";
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(quiet)).init();
     let args = Args::parse();
-    match run(&args) {
+    let result = match &args.command {
+        Some(Command::HashToken { token }) => hash_token(token.as_deref()),
+        None => run(&args),
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("burrow-server: {e:#}");
@@ -49,6 +66,25 @@ fn run(args: &Args) -> anyhow::Result<()> {
         burrow_server::run(listeners, config, signal).await?;
         Ok(())
     })
+}
+
+fn hash_token(token: Option<&str>) -> anyhow::Result<()> {
+    let token = match token {
+        Some(t) => t.to_owned(),
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the token from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    anyhow::ensure!(!token.is_empty(), "the token is empty");
+    println!(
+        "token_sha256 = \"{}\"",
+        burrow_server::config::sha256_hex(&token)
+    );
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM; the handlers are installed at once.

@@ -197,3 +197,31 @@ fn the_default_log_has_the_servers_lines_and_no_strangers_parse_errors() {
         "{rest:#?}"
     );
 }
+
+#[test]
+fn hash_token_prints_the_line_for_the_configuration() {
+    use std::io::Write;
+    let out = Command::new(BIN)
+        .args(["hash-token", "secret"])
+        .output()
+        .expect("run");
+    let expected =
+        "token_sha256 = \"2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b\"\n";
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    // From standard input, so the token stays out of the shell's history.
+    let mut child = Command::new(BIN)
+        .arg("hash-token")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"secret\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+}

@@ -1,12 +1,14 @@
 //! Server configuration: read from a TOML file, validated into types that
 //! need no further checks at run time.
 
-use std::{collections::HashSet, net::SocketAddr, path::Path, time::Duration};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 pub use burrow_common::config::{canonical_host, normalize_host, ConfigError, Token};
 use serde::Deserialize;
 
+mod hosts;
 mod tls;
+pub use hosts::{sha256_hex, HostConfig, Secret};
 pub use tls::{provider, TlsSettings};
 
 /// Default WebSocket path clients connect to.
@@ -15,15 +17,6 @@ pub const DEFAULT_CONTROL_PATH: &str = "/_burrow/connect";
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
 /// Default time a stream may move no bytes at all before it is closed.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
-
-/// One host the server may serve, and the token that claims it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostConfig {
-    /// Public host name, lower case, no port.
-    pub host: String,
-    /// Token a client must present to serve `host`.
-    pub token: Token,
-}
 
 /// Validated server configuration.
 #[derive(Debug, Clone)]
@@ -61,16 +54,9 @@ struct RawConfig {
     workers: Option<usize>,
     trust_forwarded_headers: Option<bool>,
     #[serde(default)]
-    hosts: Vec<RawHost>,
+    hosts: Vec<hosts::RawHost>,
     tls: Option<tls::RawTls>,
     http_listen: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHost {
-    host: String,
-    token: Token,
 }
 
 impl ServerConfig {
@@ -118,7 +104,7 @@ impl ServerConfig {
         if raw.workers == Some(0) {
             return Err(invalid("workers", "must be at least 1".into()));
         }
-        let hosts = hosts(raw.hosts, path)?;
+        let hosts = hosts::hosts(raw.hosts, path)?;
         Ok(ServerConfig {
             listen,
             control_path,
@@ -157,32 +143,6 @@ fn address(text: &str, key: &str, path: &Path) -> Result<SocketAddr, ConfigError
     })
 }
 
-/// Validates the `[[hosts]]` tables: valid, distinct hosts with tokens.
-fn hosts(raw: Vec<RawHost>, path: &Path) -> Result<Vec<HostConfig>, ConfigError> {
-    let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
-    let mut seen = HashSet::new();
-    let mut hosts = Vec::with_capacity(raw.len());
-    for (i, h) in raw.into_iter().enumerate() {
-        let key = format!("hosts[{i}].host");
-        let host = normalize_host(&h.host)
-            .ok_or_else(|| invalid(&key, format!("`{}` is not a valid host name", h.host)))?;
-        if !seen.insert(host.clone()) {
-            return Err(invalid(&key, format!("host `{host}` is listed twice")));
-        }
-        if h.token.is_empty() {
-            return Err(invalid(
-                &format!("hosts[{i}].token"),
-                "must not be empty".into(),
-            ));
-        }
-        hosts.push(HostConfig {
-            host,
-            token: h.token,
-        });
-    }
-    Ok(hosts)
-}
-
 /// Worker threads when the configuration names none: one per core. A
 /// session lives on one worker; clients open one connection per worker (the
 /// handshake answer says how many), and each worker hands its requests to
@@ -209,8 +169,8 @@ mod tests {
         assert_eq!(c.control_path, DEFAULT_CONTROL_PATH);
         assert_eq!(c.request_timeout, Duration::from_secs(30));
         assert_eq!(c.hosts[0].host, "demo.localhost");
-        assert!(c.hosts[0].token.matches("t"));
-        assert!(!c.hosts[0].token.matches("u"));
+        assert!(c.hosts[0].secret.matches(&Token::new("t")));
+        assert!(!c.hosts[0].secret.matches(&Token::new("u")));
         assert!(!format!("{c:?}").contains("\"t\""));
     }
 
@@ -237,7 +197,7 @@ mod tests {
             ),
             (
                 "listen = \"127.0.0.1:1\"\n[[hosts]]\nhost = \"a\"\n",
-                vec!["line 2", "token"],
+                vec!["hosts[0].token", "token_sha256"],
             ),
             (
                 "listen = \"127.0.0.1:1\"\n[[hosts]]\nhost = \"a\"\ntoken = \"\"\n",
@@ -252,6 +212,18 @@ mod tests {
                 vec!["control_path"],
             ),
             ("listen = \"127.0.0.1:1\n", vec!["line 1"]),
+            (
+                "listen = \"127.0.0.1:1\"\n[[hosts]]\nhost = \"a\"\ntoken_sha256 = \"ab\"\n",
+                vec!["hosts[0].token_sha256", "64 hex digits"],
+            ),
+            (
+                "listen = \"127.0.0.1:1\"\n[[hosts]]\nhost = \"a\"\ntoken = \"t\"\ntoken_sha256 = \"ab\"\n",
+                vec!["hosts[0]", "not both"],
+            ),
+            (
+                "listen = \"127.0.0.1:1\"\n[[hosts]]\nhost = \"*.*.a\"\ntoken = \"t\"\n",
+                vec!["hosts[0].host"],
+            ),
         ];
         for (text, needles) in cases {
             let msg = parse(text).unwrap_err().to_string();

@@ -1,0 +1,118 @@
+//! Who may serve a host: tokens stored as their SHA-256, wildcard entries,
+//! and no takeover of a host a live client holds.
+
+mod support;
+
+use std::{path::Path, time::Duration};
+
+use burrow_client::{ClientError, ClientEvent};
+use burrow_server::{config::sha256_hex, RunningServer, ServerConfig};
+use support::*;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// A server whose `*.dev.localhost` entry keeps only the hash of `wild`.
+fn server() -> RunningServer {
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nworkers = 1\n\
+         [[hosts]]\nhost = \"*.dev.localhost\"\ntoken_sha256 = \"{}\"\n\
+         [[hosts]]\nhost = \"{HOST}\"\ntoken_sha256 = \"{}\"\n",
+        sha256_hex("wild"),
+        sha256_hex(TOKEN)
+    );
+    start_server(ServerConfig::from_str(&text, Path::new("server.toml")).expect("config"))
+}
+
+/// A client for `host` with `token` in front of `local`, and its events.
+fn client(
+    server: &RunningServer,
+    host: &str,
+    token: &str,
+    local: &str,
+) -> (
+    tokio::task::JoinHandle<Result<(), ClientError>>,
+    UnboundedReceiver<ClientEvent>,
+) {
+    let text = client_toml(server.addr(), local, token).replace(HOST, host);
+    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+    (
+        actix_rt::spawn(run_client(client_config_text(&text), tx)),
+        events,
+    )
+}
+
+async fn status_for(server: &RunningServer, host: &str) -> u16 {
+    let res = caller()
+        .get(format!("http://{}/x", server.addr()))
+        .insert_header(("host", host))
+        .send()
+        .await
+        .expect("answer");
+    res.status().as_u16()
+}
+
+/// The reason of the client's final refusal.
+async fn refusal(task: tokio::task::JoinHandle<Result<(), ClientError>>) -> String {
+    let ended = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("the client stops")
+        .expect("task");
+    ended.expect_err("refused").to_string()
+}
+
+#[actix_rt::test]
+async fn hashed_tokens_and_wildcards_claim_what_they_cover_and_nothing_else() {
+    let server = server();
+    let upstream = upstream::Upstream::start();
+    let (_a, mut events) = client(&server, HOST, TOKEN, &upstream.url());
+    wait_registered(&mut events).await;
+    assert_eq!(status_for(&server, HOST).await, 200);
+
+    let (_w, mut events) = client(&server, "feature-1.dev.localhost", "wild", &upstream.url());
+    wait_registered(&mut events).await;
+    assert_eq!(status_for(&server, "feature-1.dev.localhost").await, 200);
+    assert_eq!(status_for(&server, "feature-2.dev.localhost").await, 404);
+
+    for (host, token, reason) in [
+        ("a.b.dev.localhost", "wild", "not configured"),
+        ("dev.localhost", "wild", "not configured"),
+        ("feature-3.dev.localhost", TOKEN, "invalid token"),
+        // The hash itself is not the token.
+        (HOST, sha256_hex(TOKEN).as_str(), "invalid token"),
+    ] {
+        let (task, _events) = client(&server, host, token, &upstream.url());
+        let message = refusal(task).await;
+        assert!(message.contains(reason), "{host}: {message}");
+    }
+}
+
+#[actix_rt::test]
+async fn a_held_host_is_not_taken_over_even_with_the_right_token() {
+    let server = server();
+    let upstream = upstream::Upstream::start();
+    let host = "shared.dev.localhost";
+    let (first, mut events) = client(&server, host, "wild", &upstream.url());
+    wait_registered(&mut events).await;
+
+    // Another client with the right token waits; the holder keeps serving.
+    let (second, mut second_events) = client(&server, host, "wild", "http://127.0.0.1:9");
+    let refused = tokio::time::timeout(Duration::from_secs(20), second_events.recv())
+        .await
+        .expect("an answer");
+    match refused {
+        Some(ClientEvent::Disconnected { reason }) => {
+            assert!(
+                reason.contains("already served by another client"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(status_for(&server, host).await, 200);
+
+    // Once the holder is gone, the waiting client gets the host (its local
+    // service is down: 502 from it, not the holder's 200).
+    first.abort();
+    wait_registered(&mut second_events).await;
+    assert_eq!(status_for(&server, host).await, 502);
+    second.abort();
+}

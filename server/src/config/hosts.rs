@@ -1,0 +1,147 @@
+//! The `[[hosts]]` tables: which host names clients may claim, and the
+//! secret that claims each. A secret is the token itself or, so that a
+//! leaked file leaks no credential, its SHA-256 (`token_sha256`).
+
+use std::{collections::HashSet, fmt, path::Path};
+
+use burrow_common::config::{normalize_host, ConfigError, Token};
+use serde::Deserialize;
+
+/// `[[hosts]]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHost {
+    host: String,
+    token: Option<Token>,
+    token_sha256: Option<String>,
+}
+
+/// What a client must present to claim a host.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// The token, as configured.
+    Token(Token),
+    /// The SHA-256 of the token.
+    Sha256([u8; 32]),
+}
+
+impl Secret {
+    /// Whether `presented` is the secret, in time independent of where
+    /// it differs.
+    pub fn matches(&self, presented: &Token) -> bool {
+        match self {
+            Secret::Token(token) => token.matches(presented.expose()),
+            Secret::Sha256(hash) => {
+                let got = sha256(presented.expose());
+                hash.iter().zip(got).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Token(_) => f.write_str("Token(***)"),
+            Secret::Sha256(_) => f.write_str("Sha256(***)"),
+        }
+    }
+}
+
+/// The SHA-256 of `token`.
+pub fn sha256(token: &str) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut out = [0; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// `token_sha256`'s form of `token`: 64 lower-case hex digits.
+pub fn sha256_hex(token: &str) -> String {
+    sha256(token).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// One host the server may serve, and the secret that claims it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    /// Public host name, lower case, no port; `*.example.com` claims any
+    /// one label under `example.com`.
+    pub host: String,
+    /// What a client must present to serve `host`.
+    pub secret: Secret,
+}
+
+impl HostConfig {
+    /// For `*.example.com`, `example.com`: the domain whose single-label
+    /// subdomains it claims.
+    pub fn wildcard_domain(&self) -> Option<&str> {
+        self.host.strip_prefix("*.")
+    }
+}
+
+/// Validates the `[[hosts]]` tables: valid, distinct hosts, each with one
+/// non-empty secret.
+pub(super) fn hosts(raw: Vec<RawHost>, path: &Path) -> Result<Vec<HostConfig>, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
+    let mut seen = HashSet::new();
+    let mut hosts = Vec::with_capacity(raw.len());
+    for (i, h) in raw.into_iter().enumerate() {
+        let key = format!("hosts[{i}].host");
+        let (star, name) = match h.host.trim().strip_prefix("*.") {
+            Some(domain) => ("*.", domain),
+            None => ("", h.host.as_str()),
+        };
+        let host = normalize_host(name)
+            .map(|n| format!("{star}{n}"))
+            .ok_or_else(|| {
+                invalid(
+                    &key,
+                    format!("`{}` is not a host name (or `*.` and one)", h.host),
+                )
+            })?;
+        if !seen.insert(host.clone()) {
+            return Err(invalid(&key, format!("host `{host}` is listed twice")));
+        }
+        let secret = match (h.token, h.token_sha256) {
+            (Some(t), None) if !t.is_empty() => Secret::Token(t),
+            (Some(_), None) => {
+                return Err(invalid(
+                    &format!("hosts[{i}].token"),
+                    "must not be empty".into(),
+                ))
+            }
+            (None, Some(hex)) => Secret::Sha256(parse_hex(&hex).ok_or_else(|| {
+                invalid(
+                    &format!("hosts[{i}].token_sha256"),
+                    "must be 64 hex digits, as `burrow-server hash-token` prints".into(),
+                )
+            })?),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    &format!("hosts[{i}]"),
+                    "set `token` or `token_sha256`, not both".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    &format!("hosts[{i}].token"),
+                    "missing: set `token` or `token_sha256`".into(),
+                ))
+            }
+        };
+        hosts.push(HostConfig { host, secret });
+    }
+    Ok(hosts)
+}
