@@ -7,7 +7,10 @@ use std::{
     time::Duration,
 };
 
-pub use burrow_common::config::{normalize_host, ConfigError, Token};
+pub use burrow_common::{
+    access::AccessRules,
+    config::{normalize_host, ConfigError, Token},
+};
 use serde::Deserialize;
 
 pub use crate::url::{LocalUrl, ServerUrl};
@@ -32,6 +35,8 @@ pub struct TunnelConfig {
     pub local: String,
     /// The same URL, parsed: what each forwarded request's URL is built on.
     pub local_url: LocalUrl,
+    /// Who may call the tunnel, enforced by the server.
+    pub access: AccessRules,
 }
 
 /// Validated client configuration.
@@ -78,6 +83,11 @@ struct RawTunnel {
     host: String,
     token: Token,
     local: String,
+    basic_auth: Option<Token>,
+    #[serde(default)]
+    allow_ips: Vec<String>,
+    #[serde(default)]
+    deny_ips: Vec<String>,
 }
 
 impl ClientConfig {
@@ -172,11 +182,20 @@ fn tunnels(raw: Vec<RawTunnel>, path: &Path) -> Result<Vec<TunnelConfig>, Config
         }
         let (local, local_url) =
             LocalUrl::parse(&t.local).map_err(|msg| invalid(format!("tunnels[{i}].local"), msg))?;
+        let access = AccessRules {
+            basic_auth: t.basic_auth,
+            allow_ips: t.allow_ips,
+            deny_ips: t.deny_ips,
+        };
+        access
+            .validate()
+            .map_err(|msg| invalid(format!("tunnels[{i}]"), msg))?;
         tunnels.push(TunnelConfig {
             host,
             token: t.token,
             local,
             local_url,
+            access,
         });
     }
     Ok(tunnels)

@@ -6,11 +6,11 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::token::Token;
+use crate::{access::AccessRules, token::Token};
 
 /// Version of the wire protocol. A peer speaking another version is refused
 /// during the handshake with a message saying which side to upgrade.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Largest body payload carried by one `Data` frame. Larger chunks are split.
 pub const MAX_DATA_PAYLOAD: usize = 64 * 1024;
@@ -55,6 +55,9 @@ pub struct TunnelRequest {
     pub host: String,
     /// Secret that authorises the client to serve `host`.
     pub token: Token,
+    /// Who may call the tunnel; the server refuses other callers.
+    #[serde(default, skip_serializing_if = "AccessRules::is_empty")]
+    pub access: AccessRules,
 }
 
 /// The server's answer to [`Hello`].

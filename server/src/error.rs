@@ -61,6 +61,12 @@ pub enum ProxyError {
     /// The request cannot be forwarded as sent.
     #[error("request cannot be forwarded: {0}")]
     BadRequest(String),
+    /// The tunnel (or the server) does not let the caller's address in.
+    #[error("{0} does not accept requests from this address")]
+    Forbidden(String),
+    /// The tunnel asks for credentials the caller did not give.
+    #[error("{0} asks for a user name and password")]
+    Unauthorized(String),
     /// The client broke the protocol on this stream.
     #[error("the tunnel for {host} answered with an invalid response: {detail}")]
     BadResponse {
@@ -96,6 +102,8 @@ impl ResponseError for ProxyError {
         match self {
             ProxyError::MissingHost | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
+            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::TunnelGone(_)
             | ProxyError::LocalUnreachable { .. }
             | ProxyError::LocalError { .. }
@@ -116,6 +124,10 @@ impl ResponseError for ProxyError {
             // The connection is not upgraded: say so, rather than the
             // `Connection: upgrade` actix would echo for an upgrade request.
             response.force_close();
+        }
+        if let ProxyError::Unauthorized(host) = self {
+            let challenge = format!("Basic realm=\"{host}\", charset=\"UTF-8\"");
+            response.insert_header(("www-authenticate", challenge));
         }
         response
             .content_type("text/plain; charset=utf-8")
@@ -140,6 +152,9 @@ pub enum RegisterError {
     /// Another client holds the host.
     #[error("host {0} is already served by another client")]
     HeldByAnotherClient(String),
+    /// The tunnel's rules for callers are not valid.
+    #[error("the access rules for host {0} are not valid: {1}")]
+    BadRules(String, String),
     /// The registry is not running (the server is stopping).
     #[error("the server is shutting down")]
     Unavailable,
@@ -162,7 +177,8 @@ impl RegisterError {
         match self {
             RegisterError::InvalidHost(_)
             | RegisterError::NotConfigured(_)
-            | RegisterError::BadToken(_) => log::Level::Debug,
+            | RegisterError::BadToken(_)
+            | RegisterError::BadRules(..) => log::Level::Debug,
             RegisterError::HeldByAnotherClient(_) | RegisterError::Unavailable => log::Level::Info,
         }
     }

@@ -141,6 +141,8 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         registry: registry.clone(),
         request_timeout: config.request_timeout,
         trust_forwarded_headers: config.trust_forwarded_headers,
+        // Checked when the configuration was read.
+        rules: policy::CallerRules::new(&config.access).ok().flatten(),
     });
     let mut builder = actix_server::Server::build()
         .workers(workers)

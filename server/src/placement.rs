@@ -22,7 +22,10 @@ use std::{
 };
 
 pub use crate::handle::WorkerId;
-use crate::handle::{HostSessions, RegistryHandle, SessionHandle};
+use crate::{
+    handle::{HostSessions, RegistryHandle, SessionHandle},
+    policy::CallerRules,
+};
 
 /// Hands out the worker ids of one server: one per worker thread, the
 /// same for every listener the worker serves.
@@ -91,9 +94,10 @@ impl Worker {
         &self,
         registry: &RegistryHandle,
         host: &str,
-    ) -> Option<Arc<SessionHandle>> {
+    ) -> Option<(Arc<SessionHandle>, Option<Arc<CallerRules>>)> {
         let cached = self.chosen.borrow().get(host).and_then(|c| {
-            (c.sessions.is_current() && c.session.is_ready()).then(|| c.session.clone())
+            (c.sessions.is_current() && c.session.is_ready())
+                .then(|| (c.session.clone(), c.sessions.rules.clone()))
         });
         if cached.is_some() {
             return cached;
@@ -102,16 +106,21 @@ impl Worker {
         // A session still finishing its handshake has no tunnel to offer yet.
         let session = found.as_ref().and_then(|f| pick(f, self.id)).cloned();
         let mut chosen = self.chosen.borrow_mut();
-        match (found, &session) {
+        match (found, session) {
             (Some(sessions), Some(session)) => {
-                let session = session.clone();
-                chosen.insert(host.to_owned(), Cached { sessions, session });
+                let rules = sessions.rules.clone();
+                let cached = Cached {
+                    sessions,
+                    session: session.clone(),
+                };
+                chosen.insert(host.to_owned(), cached);
+                Some((session, rules))
             }
             _ => {
                 chosen.remove(host);
+                None
             }
         }
-        session
     }
 }
 

@@ -16,7 +16,7 @@ use crate::{
     config::HostConfig,
     error::RegisterError,
     handle::{CloseAll, Granted, HostSessions, Lookup, Register, SessionHandle, Unregister},
-    policy::HostPolicy,
+    policy::{CallerRules, HostPolicy},
 };
 
 /// Owns the map from public host to the sessions serving it. All changes go
@@ -36,6 +36,8 @@ pub struct Registry {
 struct Holders {
     instance: Option<Box<str>>,
     sessions: Vec<Arc<SessionHandle>>,
+    /// Who may call the host, as its latest registration asked.
+    rules: Option<Arc<CallerRules>>,
 }
 
 impl Registry {
@@ -60,10 +62,12 @@ impl Registry {
         session: &Arc<SessionHandle>,
         instance: Option<&str>,
         host: String,
+        rules: Option<Arc<CallerRules>>,
     ) -> Result<Granted, RegisterError> {
         let holders = self.hosts.entry(host.clone()).or_insert_with(|| Holders {
             instance: None,
             sessions: Vec::new(),
+            rules: None,
         });
         holders.sessions.retain(|s| s.is_alive());
         let joins_pool = !holders.sessions.is_empty();
@@ -74,6 +78,7 @@ impl Registry {
             holders.instance = instance.map(Box::from);
         }
         holders.sessions.push(session.clone());
+        holders.rules = rules;
         if joins_pool {
             // Workers should pick again.
             self.changed();
@@ -99,7 +104,9 @@ impl Handler<Register> for Registry {
             .iter()
             .map(|t| {
                 let host = self.policy.claim(&t.host, &t.token)?;
-                self.grant(&session, msg.instance.as_deref(), host)
+                let rules = CallerRules::new(&t.access)
+                    .map_err(|why| RegisterError::BadRules(host.clone(), why))?;
+                self.grant(&session, msg.instance.as_deref(), host, rules.map(Arc::new))
             })
             .collect();
         MessageResult(answers)
@@ -131,6 +138,7 @@ impl Handler<Lookup> for Registry {
     fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
         self.hosts.get(&msg.host).map(|h| HostSessions {
             sessions: h.sessions.clone(),
+            rules: h.rules.clone(),
             generation: self.generation.clone(),
             seen: self.generation.load(Ordering::Acquire),
         })

@@ -29,7 +29,7 @@ fn invalid_config_exits_non_zero_naming_file_line_and_key() {
         (
             "srv-missing-token",
             "listen = \"127.0.0.1:1\"\n[[hosts]]\nhost = \"a\"\n",
-            vec!["line 2", "token"],
+            vec!["hosts[0].token", "token_sha256"],
         ),
     ];
     for (name, text, needles) in cases {

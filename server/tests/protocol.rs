@@ -109,6 +109,7 @@ async fn register_as(ws: &mut Ws, token: &str, instance: Option<&str>) -> HelloA
             tunnels: vec![TunnelRequest {
                 host: "demo.localhost".into(),
                 token: token.into(),
+                access: Default::default(),
             }],
             instance: instance.map(str::to_owned),
         }),
@@ -203,6 +204,7 @@ async fn wrong_token_and_unknown_host_are_refused_finally() {
             tunnels: vec![TunnelRequest {
                 host: "elsewhere.localhost".into(),
                 token: "tok".into(),
+                access: Default::default(),
             }],
             instance: None,
         }),

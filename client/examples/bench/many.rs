@@ -183,6 +183,7 @@ async fn register(server: SocketAddr, i: usize) -> Res<Socket> {
         tunnels: vec![TunnelRequest {
             host: format!("t{i}.bench"),
             token: burrow_common::Token::new(format!("token-{i}")),
+            access: Default::default(),
         }],
         instance: None,
     });

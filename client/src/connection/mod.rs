@@ -188,6 +188,7 @@ async fn send_hello(
             .map(|t| TunnelRequest {
                 host: t.host.clone(),
                 token: t.token.clone(),
+                access: t.access.clone(),
             })
             .collect(),
         instance: Some(instance.to_owned()),

@@ -319,6 +319,7 @@ mod tests {
             tunnels: vec![TunnelRequest {
                 host: "demo.localhost".into(),
                 token: "s3cret".into(),
+                access: Default::default(),
             }],
             instance: None,
         }));
@@ -714,6 +715,10 @@ mod tests {
         let t = TunnelRequest {
             host: "h".into(),
             token: "very-secret".into(),
+            access: crate::access::AccessRules {
+                basic_auth: Some("user:very-secret".into()),
+                ..Default::default()
+            },
         };
         assert!(!format!("{t:?}").contains("very-secret"));
     }

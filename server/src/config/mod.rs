@@ -3,6 +3,7 @@
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
+use burrow_common::access::AccessRules;
 pub use burrow_common::config::{canonical_host, normalize_host, ConfigError, Token};
 use serde::Deserialize;
 
@@ -42,6 +43,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsSettings>,
     /// A plain HTTP listener that sends callers to HTTPS (with `[tls]` only).
     pub http_listen: Option<SocketAddr>,
+    /// Who may call any tunnel (`[access]`), checked before each
+    /// tunnel's own rules.
+    pub access: AccessRules,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +61,17 @@ struct RawConfig {
     hosts: Vec<hosts::RawHost>,
     tls: Option<tls::RawTls>,
     http_listen: Option<String>,
+    access: Option<RawAccess>,
+}
+
+/// `[access]` as written: the server-wide address rules.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    #[serde(default)]
+    allow_ips: Vec<String>,
+    #[serde(default)]
+    deny_ips: Vec<String>,
 }
 
 impl ServerConfig {
@@ -105,6 +120,14 @@ impl ServerConfig {
             return Err(invalid("workers", "must be at least 1".into()));
         }
         let hosts = hosts::hosts(raw.hosts, path)?;
+        let access = raw
+            .access
+            .map_or_else(AccessRules::default, |a| AccessRules {
+                basic_auth: None,
+                allow_ips: a.allow_ips,
+                deny_ips: a.deny_ips,
+            });
+        access.validate().map_err(|m| invalid("access", m))?;
         Ok(ServerConfig {
             listen,
             control_path,
@@ -115,6 +138,7 @@ impl ServerConfig {
             hosts,
             tls,
             http_listen,
+            access,
         })
     }
 

@@ -10,7 +10,7 @@ pub(crate) mod route;
 
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{http::header, web, HttpMessage, HttpRequest, HttpResponse};
 use burrow_common::{
     flow::{
         pump_body, Activity, BodyEvent, CancelOnDrop, PumpError, RecvBody, RecvCredit, SendCredit,
@@ -26,6 +26,7 @@ use crate::{
     handle::{RegistryHandle, SessionHandle},
     messages::OpenStream,
     placement::Worker,
+    policy::{CallerRules, Refusal},
 };
 use request::{request_frame, Forwarding};
 
@@ -35,8 +36,11 @@ pub struct ProxyShared {
     pub registry: RegistryHandle,
     /// Longest wait for a response head.
     pub request_timeout: Duration,
-    /// Keep `X-Forwarded-Proto`/`-Host` from a trusted reverse proxy.
+    /// Keep `X-Forwarded-Proto`/`-Host` from a trusted reverse proxy (and
+    /// take the caller's address from its `X-Forwarded-For`).
     pub trust_forwarded_headers: bool,
+    /// The server's own rules for every tunnel's callers (`[access]`).
+    pub rules: Option<CallerRules>,
 }
 
 /// One worker's proxy state: what all share, and the worker's placement.
@@ -76,7 +80,6 @@ pub async fn proxy(
     state: web::Data<ProxyState>,
 ) -> Result<HttpResponse, ProxyError> {
     let routed = route(&req)?;
-    authorize(&req)?;
     let opened = open(&req, &routed, &state).await?;
     // If this handler is dropped (caller gone) or gives up, the stream is cancelled.
     let mut guard = cancel_guard(&opened.session, opened.id);
@@ -109,9 +112,15 @@ fn route(req: &HttpRequest) -> Result<Routed<'_>, ProxyError> {
     })
 }
 
-/// Whether the request may be forwarded at all; the one place where one is
-/// refused before it reaches a session.
-fn authorize(req: &HttpRequest) -> Result<(), ProxyError> {
+/// Whether the request may be forwarded at all: the one place where one is
+/// refused before it reaches a session. `rules` are the tunnel's, checked
+/// after the server's own.
+fn authorize(
+    req: &HttpRequest,
+    host: &str,
+    rules: Option<&CallerRules>,
+    shared: &ProxyShared,
+) -> Result<(), ProxyError> {
     if !req.uri().path().starts_with('/') {
         // `OPTIONS *` asks about this server, not about a local service.
         return Err(ProxyError::BadRequest(format!(
@@ -119,7 +128,41 @@ fn authorize(req: &HttpRequest) -> Result<(), ProxyError> {
             req.uri()
         )));
     }
+    if shared.rules.is_none() && rules.is_none() {
+        return Ok(());
+    }
+    let peer = caller_address(req, shared.trust_forwarded_headers);
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    for rules in shared.rules.iter().chain(rules) {
+        rules
+            .check(peer, authorization)
+            .map_err(|refusal| match refusal {
+                Refusal::Address => ProxyError::Forbidden(host.to_owned()),
+                Refusal::Credentials => ProxyError::Unauthorized(host.to_owned()),
+            })?;
+    }
     Ok(())
+}
+
+/// The caller's address: the connection's peer or, behind a trusted
+/// reverse proxy, the last address in `X-Forwarded-For` (the one that
+/// proxy added; earlier ones are the caller's own say).
+fn caller_address(req: &HttpRequest, trust_forwarded: bool) -> Option<std::net::IpAddr> {
+    if trust_forwarded {
+        let last = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last();
+        if let Some(ip) = last.and_then(|ip| ip.trim().parse().ok()) {
+            return Some(ip);
+        }
+    }
+    req.peer_addr().map(|a| a.ip())
 }
 
 /// Opens a stream on the session serving the host and queues the request
@@ -138,11 +181,12 @@ async fn open(
         upgrade: routed.upgrade,
     };
     loop {
-        let session = state
+        let (session, rules) = state
             .worker
             .session_for(&state.shared.registry, &routed.host)
             .await
             .ok_or_else(|| ProxyError::UnknownHost(routed.host.to_string()))?;
+        authorize(req, &routed.host, rules.as_deref(), &state.shared)?;
         let Some(pass) = session.begin_open() else {
             continue;
         };
