@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::token::Token;
 
+/// Most address ranges one tunnel's rules may hold (each caller is
+/// checked against all of them).
+pub const MAX_RANGES: usize = 64;
+
 /// A tunnel's rules for callers, sent with its registration. Empty means
 /// anyone may call.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +36,9 @@ impl AccessRules {
 
     /// Checks every rule; the error says which one is wrong and why.
     pub fn validate(&self) -> Result<(), String> {
+        if self.allow_ips.len() + self.deny_ips.len() > MAX_RANGES {
+            return Err(format!("at most {MAX_RANGES} address ranges in all"));
+        }
         if let Some(auth) = &self.basic_auth {
             let ok = auth
                 .expose()

@@ -64,6 +64,27 @@ pub enum ProxyError {
     /// The tunnel (or the server) does not let the caller's address in.
     #[error("{0} does not accept requests from this address")]
     Forbidden(String),
+    /// The request body is larger than the server forwards.
+    #[error("the request body is larger than this server forwards ({0} bytes)")]
+    BodyTooLarge(u64),
+    /// The tunnel has as many requests in flight as it may.
+    #[error("{host} has {max} requests in flight, the most it may; try again shortly")]
+    Busy {
+        /// Public host.
+        host: String,
+        /// The limit.
+        max: usize,
+    },
+    /// The tunnel has used its requests for now.
+    #[error(
+        "{host} is receiving more requests than this server allows; try again in {retry_after} s"
+    )]
+    RateLimited {
+        /// Public host.
+        host: String,
+        /// Seconds until a request would be let through.
+        retry_after: u64,
+    },
     /// The tunnel asks for credentials the caller did not give.
     #[error("{0} asks for a user name and password")]
     Unauthorized(String),
@@ -103,6 +124,9 @@ impl ResponseError for ProxyError {
             ProxyError::MissingHost | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
             ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::TunnelGone(_)
             | ProxyError::LocalUnreachable { .. }
@@ -125,9 +149,22 @@ impl ResponseError for ProxyError {
             // `Connection: upgrade` actix would echo for an upgrade request.
             response.force_close();
         }
-        if let ProxyError::Unauthorized(host) = self {
-            let challenge = format!("Basic realm=\"{host}\", charset=\"UTF-8\"");
-            response.insert_header(("www-authenticate", challenge));
+        match self {
+            ProxyError::Unauthorized(host) => {
+                let challenge = format!("Basic realm=\"{host}\", charset=\"UTF-8\"");
+                response.insert_header(("www-authenticate", challenge));
+            }
+            ProxyError::Busy { .. } => {
+                response.insert_header(("retry-after", "1"));
+            }
+            ProxyError::RateLimited { retry_after, .. } => {
+                response.insert_header(("retry-after", retry_after.to_string()));
+            }
+            // The caller may still be sending: stop reading it.
+            ProxyError::BodyTooLarge(_) => {
+                response.force_close();
+            }
+            _ => {}
         }
         response
             .content_type("text/plain; charset=utf-8")
@@ -152,6 +189,9 @@ pub enum RegisterError {
     /// Another client holds the host.
     #[error("host {0} is already served by another client")]
     HeldByAnotherClient(String),
+    /// The entry's token holds as many hosts as it may.
+    #[error("host {0} is refused: its token already holds {1} hosts, the most this server allows")]
+    TooManyTunnels(String, usize),
     /// The tunnel's rules for callers are not valid.
     #[error("the access rules for host {0} are not valid: {1}")]
     BadRules(String, String),
@@ -179,6 +219,7 @@ impl RegisterError {
             | RegisterError::NotConfigured(_)
             | RegisterError::BadToken(_)
             | RegisterError::BadRules(..) => log::Level::Debug,
+            RegisterError::TooManyTunnels(..) => log::Level::Info,
             RegisterError::HeldByAnotherClient(_) | RegisterError::Unavailable => log::Level::Info,
         }
     }

@@ -275,8 +275,9 @@ impl Drop for Opening<'_> {
 pub struct HostSessions {
     /// The sessions, in the order they joined.
     pub sessions: Vec<Arc<SessionHandle>>,
-    /// Who may call the host; `None`: anyone.
-    pub rules: Option<Arc<crate::policy::CallerRules>>,
+    /// What the workers share about the host (caller rules, streams in
+    /// flight, request rate).
+    pub tunnel: Arc<crate::tunnel::TunnelState>,
     /// Bumped by the registry whenever a pool of sessions changes (for any
     /// host), so that a copy can tell it may be out of date.
     pub generation: Arc<AtomicU64>,

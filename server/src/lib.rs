@@ -36,6 +36,7 @@ pub mod redirect;
 pub mod registry;
 pub mod session;
 pub mod tls;
+pub mod tunnel;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc};
 
@@ -62,9 +63,6 @@ use crate::{
 
 /// How long the HTTP server waits for connections to finish when it stops.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
-/// How long a caller may take to send its request head once connected
-/// (as actix-web's `HttpServer` sets it).
-pub(crate) const REQUEST_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a closing connection may take to flush its last bytes (as
 /// actix-web's `HttpServer` sets it).
 const DISCONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -125,7 +123,8 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
             "the server needs at least one listener",
         ));
     }
-    let registry = RegistryHandle::new(Registry::new(&config.hosts).start());
+    let registry = RegistryHandle::new(Registry::new(&config.hosts, &config.limits).start());
+    let head_timeout = config.limits.head_timeout;
     let workers = config.workers.unwrap_or_else(config::default_workers);
     let ids = Arc::new(WorkerIds::default());
     let sessions = Arc::new(SessionShared {
@@ -143,6 +142,7 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         trust_forwarded_headers: config.trust_forwarded_headers,
         // Checked when the configuration was read.
         rules: policy::CallerRules::new(&config.access).ok().flatten(),
+        limits: config.limits.clone(),
     });
     let mut builder = actix_server::Server::build()
         .workers(workers)
@@ -156,8 +156,9 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         let name = format!("burrow-{addr}");
         let tls = match listener.transport {
             Transport::Redirect { https_port } => {
-                builder =
-                    builder.listen(name, listener.tcp, move || redirect::service(https_port))?;
+                builder = builder.listen(name, listener.tcp, move || {
+                    redirect::service(https_port, head_timeout)
+                })?;
                 log::info!(
                     "listening on http://{addr} (sends callers to HTTPS on port {https_port})"
                 );
@@ -174,6 +175,7 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
             ids: ids.clone(),
             proto,
             tls,
+            head_timeout,
         };
         builder = builder.listen(name, listener.tcp, move || app.service(addr))?;
         log::info!(
@@ -201,6 +203,8 @@ struct AppParts {
     ids: Arc<WorkerIds>,
     proto: &'static str,
     tls: Option<TlsAcceptor>,
+    /// Longest a caller may take over its TLS handshake and each head.
+    head_timeout: std::time::Duration,
 }
 
 impl AppParts {
@@ -242,7 +246,7 @@ impl AppParts {
         };
         let http = HttpService::build()
             .keep_alive(actix_http::KeepAlive::default())
-            .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+            .client_request_timeout(self.head_timeout)
             .client_disconnect_timeout(DISCONNECT_TIMEOUT)
             // A caller that closes its connection has gone away: stop its
             // stream (and free the tunnel's resources) now, not at the next
@@ -251,7 +255,7 @@ impl AppParts {
             .local_addr(addr)
             .expect(expect::expectation(app()))
             .h1(expect::main(app()));
-        let tls = self.tls.clone();
+        let (tls, head_timeout) = (self.tls.clone(), self.head_timeout);
         actix_service::fn_service(move |tcp: actix_rt::net::TcpStream| {
             let tls = tls.clone();
             async move {
@@ -259,10 +263,12 @@ impl AppParts {
                     None => Wire::Plain(tcp),
                     Some(acceptor) => {
                         let _ = tcp.set_nodelay(true);
-                        let tls = tls::accept(&acceptor, tcp).await.map_err(|e| {
-                            log::debug!("TLS handshake failed: {e}");
-                            actix_http::error::DispatchError::Io(e)
-                        })?;
+                        let tls = tls::accept(&acceptor, tcp, head_timeout)
+                            .await
+                            .map_err(|e| {
+                                log::debug!("TLS handshake failed: {e}");
+                                actix_http::error::DispatchError::Io(e)
+                            })?;
                         Wire::Tls(Box::new(tls))
                     }
                 };

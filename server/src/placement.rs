@@ -24,7 +24,7 @@ use std::{
 pub use crate::handle::WorkerId;
 use crate::{
     handle::{HostSessions, RegistryHandle, SessionHandle},
-    policy::CallerRules,
+    tunnel::TunnelState,
 };
 
 /// Hands out the worker ids of one server: one per worker thread, the
@@ -94,10 +94,10 @@ impl Worker {
         &self,
         registry: &RegistryHandle,
         host: &str,
-    ) -> Option<(Arc<SessionHandle>, Option<Arc<CallerRules>>)> {
+    ) -> Option<(Arc<SessionHandle>, Arc<TunnelState>)> {
         let cached = self.chosen.borrow().get(host).and_then(|c| {
             (c.sessions.is_current() && c.session.is_ready())
-                .then(|| (c.session.clone(), c.sessions.rules.clone()))
+                .then(|| (c.session.clone(), c.sessions.tunnel.clone()))
         });
         if cached.is_some() {
             return cached;
@@ -108,13 +108,13 @@ impl Worker {
         let mut chosen = self.chosen.borrow_mut();
         match (found, session) {
             (Some(sessions), Some(session)) => {
-                let rules = sessions.rules.clone();
+                let tunnel = sessions.tunnel.clone();
                 let cached = Cached {
                     sessions,
                     session: session.clone(),
                 };
                 chosen.insert(host.to_owned(), cached);
-                Some((session, rules))
+                Some((session, tunnel))
             }
             _ => {
                 chosen.remove(host);

@@ -20,29 +20,31 @@ use crate::{
 /// The configured hosts and what claims each.
 #[derive(Debug, Clone, Default)]
 pub struct HostPolicy {
-    exact: HashMap<String, Secret>,
+    /// Each host's secret and the index of its `[[hosts]]` entry.
+    exact: HashMap<String, (Secret, usize)>,
     /// Keyed by the domain below the `*.`.
-    wildcard: HashMap<String, Secret>,
+    wildcard: HashMap<String, (Secret, usize)>,
 }
 
 impl HostPolicy {
     /// The policy for the configured hosts.
     pub fn new(hosts: &[HostConfig]) -> Self {
         let mut policy = HostPolicy::default();
-        for h in hosts {
+        for (i, h) in hosts.iter().enumerate() {
+            let secret = (h.secret.clone(), i);
             match h.wildcard_domain() {
-                Some(domain) => policy.wildcard.insert(domain.to_owned(), h.secret.clone()),
-                None => policy.exact.insert(h.host.clone(), h.secret.clone()),
+                Some(domain) => policy.wildcard.insert(domain.to_owned(), secret),
+                None => policy.exact.insert(h.host.clone(), secret),
             };
         }
         policy
     }
 
-    /// The host `requested` in canonical form, if `token` may claim it.
-    /// An exact entry decides for its host even when a wildcard covers it
-    /// too, so a host given its own token is not claimed with the
-    /// wildcard's.
-    pub fn claim(&self, requested: &str, token: &Token) -> Result<String, RegisterError> {
+    /// The host `requested` in canonical form, and the index of the entry
+    /// that grants it, if `token` may claim it. An exact entry decides for
+    /// its host even when a wildcard covers it too, so a host given its own
+    /// token is not claimed with the wildcard's.
+    pub fn claim(&self, requested: &str, token: &Token) -> Result<(String, usize), RegisterError> {
         let Some(host) = normalize_host(requested) else {
             return Err(RegisterError::InvalidHost(requested.to_owned()));
         };
@@ -50,13 +52,13 @@ impl HostPolicy {
             let (_, domain) = host.split_once('.')?;
             self.wildcard.get(domain)
         });
-        let Some(secret) = secret else {
+        let Some((secret, entry)) = secret else {
             return Err(RegisterError::NotConfigured(host));
         };
         if !secret.matches(token) {
             return Err(RegisterError::BadToken(host));
         }
-        Ok(host)
+        Ok((host, *entry))
     }
 }
 
@@ -148,7 +150,10 @@ mod tests {
     fn each_refusal_names_its_reason() {
         let policy = policy(&[("a.localhost", Secret::Token(Token::new("t")))]);
         let t = Token::new("t");
-        assert_eq!(policy.claim("A.localhost", &t), Ok("a.localhost".into()));
+        assert_eq!(
+            policy.claim("A.localhost", &t),
+            Ok(("a.localhost".into(), 0))
+        );
         assert_eq!(
             policy.claim("a b", &t),
             Err(RegisterError::InvalidHost("a b".into()))
@@ -177,7 +182,7 @@ mod tests {
         let w = Token::new("w");
         assert_eq!(
             policy.claim("x.dev.localhost", &w),
-            Ok("x.dev.localhost".into())
+            Ok(("x.dev.localhost".into(), 0))
         );
         for outside in ["dev.localhost", "a.b.dev.localhost", "x.localhost"] {
             assert_eq!(

@@ -12,6 +12,7 @@ use crate::{config::canonical_host, proxy::route::host_of_authority};
 /// The redirecting HTTP/1.1 service for one worker.
 pub fn service(
     https_port: u16,
+    head_timeout: std::time::Duration,
 ) -> impl ServiceFactory<
     actix_rt::net::TcpStream,
     Config = (),
@@ -20,7 +21,7 @@ pub fn service(
     InitError = (),
 > {
     HttpService::build()
-        .client_request_timeout(crate::REQUEST_HEAD_TIMEOUT)
+        .client_request_timeout(head_timeout)
         .h1(fn_service(move |req: Request| {
             std::future::ready(Ok::<_, std::convert::Infallible>(answer(&req, https_port)))
         }))

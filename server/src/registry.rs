@@ -11,12 +11,14 @@ use std::{
 };
 
 use actix::{Actor, Context, Handler, MessageResult};
+use burrow_common::protocol::TunnelRequest;
 
 use crate::{
-    config::HostConfig,
+    config::{HostConfig, Limits},
     error::RegisterError,
     handle::{CloseAll, Granted, HostSessions, Lookup, Register, SessionHandle, Unregister},
     policy::{CallerRules, HostPolicy},
+    tunnel::{Rate, TunnelState},
 };
 
 /// Owns the map from public host to the sessions serving it. All changes go
@@ -24,7 +26,10 @@ use crate::{
 /// leaving and another arriving.
 pub struct Registry {
     policy: HostPolicy,
+    limits: Limits,
     hosts: HashMap<String, Holders>,
+    /// Hosts held per `[[hosts]]` entry (by its index).
+    held: HashMap<usize, usize>,
     /// Bumped whenever a host's sessions change while others keep serving
     /// it (a session joins or leaves a pool); see [`HostSessions`]. A host
     /// whose only session goes away needs no bump: copies notice that the
@@ -36,16 +41,21 @@ pub struct Registry {
 struct Holders {
     instance: Option<Box<str>>,
     sessions: Vec<Arc<SessionHandle>>,
-    /// Who may call the host, as its latest registration asked.
-    rules: Option<Arc<CallerRules>>,
+    /// What the workers share about the host, as its latest registration
+    /// set it.
+    tunnel: Arc<TunnelState>,
+    /// The `[[hosts]]` entry that granted it.
+    entry: usize,
 }
 
 impl Registry {
-    /// A registry that accepts the configured hosts.
-    pub fn new(allowed: &[HostConfig]) -> Self {
+    /// A registry that accepts the configured hosts, within `limits`.
+    pub fn new(allowed: &[HostConfig], limits: &Limits) -> Self {
         Registry {
             policy: HostPolicy::new(allowed),
+            limits: limits.clone(),
             hosts: HashMap::new(),
+            held: HashMap::new(),
             generation: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -55,19 +65,41 @@ impl Registry {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
+    /// Checks one requested tunnel: the host it may claim, the entry that
+    /// grants it, and the state its callers will be checked against.
+    fn claim(&self, t: &TunnelRequest) -> Result<(String, usize, TunnelState), RegisterError> {
+        let (host, entry) = self.policy.claim(&t.host, &t.token)?;
+        let rules = CallerRules::new(&t.access)
+            .map_err(|why| RegisterError::BadRules(host.clone(), why))?;
+        let tunnel = TunnelState {
+            rules,
+            rate: self.limits.requests_per_second.map(Rate::new),
+            ..TunnelState::default()
+        };
+        Ok((host, entry, tunnel))
+    }
+
     /// Grants `host` to `session` of client `instance` (joining the host's
     /// other sessions if they are that instance's), or says why not.
     fn grant(
         &mut self,
         session: &Arc<SessionHandle>,
         instance: Option<&str>,
-        host: String,
-        rules: Option<Arc<CallerRules>>,
+        (host, entry, tunnel): (String, usize, TunnelState),
     ) -> Result<Granted, RegisterError> {
-        let holders = self.hosts.entry(host.clone()).or_insert_with(|| Holders {
-            instance: None,
-            sessions: Vec::new(),
-            rules: None,
+        let limit = self.limits.max_tunnels_per_token;
+        let held = self.held.entry(entry).or_default();
+        if !self.hosts.contains_key(&host) && *held >= limit {
+            return Err(RegisterError::TooManyTunnels(host, limit));
+        }
+        let holders = self.hosts.entry(host.clone()).or_insert_with(|| {
+            *held += 1;
+            Holders {
+                instance: None,
+                sessions: Vec::new(),
+                tunnel: Arc::default(),
+                entry,
+            }
         });
         holders.sessions.retain(|s| s.is_alive());
         let joins_pool = !holders.sessions.is_empty();
@@ -75,10 +107,11 @@ impl Registry {
             return Err(RegisterError::HeldByAnotherClient(host));
         }
         if !joins_pool {
+            // A pool shares one state; a new holder starts its own.
             holders.instance = instance.map(Box::from);
+            holders.tunnel = Arc::new(tunnel);
         }
         holders.sessions.push(session.clone());
-        holders.rules = rules;
         if joins_pool {
             // Workers should pick again.
             self.changed();
@@ -103,10 +136,8 @@ impl Handler<Register> for Registry {
             .tunnels
             .iter()
             .map(|t| {
-                let host = self.policy.claim(&t.host, &t.token)?;
-                let rules = CallerRules::new(&t.access)
-                    .map_err(|why| RegisterError::BadRules(host.clone(), why))?;
-                self.grant(&session, msg.instance.as_deref(), host, rules.map(Arc::new))
+                let claim = self.claim(t)?;
+                self.grant(&session, msg.instance.as_deref(), claim)
             })
             .collect();
         MessageResult(answers)
@@ -118,13 +149,19 @@ impl Handler<Unregister> for Registry {
 
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
         let mut pool_changed = false;
+        let held = &mut self.held;
         self.hosts.retain(|_, holders| {
             let before = holders.sessions.len();
             holders.sessions.retain(|s| s.id != msg.session_id);
             if holders.sessions.len() != before {
                 pool_changed |= !holders.sessions.is_empty();
             }
-            !holders.sessions.is_empty()
+            let keep = !holders.sessions.is_empty();
+            if !keep {
+                held.entry(holders.entry)
+                    .and_modify(|n| *n = n.saturating_sub(1));
+            }
+            keep
         });
         if pool_changed {
             self.changed();
@@ -138,7 +175,7 @@ impl Handler<Lookup> for Registry {
     fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
         self.hosts.get(&msg.host).map(|h| HostSessions {
             sessions: h.sessions.clone(),
-            rules: h.rules.clone(),
+            tunnel: h.tunnel.clone(),
             generation: self.generation.clone(),
             seen: self.generation.load(Ordering::Acquire),
         })

@@ -14,10 +14,6 @@ use tokio_rustls::{server::TlsStream, TlsAcceptor};
 
 use crate::config::{provider, TlsSettings};
 
-/// Longest a caller may take over its TLS handshake, as it may over its
-/// request head once connected.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The certificates the listener presents, picked by the name the caller
 /// asks for (SNI).
 #[derive(Debug)]
@@ -67,10 +63,14 @@ pub fn acceptor(settings: &TlsSettings) -> io::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Completes the TLS handshake of an accepted connection, within
-/// [`HANDSHAKE_TIMEOUT`].
-pub async fn accept(acceptor: &TlsAcceptor, tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+/// Completes the TLS handshake of an accepted connection within `limit`
+/// (the head timeout: a caller gets as long for it as for a request head).
+pub async fn accept(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    limit: Duration,
+) -> io::Result<TlsStream<TcpStream>> {
+    match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
         Ok(accepted) => accepted,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,

@@ -186,6 +186,33 @@ async fn newer_protocol_version_is_refused_with_advice() {
 }
 
 #[actix_rt::test]
+async fn a_hello_asking_for_too_many_tunnels_is_refused() {
+    let server = start();
+    let mut ws = connect(&server).await;
+    let tunnel = |i: usize| TunnelRequest {
+        host: format!("t{i}.localhost"),
+        token: "tok".into(),
+        access: Default::default(),
+    };
+    send(
+        &mut ws,
+        Frame::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            tunnels: (0..257).map(tunnel).collect(),
+            instance: None,
+        }),
+    )
+    .await;
+    match next(&mut ws).await {
+        Ok(Frame::HelloAck(ack)) => {
+            let error = ack.error.expect("an error");
+            assert!(error.contains("at most 256 tunnels"), "{error}");
+        }
+        other => panic!("expected hello-ack, got {other:?}"),
+    }
+}
+
+#[actix_rt::test]
 async fn wrong_token_and_unknown_host_are_refused_finally() {
     let server = start();
     let mut ws = connect(&server).await;

@@ -15,6 +15,7 @@ use thiserror::Error;
 use super::window::WindowBudget;
 use super::{
     credit::RecvCredit,
+    in_flight::InFlightSlot,
     window::{ReceiveWindow, WIDE_WINDOW_BUDGET},
 };
 use crate::{frame::Frame, outbox::Outbox, protocol::ResetCode, queue::Receiver};
@@ -95,6 +96,9 @@ pub struct RecvBody {
     window: ReceiveWindow,
     done: bool,
     cancel: CancelOnDrop,
+    /// The stream's place among its tunnel's streams in flight, given
+    /// back when the body is done with.
+    _slot: Option<InFlightSlot>,
 }
 
 impl RecvBody {
@@ -114,7 +118,14 @@ impl RecvBody {
             window: ReceiveWindow::new(&WIDE_WINDOW_BUDGET),
             done: false,
             cancel,
+            _slot: None,
         }
+    }
+
+    /// Holds `slot` until this body is dropped.
+    pub fn holding(mut self, slot: Option<InFlightSlot>) -> Self {
+        self._slot = slot;
+        self
     }
 
     fn consumed(&mut self, n: usize) {

@@ -17,11 +17,13 @@
 
 mod body;
 mod credit;
+mod in_flight;
 mod pump;
 mod window;
 
 pub use body::{BodyError, BodyEvent, CancelOnDrop, RecvBody};
 pub use credit::{Activity, RecvCredit, SendCredit, StreamClosed};
+pub use in_flight::{InFlight, InFlightSlot};
 pub use pump::{pump_body, PumpError, MIN_PIECE};
 pub use window::{WindowBudget, GROW_WITHIN, MAX_WINDOW, WIDE_WINDOW_BUDGET};
 

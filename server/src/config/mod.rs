@@ -8,8 +8,10 @@ pub use burrow_common::config::{canonical_host, normalize_host, ConfigError, Tok
 use serde::Deserialize;
 
 mod hosts;
+mod limits;
 mod tls;
 pub use hosts::{sha256_hex, HostConfig, Secret};
+pub use limits::Limits;
 pub use tls::{provider, TlsSettings};
 
 /// Default WebSocket path clients connect to.
@@ -46,6 +48,8 @@ pub struct ServerConfig {
     /// Who may call any tunnel (`[access]`), checked before each
     /// tunnel's own rules.
     pub access: AccessRules,
+    /// What callers and clients may ask of the server.
+    pub limits: Limits,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +66,7 @@ struct RawConfig {
     tls: Option<tls::RawTls>,
     http_listen: Option<String>,
     access: Option<RawAccess>,
+    limits: Option<limits::RawLimits>,
 }
 
 /// `[access]` as written: the server-wide address rules.
@@ -139,6 +144,7 @@ impl ServerConfig {
             tls,
             http_listen,
             access,
+            limits: raw.limits.unwrap_or_default().validate(path)?,
         })
     }
 

@@ -4,16 +4,18 @@
 //! session, the head queued), then the wait for the response head and
 //! the [`response`](response::response) streamed back.
 
+mod authorize;
 mod request;
 mod response;
 pub(crate) mod route;
 
-use std::{borrow::Cow, sync::Arc, time::Duration};
+use std::{borrow::Cow, cell::Cell, rc::Rc, sync::Arc, time::Duration};
 
-use actix_web::{http::header, web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use burrow_common::{
     flow::{
-        pump_body, Activity, BodyEvent, CancelOnDrop, PumpError, RecvBody, RecvCredit, SendCredit,
+        pump_body, Activity, BodyEvent, CancelOnDrop, InFlightSlot, PumpError, RecvBody,
+        RecvCredit, SendCredit,
     },
     protocol::ResponseHead,
     queue::{queue, Receiver},
@@ -22,11 +24,12 @@ use burrow_common::{
 use futures_util::StreamExt;
 
 use crate::{
+    config::Limits,
     error::ProxyError,
     handle::{RegistryHandle, SessionHandle},
     messages::OpenStream,
     placement::Worker,
-    policy::{CallerRules, Refusal},
+    policy::CallerRules,
 };
 use request::{request_frame, Forwarding};
 
@@ -41,6 +44,8 @@ pub struct ProxyShared {
     pub trust_forwarded_headers: bool,
     /// The server's own rules for every tunnel's callers (`[access]`).
     pub rules: Option<CallerRules>,
+    /// What one request may ask.
+    pub limits: Limits,
 }
 
 /// One worker's proxy state: what all share, and the worker's placement.
@@ -71,6 +76,8 @@ struct Opened {
     recv_credit: Arc<RecvCredit>,
     send_credit: Arc<SendCredit>,
     activity: Arc<Activity>,
+    /// The stream's place among its tunnel's streams in flight.
+    slot: InFlightSlot,
 }
 
 /// Forwards one public request through its tunnel.
@@ -83,21 +90,33 @@ pub async fn proxy(
     let opened = open(&req, &routed, &state).await?;
     // If this handler is dropped (caller gone) or gives up, the stream is cancelled.
     let mut guard = cancel_guard(&opened.session, opened.id);
+    let too_large = Rc::new(Cell::new(false));
     if opened.has_body {
-        send_body(&opened, payload);
+        // An upgraded connection's bytes are not a request body.
+        let limit = match routed.upgrade {
+            true => u64::MAX,
+            false => state.shared.limits.max_request_body,
+        };
+        send_body(&opened, payload, limit, too_large.clone());
     }
     let Opened {
         session,
         id,
         events,
         recv_credit,
+        slot,
         ..
     } = opened;
-    let (head, events) = await_head(&req, &routed.host, events, &mut guard, &state).await?;
+    let waited = await_head(&req, &routed.host, events, &mut guard, &state).await;
+    let (head, events) = waited.map_err(|e| match too_large.get() {
+        true => ProxyError::BodyTooLarge(state.shared.limits.max_request_body),
+        false => e,
+    })?;
     if head.end_stream {
         guard.disarm();
     }
     let body = RecvBody::new(id, events, session.outbox.clone(), recv_credit, guard);
+    let body = body.holding(Some(slot));
     response::response(&req, &routed.host, head, body, routed.upgrade)
 }
 
@@ -110,59 +129,6 @@ fn route(req: &HttpRequest) -> Result<Routed<'_>, ProxyError> {
         public_host,
         upgrade,
     })
-}
-
-/// Whether the request may be forwarded at all: the one place where one is
-/// refused before it reaches a session. `rules` are the tunnel's, checked
-/// after the server's own.
-fn authorize(
-    req: &HttpRequest,
-    host: &str,
-    rules: Option<&CallerRules>,
-    shared: &ProxyShared,
-) -> Result<(), ProxyError> {
-    if !req.uri().path().starts_with('/') {
-        // `OPTIONS *` asks about this server, not about a local service.
-        return Err(ProxyError::BadRequest(format!(
-            "request target `{}` is not forwarded",
-            req.uri()
-        )));
-    }
-    if shared.rules.is_none() && rules.is_none() {
-        return Ok(());
-    }
-    let peer = caller_address(req, shared.trust_forwarded_headers);
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    for rules in shared.rules.iter().chain(rules) {
-        rules
-            .check(peer, authorization)
-            .map_err(|refusal| match refusal {
-                Refusal::Address => ProxyError::Forbidden(host.to_owned()),
-                Refusal::Credentials => ProxyError::Unauthorized(host.to_owned()),
-            })?;
-    }
-    Ok(())
-}
-
-/// The caller's address: the connection's peer or, behind a trusted
-/// reverse proxy, the last address in `X-Forwarded-For` (the one that
-/// proxy added; earlier ones are the caller's own say).
-fn caller_address(req: &HttpRequest, trust_forwarded: bool) -> Option<std::net::IpAddr> {
-    if trust_forwarded {
-        let last = req
-            .headers()
-            .get_all("x-forwarded-for")
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .last();
-        if let Some(ip) = last.and_then(|ip| ip.trim().parse().ok()) {
-            return Some(ip);
-        }
-    }
-    req.peer_addr().map(|a| a.ip())
 }
 
 /// Opens a stream on the session serving the host and queues the request
@@ -181,12 +147,12 @@ async fn open(
         upgrade: routed.upgrade,
     };
     loop {
-        let (session, rules) = state
+        let (session, tunnel) = state
             .worker
             .session_for(&state.shared.registry, &routed.host)
             .await
             .ok_or_else(|| ProxyError::UnknownHost(routed.host.to_string()))?;
-        authorize(req, &routed.host, rules.as_deref(), &state.shared)?;
+        let slot = authorize::authorize(req, &routed.host, &tunnel, &state.shared)?;
         let Some(pass) = session.begin_open() else {
             continue;
         };
@@ -208,6 +174,7 @@ async fn open(
             recv_credit: stream.recv_credit.clone(),
             send_credit: stream.send_credit.clone(),
             activity: stream.activity.clone(),
+            slot,
         };
         // The table entry first, then the head: the session actor handles
         // its mailbox before its streams on every turn, so the entry exists
@@ -228,11 +195,23 @@ async fn open(
 
 /// Pumps the caller's body (for an upgrade, the caller's side of the
 /// upgraded connection: raw bytes until the caller closes) onto the stream.
-fn send_body(opened: &Opened, payload: web::Payload) {
+/// A body that grows past `limit` (one sent without a length; a declared
+/// one was refused already) ends the stream and sets `too_large`.
+fn send_body(opened: &Opened, payload: web::Payload, limit: u64, too_large: Rc<Cell<bool>>) {
     let (session, id) = (opened.session.clone(), opened.id);
     let credit = opened.send_credit.clone();
     let activity = opened.activity.clone();
-    let payload = payload.inspect(move |_| activity.touch());
+    let mut sent = 0u64;
+    let payload = payload.map(move |chunk| {
+        activity.touch();
+        let chunk = chunk?;
+        sent += chunk.len() as u64;
+        if sent > limit {
+            too_large.set(true);
+            return Err(actix_web::error::PayloadError::Overflow);
+        }
+        Ok(chunk)
+    });
     actix_web::rt::spawn(async move {
         let pumped = pump_body(id, payload, &credit, &session.outbox).await;
         if let Err(PumpError::Source(e)) = pumped {

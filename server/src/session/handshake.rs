@@ -14,6 +14,9 @@ use crate::{error::RegisterError, handle::Granted};
 /// Longest client instance id accepted in a `Hello`.
 pub const MAX_INSTANCE_LEN: usize = 64;
 
+/// Most tunnels one `Hello` may ask for.
+pub const MAX_HELLO_TUNNELS: usize = 256;
+
 /// Why a `Hello` is refused as a whole, if it is.
 fn refusal(hello: &Hello) -> Option<String> {
     if hello.version != PROTOCOL_VERSION {
@@ -25,6 +28,11 @@ fn refusal(hello: &Hello) -> Option<String> {
         return Some(format!(
             "protocol version {} is not supported (this server speaks {PROTOCOL_VERSION}); upgrade the {newer}",
             hello.version
+        ));
+    }
+    if hello.tunnels.len() > MAX_HELLO_TUNNELS {
+        return Some(format!(
+            "a client may ask for at most {MAX_HELLO_TUNNELS} tunnels on one connection"
         ));
     }
     if hello

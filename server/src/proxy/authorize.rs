@@ -1,0 +1,109 @@
+//! The one place a request is refused before it reaches a session: a
+//! target this server does not forward, the server's and the tunnel's
+//! rules for callers, and the limits on a request's size, a tunnel's
+//! streams in flight and its request rate.
+
+use actix_web::{http::header, HttpRequest};
+use burrow_common::flow::InFlightSlot;
+
+use super::ProxyShared;
+use crate::{error::ProxyError, policy::Refusal, tunnel::TunnelState};
+
+/// Whether the request for `host` may be forwarded; the slot it then
+/// holds among the tunnel's streams in flight.
+pub(super) fn authorize(
+    req: &HttpRequest,
+    host: &str,
+    tunnel: &TunnelState,
+    shared: &ProxyShared,
+) -> Result<InFlightSlot, ProxyError> {
+    if !req.uri().path().starts_with('/') {
+        // `OPTIONS *` asks about this server, not about a local service.
+        return Err(ProxyError::BadRequest(format!(
+            "request target `{}` is not forwarded",
+            req.uri()
+        )));
+    }
+    if shared.rules.is_some() || tunnel.rules.is_some() {
+        callers(req, host, tunnel, shared)?;
+    }
+    sizes(req, shared)?;
+    if let Some(rate) = &tunnel.rate {
+        rate.take().map_err(|wait| ProxyError::RateLimited {
+            host: host.to_owned(),
+            retry_after: wait.as_secs().max(1),
+        })?;
+    }
+    let max = shared.limits.max_streams_per_tunnel;
+    tunnel
+        .in_flight
+        .try_acquire(max)
+        .ok_or_else(|| ProxyError::Busy {
+            host: host.to_owned(),
+            max,
+        })
+}
+
+/// The server's rules, then the tunnel's.
+fn callers(
+    req: &HttpRequest,
+    host: &str,
+    tunnel: &TunnelState,
+    shared: &ProxyShared,
+) -> Result<(), ProxyError> {
+    let peer = caller_address(req, shared.trust_forwarded_headers);
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    for rules in shared.rules.iter().chain(&tunnel.rules) {
+        rules
+            .check(peer, authorization)
+            .map_err(|refusal| match refusal {
+                Refusal::Address => ProxyError::Forbidden(host.to_owned()),
+                Refusal::Credentials => ProxyError::Unauthorized(host.to_owned()),
+            })?;
+    }
+    Ok(())
+}
+
+/// The head's size and the body's declared length against the limits (a
+/// body without a length is counted as it is sent).
+fn sizes(req: &HttpRequest, shared: &ProxyShared) -> Result<(), ProxyError> {
+    let limits = &shared.limits;
+    let head: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if head + req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > limits.max_header_bytes {
+        return Err(ProxyError::HeadTooLarge);
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_request_body) {
+        return Err(ProxyError::BodyTooLarge(limits.max_request_body));
+    }
+    Ok(())
+}
+
+/// The caller's address: the connection's peer or, behind a trusted
+/// reverse proxy, the last address in `X-Forwarded-For` (the one that
+/// proxy added; earlier ones are the caller's own say).
+fn caller_address(req: &HttpRequest, trust_forwarded: bool) -> Option<std::net::IpAddr> {
+    if trust_forwarded {
+        let last = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last();
+        if let Some(ip) = last.and_then(|ip| ip.trim().parse().ok()) {
+            return Some(ip);
+        }
+    }
+    req.peer_addr().map(|a| a.ip())
+}
