@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod app;
 pub mod caller_io;
 pub mod config;
 pub mod error;
@@ -41,31 +42,22 @@ pub mod tunnel;
 use std::{future::Future, io, net::SocketAddr, sync::Arc};
 
 use actix::Actor;
-use actix_http::HttpService;
-use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
-use actix_web::{dev::AppConfig, web, App, HttpRequest, HttpResponse};
-use burrow_common::protocol::MAX_MESSAGE_SIZE;
 
 pub use config::ServerConfig;
 pub use handle::RegistryHandle;
 pub use listener::PublicListener;
 
-use tokio_rustls::TlsAcceptor;
-
 use crate::{
-    caller_io::{CallerIo, Wire},
+    app::AppParts,
     listener::Transport,
     placement::WorkerIds,
-    proxy::{ProxyShared, ProxyState},
+    proxy::ProxyShared,
     registry::Registry,
-    session::{PublicOrigin, SessionLimits, SessionShared, TunnelSession},
+    session::{SessionLimits, SessionShared},
 };
 
 /// How long the HTTP server waits for connections to finish when it stops.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
-/// How long a closing connection may take to flush its last bytes (as
-/// actix-web's `HttpServer` sets it).
-const DISCONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A running server.
 pub struct RunningServer {
@@ -127,6 +119,75 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
     let head_timeout = config.limits.head_timeout;
     let workers = config.workers.unwrap_or_else(config::default_workers);
     let ids = Arc::new(WorkerIds::default());
+    let (sessions, proxy) = shared(&config, &registry, &ids, workers);
+    let mut builder = actix_server::Server::build()
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
+    let template = AppParts {
+        control_path: config.control_path.clone(),
+        sessions,
+        proxy,
+        ids,
+        proto: "http",
+        tls: None,
+        head_timeout,
+    };
+    let mut addrs = Vec::with_capacity(listeners.len());
+    for listener in listeners {
+        addrs.push(listener.local_addr()?);
+        builder = listen(builder, listener, &template)?;
+    }
+    let server = builder.run();
+    let http = server.handle();
+    actix_web::rt::spawn(server);
+    Ok(RunningServer {
+        addrs,
+        http,
+        registry,
+    })
+}
+
+/// Adds `listener` to the server, its service built from `template`.
+fn listen(
+    builder: actix_server::ServerBuilder,
+    listener: PublicListener,
+    template: &AppParts,
+) -> io::Result<actix_server::ServerBuilder> {
+    let addr = listener.local_addr()?;
+    listener::widen_backlog(&listener.tcp)?;
+    let name = format!("burrow-{addr}");
+    let proto = listener.transport.proto();
+    let tls = match listener.transport {
+        Transport::Redirect { https_port } => {
+            let head_timeout = template.head_timeout;
+            log::info!("listening on http://{addr} (sends callers to HTTPS on port {https_port})");
+            return builder.listen(name, listener.tcp, move || {
+                redirect::service(https_port, head_timeout)
+            });
+        }
+        Transport::Tls(acceptor) => Some(acceptor),
+        Transport::Plain => None,
+    };
+    log::info!(
+        "listening on {proto}://{addr} (control path {})",
+        template.control_path
+    );
+    let app = AppParts {
+        proto,
+        tls,
+        ..template.clone()
+    };
+    builder.listen(name, listener.tcp, move || app.service(addr))
+}
+
+/// What every worker's sessions and proxy handlers share.
+fn shared(
+    config: &ServerConfig,
+    registry: &RegistryHandle,
+    ids: &WorkerIds,
+    workers: usize,
+) -> (Arc<SessionShared>, Arc<ProxyShared>) {
     let sessions = Arc::new(SessionShared {
         registry: registry.clone(),
         limits: SessionLimits {
@@ -144,169 +205,5 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         rules: policy::CallerRules::new(&config.access).ok().flatten(),
         limits: config.limits.clone(),
     });
-    let mut builder = actix_server::Server::build()
-        .workers(workers)
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
-    let mut addrs = Vec::with_capacity(listeners.len());
-    for listener in listeners {
-        let addr = listener.local_addr()?;
-        listener::widen_backlog(&listener.tcp)?;
-        let proto = listener.transport.proto();
-        let name = format!("burrow-{addr}");
-        let tls = match listener.transport {
-            Transport::Redirect { https_port } => {
-                builder = builder.listen(name, listener.tcp, move || {
-                    redirect::service(https_port, head_timeout)
-                })?;
-                log::info!(
-                    "listening on http://{addr} (sends callers to HTTPS on port {https_port})"
-                );
-                addrs.push(addr);
-                continue;
-            }
-            Transport::Tls(acceptor) => Some(acceptor),
-            Transport::Plain => None,
-        };
-        let app = AppParts {
-            control_path: config.control_path.clone(),
-            sessions: sessions.clone(),
-            proxy: proxy.clone(),
-            ids: ids.clone(),
-            proto,
-            tls,
-            head_timeout,
-        };
-        builder = builder.listen(name, listener.tcp, move || app.service(addr))?;
-        log::info!(
-            "listening on {proto}://{addr} (control path {})",
-            config.control_path
-        );
-        addrs.push(addr);
-    }
-    let server = builder.run();
-    let http = server.handle();
-    actix_web::rt::spawn(server);
-    Ok(RunningServer {
-        addrs,
-        http,
-        registry,
-    })
-}
-
-/// What each worker's service for one listener is built from.
-#[derive(Clone)]
-struct AppParts {
-    control_path: String,
-    sessions: Arc<SessionShared>,
-    proxy: Arc<ProxyShared>,
-    ids: Arc<WorkerIds>,
-    proto: &'static str,
-    tls: Option<TlsAcceptor>,
-    /// Longest a caller may take over its TLS handshake and each head.
-    head_timeout: std::time::Duration,
-}
-
-impl AppParts {
-    /// One worker's HTTP/1.1 service for a listener on `addr`. HTTP/1.1
-    /// only: the tunnel's callers speak it, and a service that could also
-    /// speak HTTP/2 holds a larger state for every connection.
-    fn service(
-        &self,
-        addr: SocketAddr,
-    ) -> impl actix_service::ServiceFactory<
-        actix_rt::net::TcpStream,
-        Config = (),
-        Response = (),
-        Error = actix_http::error::DispatchError,
-        InitError = (),
-    > {
-        let state = web::Data::new(ProxyState {
-            shared: self.proxy.clone(),
-            worker: self.ids.this_worker(),
-            proto: self.proto,
-            port: addr.port(),
-        });
-        let control = web::Data::new(ControlState {
-            sessions: self.sessions.clone(),
-        });
-        // Twice: the expectation handler starts requests with its own.
-        let app = || {
-            let app = App::new()
-                .app_data(state.clone())
-                .app_data(control.clone())
-                .route(&self.control_path, web::get().to(connect))
-                .default_service(web::to(proxy::proxy));
-            map_config(
-                app.into_factory().map_err(|err: actix_web::Error| {
-                    expect::Answer::from(err.as_response_error().error_response())
-                }),
-                |_| AppConfig::default(),
-            )
-        };
-        let http = HttpService::build()
-            .keep_alive(actix_http::KeepAlive::default())
-            .client_request_timeout(self.head_timeout)
-            .client_disconnect_timeout(DISCONNECT_TIMEOUT)
-            // A caller that closes its connection has gone away: stop its
-            // stream (and free the tunnel's resources) now, not at the next
-            // body chunk.
-            .h1_allow_half_closed(false)
-            .local_addr(addr)
-            .expect(expect::expectation(app()))
-            .h1(expect::main(app()));
-        let (tls, head_timeout) = (self.tls.clone(), self.head_timeout);
-        actix_service::fn_service(move |tcp: actix_rt::net::TcpStream| {
-            let tls = tls.clone();
-            async move {
-                let wire = match tls {
-                    None => Wire::Plain(tcp),
-                    Some(acceptor) => {
-                        let _ = tcp.set_nodelay(true);
-                        let tls = tls::accept(&acceptor, tcp, head_timeout)
-                            .await
-                            .map_err(|e| {
-                                log::debug!("TLS handshake failed: {e}");
-                                actix_http::error::DispatchError::Io(e)
-                            })?;
-                        Wire::Tls(Box::new(tls))
-                    }
-                };
-                let io = CallerIo::new(wire);
-                let peer = io.peer_addr();
-                Ok((io, peer))
-            }
-        })
-        .and_then(http)
-    }
-}
-
-/// What the control endpoint needs.
-struct ControlState {
-    sessions: Arc<SessionShared>,
-}
-
-/// The control endpoint: upgrades to a WebSocket and starts a session on
-/// this worker.
-async fn connect(
-    req: HttpRequest,
-    body: web::Payload,
-    control: web::Data<ControlState>,
-    state: web::Data<ProxyState>,
-) -> Result<HttpResponse, actix_web::Error> {
-    let (response, ws, stream) = actix_ws::handle(&req, body)?;
-    let stream = stream.max_frame_size(MAX_MESSAGE_SIZE);
-    let shared = control.sessions.clone();
-    let worker = state.worker.id;
-    let peer = req.peer_addr();
-    let origin = PublicOrigin {
-        proto: state.proto,
-        port: state.port,
-    };
-    TunnelSession::create(move |ctx| {
-        use actix::AsyncContext;
-        ctx.add_stream(stream);
-        TunnelSession::new(ws, shared, worker, peer, origin)
-    });
-    Ok(response)
+    (sessions, proxy)
 }

@@ -12,7 +12,10 @@ use rustls::{
 use rustls_pki_types::ServerName;
 use tokio_rustls::{server::TlsStream, TlsAcceptor};
 
-use crate::config::{provider, TlsSettings};
+use crate::{
+    caller_io::Wire,
+    config::{provider, TlsSettings},
+};
 
 /// The certificates the listener presents, picked by the name the caller
 /// asks for (SNI).
@@ -61,6 +64,24 @@ pub fn acceptor(settings: &TlsSettings) -> io::Result<TlsAcceptor> {
         .with_cert_resolver(Arc::new(Certificates::new(settings)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The wire of an accepted connection: TLS over it when `acceptor` is
+/// given, its handshake done.
+pub async fn wire(
+    acceptor: Option<&TlsAcceptor>,
+    tcp: TcpStream,
+    limit: Duration,
+) -> io::Result<Wire> {
+    let Some(acceptor) = acceptor else {
+        return Ok(Wire::Plain(tcp));
+    };
+    // The handshake's own flights leave at once too.
+    let _ = tcp.set_nodelay(true);
+    let tls = accept(acceptor, tcp, limit).await.inspect_err(|e| {
+        log::debug!("TLS handshake failed: {e}");
+    })?;
+    Ok(Wire::Tls(Box::new(tls)))
 }
 
 /// Completes the TLS handshake of an accepted connection within `limit`

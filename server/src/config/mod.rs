@@ -79,6 +79,20 @@ struct RawAccess {
     deny_ips: Vec<String>,
 }
 
+impl RawAccess {
+    fn validate(raw: Option<Self>, path: &Path) -> Result<AccessRules, ConfigError> {
+        let access = raw.map_or_else(AccessRules::default, |a| AccessRules {
+            basic_auth: None,
+            allow_ips: a.allow_ips,
+            deny_ips: a.deny_ips,
+        });
+        access
+            .validate()
+            .map_err(|m| ConfigError::invalid(path, "access", m))?;
+        Ok(access)
+    }
+}
+
 impl ServerConfig {
     /// Reads and validates the file at `path`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -125,14 +139,7 @@ impl ServerConfig {
             return Err(invalid("workers", "must be at least 1".into()));
         }
         let hosts = hosts::hosts(raw.hosts, path)?;
-        let access = raw
-            .access
-            .map_or_else(AccessRules::default, |a| AccessRules {
-                basic_auth: None,
-                allow_ips: a.allow_ips,
-                deny_ips: a.deny_ips,
-            });
-        access.validate().map_err(|m| invalid("access", m))?;
+        let access = RawAccess::validate(raw.access, path)?;
         Ok(ServerConfig {
             listen,
             control_path,
