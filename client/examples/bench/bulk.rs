@@ -2,7 +2,7 @@
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     time::Instant,
 };
 
@@ -22,8 +22,8 @@ pub fn figure(kind: Kind, setup: &Setup, upstream: &Nginx, table: &mut Table) ->
     let name = kind.name();
     let t = Tunnel::start(kind, &setup.bin, &setup.work, upstream.addr)?;
     t.check()?;
-    let down = best_of(BULK_RUNS, || download(t.addr, t.host()))?;
-    let up = best_of(BULK_RUNS, || upload(t.addr, t.host()))?;
+    let down = best_of(BULK_RUNS, || download(t.addr, t.host(), t.tls()))?;
+    let up = best_of(BULK_RUNS, || upload(t.addr, t.host(), t.tls()))?;
     table.set(
         "100 MiB download: s (MiB/s)",
         name,
@@ -52,9 +52,8 @@ fn best_of(n: usize, mut f: impl FnMut() -> Res<f64>) -> Res<f64> {
 }
 
 /// Seconds to download the 100 MiB file; every byte is checked.
-fn download(addr: SocketAddr, host: Option<&str>) -> Res<f64> {
-    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    let _ = s.set_nodelay(true);
+fn download(addr: SocketAddr, host: Option<&str>, tls: bool) -> Res<f64> {
+    let mut s = crate::tls::connect(addr, tls)?;
     let host = host.map_or_else(|| addr.to_string(), str::to_owned);
     let start = Instant::now();
     write!(
@@ -101,9 +100,8 @@ fn download(addr: SocketAddr, host: Option<&str>) -> Res<f64> {
 }
 
 /// Seconds to upload 100 MiB; the upstream must report the full length.
-fn upload(addr: SocketAddr, host: Option<&str>) -> Res<f64> {
-    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    let _ = s.set_nodelay(true);
+fn upload(addr: SocketAddr, host: Option<&str>, tls: bool) -> Res<f64> {
+    let mut s = crate::tls::connect(addr, tls)?;
     let host = host.map_or_else(|| addr.to_string(), str::to_owned);
     let chunk = vec![0x42u8; 1 << 20];
     let start = Instant::now();

@@ -1,7 +1,7 @@
 //! Figures 1 and 2: small requests under wrk, over 64 connections and over
 //! one; wrk itself.
 
-use std::{net::SocketAddr, path::Path, process::Command};
+use std::{path::Path, process::Command};
 
 use crate::{
     table::{mib_pair, Table},
@@ -92,7 +92,7 @@ fn run_rounds(figure: usize, tunnels: &[Tunnel], setup: &Setup) -> Res<Vec<Vec<W
                 round + 1,
                 t.kind.name()
             );
-            runs[i].push(wrk_run(&setup.wrk, t.addr, t.host(), conns, round_secs)?);
+            runs[i].push(wrk_run(&setup.wrk, t, conns, round_secs)?);
         }
     }
     Ok(runs)
@@ -147,24 +147,18 @@ pub struct WrkResult {
     p99: String,
 }
 
-fn wrk_run(
-    wrk: &Path,
-    addr: SocketAddr,
-    host: Option<&str>,
-    conns: u32,
-    secs: u32,
-) -> Res<WrkResult> {
-    wrk_with(wrk, addr, host, conns, secs, None, "/small")
+fn wrk_run(wrk: &Path, t: &Tunnel, conns: u32, secs: u32) -> Res<WrkResult> {
+    let url = format!("{}://{}/small", t.scheme(), t.addr);
+    wrk_with(wrk, &url, t.host(), conns, secs, None)
 }
 
 pub fn wrk_with(
     wrk: &Path,
-    addr: SocketAddr,
+    url: &str,
     host: Option<&str>,
     conns: u32,
     secs: u32,
     script: Option<&Path>,
-    path: &str,
 ) -> Res<WrkResult> {
     let threads = conns.min(2);
     let mut cmd = Command::new(wrk);
@@ -178,7 +172,7 @@ pub fn wrk_with(
     if let Some(s) = script {
         cmd.arg("-s").arg(s);
     }
-    cmd.arg(format!("http://{addr}{path}"));
+    cmd.arg(url);
     let out = cmd.output().map_err(|e| format!("wrk: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if text.contains("Non-2xx") || text.contains("Socket errors") {

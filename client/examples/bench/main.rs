@@ -20,6 +20,7 @@ mod load;
 mod many;
 mod procs;
 mod table;
+mod tls;
 mod tunnels;
 mod upstream;
 mod websocket;
@@ -144,9 +145,10 @@ fn start_upstream(nginx: &Path, work: &Path) -> Res<Nginx> {
     Ok(upstream)
 }
 
-/// The table's columns: direct and burrow, then bore and rathole if installed.
+/// The table's columns: direct, burrow over plain HTTP and over HTTPS
+/// (wss:// to the server), then bore and rathole if installed.
 fn columns() -> Vec<Kind> {
-    let mut kinds = vec![Kind::Direct, Kind::Burrow];
+    let mut kinds = vec![Kind::Direct, Kind::Burrow, Kind::BurrowTls];
     for (kind, name) in [(Kind::Bore, "bore"), (Kind::Rathole, "rathole")] {
         match which(name) {
             Some(_) => kinds.push(kind),

@@ -153,15 +153,8 @@ fn spread_load(setup: &Setup, public: SocketAddr, n: usize) -> Res<f64> {
         "counter = 0\nrequest = function()\n  counter = counter + 1\n  \
          return wrk.format(\"GET\", \"/small\", {{[\"Host\"] = \"t\" .. (counter % {n}) .. \".bench\"}})\nend\n"
     ))?;
-    let r = wrk_with(
-        &setup.wrk,
-        public,
-        None,
-        64,
-        setup.secs,
-        Some(&script),
-        "/small",
-    )?;
+    let url = format!("http://{public}/small");
+    let r = wrk_with(&setup.wrk, &url, None, 64, setup.secs, Some(&script))?;
     Ok(r.rps)
 }
 

@@ -3,7 +3,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     path::Path,
     process::Command,
     time::{Duration, Instant},
@@ -20,6 +20,8 @@ use crate::{
 pub enum Kind {
     Direct,
     Burrow,
+    /// burrow with HTTPS on the public listener and wss:// to the server.
+    BurrowTls,
     Bore,
     Rathole,
 }
@@ -29,6 +31,7 @@ impl Kind {
         match self {
             Kind::Direct => "direct",
             Kind::Burrow => "burrow",
+            Kind::BurrowTls => "burrow https",
             Kind::Bore => "bore",
             Kind::Rathole => "rathole",
         }
@@ -53,7 +56,8 @@ impl Tunnel {
                     procs: Vec::new(),
                 })
             }
-            Kind::Burrow => start_burrow(bin, work, public, upstream)?,
+            Kind::Burrow => start_burrow(bin, work, public, upstream, false)?,
+            Kind::BurrowTls => start_burrow(bin, work, public, upstream, true)?,
             Kind::Bore => start_bore(public, upstream)?,
             Kind::Rathole => start_rathole(work, public, upstream)?,
         };
@@ -69,8 +73,8 @@ impl Tunnel {
     fn ready(self) -> Res<Tunnel> {
         let end = Instant::now() + Duration::from_secs(20);
         while Instant::now() < end {
-            if matches!(http_get(self.addr, self.host(), "/small"), Ok((200, body)) if body == SMALL)
-            {
+            let got = http_get(self.addr, self.host(), self.tls(), "/small");
+            if matches!(got, Ok((200, body)) if body == SMALL) {
                 return Ok(self);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -79,12 +83,26 @@ impl Tunnel {
     }
 
     pub fn host(&self) -> Option<&'static str> {
-        (self.kind == Kind::Burrow).then_some(HOST)
+        matches!(self.kind, Kind::Burrow | Kind::BurrowTls).then_some(HOST)
+    }
+
+    /// Whether callers speak TLS to it.
+    pub fn tls(&self) -> bool {
+        self.kind == Kind::BurrowTls
+    }
+
+    /// The scheme callers use.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Every answer is checked before anything is timed.
     pub fn check(&self) -> Res<()> {
-        let (status, body) = http_get(self.addr, self.host(), "/small")?;
+        let (status, body) = http_get(self.addr, self.host(), self.tls(), "/small")?;
         if status != 200 || body != SMALL {
             return Err(format!(
                 "{}: wrong answer to /small: {status} {body:?}",
@@ -122,17 +140,35 @@ fn start_burrow(
     work: &Path,
     public: SocketAddr,
     upstream: SocketAddr,
+    tls: bool,
 ) -> Res<Vec<Proc>> {
+    let (server_tls, scheme, ca) = if tls {
+        let f = crate::tls::files(work)?;
+        (
+            format!(
+                "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                abs(&f.cert)?,
+                abs(&f.key)?
+            ),
+            "wss",
+            format!("ca = \"{}\"\n", abs(&f.ca)?),
+        )
+    } else {
+        (String::new(), "ws", String::new())
+    };
     let server = work.join("burrow-server.toml");
     write(
         &server,
-        &format!("listen = \"{public}\"\n[[hosts]]\nhost = \"{HOST}\"\ntoken = \"bench-token\"\n"),
+        &format!(
+            "listen = \"{public}\"\n[[hosts]]\nhost = \"{HOST}\"\ntoken = \"bench-token\"\n\
+             {server_tls}"
+        ),
     )?;
     let client = work.join("burrow.toml");
     write(
         &client,
         &format!(
-            "server = \"ws://{public}/_burrow/connect\"\n[[tunnels]]\nhost = \"{HOST}\"\n\
+            "server = \"{scheme}://{public}/_burrow/connect\"\n{ca}[[tunnels]]\nhost = \"{HOST}\"\n\
              token = \"bench-token\"\nlocal = \"http://{upstream}\"\n"
         ),
     )?;
@@ -196,10 +232,16 @@ fn start_rathole(work: &Path, public: SocketAddr, upstream: SocketAddr) -> Res<V
     Ok(procs)
 }
 
+/// An absolute path, as a configuration file elsewhere names it.
+fn abs(path: &Path) -> Res<String> {
+    std::fs::canonicalize(path)
+        .map(|p| p.display().to_string())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// A GET over a fresh connection; returns status and body.
-fn http_get(addr: SocketAddr, host: Option<&str>, path: &str) -> Res<(u16, Vec<u8>)> {
-    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+fn http_get(addr: SocketAddr, host: Option<&str>, tls: bool, path: &str) -> Res<(u16, Vec<u8>)> {
+    let mut s = crate::tls::connect(addr, tls)?;
     let host = host.map_or_else(|| addr.to_string(), str::to_owned);
     write!(
         s,

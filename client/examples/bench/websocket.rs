@@ -19,7 +19,7 @@ use crate::{
 /// One column of figure 4, over 16 sockets.
 pub fn figure(kind: Kind, setup: &Setup, upstream: &Nginx, table: &mut Table) -> Res<()> {
     let t = Tunnel::start(kind, &setup.bin, &setup.work, upstream.addr)?;
-    let rt = ws_round_trips(t.addr, t.host(), 16, setup.secs)?;
+    let rt = ws_round_trips(t.addr, t.host(), t.tls(), 16, setup.secs)?;
     table.set(
         "WebSocket echo, 16 sockets: round trips/s",
         kind.name(),
@@ -29,14 +29,34 @@ pub fn figure(kind: Kind, setup: &Setup, upstream: &Nginx, table: &mut Table) ->
 }
 
 /// Echo round trips per second over `sockets` WebSockets, each checked.
-fn ws_round_trips(addr: SocketAddr, host: Option<&str>, sockets: usize, secs: u32) -> Res<f64> {
+fn ws_round_trips(
+    addr: SocketAddr,
+    host: Option<&str>,
+    tls: bool,
+    sockets: usize,
+    secs: u32,
+) -> Res<f64> {
     let host = host.map(str::to_owned);
+    let callers = if tls {
+        Some(crate::tls::callers()?)
+    } else {
+        None
+    };
     actix_rt::System::new().block_on(async move {
         let deadline = Instant::now() + Duration::from_secs(secs.into());
         let tasks = (0..sockets).map(|i| {
-            let host = host.clone();
+            let (host, callers) = (host.clone(), callers.clone());
             async move {
-                let mut req = awc::Client::new().ws(format!("ws://{addr}/ws"));
+                let (client, url) = match callers {
+                    Some(tls) => (
+                        awc::Client::builder()
+                            .connector(awc::Connector::new().rustls_0_23(tls))
+                            .finish(),
+                        format!("wss://127.0.0.1:{}/ws", addr.port()),
+                    ),
+                    None => (awc::Client::new(), format!("ws://{addr}/ws")),
+                };
+                let mut req = client.ws(url);
                 if let Some(h) = &host {
                     req = req.set_header("host", h.as_str());
                 }
