@@ -13,6 +13,7 @@ pub use burrow_common::{
 };
 use serde::Deserialize;
 
+use crate::header_rules::{HeaderRules, RawFieldRules};
 pub use crate::url::{LocalUrl, ServerUrl};
 
 /// Default wait for the local service's response head, in seconds. Longer
@@ -37,6 +38,8 @@ pub struct TunnelConfig {
     pub local_url: LocalUrl,
     /// Who may call the tunnel, enforced by the server.
     pub access: AccessRules,
+    /// Fields changed on the way in and out; `None`: none.
+    pub headers: Option<Box<HeaderRules>>,
 }
 
 /// Validated client configuration.
@@ -88,6 +91,11 @@ struct RawTunnel {
     allow_ips: Vec<String>,
     #[serde(default)]
     deny_ips: Vec<String>,
+    host_header: Option<String>,
+    #[serde(default)]
+    request_headers: RawFieldRules,
+    #[serde(default)]
+    response_headers: RawFieldRules,
 }
 
 impl ClientConfig {
@@ -190,15 +198,43 @@ fn tunnels(raw: Vec<RawTunnel>, path: &Path) -> Result<Vec<TunnelConfig>, Config
         access
             .validate()
             .map_err(|msg| invalid(format!("tunnels[{i}]"), msg))?;
+        let headers = header_rules(
+            t.host_header.as_deref(),
+            t.request_headers,
+            t.response_headers,
+            &local_url,
+        )
+        .map_err(|(key, msg)| invalid(format!("tunnels[{i}].{key}"), msg))?;
         tunnels.push(TunnelConfig {
             host,
             token: t.token,
             local,
             local_url,
             access,
+            headers: headers.map(Box::new),
         });
     }
     Ok(tunnels)
+}
+
+/// A tunnel's header rules; the error names the key at fault.
+fn header_rules(
+    host_header: Option<&str>,
+    request: RawFieldRules,
+    response: RawFieldRules,
+    local: &LocalUrl,
+) -> Result<Option<HeaderRules>, (&'static str, String)> {
+    let rewrite = match host_header {
+        None | Some("keep") => None,
+        Some("rewrite") => Some(local.authority()),
+        Some(other) => {
+            let msg = format!("`{other}` is not `keep` or `rewrite`");
+            return Err(("host_header", msg));
+        }
+    };
+    let request = request.validate().map_err(|m| ("request_headers", m))?;
+    let response = response.validate().map_err(|m| ("response_headers", m))?;
+    Ok(HeaderRules::new(request, response, rewrite))
 }
 
 #[cfg(test)]

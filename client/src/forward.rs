@@ -26,6 +26,7 @@ use burrow_common::{
 
 use crate::{
     config::{ClientConfig, TunnelConfig},
+    header_rules::FieldRules,
     http1::read_response_head,
     local_io::{Exchange, LocalIo},
     observe::{ExchangeObserver, Trace},
@@ -136,7 +137,7 @@ async fn run(
         Ok(resp) => resp,
         Err(e) => match exchange.early_answer() {
             // The answer came while the request was still being sent.
-            Some(io) => return early_answer(io, &tunnel.local, reply, trace).await,
+            Some(io) => return early_answer(io, tunnel, reply, trace).await,
             None => return Err(local_failure(&tunnel.local, e)),
         },
     };
@@ -148,7 +149,8 @@ async fn run(
     }
     // Its values share the buffer of the message the head came in.
     drop(head);
-    if respond_head(reply, &mut resp, is_head, &tunnel.local, trace).await? {
+    let rules = tunnel.headers.as_deref().map(|h| &h.response);
+    if respond_head(reply, &mut resp, is_head, rules, &tunnel.local, trace).await? {
         return Ok(());
     }
     let sent = reply
@@ -162,13 +164,17 @@ async fn run(
 /// request; the rest of the caller's body is not wanted.
 async fn early_answer(
     mut io: LocalIo,
-    local: &str,
+    tunnel: &TunnelConfig,
     reply: Reply<'_>,
     trace: &mut Trace,
 ) -> Result<(), StreamFailure> {
-    let start = read_response_head(&mut io)
+    let local = tunnel.local.as_str();
+    let mut start = read_response_head(&mut io)
         .await
         .map_err(|e| StreamFailure::new(ResetCode::LocalError, format!("{local}: {e}")))?;
+    if let Some(rules) = &tunnel.headers {
+        rules.response.apply_list(&mut start.headers);
+    }
     log::debug!(
         "stream {}: {local} answered {} early",
         reply.id,
@@ -231,6 +237,9 @@ fn request(
         }
         map.append(name, value);
     }
+    if let Some(rules) = &tunnel.headers {
+        rules.apply_request(map);
+    }
     Ok((req, content_length, is_head))
 }
 
@@ -258,6 +267,7 @@ async fn respond_head(
     reply: Reply<'_>,
     resp: &mut ClientResponse,
     is_head: bool,
+    rules: Option<&FieldRules>,
     local: &str,
     trace: &mut Trace,
 ) -> Result<bool, StreamFailure> {
@@ -272,8 +282,18 @@ async fn respond_head(
         inline = Some(inline_body(resp, len as usize, local).await?);
         end_stream = true;
     }
-    // Encoded straight from awc's header map: no intermediate header list.
-    let map = resp.headers();
+    // Encoded straight from awc's header map: no intermediate header list
+    // (a copy only for a tunnel whose rules change it).
+    let changed;
+    let map = match rules {
+        None => resp.headers(),
+        Some(rules) => {
+            let mut copy = resp.headers().clone();
+            rules.apply(&mut copy);
+            changed = copy;
+            &changed
+        }
+    };
     let rule = HopByHop::new(map.get_all(CONNECTION).map(|v| v.as_bytes()));
     let fields = || {
         map.iter()

@@ -28,6 +28,7 @@ pub mod connection;
 pub mod date_cut;
 pub mod events;
 pub mod forward;
+pub mod header_rules;
 pub mod http1;
 pub mod local_io;
 pub mod observe;

@@ -65,13 +65,23 @@ pub(crate) async fn send_raw(
         )
     })?;
     let (mut rd, mut wr) = tokio::io::split(io);
-    let request = request_bytes(&head.method, url.prefix(), &head.uri, headers);
+    let request = match &tunnel.headers {
+        None => request_bytes(&head.method, url.prefix(), &head.uri, headers),
+        Some(rules) => {
+            let mut headers = headers.clone();
+            rules.apply_request_list(&mut headers);
+            request_bytes(&head.method, url.prefix(), &head.uri, &headers)
+        }
+    };
     wr.write_all(&request)
         .await
         .map_err(|e| failed(format!("writing to {local}: {e}")))?;
-    let start = read_response_head(&mut rd)
+    let mut start = read_response_head(&mut rd)
         .await
         .map_err(|e| failed(format!("{local}: {e}")))?;
+    if let Some(rules) = &tunnel.headers {
+        rules.response.apply_list(&mut start.headers);
+    }
     Ok((start, rd, wr))
 }
 

@@ -125,6 +125,11 @@ impl LocalUrl {
         (host, self.authority.port_u16().unwrap_or(80))
     }
 
+    /// `host:port`, as the service's own `Host` would be.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
     /// `scheme://host:port/`, what connections are opened to.
     pub fn origin(&self) -> &Uri {
         &self.origin
