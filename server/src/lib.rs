@@ -9,6 +9,7 @@
 //! - [`listener`]: the public listeners; [`tls`]: HTTPS on them;
 //!   [`redirect`]: plain HTTP sent to HTTPS; [`caller_io`]: a caller's
 //!   connection, which explains the HTTP service's empty 400.
+//! - [`acme`]: certificates obtained and renewed over ACME.
 //! - [`handle`]: how the rest of the server reaches the registry and the
 //!   sessions; [`messages`]: what sessions are told.
 //! - [`registry`]: the actor mapping hosts to sessions; [`policy`]: who may
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod acme;
 pub mod caller_io;
 pub mod config;
 pub mod error;
@@ -74,6 +76,7 @@ pub struct RunningServer {
     addrs: Vec<SocketAddr>,
     http: actix_server::ServerHandle,
     registry: RegistryHandle,
+    acme: Option<acme::Acme>,
 }
 
 impl RunningServer {
@@ -92,8 +95,16 @@ impl RunningServer {
         &self.registry
     }
 
+    /// The ACME service, with `[tls.acme]`.
+    pub fn acme(&self) -> Option<&acme::Acme> {
+        self.acme.as_ref()
+    }
+
     /// Closes every client session, then stops the HTTP server.
     pub async fn stop(&self) {
+        if let Some(acme) = &self.acme {
+            acme.stop();
+        }
         // Sessions are long-lived connections: without closing them, the
         // HTTP server would wait its whole shutdown timeout for them.
         self.registry.close_all().await;
@@ -142,6 +153,8 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         request_timeout: config.request_timeout,
         trust_forwarded_headers: config.trust_forwarded_headers,
     });
+    let acme = start_acme(&listeners, &config)?;
+    let http01 = acme.as_ref().and_then(|(_, r)| r.http.clone());
     let mut builder = actix_server::Server::build()
         .workers(workers)
         .disable_signals()
@@ -154,15 +167,17 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         let name = format!("burrow-{addr}");
         let tls = match listener.transport {
             Transport::Redirect { https_port } => {
-                builder =
-                    builder.listen(name, listener.tcp, move || redirect::service(https_port))?;
+                let answers = http01.clone();
+                builder = builder.listen(name, listener.tcp, move || {
+                    redirect::service(https_port, answers.clone())
+                })?;
                 log::info!(
                     "listening on http://{addr} (sends callers to HTTPS on port {https_port})"
                 );
                 addrs.push(addr);
                 continue;
             }
-            Transport::Tls(acceptor) => Some(acceptor),
+            Transport::Tls { acceptor, .. } => Some(acceptor),
             Transport::Plain => None,
         };
         let app = AppParts {
@@ -187,7 +202,35 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         addrs,
         http,
         registry,
+        acme: acme.map(|(acme, _)| acme),
     })
+}
+
+/// Starts ACME for the configured hosts when `[tls.acme]` is set, answering
+/// its challenges on `listeners`: HTTP-01 on the redirecting listener,
+/// TLS-ALPN-01 on the HTTPS ones.
+fn start_acme(
+    listeners: &[PublicListener],
+    config: &ServerConfig,
+) -> io::Result<Option<(acme::Acme, acme::Responders)>> {
+    let Some(settings) = config.tls.as_ref().and_then(|t| t.acme.as_ref()) else {
+        return Ok(None);
+    };
+    let mut responders = acme::Responders {
+        http: None,
+        tls: Vec::new(),
+    };
+    for listener in listeners {
+        match &listener.transport {
+            Transport::Tls { live, .. } => responders.tls.push(live.clone()),
+            Transport::Redirect { .. } => responders.http = Some(Default::default()),
+            Transport::Plain => {}
+        }
+    }
+    let hosts = config.hosts.iter().map(|h| h.host.clone());
+    let acme = acme::Acme::start(settings, hosts, responders.clone())
+        .map_err(|e| io::Error::other(format!("cannot start ACME: {e}")))?;
+    Ok(Some((acme, responders)))
 }
 
 /// What each worker's service for one listener is built from.

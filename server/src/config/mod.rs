@@ -6,7 +6,9 @@ use std::{collections::HashSet, net::SocketAddr, path::Path, time::Duration};
 pub use burrow_common::config::{canonical_host, normalize_host, ConfigError, Token};
 use serde::Deserialize;
 
+mod acme;
 mod tls;
+pub use acme::AcmeSettings;
 pub use tls::{provider, TlsSettings};
 
 /// Default WebSocket path clients connect to.
