@@ -107,7 +107,15 @@ fn alpn_certificate(
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
     let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let certified = CertifiedKey::from_der(vec![cert.der().clone()], private, &provider())
-        .map_err(|e| AcmeError::Certificate(format!("challenge certificate: {e}")))?;
-    Ok(Arc::new(certified))
+    // Not `from_der`: its check that key and certificate match parses the
+    // certificate with webpki, which refuses the critical extension that
+    // this certificate exists for.
+    let signing = provider()
+        .key_provider
+        .load_private_key(private)
+        .map_err(|e| AcmeError::Certificate(format!("challenge key: {e}")))?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing,
+    )))
 }
