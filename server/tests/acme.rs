@@ -196,6 +196,23 @@ async fn requested_on_demand_and_served_once_issued_never_for_a_strangers_name()
     assert!(acme.request("not a host").is_err());
     served(server.addr(), name, &root, |_| true).await;
     assert_eq!(pebble.orders(), 1);
+
+    // With no validation under way, the validation protocol gets no
+    // certificate at all (never the real one), and no token is answered.
+    let mut validator = (*root).clone();
+    validator.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let refused = https(server.addr(), name, Arc::new(validator), &get(name)).await;
+    assert!(refused.is_err(), "acme-tls/1 got a certificate");
+    let mut plain = tokio::net::TcpStream::connect(server.addrs()[1])
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /.well-known/acme-challenge/unknown HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+    );
+    plain.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = String::new();
+    plain.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
     server.stop().await;
 }
 

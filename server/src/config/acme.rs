@@ -82,3 +82,55 @@ impl RawAcme {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::ServerConfig;
+
+    fn parse(acme: &str) -> Result<ServerConfig, String> {
+        let text = format!("listen = \"127.0.0.1:0\"\n[tls.acme]\n{acme}");
+        ServerConfig::from_str(&text, Path::new("/etc/burrow/server.toml"))
+            .map_err(|e| e.to_string())
+    }
+
+    const GOOD: &str = "directory = \"https://ca.test/dir\"\nemail = \"ops@burrow.test\"\n";
+
+    #[test]
+    fn acme_alone_makes_tls_and_paths_follow_the_file() {
+        let c = parse(&format!("{GOOD}cache = \"acme\"\n")).unwrap();
+        let tls = c.tls.expect("[tls]");
+        assert!(tls.certificates.is_empty());
+        let acme = tls.acme.expect("[tls.acme]");
+        assert_eq!(acme.directory, "https://ca.test/dir");
+        assert_eq!(acme.email, "ops@burrow.test");
+        assert_eq!(acme.cache, Path::new("/etc/burrow/acme"));
+        assert_eq!(acme.ca, None);
+    }
+
+    #[test]
+    fn acme_errors_name_the_key() {
+        let cases = [
+            (
+                "directory = \"http://ca.test/dir\"\nemail = \"a@b\"\ncache = \"c\"\n",
+                "tls.acme.directory",
+            ),
+            (
+                "directory = \"https://ca.test/dir\"\nemail = \"ops\"\ncache = \"c\"\n",
+                "tls.acme.email",
+            ),
+            (&format!("{GOOD}cache = \"\"\n"), "tls.acme.cache"),
+            (
+                &format!("{GOOD}cache = \"c\"\nca = \"/nonexistent/ca.pem\"\n"),
+                "tls.acme.ca",
+            ),
+            (GOOD, "cache"),
+            (&format!("{GOOD}cache = \"c\"\nbogus = 1\n"), "bogus"),
+        ];
+        for (text, key) in cases {
+            let message = parse(text).expect_err(text);
+            assert!(message.contains(key), "{message:?} should name {key:?}");
+        }
+    }
+}
