@@ -29,10 +29,21 @@ pub fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A port free a moment ago (pebble takes ports only from its config).
+/// A port that is free now, for a process that takes its ports only from
+/// its configuration. It lies below the kernel's ephemeral range (32768
+/// and up), so a listener bound to port 0 meanwhile never takes it, and is
+/// drawn at random, so tests running side by side do not pick the same.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..1000 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let port = 20_000 + (hasher.finish() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 /// How pebble is run.
@@ -120,16 +131,19 @@ impl Pebble {
                 "-defaultIPv6",
                 "",
             ]);
-            processes.push(spawn(cts, &dir.join("challtestsrv.log")));
-            wait_listening(dns, "pebble-challtestsrv");
+            let log = dir.join("challtestsrv.log");
+            let mut cts = spawn(cts, &log);
+            wait_listening(dns, &mut cts, &log);
+            processes.push(cts);
             pebble.args(["-dnsserver", &format!("127.0.0.1:{dns}")]);
         } else {
             pebble.env("PEBBLE_VA_ALWAYS_VALID", "1");
         }
         let log = dir.join("pebble.log");
-        processes.push(spawn(pebble, &log));
-        wait_listening(port, "pebble");
-        wait_listening(management, "pebble's management");
+        let mut pebble = spawn(pebble, &log);
+        wait_listening(port, &mut pebble, &log);
+        wait_listening(management, &mut pebble, &log);
+        processes.push(pebble);
         Pebble {
             port,
             management,
@@ -172,10 +186,14 @@ fn spawn(mut command: Command, log: &Path) -> Group {
     Group(command.spawn().expect("start process"))
 }
 
-fn wait_listening(port: u16, what: &str) {
+fn wait_listening(port: u16, process: &mut Group, log: &Path) {
     let deadline = Instant::now() + READY;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} not listening on {port}");
+        let exited = process.0.try_wait().ok().flatten();
+        if exited.is_some() || Instant::now() > deadline {
+            let log = fs::read_to_string(log).unwrap_or_default();
+            panic!("not listening on {port} ({exited:?}):\n{log}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
