@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration, loaded and validated.
+//! - [`acme`]: certificates obtained and renewed over ACME.
 //! - [`listener`]: the public listeners; [`tls`]: HTTPS on them;
 //!   [`redirect`]: plain HTTP sent to HTTPS; [`caller_io`]: a caller's
 //!   connection, which explains the HTTP service's empty 400.
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod acme;
 mod app;
 pub mod caller_io;
 pub mod config;
@@ -64,9 +66,15 @@ pub struct RunningServer {
     addrs: Vec<SocketAddr>,
     http: actix_server::ServerHandle,
     registry: RegistryHandle,
+    acme: Option<acme::Acme>,
 }
 
 impl RunningServer {
+    /// The ACME service, with `[tls.acme]`.
+    pub fn acme(&self) -> Option<&acme::Acme> {
+        self.acme.as_ref()
+    }
+
     /// The address of the first public listener.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
@@ -87,6 +95,9 @@ impl RunningServer {
         // Sessions are long-lived connections: without closing them, the
         // HTTP server would wait its whole shutdown timeout for them.
         self.registry.close_all().await;
+        if let Some(acme) = &self.acme {
+            acme.stop();
+        }
         self.http.stop(true).await;
     }
 }
@@ -124,6 +135,8 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         .workers(workers)
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
+    let acme = start_acme(&listeners, &config)?;
+    let http01 = acme.as_ref().and_then(|(_, r)| r.http.clone());
     let template = AppParts {
         control_path: config.control_path.clone(),
         sessions,
@@ -136,7 +149,7 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
     let mut addrs = Vec::with_capacity(listeners.len());
     for listener in listeners {
         addrs.push(listener.local_addr()?);
-        builder = listen(builder, listener, &template)?;
+        builder = listen(builder, listener, &template, http01.clone())?;
     }
     let server = builder.run();
     let http = server.handle();
@@ -145,14 +158,17 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         addrs,
         http,
         registry,
+        acme: acme.map(|(acme, _)| acme),
     })
 }
 
-/// Adds `listener` to the server, its service built from `template`.
+/// Adds `listener` to the server, its service built from `template` (a
+/// redirecting listener answers ACME's HTTP-01 validation with `http01`).
 fn listen(
     builder: actix_server::ServerBuilder,
     listener: PublicListener,
     template: &AppParts,
+    http01: Option<Arc<redirect::Http01Answers>>,
 ) -> io::Result<actix_server::ServerBuilder> {
     let addr = listener.local_addr()?;
     listener::widen_backlog(&listener.tcp)?;
@@ -163,10 +179,10 @@ fn listen(
             let head_timeout = template.head_timeout;
             log::info!("listening on http://{addr} (sends callers to HTTPS on port {https_port})");
             return builder.listen(name, listener.tcp, move || {
-                redirect::service(https_port, head_timeout)
+                redirect::service(https_port, head_timeout, http01.clone())
             });
         }
-        Transport::Tls(acceptor) => Some(acceptor),
+        Transport::Tls { acceptor, .. } => Some(acceptor),
         Transport::Plain => None,
     };
     log::info!(
@@ -179,6 +195,38 @@ fn listen(
         ..template.clone()
     };
     builder.listen(name, listener.tcp, move || app.service(addr))
+}
+
+/// Starts ACME for the configured exact hosts when `[tls.acme]` is set
+/// (a wildcard entry's names get theirs on demand), answering its
+/// challenges on `listeners`: HTTP-01 on the redirecting listener,
+/// TLS-ALPN-01 on the HTTPS ones.
+fn start_acme(
+    listeners: &[PublicListener],
+    config: &ServerConfig,
+) -> io::Result<Option<(acme::Acme, acme::Responders)>> {
+    let Some(settings) = config.tls.as_ref().and_then(|t| t.acme.as_ref()) else {
+        return Ok(None);
+    };
+    let mut responders = acme::Responders {
+        http: None,
+        tls: Vec::new(),
+    };
+    for listener in listeners {
+        match &listener.transport {
+            Transport::Tls { live, .. } => responders.tls.push(live.clone()),
+            Transport::Redirect { .. } => responders.http = Some(Default::default()),
+            Transport::Plain => {}
+        }
+    }
+    let hosts = config
+        .hosts
+        .iter()
+        .filter(|h| h.wildcard_domain().is_none())
+        .map(|h| h.host.clone());
+    let acme = acme::Acme::start(settings, hosts, responders.clone())
+        .map_err(|e| io::Error::other(format!("cannot start ACME: {e}")))?;
+    Ok(Some((acme, responders)))
 }
 
 /// What every worker's sessions and proxy handlers share.

@@ -6,9 +6,12 @@
 use std::{
     io,
     net::{SocketAddr, TcpListener},
+    sync::Arc,
 };
 
 use tokio_rustls::TlsAcceptor;
+
+use crate::tls::LiveCertificates;
 
 /// Connections the kernel completes and holds until the server accepts them
 /// (the kernel caps it at `net.core.somaxconn`, 4096 by default). The same
@@ -25,7 +28,12 @@ pub enum Transport {
     /// Plain HTTP/1.1 over TCP.
     Plain,
     /// HTTP/1.1 over TLS.
-    Tls(TlsAcceptor),
+    Tls {
+        /// The handshake, with its certificates.
+        acceptor: TlsAcceptor,
+        /// The certificates it presents that ACME fills while it runs.
+        live: Arc<LiveCertificates>,
+    },
     /// Plain HTTP whose every request is sent to the same URL over HTTPS,
     /// on `https_port`.
     Redirect {
@@ -38,7 +46,7 @@ impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Transport::Plain => f.write_str("Plain"),
-            Transport::Tls(_) => f.write_str("Tls"),
+            Transport::Tls { .. } => f.write_str("Tls"),
             Transport::Redirect { https_port } => write!(f, "Redirect to port {https_port}"),
         }
     }
@@ -49,7 +57,7 @@ impl Transport {
     pub fn proto(&self) -> &'static str {
         match self {
             Transport::Plain | Transport::Redirect { .. } => "http",
-            Transport::Tls(_) => "https",
+            Transport::Tls { .. } => "https",
         }
     }
 }
@@ -74,9 +82,13 @@ impl PublicListener {
 
     /// An HTTPS listener on an already bound socket.
     pub fn tls(tcp: TcpListener, settings: &crate::config::TlsSettings) -> io::Result<Self> {
+        let live = Arc::new(LiveCertificates::default());
         Ok(PublicListener {
             tcp,
-            transport: Transport::Tls(crate::tls::acceptor(settings)?),
+            transport: Transport::Tls {
+                acceptor: crate::tls::acceptor(settings, live.clone())?,
+                live,
+            },
         })
     }
 

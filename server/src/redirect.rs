@@ -1,18 +1,53 @@
 //! The plain HTTP listener beside HTTPS (`http_listen`): every request is
 //! sent to the same URL over HTTPS with 308, which keeps the method and
-//! the body, as Caddy does on port 80.
+//! the body, as Caddy does on port 80. With `[tls.acme]`, it also answers
+//! ACME's HTTP-01 validation, which has to be plain HTTP.
 
-use std::net::IpAddr;
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, PoisonError, RwLock},
+};
 
 use actix_http::{body::BoxBody, header, HttpMessage, HttpService, Request, Response, StatusCode};
 use actix_service::{fn_service, ServiceFactory};
 
 use crate::{config::canonical_host, proxy::route::host_of_authority};
 
-/// The redirecting HTTP/1.1 service for one worker.
+/// Where ACME's HTTP-01 validation asks for a token's answer.
+pub const CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
+
+/// The HTTP-01 answers (key authorizations) ACME has pending, by token.
+#[derive(Debug, Default)]
+pub struct Http01Answers {
+    tokens: RwLock<HashMap<String, String>>,
+}
+
+impl Http01Answers {
+    /// Answers `GET /.well-known/acme-challenge/{token}` with `answer`.
+    pub fn insert(&self, token: &str, answer: &str) {
+        let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
+        tokens.insert(token.to_owned(), answer.to_owned());
+    }
+
+    /// Stops answering `token`.
+    pub fn remove(&self, token: &str) {
+        let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
+        tokens.remove(token);
+    }
+
+    fn get(&self, token: &str) -> Option<String> {
+        let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
+        tokens.get(token).cloned()
+    }
+}
+
+/// The redirecting HTTP/1.1 service for one worker; with `answers`, it
+/// answers HTTP-01 validation too.
 pub fn service(
     https_port: u16,
     head_timeout: std::time::Duration,
+    answers: Option<Arc<Http01Answers>>,
 ) -> impl ServiceFactory<
     actix_rt::net::TcpStream,
     Config = (),
@@ -23,9 +58,30 @@ pub fn service(
     HttpService::build()
         .client_request_timeout(head_timeout)
         .h1(fn_service(move |req: Request| {
-            std::future::ready(Ok::<_, std::convert::Infallible>(answer(&req, https_port)))
+            let res = match (&answers, req.path().strip_prefix(CHALLENGE_PATH)) {
+                (Some(answers), Some(token)) => challenge(answers, token),
+                _ => answer(&req, https_port),
+            };
+            std::future::ready(Ok::<_, std::convert::Infallible>(res))
         }))
         .tcp()
+}
+
+/// The key authorization for `token`, or 404: a token this server did not
+/// ask for has no answer at the HTTPS end either.
+fn challenge(answers: &Http01Answers, token: &str) -> Response<BoxBody> {
+    let Some(key_authorization) = answers.get(token) else {
+        return Response::with_body(
+            StatusCode::NOT_FOUND,
+            BoxBody::new("404 Not Found: no such ACME challenge.\n"),
+        );
+    };
+    let mut res = Response::with_body(StatusCode::OK, BoxBody::new(key_authorization));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    res
 }
 
 /// The 308 to `req`'s URL over HTTPS, or 400 when the request names no

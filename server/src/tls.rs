@@ -1,7 +1,12 @@
 //! HTTPS on the public listener: which certificate a caller is shown, and
 //! the TLS handshake before a caller's connection reaches the HTTP service.
 
-use std::{io, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    io,
+    sync::{Arc, PoisonError, RwLock},
+    time::Duration,
+};
 
 use actix_rt::net::TcpStream;
 use rustls::{
@@ -14,21 +19,74 @@ use tokio_rustls::{server::TlsStream, TlsAcceptor};
 
 use crate::{
     caller_io::Wire,
-    config::{provider, TlsSettings},
+    config::{canonical_host, provider, TlsSettings},
 };
+
+/// The ALPN protocol of ACME's TLS-ALPN-01 validation (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Certificates that change while the server runs, by exact host name:
+/// those ACME obtains (and replaces when it renews them), and the
+/// TLS-ALPN-01 challenge certificates it shows its authority meanwhile.
+/// A handshake reads them under a lock held for one map lookup, so a
+/// replacement reaches the next handshake and leaves open connections be.
+#[derive(Debug, Default)]
+pub struct LiveCertificates {
+    issued: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    challenges: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl LiveCertificates {
+    /// Presents `cert` for `host` from the next handshake on.
+    pub fn set_issued(&self, host: &str, cert: Arc<CertifiedKey>) {
+        write(&self.issued).insert(host.to_owned(), cert);
+    }
+
+    /// The certificate presented for `host`, if one was set.
+    pub fn issued(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        read(&self.issued).get(host).cloned()
+    }
+
+    /// Answers TLS-ALPN-01 validation of `host` with `cert`.
+    pub fn set_challenge(&self, host: &str, cert: Arc<CertifiedKey>) {
+        write(&self.challenges).insert(host.to_owned(), cert);
+    }
+
+    /// Stops answering TLS-ALPN-01 validation of `host`.
+    pub fn remove_challenge(&self, host: &str) {
+        write(&self.challenges).remove(host);
+    }
+
+    fn challenge(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        read(&self.challenges).get(host).cloned()
+    }
+}
+
+// No code panics while holding these locks, and a map left by one would
+// still be whole: a poisoned lock is used as it is.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The certificates the listener presents, picked by the name the caller
 /// asks for (SNI).
 #[derive(Debug)]
 pub struct Certificates {
     configured: Vec<Arc<CertifiedKey>>,
+    live: Arc<LiveCertificates>,
 }
 
 impl Certificates {
-    /// The certificates of `[tls]`, in their configured order.
-    pub fn new(settings: &TlsSettings) -> Self {
+    /// The certificates of `[tls]`, in their configured order, after those
+    /// of `live`.
+    pub fn new(settings: &TlsSettings, live: Arc<LiveCertificates>) -> Self {
         Certificates {
             configured: settings.certificates.clone(),
+            live,
         }
     }
 
@@ -46,23 +104,40 @@ impl Certificates {
 
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = hello.server_name().and_then(canonical_host);
+        let validation = hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+        if validation {
+            // Under this protocol a certificate proves control of the name:
+            // the challenge certificate or none, never a real one.
+            return name.and_then(|n| self.live.challenge(&n));
+        }
+        if let Some(issued) = name.as_deref().and_then(|n| self.live.issued(n)) {
+            return Some(issued);
+        }
         // A caller that names no server (one that dials an address), or one
         // no certificate covers, gets the first: its client then says the
         // name does not match, which tells more than a failed handshake.
-        let named = hello.server_name().and_then(|n| self.for_name(n));
+        let named = name.and_then(|n| self.for_name(&n));
         named.or_else(|| self.configured.first()).cloned()
     }
 }
 
-/// The TLS acceptor for `settings`: HTTP/1.1 only, as the public service
-/// speaks it (a browser that offers HTTP/2 settles on HTTP/1.1).
-pub fn acceptor(settings: &TlsSettings) -> io::Result<TlsAcceptor> {
+/// The TLS acceptor for `settings`, presenting `live` before the configured
+/// certificates: HTTP/1.1 only, as the public service speaks it (a browser
+/// that offers HTTP/2 settles on HTTP/1.1), and ACME's validation protocol
+/// when `[tls.acme]` is set.
+pub fn acceptor(settings: &TlsSettings, live: Arc<LiveCertificates>) -> io::Result<TlsAcceptor> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(io::Error::other)?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Certificates::new(settings)));
+        .with_cert_resolver(Arc::new(Certificates::new(settings, live)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if settings.acme.is_some() {
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -86,16 +161,27 @@ pub async fn wire(
 
 /// Completes the TLS handshake of an accepted connection within `limit`
 /// (the head timeout: a caller gets as long for it as for a request head).
+/// A TLS-ALPN-01 validation ends with its handshake (RFC 8737 has the
+/// validator close then), so it is an error here too.
 pub async fn accept(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
     limit: Duration,
 ) -> io::Result<TlsStream<TcpStream>> {
-    match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
-        Ok(accepted) => accepted,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "TLS handshake not finished in time",
-        )),
+    let tls = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+        Ok(accepted) => accepted?,
+        Err(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake not finished in time",
+            ))
+        }
+    };
+    if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "an ACME validation handshake, closed once done",
+        ));
     }
+    Ok(tls)
 }

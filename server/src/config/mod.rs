@@ -7,9 +7,11 @@ use burrow_common::access::AccessRules;
 pub use burrow_common::config::{canonical_host, normalize_host, ConfigError, Token};
 use serde::Deserialize;
 
+mod acme;
 mod hosts;
 mod limits;
 mod tls;
+pub use acme::AcmeSettings;
 pub use hosts::{sha256_hex, HostConfig, Secret};
 pub use limits::Limits;
 pub use tls::{provider, TlsSettings};

@@ -12,7 +12,10 @@ use rustls::{crypto::CryptoProvider, sign::CertifiedKey};
 use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::{
+    acme::{AcmeSettings, RawAcme},
+    ConfigError,
+};
 
 /// `[tls]` as written.
 #[derive(Deserialize)]
@@ -22,6 +25,7 @@ pub(super) struct RawTls {
     key: Option<PathBuf>,
     #[serde(default)]
     certificates: Vec<RawPair>,
+    acme: Option<RawAcme>,
 }
 
 #[derive(Deserialize)]
@@ -36,8 +40,12 @@ struct RawPair {
 pub struct TlsSettings {
     /// The certificates, in the order configured: a caller's server name
     /// (SNI) picks the first that is valid for it, and a caller that names
-    /// none (or one that no certificate covers) gets the first.
+    /// none (or one that no certificate covers) gets the first. Empty
+    /// only with `acme`.
     pub certificates: Vec<Arc<CertifiedKey>>,
+    /// Certificates obtained over ACME for the configured hosts, which
+    /// take precedence over `certificates` for their hosts.
+    pub acme: Option<AcmeSettings>,
 }
 
 /// The one crypto provider both ends use.
@@ -71,11 +79,12 @@ impl RawTls {
         for (i, pair) in self.certificates.into_iter().enumerate() {
             pairs.push((format!("tls.certificates[{i}]"), pair));
         }
-        if pairs.is_empty() {
+        let acme = self.acme.map(|a| a.load(path, dir)).transpose()?;
+        if pairs.is_empty() && acme.is_none() {
             return Err(ConfigError::invalid(
                 path,
                 "tls",
-                "names no certificate: set `cert` and `key` (PEM files)",
+                "names no certificate: set `cert` and `key` (PEM files), or [tls.acme]",
             ));
         }
         let provider = provider();
@@ -85,7 +94,7 @@ impl RawTls {
                 load_pair(&pair, dir, &provider).map_err(|e| ConfigError::invalid(path, &key, e))
             })
             .collect::<Result<_, _>>()?;
-        Ok(TlsSettings { certificates })
+        Ok(TlsSettings { certificates, acme })
     }
 }
 

@@ -1,0 +1,271 @@
+//! Certificates over ACME against a real pebble on loopback: issued at
+//! start (validated for real over HTTP-01 and TLS-ALPN-01), reused from
+//! the cache across a restart, renewed while the server runs, and
+//! obtained on demand.
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use burrow_server::{acme::Requested, RunningServer, ServerConfig};
+use support::pebble::{https, test_dir, Options, Pebble};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const HOST: &str = "app.burrow.test";
+/// Longest a certificate may take to appear (issuance takes about a second).
+const ISSUED: Duration = Duration::from_secs(20);
+
+/// A server's configuration: `[tls.acme]` on pebble's `port`, `hosts`, and
+/// `http_listen` when `http`.
+fn config(dir: &Path, port: u16, hosts: &[&str], http: bool) -> ServerConfig {
+    let mut text = String::from("listen = \"127.0.0.1:0\"\nworkers = 1\n");
+    if http {
+        text += "http_listen = \"127.0.0.1:0\"\n";
+    }
+    for host in hosts {
+        text += &format!("[[hosts]]\nhost = \"{host}\"\ntoken = \"t\"\n");
+    }
+    text += &format!(
+        "[tls.acme]\ndirectory = \"{}\"\nemail = \"ops@burrow.test\"\ncache = \"cache\"\n\
+         ca = \"pebble-ca.pem\"\n",
+        Pebble::directory(port)
+    );
+    ServerConfig::from_str(&text, &dir.join("server.toml")).expect("config")
+}
+
+/// Binds `config`'s listeners, starts pebble validating against them, then
+/// the server.
+fn start(
+    dir: &Path,
+    ports: (u16, u16),
+    config: ServerConfig,
+    options: Options,
+) -> (Pebble, RunningServer) {
+    // RUST_LOG=burrow_server=debug shows what the server did.
+    let _ = env_logger::builder().is_test(true).try_init();
+    let listeners = burrow_server::listener::bind(&config).expect("bind");
+    let port = |i: usize| {
+        listeners
+            .get(i)
+            .map_or(0, |l| l.local_addr().expect("addr").port())
+    };
+    let options = Options {
+        tls_port: port(0),
+        http_port: port(1),
+        ..options
+    };
+    let pebble = Pebble::start(dir, ports, options);
+    let server = burrow_server::start(listeners, config).expect("start");
+    (pebble, server)
+}
+
+fn get(host: &str) -> String {
+    format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+}
+
+/// The certificate served for `host`, once one that `tls` trusts and that
+/// `accept` takes is served.
+async fn served(
+    addr: SocketAddr,
+    host: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    accept: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    let deadline = Instant::now() + ISSUED;
+    loop {
+        let last = match https(addr, host, tls.clone(), &get(host)).await {
+            Ok((leaf, answer)) if accept(&leaf) => {
+                // No tunnel serves it: the server's own answer, over HTTPS.
+                assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+                return leaf;
+            }
+            Ok(_) => "the same certificate".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "no certificate for {host}: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn options(validity_secs: Option<u64>, validate: bool) -> Options {
+    Options {
+        http_port: 0,
+        tls_port: 0,
+        validity_secs,
+        validate,
+    }
+}
+
+#[actix_rt::test]
+async fn issued_at_start_over_http01_then_reused_from_the_cache_after_a_restart() {
+    let dir = test_dir("restart");
+    let ports = Pebble::prepare(&dir);
+    let (pebble, server) = start(
+        &dir,
+        ports,
+        config(&dir, ports.0, &[HOST], true),
+        options(None, true),
+    );
+    let root = pebble.issuing_root().await;
+    let first = served(server.addr(), HOST, &root, |_| true).await;
+    assert_eq!(pebble.orders(), 1);
+    let cache = dir
+        .join("cache")
+        .join(format!("127.0.0.1_{}_dir", pebble.port));
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .expect("cache file")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&cache.join(format!("{HOST}.pem"))), 0o600);
+    assert_eq!(mode(&cache.join("account.json")), 0o600);
+    assert_eq!(mode(&cache), 0o700);
+    server.stop().await;
+
+    let config = config(&dir, ports.0, &[HOST], true);
+    let listeners = burrow_server::listener::bind(&config).expect("bind");
+    let server = burrow_server::start(listeners, config).expect("restart");
+    // Presented before start returned: the first caller already gets it.
+    let (leaf, _) = https(server.addr(), HOST, root.clone(), &get(HOST))
+        .await
+        .expect("https after the restart");
+    assert_eq!(leaf, first, "the cached certificate is served");
+    assert_eq!(pebble.orders(), 1, "no new order after the restart");
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn renewed_over_tls_alpn01_while_serving_without_dropping_a_connection() {
+    let dir = test_dir("renewal");
+    let ports = Pebble::prepare(&dir);
+    // No http_listen: TLS-ALPN-01, validated for real. Nine-second
+    // certificates are renewed with three seconds left, which leaves time
+    // for the order on a busy machine.
+    let config = config(&dir, ports.0, &[HOST], false);
+    let (pebble, server) = start(&dir, ports, config, options(Some(9), true));
+    let root = pebble.issuing_root().await;
+    let first = served(server.addr(), HOST, &root, |_| true).await;
+    let mut held = KeptConnection::open(server.addr(), HOST, &root).await;
+    held.exchange().await;
+    let deadline = Instant::now() + ISSUED;
+    let renewed = loop {
+        let (leaf, _) = https(server.addr(), HOST, root.clone(), &get(HOST))
+            .await
+            .expect("https while renewing");
+        if leaf != first {
+            break leaf;
+        }
+        assert!(Instant::now() < deadline, "not renewed in time");
+        // Requests keep the held connection from idling out meanwhile.
+        held.exchange().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_ne!(renewed, first);
+    assert!(pebble.orders() >= 2);
+    held.exchange().await;
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn requested_on_demand_and_served_once_issued_never_for_a_strangers_name() {
+    let dir = test_dir("on-demand");
+    let ports = Pebble::prepare(&dir);
+    let config = config(&dir, ports.0, &[], true);
+    let (pebble, server) = start(&dir, ports, config, options(None, false));
+    let root = pebble.issuing_root().await;
+    let name = "late.burrow.test";
+    // A name nobody asked for: the handshake fails and nothing is ordered.
+    assert!(https(server.addr(), name, root.clone(), &get(name))
+        .await
+        .is_err());
+    assert_eq!(pebble.orders(), 0);
+    let acme = server.acme().expect("acme");
+    assert_eq!(acme.request("Late.Burrow.Test"), Ok(Requested::Started));
+    assert_eq!(acme.request(name), Ok(Requested::AlreadyKept));
+    assert!(acme.request("not a host").is_err());
+    served(server.addr(), name, &root, |_| true).await;
+    assert_eq!(pebble.orders(), 1);
+
+    // With no validation under way, the validation protocol gets no
+    // certificate at all (never the real one), and no token is answered.
+    let mut validator = (*root).clone();
+    validator.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let refused = https(server.addr(), name, Arc::new(validator), &get(name)).await;
+    assert!(refused.is_err(), "acme-tls/1 got a certificate");
+    let mut plain = tokio::net::TcpStream::connect(server.addrs()[1])
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /.well-known/acme-challenge/unknown HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+    );
+    plain.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = String::new();
+    plain.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    server.stop().await;
+}
+
+/// One keep-alive HTTPS connection, used for request after request.
+struct KeptConnection {
+    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    host: String,
+}
+
+impl KeptConnection {
+    async fn open(addr: SocketAddr, host: &str, tls: &Arc<rustls::ClientConfig>) -> Self {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let name = rustls_pki_types::ServerName::try_from(host.to_owned()).expect("name");
+        let stream = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await
+            .expect("handshake");
+        KeptConnection {
+            stream,
+            host: host.to_owned(),
+        }
+    }
+
+    /// One request and its whole answer (the server's own, with a length).
+    async fn exchange(&mut self) {
+        let request = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
+        self.stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("the held connection takes another request");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = self
+                .stream
+                .read(&mut buf)
+                .await
+                .expect("read on the held connection");
+            assert!(n > 0, "the held connection was closed");
+            answer.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+            let Some(end) = text.find("\r\n\r\n") else {
+                continue;
+            };
+            let length = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .expect("a content-length");
+            if answer.len() >= end + 4 + length {
+                assert!(text.starts_with("http/1.1 "), "{text}");
+                return;
+            }
+        }
+    }
+}
