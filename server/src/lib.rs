@@ -126,7 +126,10 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
             "the server needs at least one listener",
         ));
     }
-    let registry = RegistryHandle::new(Registry::new(&config.hosts, &config.limits).start());
+    let acme = start_acme(&listeners, &config)?;
+    let on_demand = acme.as_ref().map(|(acme, _)| acme.on_demand());
+    let registry = Registry::new(&config.hosts, &config.limits, on_demand);
+    let registry = RegistryHandle::new(registry.start());
     let head_timeout = config.limits.head_timeout;
     let workers = config.workers.unwrap_or_else(config::default_workers);
     let ids = Arc::new(WorkerIds::default());
@@ -135,7 +138,6 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         .workers(workers)
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
-    let acme = start_acme(&listeners, &config)?;
     let http01 = acme.as_ref().and_then(|(_, r)| r.http.clone());
     let template = AppParts {
         control_path: config.control_path.clone(),

@@ -14,6 +14,7 @@ use actix::{Actor, Context, Handler, MessageResult};
 use burrow_common::protocol::TunnelRequest;
 
 use crate::{
+    acme::{OnDemand, RequestError, Requested},
     config::{HostConfig, Limits},
     error::RegisterError,
     handle::{CloseAll, Granted, HostSessions, Lookup, Register, SessionHandle, Unregister},
@@ -30,6 +31,10 @@ pub struct Registry {
     hosts: HashMap<String, Holders>,
     /// Hosts held per `[[hosts]]` entry (by its index).
     held: HashMap<usize, usize>,
+    /// Whether each entry (by index) is a wildcard.
+    wildcard: Vec<bool>,
+    /// Certificates for a wildcard entry's hosts as they are claimed.
+    on_demand: Option<OnDemand>,
     /// Bumped whenever a host's sessions change while others keep serving
     /// it (a session joins or leaves a pool); see [`HostSessions`]. A host
     /// whose only session goes away needs no bump: copies notice that the
@@ -49,13 +54,20 @@ struct Holders {
 }
 
 impl Registry {
-    /// A registry that accepts the configured hosts, within `limits`.
-    pub fn new(allowed: &[HostConfig], limits: &Limits) -> Self {
+    /// A registry that accepts the configured hosts, within `limits`;
+    /// with `on_demand`, a host claimed under a wildcard entry gets its
+    /// certificate when first claimed.
+    pub fn new(allowed: &[HostConfig], limits: &Limits, on_demand: Option<OnDemand>) -> Self {
         Registry {
             policy: HostPolicy::new(allowed),
             limits: limits.clone(),
             hosts: HashMap::new(),
             held: HashMap::new(),
+            wildcard: allowed
+                .iter()
+                .map(|h| h.wildcard_domain().is_some())
+                .collect(),
+            on_demand,
             generation: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -110,6 +122,9 @@ impl Registry {
             // A pool shares one state; a new holder starts its own.
             holders.instance = instance.map(Box::from);
             holders.tunnel = Arc::new(tunnel);
+            if self.wildcard.get(entry) == Some(&true) {
+                certificate_for(self.on_demand.as_ref(), &host);
+            }
         }
         holders.sessions.push(session.clone());
         if joins_pool {
@@ -120,6 +135,21 @@ impl Registry {
             host,
             joined: joins_pool,
         })
+    }
+}
+
+/// Asks for a certificate for `host`, just claimed under a wildcard entry
+/// (never for a name a caller sent: only a client with the entry's token
+/// gets here).
+fn certificate_for(on_demand: Option<&OnDemand>, host: &str) {
+    let Some(on_demand) = on_demand else {
+        return;
+    };
+    match on_demand.request(host) {
+        Ok(Requested::Started) => log::info!("ordering a certificate for {host}"),
+        Ok(Requested::AlreadyKept) => {}
+        Err(e @ RequestError::RateLimited(_)) => log::warn!("no certificate for {host} yet: {e}"),
+        Err(e) => log::debug!("no certificate for {host}: {e}"),
     }
 }
 

@@ -269,3 +269,79 @@ impl KeptConnection {
         }
     }
 }
+
+/// Registers `host` with `token` over a plain control listener at `addr`
+/// and returns the connection (the host is held while it is open).
+async fn register(
+    addr: SocketAddr,
+    host: &str,
+    token: &str,
+) -> actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec> {
+    use burrow_common::{protocol::TunnelRequest, Frame, Hello, PROTOCOL_VERSION};
+    use futures_util::{SinkExt, StreamExt};
+    let (_, mut ws) = awc::Client::new()
+        .ws(format!("ws://{addr}/_burrow/connect"))
+        .connect()
+        .await
+        .expect("websocket");
+    let hello = Frame::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        tunnels: vec![TunnelRequest {
+            host: host.into(),
+            token: token.into(),
+            access: Default::default(),
+        }],
+        instance: None,
+    });
+    ws.send(awc::ws::Message::Binary(hello.encode().expect("encode")))
+        .await
+        .expect("send");
+    match ws.next().await {
+        Some(Ok(awc::ws::Frame::Binary(bytes))) => {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(text.contains("\"accepted\":true"), "{text}");
+        }
+        other => panic!("expected the hello's answer, got {other:?}"),
+    }
+    ws
+}
+
+#[actix_rt::test]
+async fn a_host_claimed_under_a_wildcard_gets_its_certificate_when_registered() {
+    let dir = test_dir("wildcard");
+    let ports = Pebble::prepare(&dir);
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nworkers = 1\nhttp_listen = \"127.0.0.1:0\"\n\
+         [[hosts]]\nhost = \"*.dev.burrow.test\"\ntoken = \"wild\"\n\
+         [tls.acme]\ndirectory = \"{}\"\nemail = \"ops@burrow.test\"\ncache = \"cache\"\n\
+         ca = \"pebble-ca.pem\"\n",
+        Pebble::directory(ports.0)
+    );
+    let config = ServerConfig::from_str(&text, &dir.join("server.toml")).expect("config");
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut listeners = burrow_server::listener::bind(&config).expect("bind");
+    let options = Options {
+        tls_port: listeners[0].local_addr().expect("addr").port(),
+        http_port: listeners[1].local_addr().expect("addr").port(),
+        ..options(None, false)
+    };
+    // A plain listener beside them for the client's control connection.
+    let control = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let control_addr = control.local_addr().expect("addr");
+    listeners.push(burrow_server::PublicListener::plain(control));
+    let pebble = Pebble::start(&dir, ports, options);
+    let server = burrow_server::start(listeners, config).expect("start");
+    let root = pebble.issuing_root().await;
+    let name = "feature-7.dev.burrow.test";
+    assert_eq!(
+        pebble.orders(),
+        0,
+        "nothing is ordered for the wildcard itself"
+    );
+    // The order starts with the registration; the client may then leave
+    // (so the server answers the check below itself).
+    drop(register(control_addr, name, "wild").await);
+    served(server.addr(), name, &root, |_| true).await;
+    assert_eq!(pebble.orders(), 1);
+    server.stop().await;
+}

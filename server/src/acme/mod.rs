@@ -139,6 +139,42 @@ impl Acme {
     /// At most [`ON_DEMAND_PER_MINUTE`] new hosts a minute; a host already
     /// kept orders nothing new.
     pub fn request(&self, host: &str) -> Result<Requested, RequestError> {
+        self.on_demand().request(host)
+    }
+
+    /// A handle that requests certificates on demand (for the registry)
+    /// without keeping the service running.
+    pub fn on_demand(&self) -> OnDemand {
+        OnDemand {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Ends every host's renewal (orders under way are abandoned).
+    pub fn stop(&self) {
+        let kept = lock(&self.shared.kept).take();
+        for task in kept.into_iter().flat_map(HashMap::into_values) {
+            task.abort();
+        }
+    }
+}
+
+/// Requests certificates on demand from a running [`Acme`]; once it has
+/// stopped, every request says so.
+#[derive(Clone)]
+pub struct OnDemand {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for OnDemand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnDemand")
+    }
+}
+
+impl OnDemand {
+    /// See [`Acme::request`].
+    pub fn request(&self, host: &str) -> Result<Requested, RequestError> {
         let host = normalize_host(host).ok_or_else(|| RequestError::NotAHost(host.to_owned()))?;
         match self.shared.is_kept(&host) {
             None => return Err(RequestError::Stopped),
@@ -152,14 +188,6 @@ impl Acme {
             None => Err(RequestError::Stopped),
             Some(true) => Ok(Requested::Started),
             Some(false) => Ok(Requested::AlreadyKept),
-        }
-    }
-
-    /// Ends every host's renewal (orders under way are abandoned).
-    pub fn stop(&self) {
-        let kept = lock(&self.shared.kept).take();
-        for task in kept.into_iter().flat_map(HashMap::into_values) {
-            task.abort();
         }
     }
 }
