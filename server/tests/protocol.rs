@@ -260,6 +260,24 @@ async fn unknown_frame_kind_closes_with_a_protocol_error() {
 }
 
 #[actix_rt::test]
+async fn a_malformed_frame_closes_only_its_own_session() {
+    let server = start();
+    let mut bad = connect_as(&server, Some("instance-a")).await;
+    let mut good = connect_as(&server, Some("instance-a")).await;
+    wait_sessions(&server, 2).await;
+    // A request head cut short.
+    bad.send(ws::Message::Binary(Bytes::from_static(&[
+        3, 0, 0, 0, 1, 0xff,
+    ])))
+    .await
+    .unwrap();
+    let text = protocol_close(&mut bad).await;
+    assert!(!text.is_empty());
+    wait_sessions(&server, 1).await;
+    assert_served_by(&server, &mut good, "/still-served").await;
+}
+
+#[actix_rt::test]
 async fn text_messages_close_with_a_protocol_error() {
     let server = start();
     let mut ws = connect(&server).await;
