@@ -13,8 +13,11 @@ pub use burrow_common::{
 };
 use serde::Deserialize;
 
-use crate::header_rules::{HeaderRules, RawFieldRules};
 pub use crate::url::{LocalUrl, ServerUrl};
+use crate::{
+    header_rules::{HeaderRules, RawFieldRules},
+    local_tls::LocalTls,
+};
 
 /// Default wait for the local service's response head, in seconds. Longer
 /// than the server's default `request_timeout`, so that the server decides.
@@ -40,6 +43,8 @@ pub struct TunnelConfig {
     pub access: AccessRules,
     /// Fields changed on the way in and out; `None`: none.
     pub headers: Option<Box<HeaderRules>>,
+    /// TLS to an `https://` local service.
+    pub local_tls: Option<LocalTls>,
 }
 
 /// Validated client configuration.
@@ -92,6 +97,7 @@ struct RawTunnel {
     #[serde(default)]
     deny_ips: Vec<String>,
     host_header: Option<String>,
+    local_tls_verify: Option<bool>,
     #[serde(default)]
     request_headers: RawFieldRules,
     #[serde(default)]
@@ -205,6 +211,8 @@ fn tunnels(raw: Vec<RawTunnel>, path: &Path) -> Result<Vec<TunnelConfig>, Config
             &local_url,
         )
         .map_err(|(key, msg)| invalid(format!("tunnels[{i}].{key}"), msg))?;
+        let local_tls = local_tls(&local_url, t.local_tls_verify)
+            .map_err(|(key, msg)| invalid(format!("tunnels[{i}].{key}"), msg))?;
         tunnels.push(TunnelConfig {
             host,
             token: t.token,
@@ -212,9 +220,30 @@ fn tunnels(raw: Vec<RawTunnel>, path: &Path) -> Result<Vec<TunnelConfig>, Config
             local_url,
             access,
             headers: headers.map(Box::new),
+            local_tls,
         });
     }
     Ok(tunnels)
+}
+
+/// TLS for an `https://` local service, verified unless `verify` is
+/// `false`; the error names the key at fault.
+fn local_tls(
+    local: &LocalUrl,
+    verify: Option<bool>,
+) -> Result<Option<LocalTls>, (&'static str, String)> {
+    if !local.is_tls() {
+        return match verify {
+            Some(_) => Err((
+                "local_tls_verify",
+                "is for an https:// local service".into(),
+            )),
+            None => Ok(None),
+        };
+    }
+    LocalTls::new(local.host(), verify.unwrap_or(true))
+        .map(Some)
+        .map_err(|m| ("local", m))
 }
 
 /// A tunnel's header rules; the error names the key at fault.
@@ -319,8 +348,8 @@ mod tests {
             ),
             (OK.replace("ws://", "ftp://"), vec!["`server`", "ws://"]),
             (
-                OK.replace("http://127", "https://127"),
-                vec!["tunnels[0].local"],
+                OK.replace("local = ", "local_tls_verify = false\nlocal = "),
+                vec!["tunnels[0].local_tls_verify", "https://"],
             ),
             (
                 OK.replace("http://127.0.0.1:3000/", "nope"),

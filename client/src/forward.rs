@@ -55,7 +55,11 @@ impl ForwardContext {
     /// The context for one connection thread of a client with `config`
     /// (each thread has its own pooled HTTP client).
     pub fn new(config: &ClientConfig, observer: Option<Arc<dyn ExchangeObserver>>) -> Self {
-        let connector = Connector::default();
+        let tls = config.tunnels.iter().filter_map(|t| {
+            let tls = t.local_tls.clone()?;
+            Some((t.local_url.authority().to_string(), tls))
+        });
+        let connector = Connector::with_tls(tls.collect());
         ForwardContext {
             http: connector.http_client(),
             connector,

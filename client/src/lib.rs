@@ -31,6 +31,7 @@ pub mod forward;
 pub mod header_rules;
 pub mod http1;
 pub mod local_io;
+pub mod local_tls;
 pub mod observe;
 pub mod placement;
 pub mod plain;

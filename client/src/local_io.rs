@@ -36,8 +36,11 @@ use std::{
     time::Duration,
 };
 
-use crate::date_cut::{DateCut, Step};
-use actix_rt::net::{ActixStream, Ready, TcpStream};
+use crate::{
+    date_cut::{DateCut, Step},
+    local_tls::LocalStream,
+};
+use actix_rt::net::{ActixStream, Ready};
 use bytes::{Buf, BytesMut};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -198,10 +201,10 @@ impl Exchange {
     }
 }
 
-/// One TCP connection to a local service and the bytes read from it ahead
-/// of the client library.
+/// One connection to a local service and the bytes read from it ahead of
+/// the client library.
 pub struct Conn {
-    tcp: RefCell<TcpStream>,
+    tcp: RefCell<LocalStream>,
     ahead: RefCell<BytesMut>,
     /// The service closed its side (or the connection failed).
     ended: Cell<bool>,
@@ -229,16 +232,32 @@ impl Conn {
     /// Reads whatever the service has sent into the kept bytes, without
     /// waiting; the read interest stays registered with `cx`.
     fn fill(&self, cx: &mut Context<'_>) {
-        let tcp = self.tcp.borrow();
+        let mut stream = self.tcp.borrow_mut();
         let mut ahead = self.ahead.borrow_mut();
-        while ahead.len() < MAX_AHEAD && !self.ended.get() && tcp.poll_read_ready(cx).is_ready() {
-            ahead.reserve(4096);
-            match tcp.try_read_buf(&mut *ahead) {
-                Ok(n) if n > 0 => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The end, or an error: the client library meets it on its
-                // next read.
-                _ => self.ended.set(true),
+        if let LocalStream::Tcp(tcp) = &*stream {
+            while ahead.len() < MAX_AHEAD && !self.ended.get() && tcp.poll_read_ready(cx).is_ready()
+            {
+                ahead.reserve(4096);
+                match tcp.try_read_buf(&mut *ahead) {
+                    Ok(n) if n > 0 => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // The end, or an error: the client library meets it on
+                    // its next read.
+                    _ => self.ended.set(true),
+                }
+            }
+            return;
+        }
+        // Over TLS, what is readable is what the session decrypts.
+        let mut chunk = [0u8; 4096];
+        while ahead.len() < MAX_AHEAD && !self.ended.get() {
+            let mut buf = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    ahead.extend_from_slice(buf.filled())
+                }
+                Poll::Ready(_) => self.ended.set(true),
+                Poll::Pending => break,
             }
         }
     }
@@ -249,7 +268,7 @@ pub struct LocalIo(Rc<Conn>);
 
 impl LocalIo {
     /// Wraps a new connection.
-    pub fn new(tcp: TcpStream) -> Self {
+    pub fn new(tcp: LocalStream) -> Self {
         LocalIo(Rc::new(Conn {
             tcp: RefCell::new(tcp),
             ahead: RefCell::new(BytesMut::new()),
@@ -397,10 +416,10 @@ impl ActixStream for LocalIo {
         if !self.0.ahead.borrow().is_empty() {
             return Poll::Ready(Ok(Ready::READABLE));
         }
-        ActixStream::poll_read_ready(&*self.0.tcp.borrow(), cx)
+        ActixStream::poll_read_ready(self.0.tcp.borrow().tcp(), cx)
     }
 
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<Ready>> {
-        ActixStream::poll_write_ready(&*self.0.tcp.borrow(), cx)
+        ActixStream::poll_write_ready(self.0.tcp.borrow().tcp(), cx)
     }
 }

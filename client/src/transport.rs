@@ -3,7 +3,7 @@
 //! the pooled HTTP client for local services and by WebSocket upgrades to
 //! local services. The control WebSocket adds TLS for `wss://` servers.
 
-use std::{io, sync::Arc, time::Duration};
+use std::{collections::HashMap, io, sync::Arc, time::Duration};
 
 use actix_rt::net::TcpStream;
 use actix_service::{Service, ServiceExt};
@@ -12,7 +12,10 @@ use actix_tls::connect::{
 };
 use awc::http::Uri;
 
-use crate::local_io::LocalIo;
+use crate::{
+    local_io::LocalIo,
+    local_tls::{LocalStream, LocalTls},
+};
 
 /// Longest wait for a TCP connection, to the server or a local service.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,12 +24,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Connector {
     timeout: Duration,
+    /// The local services reached over TLS, by `host:port`.
+    tls: Arc<HashMap<String, LocalTls>>,
 }
 
 impl Default for Connector {
     fn default() -> Self {
         Connector {
             timeout: CONNECT_TIMEOUT,
+            tls: Arc::default(),
         }
     }
 }
@@ -36,13 +42,25 @@ fn set_nodelay(conn: Connection<Uri, TcpStream>) -> Connection<Uri, TcpStream> {
     conn
 }
 
-/// A connection to a local service as the pooled client uses it.
-fn as_local(conn: Connection<Uri, TcpStream>) -> Connection<Uri, LocalIo> {
-    let (tcp, req) = conn.into_parts();
-    Connection::new(req, LocalIo::new(tcp))
-}
-
 impl Connector {
+    /// A connector that reaches the local services in `tls` (by
+    /// `host:port`) over TLS.
+    pub fn with_tls(tls: HashMap<String, LocalTls>) -> Self {
+        Connector {
+            tls: Arc::new(tls),
+            ..Connector::default()
+        }
+    }
+
+    /// `tcp` as a stream to the local service at `authority`: TLS over it
+    /// when that service speaks HTTPS.
+    async fn local_stream(&self, authority: &str, tcp: TcpStream) -> io::Result<LocalStream> {
+        match self.tls.get(authority) {
+            None => Ok(LocalStream::Tcp(tcp)),
+            Some(tls) => tls.connect(tcp).await,
+        }
+    }
+
     /// The TCP connector service: frames and small responses leave at once
     /// instead of waiting for ACKs (Nagle's algorithm off).
     fn tcp(
@@ -54,12 +72,20 @@ impl Connector {
             .map(set_nodelay as fn(Connection<Uri, TcpStream>) -> Connection<Uri, TcpStream>)
     }
 
-    /// A connection to the origin of `url` (its host and port).
-    pub async fn connect(&self, url: &Uri) -> io::Result<TcpStream> {
-        let connecting = self.tcp().call(ConnectInfo::new(url.clone()));
+    /// A connection to the origin of `url` (its host and port), over TLS
+    /// for a local service that speaks HTTPS.
+    pub async fn connect(&self, url: &Uri) -> io::Result<LocalStream> {
+        let authority = url.authority().map_or("", |a| a.as_str());
+        let connecting = async {
+            let conn = self.tcp().call(ConnectInfo::new(url.clone())).await;
+            let tcp = conn
+                .map_err(|e| io::Error::other(e.to_string()))?
+                .into_parts()
+                .0;
+            self.local_stream(authority, tcp).await
+        };
         match tokio::time::timeout(self.timeout, connecting).await {
-            Ok(Ok(conn)) => Ok(conn.into_parts().0),
-            Ok(Err(e)) => Err(io::Error::other(e.to_string())),
+            Ok(result) => result,
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
         }
     }
@@ -87,8 +113,19 @@ impl Connector {
     /// connections, no redirects followed, no headers of its own added, no
     /// decompression. Response-head timeouts are set per request.
     pub fn http_client(&self) -> awc::Client {
+        let this = self.clone();
+        let local = actix_service::fn_service(move |conn: Connection<Uri, TcpStream>| {
+            let this = this.clone();
+            async move {
+                let (tcp, req) = conn.into_parts();
+                let authority = req.authority().map_or("", |a| a.as_str()).to_owned();
+                let stream = this.local_stream(&authority, tcp).await;
+                let stream = stream.map_err(ConnectError::Io)?;
+                Ok(Connection::new(req, LocalIo::new(stream)))
+            }
+        });
         let connector = awc::Connector::new()
-            .connector(self.tcp().map(as_local as fn(_) -> _))
+            .connector(self.tcp().and_then(local))
             .timeout(self.timeout)
             .limit(1024)
             .max_http_version(awc::http::Version::HTTP_11);

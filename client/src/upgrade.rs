@@ -4,7 +4,7 @@
 //! directions are relayed as they are, under the stream's flow control.
 //! Any other answer is an ordinary response with its body.
 
-use actix_rt::net::TcpStream;
+use crate::local_tls::LocalStream;
 use burrow_common::{
     flow::RecvBody,
     headers::{find, strip_hop_by_hop, strip_hop_by_hop_for_upgrade},
@@ -54,7 +54,7 @@ pub(crate) async fn send_raw(
     headers: &HeaderList,
     tunnel: &TunnelConfig,
     connector: &Connector,
-) -> Result<(ResponseStart, ReadHalf<TcpStream>, WriteHalf<TcpStream>), StreamFailure> {
+) -> Result<(ResponseStart, ReadHalf<LocalStream>, WriteHalf<LocalStream>), StreamFailure> {
     let local = tunnel.local.as_str();
     let url = &tunnel.local_url;
     let failed = |what: String| StreamFailure::new(ResetCode::LocalError, what);

@@ -71,8 +71,14 @@ impl ServerUrl {
 /// formatted and parsed again.
 #[derive(Debug, Clone)]
 pub struct LocalUrl {
+    /// Always `http`: an HTTPS service is given to the pooled client as a
+    /// plain origin, and the connector adds TLS beneath it (see
+    /// `crate::local_tls`).
     scheme: Scheme,
+    /// With an explicit port for an HTTPS service (443 when none is named).
     authority: Authority,
+    /// The service speaks HTTPS.
+    tls: bool,
     /// Path prefix without a trailing slash; empty for most services.
     prefix: String,
     /// `scheme://authority/`: what connections are opened to.
@@ -80,25 +86,31 @@ pub struct LocalUrl {
 }
 
 impl LocalUrl {
-    /// Checks a local service URL: `http://host:port` with an optional
-    /// path prefix; returns it without a trailing slash, and parsed.
+    /// Checks a local service URL: `http://host:port` (or `https://`) with
+    /// an optional path prefix; returns it without a trailing slash, and
+    /// parsed.
     pub fn parse(local: &str) -> Result<(String, LocalUrl), String> {
         let uri: Uri = local
             .parse()
             .map_err(|_| format!("`{local}` is not a URL like http://127.0.0.1:3000"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err("https local services are not supported by this build yet".into())
-            }
-            _ => return Err(format!("`{local}` must start with http://")),
-        }
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(format!("`{local}` must start with http:// or https://")),
+        };
         if uri.query().is_some() {
             return Err(format!("`{local}` must not have a query"));
         }
         let parts = uri.into_parts();
-        let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+        let (Some(_), Some(authority)) = (parts.scheme, parts.authority) else {
             return Err(format!("`{local}` has no host"));
+        };
+        let scheme = Scheme::HTTP;
+        let authority = match (tls, authority.port_u16()) {
+            (true, None) => format!("{}:443", authority.host())
+                .parse()
+                .map_err(|_| format!("`{local}` has no usable host"))?,
+            _ => authority,
         };
         let prefix = parts
             .path_and_query
@@ -113,6 +125,7 @@ impl LocalUrl {
         let url = LocalUrl {
             scheme,
             authority,
+            tls,
             prefix,
             origin,
         };
@@ -121,8 +134,17 @@ impl LocalUrl {
 
     /// The host and port to connect to (port 80 when the URL names none).
     pub fn socket(&self) -> (&str, u16) {
-        let host = self.authority.host().trim_matches(['[', ']']);
-        (host, self.authority.port_u16().unwrap_or(80))
+        (self.host(), self.authority.port_u16().unwrap_or(80))
+    }
+
+    /// The host, without brackets for an IPv6 address.
+    pub fn host(&self) -> &str {
+        self.authority.host().trim_matches(['[', ']'])
+    }
+
+    /// `true` for an HTTPS service.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// `host:port`, as the service's own `Host` would be.
