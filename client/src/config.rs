@@ -3,7 +3,7 @@
 use std::{
     collections::HashSet,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -30,7 +30,8 @@ pub const DEFAULT_IDLE_CONNECTION_SECS: u64 = 60;
 /// One public host and the local service behind it.
 #[derive(Debug, Clone)]
 pub struct TunnelConfig {
-    /// Public host name, lower case.
+    /// Public host name, lower case; empty for a tunnel that asks the
+    /// server for a random name (see [`ClientConfig::host_of`]).
     pub host: String,
     /// Token the server expects for `host`.
     pub token: Token,
@@ -45,6 +46,37 @@ pub struct TunnelConfig {
     pub headers: Option<Box<HeaderRules>>,
     /// TLS to an `https://` local service.
     pub local_tls: Option<LocalTls>,
+}
+
+/// The names the server gave the tunnels that asked for none, by tunnel
+/// index, shared by every connection of the client: each connection after
+/// the first, and each reconnection, asks for the name given.
+#[derive(Debug, Clone, Default)]
+pub struct GivenNames(Arc<Mutex<Vec<Option<String>>>>);
+
+impl GivenNames {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<String>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The name given to tunnel `i`, if any.
+    pub fn get(&self, i: usize) -> Option<String> {
+        self.lock().get(i).cloned().flatten()
+    }
+
+    /// Remembers that tunnel `i` was given `name`.
+    pub fn set(&self, i: usize, name: String) {
+        let mut names = self.lock();
+        if names.len() <= i {
+            names.resize(i + 1, None);
+        }
+        names[i] = Some(name);
+    }
+
+    /// The index of the tunnel given `name`.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.lock().iter().position(|n| n.as_deref() == Some(name))
+    }
 }
 
 /// Validated client configuration.
@@ -68,6 +100,8 @@ pub struct ClientConfig {
     /// the client drains and closes it (it is opened again when requests
     /// overlap again); `None` keeps every connection open.
     pub idle_connection: Option<Duration>,
+    /// Names the server gave tunnels that asked for none.
+    pub given: GivenNames,
 }
 
 /// Most connections one client opens, whatever the server suggests.
@@ -88,7 +122,7 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTunnel {
-    host: String,
+    host: Option<String>,
     token: Token,
     local: String,
     basic_auth: Option<Token>,
@@ -156,12 +190,23 @@ impl ClientConfig {
             local_timeout: Duration::from_secs(secs),
             max_backoff: Duration::from_secs(backoff),
             connections: raw.connections,
+            given: GivenNames::default(),
             idle_connection: match raw.idle_connection_secs {
                 Some(0) => None,
                 Some(secs) => Some(Duration::from_secs(secs)),
                 None => Some(Duration::from_secs(DEFAULT_IDLE_CONNECTION_SECS)),
             },
         })
+    }
+
+    /// The host tunnel `i` serves: its configured one, or the name the
+    /// server gave it (empty until then).
+    pub fn host_of(&self, i: usize) -> String {
+        match self.tunnels.get(i) {
+            Some(t) if t.host.is_empty() => self.given.get(i).unwrap_or_default(),
+            Some(t) => t.host.clone(),
+            None => String::new(),
+        }
     }
 
     /// The public URL of `host`, assuming the server's public port is the one
@@ -182,11 +227,15 @@ fn tunnels(raw: Vec<RawTunnel>, path: &Path) -> Result<Vec<TunnelConfig>, Config
     let mut seen = HashSet::new();
     let mut tunnels = Vec::new();
     for (i, t) in raw.into_iter().enumerate() {
-        let Some(host) = normalize_host(&t.host) else {
-            let msg = format!("`{}` is not a valid host name", t.host);
-            return Err(invalid(format!("tunnels[{i}].host"), msg));
+        // No host: the server gives a random one.
+        let host = match &t.host {
+            None => String::new(),
+            Some(name) => normalize_host(name).ok_or_else(|| {
+                let msg = format!("`{name}` is not a valid host name");
+                invalid(format!("tunnels[{i}].host"), msg)
+            })?,
         };
-        if !seen.insert(host.clone()) {
+        if !host.is_empty() && !seen.insert(host.clone()) {
             let msg = format!("host `{host}` is listed twice");
             return Err(invalid(format!("tunnels[{i}].host"), msg));
         }

@@ -44,6 +44,8 @@ pub struct ForwardContext {
     pub connector: Connector,
     /// The tunnels this client serves.
     pub tunnels: Vec<TunnelConfig>,
+    /// The names the server gave tunnels that asked for none.
+    pub given: crate::config::GivenNames,
     /// Longest wait for a local response head (enforced by the
     /// connection's sweep, see [`Answered`]).
     pub local_timeout: Duration,
@@ -64,6 +66,7 @@ impl ForwardContext {
             http: connector.http_client(),
             connector,
             tunnels: config.tunnels.clone(),
+            given: config.given.clone(),
             local_timeout: config.local_timeout,
             observer,
         }
@@ -192,7 +195,10 @@ async fn early_answer(
 
 /// The tunnel serving `host`.
 fn route<'a>(ctx: &'a ForwardContext, host: &str) -> Result<&'a TunnelConfig, StreamFailure> {
-    ctx.tunnels.iter().find(|t| t.host == host).ok_or_else(|| {
+    let named = ctx.tunnels.iter().find(|t| t.host == host);
+    // A tunnel with a given name is looked up only when no other matches.
+    let given = || ctx.given.find(host).and_then(|i| ctx.tunnels.get(i));
+    named.or_else(given).ok_or_else(|| {
         StreamFailure::new(
             ResetCode::UnknownTunnel,
             format!("this client does not serve {host}"),

@@ -140,15 +140,15 @@ struct FirstConnection {
 impl connection::Role for FirstConnection {
     fn registered(&self, ack: &burrow_common::HelloAck) -> bool {
         self.claim.take_any(ack);
-        for t in self.config.tunnels.iter() {
+        for (i, t) in self.config.tunnels.iter().enumerate() {
             log::info!(
                 "tunnel ready: {} -> {}",
-                self.config.public_url(&t.host),
+                self.config.public_url(&self.config.host_of(i)),
                 t.local
             );
         }
         if let Some(events) = &self.events {
-            let hosts = self.config.tunnels.iter().map(|t| t.host.clone());
+            let hosts = (0..self.config.tunnels.len()).map(|i| self.config.host_of(i));
             let _ = events.send(ClientEvent::Registered {
                 hosts: hosts.collect(),
             });

@@ -116,3 +116,78 @@ async fn a_held_host_is_not_taken_over_even_with_the_right_token() {
     assert_eq!(status_for(&server, host).await, 502);
     second.abort();
 }
+
+/// A client with one tunnel that asks for no host.
+fn random_client(
+    server: &RunningServer,
+    token: &str,
+    local: &str,
+) -> (
+    tokio::task::JoinHandle<Result<(), ClientError>>,
+    UnboundedReceiver<ClientEvent>,
+) {
+    let text = format!(
+        "server = \"ws://{}/_burrow/connect\"\nmax_reconnect_delay_secs = 1\n\
+         [[tunnels]]\ntoken = \"{token}\"\nlocal = \"{local}\"\n",
+        server.addr()
+    );
+    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+    (
+        actix_rt::spawn(run_client(client_config_text(&text), tx)),
+        events,
+    )
+}
+
+/// The hosts of the client's next registration.
+async fn registered_hosts(events: &mut UnboundedReceiver<ClientEvent>) -> Vec<String> {
+    let wait = async {
+        while let Some(e) = events.recv().await {
+            if let ClientEvent::Registered { hosts } = e {
+                return hosts;
+            }
+        }
+        panic!("client stopped before registering");
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .expect("registered in time")
+}
+
+#[actix_rt::test]
+async fn a_client_that_asks_for_no_host_gets_a_random_name_and_keeps_it() {
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nworkers = 1\n\
+         [[hosts]]\nhost = \"*.t.localhost\"\ntoken_sha256 = \"{}\"\nrandom = true\n\
+         [[hosts]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\n",
+        sha256_hex("free")
+    );
+    let server = start_server(ServerConfig::from_str(&text, Path::new("s.toml")).expect("config"));
+    let upstream = upstream::Upstream::start();
+    let (_a, mut events) = random_client(&server, "free", &upstream.url());
+    let name = registered_hosts(&mut events).await.remove(0);
+    let label = name.strip_suffix(".t.localhost").expect("under the domain");
+    let parts: Vec<&str> = label.split('-').collect();
+    assert_eq!(parts.len(), 3, "{name}");
+    assert!(
+        parts[2].len() == 5
+            && parts
+                .iter()
+                .all(|p| p.bytes().all(|b| b.is_ascii_alphanumeric())),
+        "{name}"
+    );
+    assert_eq!(status_for(&server, &name).await, 200);
+
+    let (_b, mut other_events) = random_client(&server, "free", &upstream.url());
+    let other = registered_hosts(&mut other_events).await.remove(0);
+    assert_ne!(other, name);
+
+    // Its connection cut, the client comes back under the same name.
+    server.registry().close_all().await;
+    assert_eq!(registered_hosts(&mut events).await, vec![name.clone()]);
+    assert_eq!(status_for(&server, &name).await, 200);
+
+    // A token no entry offers random names to is told so.
+    let (task, _events) = random_client(&server, TOKEN, &upstream.url());
+    let message = refusal(task).await;
+    assert!(message.contains("offers no random host names"), "{message}");
+}

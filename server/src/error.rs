@@ -189,6 +189,10 @@ pub enum RegisterError {
     /// Another client holds the host.
     #[error("host {0} is already served by another client")]
     HeldByAnotherClient(String),
+    /// The client asked for a random name, and no entry offers them to its
+    /// token.
+    #[error("this server offers no random host names to this token; ask for a host")]
+    NoRandomNames,
     /// The entry's token holds as many hosts as it may.
     #[error("host {0} is refused: its token already holds {1} hosts, the most this server allows")]
     TooManyTunnels(String, usize),
@@ -218,7 +222,8 @@ impl RegisterError {
             RegisterError::InvalidHost(_)
             | RegisterError::NotConfigured(_)
             | RegisterError::BadToken(_)
-            | RegisterError::BadRules(..) => log::Level::Debug,
+            | RegisterError::BadRules(..)
+            | RegisterError::NoRandomNames => log::Level::Debug,
             RegisterError::TooManyTunnels(..) => log::Level::Info,
             RegisterError::HeldByAnotherClient(_) | RegisterError::Unavailable => log::Level::Info,
         }

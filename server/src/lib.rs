@@ -32,6 +32,7 @@ pub mod expect;
 pub mod handle;
 pub mod listener;
 pub mod messages;
+pub mod names;
 pub mod placement;
 pub mod policy;
 pub mod proxy;

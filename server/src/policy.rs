@@ -24,6 +24,8 @@ pub struct HostPolicy {
     exact: HashMap<String, (Secret, usize)>,
     /// Keyed by the domain below the `*.`.
     wildcard: HashMap<String, (Secret, usize)>,
+    /// The wildcard entries that offer random names: domain, secret, index.
+    random: Vec<(String, Secret, usize)>,
 }
 
 impl HostPolicy {
@@ -32,6 +34,9 @@ impl HostPolicy {
         let mut policy = HostPolicy::default();
         for (i, h) in hosts.iter().enumerate() {
             let secret = (h.secret.clone(), i);
+            if let (true, Some(domain)) = (h.random, h.wildcard_domain()) {
+                policy.random.push((domain.to_owned(), h.secret.clone(), i));
+            }
             match h.wildcard_domain() {
                 Some(domain) => policy.wildcard.insert(domain.to_owned(), secret),
                 None => policy.exact.insert(h.host.clone(), secret),
@@ -59,6 +64,18 @@ impl HostPolicy {
             return Err(RegisterError::BadToken(host));
         }
         Ok((host, *entry))
+    }
+}
+
+impl HostPolicy {
+    /// The domain and entry under which `token` may have a random name:
+    /// the first entry offering them whose secret it is.
+    pub fn random_domain(&self, token: &Token) -> Result<(&str, usize), RegisterError> {
+        self.random
+            .iter()
+            .find(|(_, secret, _)| secret.matches(token))
+            .map(|(domain, _, entry)| (domain.as_str(), *entry))
+            .ok_or(RegisterError::NoRandomNames)
     }
 }
 
@@ -141,6 +158,7 @@ mod tests {
             .map(|(host, secret)| HostConfig {
                 host: host.to_string(),
                 secret: secret.clone(),
+                random: false,
             })
             .collect();
         HostPolicy::new(&hosts)

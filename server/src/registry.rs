@@ -18,6 +18,7 @@ use crate::{
     config::{HostConfig, Limits},
     error::RegisterError,
     handle::{CloseAll, Granted, HostSessions, Lookup, Register, SessionHandle, Unregister},
+    names,
     policy::{CallerRules, HostPolicy},
     tunnel::{Rate, TunnelState},
 };
@@ -80,7 +81,10 @@ impl Registry {
     /// Checks one requested tunnel: the host it may claim, the entry that
     /// grants it, and the state its callers will be checked against.
     fn claim(&self, t: &TunnelRequest) -> Result<(String, usize, TunnelState), RegisterError> {
-        let (host, entry) = self.policy.claim(&t.host, &t.token)?;
+        let (host, entry) = match t.host.is_empty() {
+            true => self.random_host(&t.token)?,
+            false => self.policy.claim(&t.host, &t.token)?,
+        };
         let rules = CallerRules::new(&t.access)
             .map_err(|why| RegisterError::BadRules(host.clone(), why))?;
         let tunnel = TunnelState {
@@ -89,6 +93,18 @@ impl Registry {
             ..TunnelState::default()
         };
         Ok((host, entry, tunnel))
+    }
+
+    /// A random free name under the domain that offers them to `token`.
+    fn random_host(&self, token: &burrow_common::Token) -> Result<(String, usize), RegisterError> {
+        let (domain, entry) = self.policy.random_domain(token)?;
+        // Names collide about once in 2^38; a few tries are plenty.
+        (0..8)
+            .filter_map(|_| names::random_label())
+            .map(|label| format!("{label}.{domain}"))
+            .find(|host| !self.hosts.contains_key(host))
+            .map(|host| (host, entry))
+            .ok_or(RegisterError::Unavailable)
     }
 
     /// Grants `host` to `session` of client `instance` (joining the host's

@@ -100,6 +100,7 @@ pub async fn serve(
         .await
         .map_err(|_| ConnError::Lost("no handshake answer in time".into()))??;
     let ack = check_ack(ack)?;
+    remember_names(config, &ack);
     if !role.registered(&ack) {
         return Err(ConnError::WorkerTaken(ack.worker.unwrap_or_default()));
     }
@@ -185,8 +186,9 @@ async fn send_hello(
         tunnels: config
             .tunnels
             .iter()
-            .map(|t| TunnelRequest {
-                host: t.host.clone(),
+            .enumerate()
+            .map(|(i, t)| TunnelRequest {
+                host: config.host_of(i),
                 token: t.token.clone(),
                 access: t.access.clone(),
             })
@@ -240,6 +242,15 @@ fn close_reason(reason: Option<ws::CloseReason>) -> String {
     reason
         .and_then(|r| r.description)
         .unwrap_or_else(|| "no reason given".into())
+}
+
+/// Keeps the names the server gave the tunnels that asked for none.
+fn remember_names(config: &ClientConfig, ack: &HelloAck) {
+    for (i, (tunnel, verdict)) in config.tunnels.iter().zip(&ack.tunnels).enumerate() {
+        if tunnel.host.is_empty() && verdict.accepted {
+            config.given.set(i, verdict.host.clone());
+        }
+    }
 }
 
 fn check_ack(ack: HelloAck) -> Result<HelloAck, ConnError> {

@@ -14,6 +14,8 @@ pub(super) struct RawHost {
     host: String,
     token: Option<Token>,
     token_sha256: Option<String>,
+    #[serde(default)]
+    random: bool,
 }
 
 /// What a client must present to claim a host.
@@ -81,6 +83,9 @@ pub struct HostConfig {
     pub host: String,
     /// What a client must present to serve `host`.
     pub secret: Secret,
+    /// A client that asks for no host gets a random name under this
+    /// wildcard entry's domain.
+    pub random: bool,
 }
 
 impl HostConfig {
@@ -141,7 +146,17 @@ pub(super) fn hosts(raw: Vec<RawHost>, path: &Path) -> Result<Vec<HostConfig>, C
                 ))
             }
         };
-        hosts.push(HostConfig { host, secret });
+        if h.random && star.is_empty() {
+            return Err(invalid(
+                &format!("hosts[{i}].random"),
+                "needs a wildcard host (`*.example.com`) to make names under".into(),
+            ));
+        }
+        hosts.push(HostConfig {
+            host,
+            secret,
+            random: h.random,
+        });
     }
     Ok(hosts)
 }

@@ -134,9 +134,10 @@ impl TunnelSession {
                 if !granted.joined {
                     self.first_for.push(granted.host.clone());
                 }
-                self.hosts.push(granted.host);
+                self.hosts.push(granted.host.clone());
+                // The host granted: the one asked for, or a random name.
                 TunnelVerdict {
-                    host,
+                    host: granted.host,
                     accepted: true,
                     reason: None,
                     retry: false,
