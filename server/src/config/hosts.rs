@@ -96,6 +96,37 @@ impl HostConfig {
     }
 }
 
+/// The one secret an entry names, checked.
+fn secret(
+    token: Option<Token>,
+    token_sha256: Option<String>,
+    i: usize,
+    path: &Path,
+) -> Result<Secret, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
+    match (token, token_sha256) {
+        (Some(t), None) if !t.is_empty() => Ok(Secret::Token(t)),
+        (Some(_), None) => Err(invalid(
+            &format!("hosts[{i}].token"),
+            "must not be empty".into(),
+        )),
+        (None, Some(hex)) => parse_hex(&hex).map(Secret::Sha256).ok_or_else(|| {
+            invalid(
+                &format!("hosts[{i}].token_sha256"),
+                "must be 64 hex digits, as `burrow-server hash-token` prints".into(),
+            )
+        }),
+        (Some(_), Some(_)) => Err(invalid(
+            &format!("hosts[{i}]"),
+            "set `token` or `token_sha256`, not both".into(),
+        )),
+        (None, None) => Err(invalid(
+            &format!("hosts[{i}].token"),
+            "missing: set `token` or `token_sha256`".into(),
+        )),
+    }
+}
+
 /// Validates the `[[hosts]]` tables: valid, distinct hosts, each with one
 /// non-empty secret.
 pub(super) fn hosts(raw: Vec<RawHost>, path: &Path) -> Result<Vec<HostConfig>, ConfigError> {
@@ -119,33 +150,7 @@ pub(super) fn hosts(raw: Vec<RawHost>, path: &Path) -> Result<Vec<HostConfig>, C
         if !seen.insert(host.clone()) {
             return Err(invalid(&key, format!("host `{host}` is listed twice")));
         }
-        let secret = match (h.token, h.token_sha256) {
-            (Some(t), None) if !t.is_empty() => Secret::Token(t),
-            (Some(_), None) => {
-                return Err(invalid(
-                    &format!("hosts[{i}].token"),
-                    "must not be empty".into(),
-                ))
-            }
-            (None, Some(hex)) => Secret::Sha256(parse_hex(&hex).ok_or_else(|| {
-                invalid(
-                    &format!("hosts[{i}].token_sha256"),
-                    "must be 64 hex digits, as `burrow-server hash-token` prints".into(),
-                )
-            })?),
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    &format!("hosts[{i}]"),
-                    "set `token` or `token_sha256`, not both".into(),
-                ))
-            }
-            (None, None) => {
-                return Err(invalid(
-                    &format!("hosts[{i}].token"),
-                    "missing: set `token` or `token_sha256`".into(),
-                ))
-            }
-        };
+        let secret = secret(h.token, h.token_sha256, i, path)?;
         if h.random && star.is_empty() {
             return Err(invalid(
                 &format!("hosts[{i}].random"),
