@@ -44,7 +44,9 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_request_body: 1024 * 1024 * 1024,
-            // The HTTP service's own limit for a head is 32 KiB.
+            // Below the HTTP service's own limits (128 KiB or 96 fields,
+            // answered with an empty 431): heads this large are refused
+            // with a 431 that says why.
             max_header_bytes: 32 * 1024,
             max_streams_per_tunnel: 1000,
             requests_per_second: None,
