@@ -15,6 +15,7 @@ use rustls_pki_types::ServerName;
 use crate::{procs::write, Res, HOST};
 
 /// The files the server and client are given.
+#[derive(Clone)]
 pub struct Files {
     pub ca: PathBuf,
     pub cert: PathBuf,
@@ -22,9 +23,20 @@ pub struct Files {
 }
 
 static CALLERS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+static FILES: OnceLock<Files> = OnceLock::new();
 
-/// Makes the CA and the bench host's certificate in `work`.
+/// The CA and the bench host's certificate in `work`, made on the first
+/// call of the run (the callers trust that CA).
 pub fn files(work: &Path) -> Res<Files> {
+    if let Some(files) = FILES.get() {
+        return Ok(files.clone());
+    }
+    let files = make(work)?;
+    let _ = FILES.set(files.clone());
+    Ok(files)
+}
+
+fn make(work: &Path) -> Res<Files> {
     let fail = |e: rcgen::Error| format!("test certificate: {e}");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

@@ -24,8 +24,10 @@ pub(super) struct RawLimits {
 pub struct Limits {
     /// Largest request body forwarded (413 beyond it).
     pub max_request_body: u64,
-    /// Largest request head, the fields' names and values together (431).
-    pub max_header_bytes: usize,
+    /// Largest request head, the fields' names and values together (431);
+    /// `None`: the HTTP service's own limits (128 KiB or 96 fields, also
+    /// 431), and no count on each request.
+    pub max_header_bytes: Option<usize>,
     /// Requests one tunnel may have in flight at once, its long-lived
     /// streams included (503 with `Retry-After` beyond it).
     pub max_streams_per_tunnel: usize,
@@ -44,10 +46,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_request_body: 1024 * 1024 * 1024,
-            // Below the HTTP service's own limits (128 KiB or 96 fields,
-            // answered with an empty 431): heads this large are refused
-            // with a 431 that says why.
-            max_header_bytes: 32 * 1024,
+            max_header_bytes: None,
             max_streams_per_tunnel: 1000,
             requests_per_second: None,
             max_tunnels_per_token: 100,
@@ -82,7 +81,7 @@ impl RawLimits {
             max_request_body: self
                 .max_request_body_mb
                 .map_or(d.max_request_body, |mb| mb.saturating_mul(1024 * 1024)),
-            max_header_bytes: self.max_header_bytes.unwrap_or(d.max_header_bytes),
+            max_header_bytes: self.max_header_bytes,
             max_streams_per_tunnel: self
                 .max_streams_per_tunnel
                 .unwrap_or(d.max_streams_per_tunnel),

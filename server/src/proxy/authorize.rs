@@ -71,13 +71,15 @@ fn callers(
 /// body without a length is counted as it is sent).
 fn sizes(req: &HttpRequest, shared: &ProxyShared) -> Result<(), ProxyError> {
     let limits = &shared.limits;
-    let head: usize = req
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    if head + req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > limits.max_header_bytes {
-        return Err(ProxyError::HeadTooLarge);
+    if let Some(max) = limits.max_header_bytes {
+        let fields: usize = req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        if fields + req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > max {
+            return Err(ProxyError::HeadTooLarge);
+        }
     }
     let declared = req
         .headers()

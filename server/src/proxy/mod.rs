@@ -90,14 +90,15 @@ pub async fn proxy(
     let opened = open(&req, &routed, &state).await?;
     // If this handler is dropped (caller gone) or gives up, the stream is cancelled.
     let mut guard = cancel_guard(&opened.session, opened.id);
-    let too_large = Rc::new(Cell::new(false));
-    if opened.has_body {
+    // Only a request with a body can outgrow the limit.
+    let too_large = opened.has_body.then(|| Rc::new(Cell::new(false)));
+    if let Some(flag) = &too_large {
         // An upgraded connection's bytes are not a request body.
         let limit = match routed.upgrade {
             true => u64::MAX,
             false => state.shared.limits.max_request_body,
         };
-        send_body(&opened, payload, limit, too_large.clone());
+        send_body(&opened, payload, limit, flag.clone());
     }
     let Opened {
         session,
@@ -108,7 +109,7 @@ pub async fn proxy(
         ..
     } = opened;
     let waited = await_head(&req, &routed.host, events, &mut guard, &state).await;
-    let (head, events) = waited.map_err(|e| match too_large.get() {
+    let (head, events) = waited.map_err(|e| match too_large.is_some_and(|f| f.get()) {
         true => ProxyError::BodyTooLarge(state.shared.limits.max_request_body),
         false => e,
     })?;
