@@ -345,3 +345,82 @@ async fn a_host_claimed_under_a_wildcard_gets_its_certificate_when_registered() 
     assert_eq!(pebble.orders(), 1);
     server.stop().await;
 }
+
+#[actix_rt::test]
+async fn an_unreachable_authority_is_logged_with_its_reason_and_the_server_keeps_serving() {
+    use std::process::{Command, Stdio};
+    let dir = test_dir("unreachable");
+    // A certificate of its own for one host, and ACME for another whose
+    // authority listens nowhere.
+    let mut params =
+        rcgen::CertificateParams::new(vec!["static.burrow.test".to_owned()]).expect("params");
+    params.is_ca = rcgen::IsCa::NoCa;
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("cert");
+    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write");
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write");
+    let port = support::pebble::free_port();
+    let nowhere = support::pebble::free_port();
+    let text = format!(
+        "listen = \"127.0.0.1:{port}\"\nworkers = 1\n\
+         [[hosts]]\nhost = \"{HOST}\"\ntoken = \"t\"\n\
+         [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
+         [tls.acme]\ndirectory = \"https://127.0.0.1:{nowhere}/dir\"\nemail = \"ops@burrow.test\"\n\
+         cache = \"cache\"\n"
+    );
+    std::fs::write(dir.join("server.toml"), text).expect("write");
+    let log = std::fs::File::create(dir.join("server.log")).expect("log");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_burrow-server"))
+        .arg("--config")
+        .arg(dir.join("server.toml"))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("server");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let trusted = support::pebble::client_config(&[cert.der().clone()]);
+    let deadline = Instant::now() + ISSUED;
+    let answer = loop {
+        match https(
+            addr,
+            "static.burrow.test",
+            trusted.clone(),
+            &get("static.burrow.test"),
+        )
+        .await
+        {
+            Ok((_, answer)) => break answer,
+            Err(e) => assert!(Instant::now() < deadline, "never served: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    let logged = loop {
+        let text = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+        if text.contains("not obtained") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no failure logged:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let failures: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("not obtained"))
+        .collect();
+    assert_eq!(failures.len(), 1, "{logged}");
+    assert!(
+        failures[0].contains(HOST) && failures[0].contains("next try in"),
+        "{}",
+        failures[0]
+    );
+    // Still serving after the failure.
+    let again = https(
+        addr,
+        "static.burrow.test",
+        trusted,
+        &get("static.burrow.test"),
+    )
+    .await;
+    assert!(again.is_ok_and(|(_, a)| a.starts_with("HTTP/1.1 404")));
+    let _ = server.kill();
+    let _ = server.wait();
+}
