@@ -193,6 +193,9 @@ pub enum RegisterError {
     /// token.
     #[error("this server offers no random host names to this token; ask for a host")]
     NoRandomNames,
+    /// The client's address made too many refused registrations lately.
+    #[error("too many refused registrations from this address; try again in {0} s")]
+    TooManyFailures(u64),
     /// The entry's token holds as many hosts as it may.
     #[error("host {0} is refused: its token already holds {1} hosts, the most this server allows")]
     TooManyTunnels(String, usize),
@@ -205,13 +208,27 @@ pub enum RegisterError {
 }
 
 impl RegisterError {
+    /// `true` for a refusal a stranger guessing tokens or names gets,
+    /// counted against its address.
+    pub fn is_guess(&self) -> bool {
+        matches!(
+            self,
+            RegisterError::InvalidHost(_)
+                | RegisterError::NotConfigured(_)
+                | RegisterError::BadToken(_)
+                | RegisterError::NoRandomNames
+        )
+    }
+
     /// `true` when the refusal may clear by itself, so the client should
     /// retry: the host's holder may be this client's own previous
     /// connection, not yet seen to drop; a stopping server is replaced.
     pub fn retry(&self) -> bool {
         matches!(
             self,
-            RegisterError::HeldByAnotherClient(_) | RegisterError::Unavailable
+            RegisterError::HeldByAnotherClient(_)
+                | RegisterError::Unavailable
+                | RegisterError::TooManyFailures(_)
         )
     }
 
@@ -225,6 +242,7 @@ impl RegisterError {
             | RegisterError::BadRules(..)
             | RegisterError::NoRandomNames => log::Level::Debug,
             RegisterError::TooManyTunnels(..) => log::Level::Info,
+            RegisterError::TooManyFailures(_) => log::Level::Debug,
             RegisterError::HeldByAnotherClient(_) | RegisterError::Unavailable => log::Level::Info,
         }
     }

@@ -153,6 +153,8 @@ pub struct SessionHandle {
     pub gate: Arc<Gate>,
     /// The server worker the session actor runs on.
     pub worker: WorkerId,
+    /// The client's address.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl SessionHandle {

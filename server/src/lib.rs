@@ -39,6 +39,7 @@ pub mod proxy;
 pub mod redirect;
 pub mod registry;
 pub mod session;
+pub mod throttle;
 pub mod tls;
 pub mod tunnel;
 

@@ -8,6 +8,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
+    time::Instant,
 };
 
 use actix::{Actor, Context, Handler, MessageResult};
@@ -20,6 +21,7 @@ use crate::{
     handle::{CloseAll, Granted, HostSessions, Lookup, Register, SessionHandle, Unregister},
     names,
     policy::{CallerRules, HostPolicy},
+    throttle::FailedAttempts,
     tunnel::{Rate, TunnelState},
 };
 
@@ -36,6 +38,8 @@ pub struct Registry {
     wildcard: Vec<bool>,
     /// Certificates for a wildcard entry's hosts as they are claimed.
     on_demand: Option<OnDemand>,
+    /// Refused registrations by address.
+    failed: FailedAttempts,
     /// Bumped whenever a host's sessions change while others keep serving
     /// it (a session joins or leaves a pool); see [`HostSessions`]. A host
     /// whose only session goes away needs no bump: copies notice that the
@@ -69,6 +73,7 @@ impl Registry {
                 .map(|h| h.wildcard_domain().is_some())
                 .collect(),
             on_demand,
+            failed: FailedAttempts::default(),
             generation: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -178,7 +183,13 @@ impl Handler<Register> for Registry {
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
         let session = Arc::new(msg.session);
-        let answers = msg
+        let now = Instant::now();
+        let addr = session.peer.map(|p| p.ip());
+        if let Some(wait) = addr.and_then(|a| self.failed.blocked(a, now)) {
+            let refused = RegisterError::TooManyFailures(wait.as_secs().max(1));
+            return MessageResult(msg.tunnels.iter().map(|_| Err(refused.clone())).collect());
+        }
+        let answers: Vec<_> = msg
             .tunnels
             .iter()
             .map(|t| {
@@ -186,6 +197,14 @@ impl Handler<Register> for Registry {
                 self.grant(&session, msg.instance.as_deref(), claim)
             })
             .collect();
+        if let Some(addr) = addr {
+            for _ in answers
+                .iter()
+                .filter(|a| a.as_ref().is_err_and(|e| e.is_guess()))
+            {
+                self.failed.record(addr, now);
+            }
+        }
         MessageResult(answers)
     }
 }

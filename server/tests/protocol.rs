@@ -213,6 +213,28 @@ async fn a_hello_asking_for_too_many_tunnels_is_refused() {
 }
 
 #[actix_rt::test]
+async fn an_address_guessing_tokens_is_slowed_down() {
+    let server = start();
+    for _ in 0..burrow_server::throttle::MAX_FAILURES {
+        let mut ws = connect(&server).await;
+        let ack = register_as(&mut ws, "guess", None).await;
+        assert!(ack.tunnels[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("invalid token")));
+    }
+    // Even the right token waits now, and is told for how long.
+    let mut ws = connect(&server).await;
+    let v = register_as(&mut ws, "tok", None).await.tunnels[0].clone();
+    assert!(!v.accepted && v.retry, "{v:?}");
+    let reason = v.reason.unwrap_or_default();
+    assert!(
+        reason.contains("too many refused registrations"),
+        "{reason}"
+    );
+}
+
+#[actix_rt::test]
 async fn wrong_token_and_unknown_host_are_refused_finally() {
     let server = start();
     let mut ws = connect(&server).await;

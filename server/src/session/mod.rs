@@ -166,6 +166,7 @@ impl TunnelSession {
             outbox: self.outbox.clone(),
             gate: self.gate.clone(),
             worker: self.worker,
+            peer: self.peer,
         }
     }
 
