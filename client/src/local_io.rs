@@ -234,7 +234,7 @@ impl Conn {
     fn fill(&self, cx: &mut Context<'_>) {
         let mut stream = self.tcp.borrow_mut();
         let mut ahead = self.ahead.borrow_mut();
-        if let LocalStream::Tcp(tcp) = &*stream {
+        if let LocalStream::Plain(tcp) = &*stream {
             while ahead.len() < MAX_AHEAD && !self.ended.get() && tcp.poll_read_ready(cx).is_ready()
             {
                 ahead.reserve(4096);
@@ -416,10 +416,10 @@ impl ActixStream for LocalIo {
         if !self.0.ahead.borrow().is_empty() {
             return Poll::Ready(Ok(Ready::READABLE));
         }
-        ActixStream::poll_read_ready(self.0.tcp.borrow().tcp(), cx)
+        ActixStream::poll_read_ready(crate::local_tls::tcp_of(&self.0.tcp.borrow()), cx)
     }
 
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<Ready>> {
-        ActixStream::poll_write_ready(self.0.tcp.borrow().tcp(), cx)
+        ActixStream::poll_write_ready(crate::local_tls::tcp_of(&self.0.tcp.borrow()), cx)
     }
 }

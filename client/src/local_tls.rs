@@ -9,12 +9,7 @@
 //! `local_io` then sees the request and the answer in clear, as it must
 //! (the date cut, early answers and `Expect` read HTTP bytes).
 
-use std::{
-    io::{self, IoSlice},
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::{io, sync::Arc};
 
 use actix_rt::net::TcpStream;
 use rustls::{
@@ -23,75 +18,16 @@ use rustls::{
     pki_types::{CertificateDer, ServerName, UnixTime},
     ClientConfig, DigitallySignedStruct, SignatureScheme,
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::client::TlsStream;
 
-/// A connection to a local service.
-#[derive(Debug)]
-pub enum LocalStream {
-    /// Plain HTTP.
-    Tcp(TcpStream),
-    /// HTTPS, its handshake done.
-    Tls(Box<TlsStream<TcpStream>>),
-}
+/// A connection to a local service: TCP, or TLS over it.
+pub type LocalStream = burrow_common::wire::Wire<TcpStream, TlsStream<TcpStream>>;
 
-impl LocalStream {
-    /// The TCP connection underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            LocalStream::Tcp(tcp) => tcp,
-            LocalStream::Tls(tls) => tls.get_ref().0,
-        }
-    }
-}
-
-/// Each call goes to the stream underneath.
-macro_rules! on_stream {
-    ($s:expr, $x:ident => $call:expr) => {
-        match $s {
-            LocalStream::Tcp($x) => $call,
-            LocalStream::Tls($x) => $call,
-        }
-    };
-}
-
-impl AsyncRead for LocalStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        on_stream!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for LocalStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        on_stream!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        on_stream!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        on_stream!(self, s => s.is_write_vectored())
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        on_stream!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        on_stream!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
+/// The TCP connection beneath `stream`.
+pub fn tcp_of(stream: &LocalStream) -> &TcpStream {
+    match stream {
+        LocalStream::Plain(tcp) => tcp,
+        LocalStream::Tls(tls) => tls.get_ref().0,
     }
 }
 

@@ -56,7 +56,7 @@ impl Connector {
     /// when that service speaks HTTPS.
     async fn local_stream(&self, authority: &str, tcp: TcpStream) -> io::Result<LocalStream> {
         match self.tls.get(authority) {
-            None => Ok(LocalStream::Tcp(tcp)),
+            None => Ok(LocalStream::Plain(tcp)),
             Some(tls) => tls.connect(tcp).await,
         }
     }
@@ -93,26 +93,20 @@ impl Connector {
     /// The HTTP client that opens the control WebSocket, over TLS with
     /// `tls` when it is given.
     pub fn control_client(&self, tls: Option<Arc<rustls::ClientConfig>>) -> awc::Client {
-        let mut connector = awc::Connector::new()
-            .connector(self.tcp())
-            .timeout(self.timeout)
-            .handshake_timeout(self.timeout)
-            .max_http_version(awc::http::Version::HTTP_11);
-        if let Some(tls) = tls {
-            connector = connector.rustls_0_23(tls);
-        }
-        awc::Client::builder()
-            .connector(connector)
-            .disable_redirects()
-            .no_default_headers()
-            .disable_timeout()
-            .finish()
+        self.client(tls)
     }
 
     /// An HTTP/1.1 client over this connector: pooled keep-alive
     /// connections, no redirects followed, no headers of its own added, no
     /// decompression. Response-head timeouts are set per request.
     pub fn http_client(&self) -> awc::Client {
+        self.client(None)
+    }
+
+    /// The HTTP/1.1 client both are: connections through [`LocalIo`] (which
+    /// changes nothing outside a forwarded exchange), with TLS to the
+    /// server when `server_tls` is given.
+    fn client(&self, server_tls: Option<Arc<rustls::ClientConfig>>) -> awc::Client {
         let this = self.clone();
         let local = actix_service::fn_service(move |conn: Connection<Uri, TcpStream>| {
             let this = this.clone();
@@ -124,11 +118,15 @@ impl Connector {
                 Ok(Connection::new(req, LocalIo::new(stream)))
             }
         });
-        let connector = awc::Connector::new()
+        let mut connector = awc::Connector::new()
             .connector(self.tcp().and_then(local))
             .timeout(self.timeout)
+            .handshake_timeout(self.timeout)
             .limit(1024)
             .max_http_version(awc::http::Version::HTTP_11);
+        if let Some(tls) = server_tls {
+            connector = connector.rustls_0_23(tls);
+        }
         awc::Client::builder()
             .connector(connector)
             .disable_redirects()

@@ -95,18 +95,7 @@ async fn a_held_host_is_not_taken_over_even_with_the_right_token() {
 
     // Another client with the right token waits; the holder keeps serving.
     let (second, mut second_events) = client(&server, host, "wild", "http://127.0.0.1:9");
-    let refused = tokio::time::timeout(Duration::from_secs(20), second_events.recv())
-        .await
-        .expect("an answer");
-    match refused {
-        Some(ClientEvent::Disconnected { reason }) => {
-            assert!(
-                reason.contains("already served by another client"),
-                "{reason}"
-            )
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
+    expect_refusal(&mut second_events, "already served by another client").await;
     assert_eq!(status_for(&server, host).await, 200);
 
     // Once the holder is gone, the waiting client gets the host (its local

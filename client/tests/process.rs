@@ -268,18 +268,7 @@ async fn a_held_host_is_refused_until_its_client_leaves() {
         client_config(server.addr(), &upstream.url(), TOKEN),
         tx_b,
     ));
-    let refused = tokio::time::timeout(Duration::from_secs(10), events_b.recv())
-        .await
-        .expect("an answer");
-    match refused {
-        Some(ClientEvent::Disconnected { reason }) => {
-            assert!(
-                reason.contains("already served by another client"),
-                "{reason}"
-            )
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
+    expect_refusal(&mut events_b, "already served by another client").await;
     // The first client goes away; the second, still retrying, takes over.
     first.abort();
     wait_registered(&mut events_b).await;

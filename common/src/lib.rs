@@ -40,6 +40,7 @@ pub mod protocol;
 pub mod queue;
 pub mod stream_map;
 pub mod token;
+pub mod wire;
 
 pub use frame::{DecodeError, Frame};
 pub use outbox::Outbox;

@@ -23,57 +23,13 @@ const EMPTY_400: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n";
 const KEPT: usize = 8 * 1024;
 
 /// The bytes a caller's connection carries: TCP, or TLS over it.
-pub enum Wire {
-    /// Plain HTTP.
-    Plain(TcpStream),
-    /// HTTPS, its handshake done.
-    Tls(Box<TlsStream<TcpStream>>),
-}
+pub type Wire = burrow_common::wire::Wire<TcpStream, TlsStream<TcpStream>>;
 
-impl Wire {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Wire::Plain(tcp) => tcp,
-            Wire::Tls(tls) => tls.get_ref().0,
-        }
-    }
-}
-
-/// Each call goes to the stream underneath.
-macro_rules! on_wire {
-    ($wire:expr, $s:ident => $call:expr) => {
-        match $wire {
-            Wire::Plain($s) => $call,
-            Wire::Tls($s) => $call,
-        }
-    };
-}
-
-impl AsyncRead for Wire {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        on_wire!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for Wire {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        on_wire!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        on_wire!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        on_wire!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
+/// The TCP connection beneath `wire`.
+fn tcp_of(wire: &Wire) -> &TcpStream {
+    match wire {
+        Wire::Plain(tcp) => tcp,
+        Wire::Tls(tls) => tls.get_ref().0,
     }
 }
 
@@ -93,7 +49,7 @@ impl CallerIo {
     /// Wraps an accepted connection (for TLS, once its handshake is done).
     pub fn new(tcp: Wire) -> Self {
         // Answers leave at once, not after the caller's next ACK.
-        let _ = tcp.tcp().set_nodelay(true);
+        let _ = tcp_of(&tcp).set_nodelay(true);
         CallerIo {
             tcp,
             head: Vec::new(),
@@ -104,7 +60,7 @@ impl CallerIo {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
-        self.tcp.tcp().peer_addr().ok()
+        tcp_of(&self.tcp).peer_addr().ok()
     }
 }
 

@@ -166,6 +166,20 @@ pub async fn wait_registered(events: &mut UnboundedReceiver<ClientEvent>) {
         .expect("client registered in time");
 }
 
+/// Waits for the client's next event, a disconnection whose reason holds
+/// `needle` (a refusal it will retry).
+pub async fn expect_refusal(events: &mut UnboundedReceiver<ClientEvent>, needle: &str) {
+    let refused = tokio::time::timeout(Duration::from_secs(20), events.recv())
+        .await
+        .expect("an answer");
+    match refused {
+        Some(ClientEvent::Disconnected { reason }) => {
+            assert!(reason.contains(needle), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
 /// A caller: an HTTP client with generous limits and no redirects.
 pub fn caller() -> awc::Client {
     awc::Client::builder()
