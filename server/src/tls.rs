@@ -156,9 +156,11 @@ pub async fn wire(
     // Boxed: the handshake's state is large, and held inline it would
     // grow every connection's task, plain ones too, for as long as the
     // connection lives (2.3 KiB per idle tunnel in the bench).
-    let tls = Box::pin(accept(acceptor, tcp, limit)).await.inspect_err(|e| {
-        log::debug!("TLS handshake failed: {e}");
-    })?;
+    let tls = Box::pin(accept(acceptor, tcp, limit))
+        .await
+        .inspect_err(|e| {
+            log::debug!("TLS handshake failed: {e}");
+        })?;
     Ok(Wire::Tls(Box::new(tls)))
 }
 
