@@ -148,6 +148,7 @@ mod tests {
             worker: Some(worker),
             node: Some(node.into()),
             drain: true,
+            ping_secs: None,
         }
     }
 

@@ -92,6 +92,11 @@ pub struct HelloAck {
     /// losing a request). Absent means `false`: never send one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drain: bool,
+    /// How often the server pings this connection, in seconds; the client
+    /// takes three of these without a word as the server gone. Absent
+    /// means 15.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_secs: Option<u32>,
 }
 
 /// Whether one requested tunnel was granted.

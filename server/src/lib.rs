@@ -245,6 +245,7 @@ fn shared(
         limits: SessionLimits {
             request_timeout: config.request_timeout,
             idle_timeout: config.idle_timeout,
+            ping_interval: config.heartbeat,
         },
         workers: u32::try_from(workers).unwrap_or(u32::MAX),
         node: ids.node().into(),

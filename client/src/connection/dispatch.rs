@@ -54,6 +54,8 @@ pub(super) struct Dispatcher {
     /// A `Drain` frame has been queued: the server will close the
     /// connection once nothing is left on it.
     pub(super) drain_sent: bool,
+    /// Silence after which the server is taken for gone.
+    pub(super) silence: Duration,
 }
 
 impl Dispatcher {
@@ -64,6 +66,7 @@ impl Dispatcher {
         role: Rc<dyn Role>,
         drain_after: Option<Duration>,
         can_drain: bool,
+        silence: Duration,
     ) -> Self {
         Dispatcher {
             outbox,
@@ -76,6 +79,7 @@ impl Dispatcher {
             drain_after,
             can_drain,
             drain_sent: false,
+            silence,
         }
     }
 

@@ -21,7 +21,8 @@ use crate::{config::ClientConfig, forward::ForwardContext, shutdown::Shutdown};
 
 /// Longest wait for the server's answer to the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Silence after which the server is considered gone. The server pings
+/// Silence after which the server is considered gone, when it does not say
+/// how often it pings (three of its pings). The server pings
 /// every 15 s, so a healthy connection is never this quiet.
 pub const SERVER_SILENCE: Duration = Duration::from_secs(45);
 
@@ -113,7 +114,11 @@ pub async fn serve(
     } else {
         None
     };
-    let mut conn = dispatch::Dispatcher::new(outbox, ctl_tx, ctx, role, drain_after, ack.drain);
+    let silence = ack
+        .ping_secs
+        .map_or(SERVER_SILENCE, |s| Duration::from_secs(3 * u64::from(s)));
+    let mut conn =
+        dispatch::Dispatcher::new(outbox, ctl_tx, ctx, role, drain_after, ack.drain, silence);
     let result = match conn.dispatch_frames(early) {
         Ok(()) => conn.read_loop(&mut stream, shutdown).await,
         Err(e) => Err(e),

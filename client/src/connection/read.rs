@@ -8,7 +8,7 @@ use burrow_common::{fragments::Reassembled, Frame};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use super::{close_reason, dispatch::Dispatcher, ConnError, Ws, SERVER_SILENCE};
+use super::{close_reason, dispatch::Dispatcher, ConnError, Ws};
 use crate::shutdown::Shutdown;
 
 /// Shortest period of a connection's local-timeout sweep.
@@ -45,7 +45,12 @@ struct Timers {
 }
 
 impl Timers {
-    fn new(local_timeout: Duration, drain_after: Option<Duration>, opened: u64) -> Self {
+    fn new(
+        local_timeout: Duration,
+        drain_after: Option<Duration>,
+        opened: u64,
+        silence: Duration,
+    ) -> Self {
         // Local response timeouts are enforced to within a quarter of their
         // length by one timer per connection, armed while streams are open.
         let every = (local_timeout / 4).clamp(SWEEP_MIN, SWEEP_MAX);
@@ -53,11 +58,11 @@ impl Timers {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The idle check: a connection that may drain looks a few times
         // per idle period whether it carried a request since.
-        let idle_every = drain_after.map_or(SERVER_SILENCE, |d| (d / 4).max(IDLE_CHECK_MIN));
+        let idle_every = drain_after.map_or(silence, |d| (d / 4).max(IDLE_CHECK_MIN));
         let mut idle_check = tokio::time::interval(idle_every);
         idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Timers {
-            silence: Box::pin(tokio::time::sleep(SERVER_SILENCE)),
+            silence: Box::pin(tokio::time::sleep(silence)),
             heard: Instant::now(),
             sweep,
             idle_check,
@@ -75,7 +80,13 @@ impl Dispatcher {
         stream: &mut futures_util::stream::SplitStream<Ws>,
         shutdown: &Shutdown,
     ) -> Result<(), ConnError> {
-        let mut timers = Timers::new(self.ctx.local_timeout, self.drain_after, self.opened);
+        let silence = self.silence;
+        let mut timers = Timers::new(
+            self.ctx.local_timeout,
+            self.drain_after,
+            self.opened,
+            silence,
+        );
         // One future for the connection's life: polled only until it fires.
         let mut stop = std::pin::pin!(shutdown.requested());
         let mut stopping = false;
@@ -89,10 +100,11 @@ impl Dispatcher {
                 Wake::Sweep => self.sweep(),
                 Wake::IdleCheck => self.idle_check(&mut timers),
                 Wake::Silence => {
-                    if timers.heard.elapsed() >= SERVER_SILENCE {
-                        return Err(ConnError::Lost("server silent for too long".into()));
+                    if timers.heard.elapsed() >= silence {
+                        let why = format!("no word from the server for {} s", silence.as_secs());
+                        return Err(ConnError::Lost(why));
                     }
-                    let next = timers.heard + SERVER_SILENCE;
+                    let next = timers.heard + silence;
                     timers.silence.as_mut().reset(next);
                 }
                 Wake::Shutdown if self.can_drain => {

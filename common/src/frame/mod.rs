@@ -355,6 +355,7 @@ mod tests {
             worker: Some(1),
             node: Some("a1b2".into()),
             drain: true,
+            ping_secs: Some(15),
         }));
         round_trip(Frame::RequestHead {
             stream: 7,

@@ -20,6 +20,8 @@ pub use tls::{provider, TlsSettings};
 pub const DEFAULT_CONTROL_PATH: &str = "/_burrow/connect";
 /// Default wait for a response head, in seconds.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Default interval of the heartbeat pings, in seconds.
+pub const DEFAULT_HEARTBEAT_SECS: u64 = 15;
 /// Default time a stream may move no bytes at all before it is closed.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
 
@@ -36,6 +38,10 @@ pub struct ServerConfig {
     /// Longest time an answered stream (a download, SSE, a WebSocket) may
     /// move no bytes in either direction before it is closed.
     pub idle_timeout: Duration,
+    /// How often each client is pinged; three intervals without a word
+    /// from it and its session is closed (and the client, hearing nothing
+    /// for three, reconnects).
+    pub heartbeat: Duration,
     /// HTTP worker threads; `None` means [`default_workers`].
     pub workers: Option<usize>,
     /// Keep `X-Forwarded-Proto` and `X-Forwarded-Host` set by a reverse proxy
@@ -61,6 +67,7 @@ struct RawConfig {
     control_path: Option<String>,
     request_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
+    heartbeat_secs: Option<u64>,
     workers: Option<usize>,
     trust_forwarded_headers: Option<bool>,
     #[serde(default)]
@@ -137,6 +144,10 @@ impl ServerConfig {
         if idle == 0 {
             return Err(invalid("idle_timeout_secs", "must be at least 1".into()));
         }
+        let heartbeat = raw.heartbeat_secs.unwrap_or(DEFAULT_HEARTBEAT_SECS);
+        if heartbeat == 0 {
+            return Err(invalid("heartbeat_secs", "must be at least 1".into()));
+        }
         if raw.workers == Some(0) {
             return Err(invalid("workers", "must be at least 1".into()));
         }
@@ -147,6 +158,7 @@ impl ServerConfig {
             control_path,
             request_timeout: Duration::from_secs(secs),
             idle_timeout: Duration::from_secs(idle),
+            heartbeat: Duration::from_secs(heartbeat),
             workers: raw.workers,
             trust_forwarded_headers: raw.trust_forwarded_headers.unwrap_or(false),
             hosts,

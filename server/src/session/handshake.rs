@@ -62,6 +62,7 @@ impl TunnelSession {
                 worker: None,
                 node: None,
                 drain: false,
+                ping_secs: None,
             };
             let bytes = Frame::HelloAck(ack).encode().ok();
             return self.close(ctx, bytes, CloseCode::Policy, &why);
@@ -100,6 +101,7 @@ impl TunnelSession {
             worker: Some(self.worker.0),
             node: Some(self.shared.node.to_string()),
             drain: true,
+            ping_secs: u32::try_from(self.shared.limits.ping_interval.as_secs()).ok(),
         });
         let bytes = ack.encode().ok();
         if self.hosts.is_empty() {

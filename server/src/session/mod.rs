@@ -43,10 +43,9 @@ use crate::{
 
 /// How long a new connection may take to send its `Hello`.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the server pings an idle client.
-pub const PING_INTERVAL: Duration = Duration::from_secs(15);
-/// Silence after which a client is considered gone (half-open connection).
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
+/// Pings without a word from the client after which it is considered gone
+/// (a half-open connection: a laptop that slept, a link that froze).
+pub const SILENT_PINGS: u32 = 3;
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -267,12 +266,17 @@ impl TunnelSession {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         self.sweep();
         self.check_drained(ctx);
-        if self.last_heard.elapsed() > CLIENT_TIMEOUT {
-            let why = "no word from the client for 45 s (heartbeat timeout)";
-            self.close(ctx, None, CloseCode::Away, why);
+        let ping = self.shared.limits.ping_interval;
+        let silence = ping * SILENT_PINGS;
+        if self.last_heard.elapsed() > silence {
+            let why = format!(
+                "no word from the client for {} s (heartbeat timeout)",
+                silence.as_secs()
+            );
+            self.close(ctx, None, CloseCode::Away, &why);
             return;
         }
-        if self.last_ping.elapsed() >= PING_INTERVAL {
+        if self.last_ping.elapsed() >= ping {
             self.last_ping = Instant::now();
             let mut ws = self.ws.clone();
             ctx.spawn(fut::wrap_future(async move {
@@ -303,7 +307,7 @@ impl Actor for TunnelSession {
         // are enforced to within a quarter of their length.
         let limits = self.shared.limits;
         let shortest = limits.request_timeout.min(limits.idle_timeout);
-        let tick = (shortest / 4).clamp(Duration::from_millis(100), PING_INTERVAL);
+        let tick = (shortest / 4).clamp(Duration::from_millis(100), limits.ping_interval);
         ctx.run_interval(tick, |act, ctx| act.tick(ctx));
     }
 

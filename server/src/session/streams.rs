@@ -24,6 +24,9 @@ pub struct SessionLimits {
     pub request_timeout: Duration,
     /// Longest time an answered stream may move no bytes.
     pub idle_timeout: Duration,
+    /// How often the client is pinged; three of these without a word from
+    /// it and the session is closed.
+    pub ping_interval: Duration,
 }
 
 pub(super) struct StreamEntry {
@@ -181,6 +184,7 @@ impl TunnelSession {
         let SessionLimits {
             request_timeout,
             idle_timeout,
+            ..
         } = self.shared.limits;
         let expired: Vec<(u32, bool)> = self
             .streams
