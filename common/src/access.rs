@@ -36,6 +36,12 @@ impl AccessRules {
 
     /// Checks every rule; the error says which one is wrong and why.
     pub fn validate(&self) -> Result<(), String> {
+        self.ranges().map(|_| ())
+    }
+
+    /// The allowed and the denied ranges, parsed, once every rule is
+    /// checked; the error says which one is wrong and why.
+    pub fn ranges(&self) -> Result<(Vec<IpRange>, Vec<IpRange>), String> {
         if self.allow_ips.len() + self.deny_ips.len() > MAX_RANGES {
             return Err(format!("at most {MAX_RANGES} address ranges in all"));
         }
@@ -48,10 +54,10 @@ impl AccessRules {
                 return Err("basic_auth must be `user:password`".into());
             }
         }
-        for range in self.allow_ips.iter().chain(&self.deny_ips) {
-            range.parse::<IpRange>()?;
-        }
-        Ok(())
+        Ok((
+            parse_ranges(&self.allow_ips)?,
+            parse_ranges(&self.deny_ips)?,
+        ))
     }
 }
 
@@ -111,7 +117,7 @@ impl fmt::Display for IpRange {
 }
 
 /// Parses a list of ranges; the error names the first bad one.
-pub fn parse_ranges(list: &[String]) -> Result<Vec<IpRange>, String> {
+fn parse_ranges(list: &[String]) -> Result<Vec<IpRange>, String> {
     list.iter().map(|r| r.parse()).collect()
 }
 

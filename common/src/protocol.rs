@@ -30,6 +30,14 @@ pub const MAX_INLINE_BODY: usize = 16 * 1024;
 /// Credit each stream starts with, in each direction, in bytes.
 pub const INITIAL_WINDOW: u32 = 512 * 1024;
 
+/// Ping intervals without a message after which either end takes the
+/// other for gone (a half-open connection: a laptop that slept, a link
+/// that froze).
+pub const SILENT_PINGS: u32 = 3;
+
+/// The server's ping interval, in seconds, when its `HelloAck` names none.
+pub const DEFAULT_PING_SECS: u32 = 15;
+
 /// Stream id reserved for connection-level frames (the handshake).
 pub const CONNECTION_STREAM: u32 = 0;
 

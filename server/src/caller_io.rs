@@ -46,10 +46,9 @@ pub struct CallerIo {
 }
 
 impl CallerIo {
-    /// Wraps an accepted connection (for TLS, once its handshake is done).
+    /// Wraps an accepted connection (for TLS, once its handshake is done;
+    /// `tls::wire` has set `TCP_NODELAY`).
     pub fn new(tcp: Wire) -> Self {
-        // Answers leave at once, not after the caller's next ACK.
-        let _ = tcp_of(&tcp).set_nodelay(true);
         CallerIo {
             tcp,
             head: Vec::new(),

@@ -8,7 +8,7 @@ use std::{collections::HashMap, net::IpAddr};
 
 use base64::Engine;
 use burrow_common::{
-    access::{parse_ranges, AccessRules, IpRange},
+    access::{AccessRules, IpRange},
     Token,
 };
 
@@ -65,9 +65,7 @@ impl HostPolicy {
         }
         Ok((host, *entry))
     }
-}
 
-impl HostPolicy {
     /// The domain and entry under which `token` may have a random name:
     /// the first entry offering them whose secret it is.
     pub fn random_domain(&self, token: &Token) -> Result<(&str, usize), RegisterError> {
@@ -103,11 +101,11 @@ impl CallerRules {
         if access.is_empty() {
             return Ok(None);
         }
-        access.validate()?;
+        let (allow, deny) = access.ranges()?;
         Ok(Some(CallerRules {
             credentials: access.basic_auth.clone(),
-            allow: parse_ranges(&access.allow_ips)?,
-            deny: parse_ranges(&access.deny_ips)?,
+            allow,
+            deny,
         }))
     }
 

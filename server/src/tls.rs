@@ -148,11 +148,12 @@ pub async fn wire(
     tcp: TcpStream,
     limit: Duration,
 ) -> io::Result<Wire> {
+    // Answers (and a handshake's own flights) leave at once, not after the
+    // caller's next ACK.
+    let _ = tcp.set_nodelay(true);
     let Some(acceptor) = acceptor else {
         return Ok(Wire::Plain(tcp));
     };
-    // The handshake's own flights leave at once too.
-    let _ = tcp.set_nodelay(true);
     // Boxed: the handshake's state is large, and held inline it would
     // grow every connection's task, plain ones too, for as long as the
     // connection lives (2.3 KiB per idle tunnel in the bench).

@@ -11,7 +11,7 @@ use std::{rc::Rc, time::Duration};
 use awc::ws;
 use burrow_common::{
     batch,
-    protocol::{TunnelRequest, MAX_MESSAGE_SIZE},
+    protocol::{TunnelRequest, DEFAULT_PING_SECS, MAX_MESSAGE_SIZE, SILENT_PINGS},
     DecodeError, Frame, Hello, HelloAck, Outbox, PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -21,10 +21,13 @@ use crate::{config::ClientConfig, forward::ForwardContext, shutdown::Shutdown};
 
 /// Longest wait for the server's answer to the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Silence after which the server is considered gone, when it does not say
-/// how often it pings (three of its pings). The server pings
-/// every 15 s, so a healthy connection is never this quiet.
-pub const SERVER_SILENCE: Duration = Duration::from_secs(45);
+/// Silence after which the server is considered gone: three of its ping
+/// intervals (the one its handshake answer names, or the default), so a
+/// healthy connection is never this quiet.
+fn server_silence(ping_secs: Option<u32>) -> Duration {
+    let ping = ping_secs.unwrap_or(DEFAULT_PING_SECS);
+    Duration::from_secs(u64::from(ping) * u64::from(SILENT_PINGS))
+}
 
 /// How a connection ended.
 #[derive(Debug, Error)]
@@ -114,9 +117,7 @@ pub async fn serve(
     } else {
         None
     };
-    let silence = ack
-        .ping_secs
-        .map_or(SERVER_SILENCE, |s| Duration::from_secs(3 * u64::from(s)));
+    let silence = server_silence(ack.ping_secs);
     let mut conn =
         dispatch::Dispatcher::new(outbox, ctl_tx, ctx, role, drain_after, ack.drain, silence);
     let result = match conn.dispatch_frames(early) {
@@ -165,19 +166,28 @@ fn upgrade_failure(config: &ClientConfig, e: awc::error::WsClientError) -> ConnE
             url,
             detail: format!("it answered {status}, unavailable for now"),
         },
-        awc::error::WsClientError::SendRequest(awc::error::SendRequestError::Connect(
-            awc::error::ConnectError::Io(e),
-        )) if crate::tls::certificate_problem(&e).is_some() => ConnError::Refused {
-            reason: format!(
-                "{url} presented a certificate this client does not trust: {}",
-                crate::tls::certificate_problem(&e).unwrap_or_default()
-            ),
-            retry: false,
+        e => match untrusted_certificate(&e) {
+            Some(why) => ConnError::Refused {
+                reason: format!("{url} presented a certificate this client does not trust: {why}"),
+                retry: false,
+            },
+            None => ConnError::Connect {
+                url,
+                detail: e.to_string(),
+            },
         },
-        e => ConnError::Connect {
-            url,
-            detail: e.to_string(),
-        },
+    }
+}
+
+/// What is wrong with the server's certificate, when that is why the
+/// connection failed.
+fn untrusted_certificate(e: &awc::error::WsClientError) -> Option<String> {
+    use awc::error::{ConnectError, SendRequestError, WsClientError};
+    match e {
+        WsClientError::SendRequest(SendRequestError::Connect(ConnectError::Io(io))) => {
+            crate::tls::certificate_problem(io)
+        }
+        _ => None,
     }
 }
 

@@ -21,7 +21,7 @@ pub const DEFAULT_CONTROL_PATH: &str = "/_burrow/connect";
 /// Default wait for a response head, in seconds.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
 /// Default interval of the heartbeat pings, in seconds.
-pub const DEFAULT_HEARTBEAT_SECS: u64 = 15;
+pub const DEFAULT_HEARTBEAT_SECS: u64 = burrow_common::protocol::DEFAULT_PING_SECS as u64;
 /// Default time a stream may move no bytes at all before it is closed.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
 

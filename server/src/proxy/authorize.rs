@@ -4,7 +4,7 @@
 //! streams in flight and its request rate.
 
 use actix_web::{http::header, HttpRequest};
-use burrow_common::flow::InFlightSlot;
+use burrow_common::{flow::InFlightSlot, http1::parse_content_length};
 
 use super::ProxyShared;
 use crate::{error::ProxyError, policy::Refusal, tunnel::TunnelState};
@@ -84,8 +84,7 @@ fn sizes(req: &HttpRequest, shared: &ProxyShared) -> Result<(), ProxyError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| parse_content_length(v.as_bytes()));
     if declared.is_some_and(|n| n > limits.max_request_body) {
         return Err(ProxyError::BodyTooLarge(limits.max_request_body));
     }

@@ -43,9 +43,6 @@ use crate::{
 
 /// How long a new connection may take to send its `Hello`.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pings without a word from the client after which it is considered gone
-/// (a half-open connection: a laptop that slept, a link that froze).
-pub const SILENT_PINGS: u32 = 3;
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -267,7 +264,7 @@ impl TunnelSession {
         self.sweep();
         self.check_drained(ctx);
         let ping = self.shared.limits.ping_interval;
-        let silence = ping * SILENT_PINGS;
+        let silence = ping * burrow_common::protocol::SILENT_PINGS;
         if self.last_heard.elapsed() > silence {
             let why = format!(
                 "no word from the client for {} s (heartbeat timeout)",
