@@ -101,6 +101,7 @@ pub async fn run(
         role: first.clone(),
         events: options.events.as_ref(),
         shutdown: &stop,
+        announce: true,
     });
     let mut serve = std::pin::pin!(serve);
     tokio::select! {

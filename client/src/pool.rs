@@ -191,6 +191,7 @@ fn spawn_extra(shared: Shared, n: usize) -> std::io::Result<oneshot::Sender<()>>
                     role,
                     events: None,
                     shutdown: &shared.shutdown,
+                    announce: false,
                 });
                 match future::select(Box::pin(serve), stopped).await {
                     Either::Left((Err(e), _)) => log::warn!("connection {n} stopped: {e}"),

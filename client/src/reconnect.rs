@@ -1,11 +1,12 @@
-//! One connection kept up: reconnected with capped, jittered exponential
-//! backoff until the server refuses the tunnels for good, the connection is
+//! One connection kept up: opened again at once when it drops, then with
+//! capped, jittered exponential backoff, until the server refuses the tunnels for good, the connection is
 //! drained on request, or the client shuts down.
 
 use std::{
+    cell::Cell,
     hash::{BuildHasher, Hasher},
     rc::Rc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -66,35 +67,122 @@ pub(crate) struct Keep<'a> {
     pub role: Rc<dyn Role>,
     pub events: Option<&'a UnboundedSender<ClientEvent>>,
     pub shutdown: &'a Shutdown,
+    /// Whether this connection's outages are the client's to report (the
+    /// first connection); the pool's extra ones stay quiet, or a server
+    /// restart would log once per connection.
+    pub announce: bool,
 }
 
-/// Serves one connection, reconnecting with backoff, until the server
-/// refuses the tunnels for good (an error), or the connection was drained
-/// (idle, or the client shutting down) (`Ok`).
+/// How often a long outage is mentioned again.
+const OUTAGE_REMINDER: Duration = Duration::from_secs(60);
+
+/// The time since the connection was last registered, when it is not:
+/// logged once as it begins, reminded of once a minute, and its length
+/// logged when the connection is registered again.
+struct Outage {
+    announce: bool,
+    /// Since when, how many attempts so far, when it was last mentioned.
+    state: Cell<Option<(Instant, u32, Instant)>>,
+}
+
+impl Outage {
+    /// A failed attempt (or the drop that starts the outage).
+    fn failed(&self, err: &ConnError) {
+        let now = Instant::now();
+        match self.state.get() {
+            None => {
+                self.state.set(Some((now, 1, now)));
+                let level = match (self.announce, err) {
+                    (false, _) => log::Level::Debug,
+                    (true, ConnError::Connect { .. }) => log::Level::Warn,
+                    (true, _) => log::Level::Info,
+                };
+                log::log!(level, "{err}; reconnecting");
+            }
+            Some((since, attempts, told)) if self.announce && told.elapsed() >= OUTAGE_REMINDER => {
+                let secs = since.elapsed().as_secs();
+                log::info!("still reconnecting after {secs} s ({attempts} attempts): {err}");
+                self.state.set(Some((since, attempts + 1, now)));
+            }
+            Some((since, attempts, told)) => {
+                log::debug!("{err}");
+                self.state.set(Some((since, attempts + 1, told)));
+            }
+        }
+    }
+
+    /// The connection is registered again.
+    fn ended(&self) {
+        if let Some((since, attempts, _)) = self.state.take() {
+            let level = match self.announce {
+                true => log::Level::Info,
+                false => log::Level::Debug,
+            };
+            let secs = since.elapsed().as_secs_f64();
+            log::log!(level, "reconnected after {secs:.1} s ({attempts} attempts)");
+        }
+    }
+}
+
+/// A connection's role, with the outage ended when it registers.
+struct Watched {
+    role: Rc<dyn Role>,
+    outage: Rc<Outage>,
+}
+
+impl Role for Watched {
+    fn registered(&self, ack: &burrow_common::HelloAck) -> bool {
+        let kept = self.role.registered(ack);
+        if kept {
+            self.outage.ended();
+        }
+        kept
+    }
+
+    fn ended(&self) {
+        self.role.ended();
+    }
+
+    fn drain_when_idle(&self) -> Option<Duration> {
+        self.role.drain_when_idle()
+    }
+
+    fn stream_opened(&self, open: usize) {
+        self.role.stream_opened(open);
+    }
+}
+
+/// Serves one connection, reconnecting, until the server refuses the
+/// tunnels for good (an error), or the connection was drained (idle, or
+/// the client shutting down) (`Ok`). A registered connection that drops is
+/// opened again at once; failed attempts after that back off.
 pub(crate) async fn serve_until_refused(keep: Keep<'_>) -> Result<(), ClientError> {
     let mut backoff = Backoff::new(keep.config.max_backoff);
+    let outage = Rc::new(Outage {
+        announce: keep.announce,
+        state: Cell::new(None),
+    });
+    let role: Rc<dyn Role> = Rc::new(Watched {
+        role: keep.role.clone(),
+        outage: outage.clone(),
+    });
     loop {
         let served = connection::serve(
             keep.config,
             keep.ctx.clone(),
             keep.instance,
-            keep.role.clone(),
+            role.clone(),
             keep.shutdown,
         )
         .await;
-        let err = match served {
-            Ok(()) => ConnError::Lost("connection ended".into()),
-            Err(e) => e,
-        };
-        match &err {
+        let err = served
+            .err()
+            .unwrap_or(ConnError::Lost("connection ended".into()));
+        let at_once = match &err {
             ConnError::Refused {
                 reason,
                 retry: false,
             } => return Err(ClientError::Refused(reason.clone())),
-            ConnError::Lost(_) | ConnError::Protocol(_) => {
-                backoff.reset();
-                log::warn!("{err}");
-            }
             ConnError::Drained => {
                 log::debug!("{err}");
                 return Ok(());
@@ -104,18 +192,26 @@ pub(crate) async fn serve_until_refused(keep: Keep<'_>) -> Result<(), ClientErro
                 log::debug!("{err}");
                 continue;
             }
-            ConnError::Connect { .. } | ConnError::Refused { .. } => log::warn!("{err}"),
-        }
+            ConnError::Lost(_) | ConnError::Protocol(_) | ConnError::ServerLeft => {
+                backoff.reset();
+                true
+            }
+            ConnError::Connect { .. } | ConnError::Refused { .. } => false,
+        };
         if keep.shutdown.is_requested() {
             return Ok(());
         }
+        outage.failed(&err);
         if let Some(events) = keep.events {
             let _ = events.send(ClientEvent::Disconnected {
                 reason: err.to_string(),
             });
         }
+        if at_once {
+            continue;
+        }
         let pause = backoff.pause();
-        log::info!("reconnecting in {:.1} s", pause.as_secs_f64());
+        log::debug!("reconnecting in {:.1} s", pause.as_secs_f64());
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             () = keep.shutdown.requested() => return Ok(()),

@@ -5,76 +5,11 @@
 
 mod support;
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use burrow_client::ClientEvent;
+use support::link::FreezingLink;
 use support::*;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    sync::watch,
-};
-
-/// A TCP proxy in front of `target` that can freeze: while frozen it moves
-/// no bytes either way and closes nothing.
-struct FreezingLink {
-    addr: SocketAddr,
-    frozen: watch::Sender<bool>,
-}
-
-impl FreezingLink {
-    async fn start(target: SocketAddr) -> FreezingLink {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (frozen, watching) = watch::channel(false);
-        actix_rt::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let Ok(outbound) = TcpStream::connect(target).await else {
-                    continue;
-                };
-                let (ri, wi) = inbound.into_split();
-                let (ro, wo) = outbound.into_split();
-                actix_rt::spawn(relay(ri, wo, watching.clone()));
-                actix_rt::spawn(relay(ro, wi, watching.clone()));
-            }
-        });
-        FreezingLink { addr, frozen }
-    }
-
-    fn freeze(&self, on: bool) {
-        let _ = self.frozen.send(on);
-    }
-}
-
-/// Copies `from` to `to`, holding still while the link is frozen.
-async fn relay(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut frozen: watch::Receiver<bool>,
-) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        if frozen.wait_for(|f| !f).await.is_err() {
-            return;
-        }
-        let read = tokio::select! {
-            read = from.read(&mut buf) => Some(read),
-            _ = frozen.wait_for(|f| *f) => None,
-        };
-        let n = match read {
-            None => continue,
-            Some(Ok(0) | Err(_)) => return,
-            Some(Ok(n)) => n,
-        };
-        // Bytes read just as the link froze wait for the thaw.
-        if frozen.wait_for(|f| !f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
 
 /// A server pinging every second, a client that reaches it through a
 /// freezing link, and the local service.

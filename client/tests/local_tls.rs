@@ -107,8 +107,23 @@ async fn a_self_signed_local_service_is_reached_when_verification_is_off() {
     let ca = TestCa::new("local-tls");
     let (local, accepted) = https_service(&ca).await;
     let t = tunnel_to(&local, "local_tls_verify = false").await;
+    // One caller connection, once the client's pool is complete: one server
+    // worker, so one client connection and its pooled client serve both
+    // requests.
+    let pooled = eventually(std::time::Duration::from_secs(10), || async {
+        t.server_sessions().await.len() == 2
+    })
+    .await;
+    assert!(pooled, "the client did not open a connection per server worker");
+    let one = caller();
     for path in ["/one", "/two?x=1"] {
-        let mut res = t.get(path).send().await.expect("answer");
+        let url = format!("{}{path}", t.public());
+        let mut res = one
+            .get(url)
+            .insert_header(("host", HOST))
+            .send()
+            .await
+            .expect("answer");
         assert_eq!(res.status().as_u16(), 200);
         let body = res.body().await.expect("body");
         assert_eq!(body, format!("secure {path}").as_bytes());

@@ -10,7 +10,7 @@ use crate::{access::AccessRules, token::Token};
 
 /// Version of the wire protocol. A peer speaking another version is refused
 /// during the handshake with a message saying which side to upgrade.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Largest body payload carried by one `Data` frame. Larger chunks are split.
 pub const MAX_DATA_PAYLOAD: usize = 64 * 1024;

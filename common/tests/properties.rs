@@ -83,6 +83,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         }),
         (stream, 1u32..).prop_map(|(stream, increment)| Frame::Window { stream, increment }),
         Just(Frame::Drain),
+        Just(Frame::GoAway),
         (
             "[a-z.]{1,20}",
             "[ -~]{1,20}",

@@ -6,6 +6,10 @@ use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use burrow_common::ResetCode;
 use thiserror::Error;
 
+/// `Retry-After` for a tunnel whose client is away or a server that is
+/// restarting: a client reconnects within a few seconds.
+const RETRY_AFTER_RECONNECT: &str = "5";
+
 /// Why a public request could not be answered by the local service.
 /// Each variant records which side failed: the caller, the tunnel, or the
 /// local service behind the client.
@@ -85,6 +89,13 @@ pub enum ProxyError {
         /// Seconds until a request would be let through.
         retry_after: u64,
     },
+    /// The host's client is reconnecting, and did not come back in time
+    /// (or too many requests wait for it already).
+    #[error("the tunnel for {0} is reconnecting; try again shortly")]
+    Reconnecting(String),
+    /// The server is shutting down and takes no new request.
+    #[error("this server is restarting; try again shortly")]
+    ShuttingDown,
     /// The tunnel asks for credentials the caller did not give.
     #[error("{0} asks for a user name and password")]
     Unauthorized(String),
@@ -125,7 +136,9 @@ impl ResponseError for ProxyError {
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
             ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Busy { .. } | ProxyError::Reconnecting(_) | ProxyError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::TunnelGone(_)
@@ -156,6 +169,14 @@ impl ResponseError for ProxyError {
             }
             ProxyError::Busy { .. } => {
                 response.insert_header(("retry-after", "1"));
+            }
+            ProxyError::Reconnecting(_) => {
+                response.insert_header(("retry-after", RETRY_AFTER_RECONNECT));
+            }
+            // The connection is about to close with the server.
+            ProxyError::ShuttingDown => {
+                response.insert_header(("retry-after", RETRY_AFTER_RECONNECT));
+                response.force_close();
             }
             ProxyError::RateLimited { retry_after, .. } => {
                 response.insert_header(("retry-after", retry_after.to_string()));

@@ -6,7 +6,7 @@
 //! on.
 
 use std::sync::{
-    atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+    atomic::{AtomicU64, Ordering},
     Arc,
 };
 
@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::{
     error::RegisterError,
+    gate::{Gate, Opening},
     messages::{CancelStream, OpenStream, ToSession},
 };
 
@@ -51,6 +52,10 @@ pub struct Register {
 pub struct Unregister {
     /// The session going away.
     pub session_id: u64,
+    /// `true` when its connection was lost (rather than closed on
+    /// purpose): the hosts it was the last to serve are kept for its
+    /// client for the reconnect grace.
+    pub lost: bool,
 }
 
 /// Find the sessions serving a host.
@@ -66,6 +71,13 @@ pub struct Lookup {
 #[rtype(result = "usize")]
 pub struct CloseAll;
 
+/// The server is draining: register nothing more, answer the requests
+/// waiting for a reconnecting client, and tell every session to finish its
+/// streams and close. Answers how many sessions were told.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Drain;
+
 /// The registry, as the sessions, the proxy and the server see it.
 #[derive(Clone)]
 pub struct RegistryHandle {
@@ -73,6 +85,7 @@ pub struct RegistryHandle {
     unregister: Recipient<Unregister>,
     lookup: Recipient<Lookup>,
     close_all: Recipient<CloseAll>,
+    drain: Recipient<Drain>,
 }
 
 impl RegistryHandle {
@@ -83,13 +96,15 @@ impl RegistryHandle {
             + Handler<Register>
             + Handler<Unregister>
             + Handler<Lookup>
-            + Handler<CloseAll>,
+            + Handler<CloseAll>
+            + Handler<Drain>,
     {
         RegistryHandle {
             register: addr.clone().recipient(),
             unregister: addr.clone().recipient(),
             lookup: addr.clone().recipient(),
-            close_all: addr.recipient(),
+            close_all: addr.clone().recipient(),
+            drain: addr.recipient(),
         }
     }
 
@@ -116,9 +131,10 @@ impl RegistryHandle {
     }
 
     /// Removes the hosts `session_id` holds (hosts since taken by another
-    /// session stay).
-    pub fn unregister(&self, session_id: u64) {
-        self.unregister.do_send(Unregister { session_id });
+    /// session stay); when it was `lost`, they are kept for its client for
+    /// the reconnect grace.
+    pub fn unregister(&self, session_id: u64, lost: bool) {
+        self.unregister.do_send(Unregister { session_id, lost });
     }
 
     /// The sessions serving `host` (lower case, no port), if any.
@@ -130,6 +146,12 @@ impl RegistryHandle {
     /// Asks every session to close; answers how many were asked.
     pub async fn close_all(&self) -> usize {
         self.close_all.send(CloseAll).await.unwrap_or(0)
+    }
+
+    /// Starts the server's drain (see [`Drain`]); answers how many
+    /// sessions were told.
+    pub async fn drain(&self) -> usize {
+        self.drain.send(Drain).await.unwrap_or(0)
     }
 }
 
@@ -160,7 +182,7 @@ pub struct SessionHandle {
 impl SessionHandle {
     /// A fresh stream id on this session.
     pub fn next_stream_id(&self) -> u32 {
-        self.gate.next_stream.fetch_add(2, Ordering::Relaxed)
+        self.gate.next_stream_id()
     }
 
     /// `true` while the session actor is running.
@@ -171,7 +193,7 @@ impl SessionHandle {
     /// `true` once the session takes streams: alive, past its handshake and
     /// not draining.
     pub fn is_ready(&self) -> bool {
-        self.gate.ready.load(Ordering::Acquire) && self.is_alive()
+        self.gate.is_open() && self.is_alive()
     }
 
     /// Passes the session's gate for one new stream (see [`Gate::enter`]),
@@ -196,78 +218,17 @@ impl SessionHandle {
         self.to_session.do_send(ToSession::Close);
     }
 
+    /// Tells the session the server is shutting down: it takes no new
+    /// stream and closes once its open ones are done.
+    pub fn go_away(&self) {
+        self.to_session.do_send(ToSession::GoAway);
+    }
+
     /// How many streams the session has open (0 once it is gone).
     pub async fn stream_count(&self) -> usize {
         let (tx, rx) = oneshot::channel();
         self.to_session.do_send(ToSession::CountStreams(tx));
         rx.await.unwrap_or(0)
-    }
-}
-
-/// What a session shares with every handle to it: where its stream ids
-/// come from and whether it takes new streams.
-#[derive(Debug)]
-pub struct Gate {
-    /// Source of the session's stream ids (odd, counting up).
-    next_stream: AtomicU32,
-    /// Set once the handshake answer is queued (frames queued before it
-    /// would reach the client ahead of the answer); cleared when the client
-    /// asks the session to drain.
-    ready: AtomicBool,
-    /// Openers between their check of `ready` and their stream's head
-    /// being queued (see [`SessionHandle::begin_open`]).
-    opening: AtomicU32,
-}
-
-impl Default for Gate {
-    fn default() -> Self {
-        Gate {
-            next_stream: AtomicU32::new(1),
-            ready: AtomicBool::new(false),
-            opening: AtomicU32::new(0),
-        }
-    }
-}
-
-impl Gate {
-    /// Opens the session to new streams (its handshake answer is queued).
-    pub fn open(&self) {
-        self.ready.store(true, Ordering::SeqCst);
-    }
-
-    /// Closes the session to new streams. Once [`Gate::settled`] is also
-    /// true, every stream opened through the gate has reached the session's
-    /// mailbox, and no other ever will.
-    pub fn close(&self) {
-        self.ready.store(false, Ordering::SeqCst);
-    }
-
-    /// `true` when no opener is between its check and its send. Only
-    /// meaningful after [`Gate::close`].
-    pub fn settled(&self) -> bool {
-        self.opening.load(Ordering::SeqCst) == 0
-    }
-
-    /// Passes the gate for one new stream, or `None` if it is closed. The
-    /// count goes up before `ready` is read, and the session reads the count
-    /// only after clearing `ready` (both sequentially consistent): so either
-    /// the session sees this opener and waits for it, or this opener sees
-    /// the gate closed.
-    pub fn enter(&self) -> Option<Opening<'_>> {
-        self.opening.fetch_add(1, Ordering::SeqCst);
-        let pass = Opening(self);
-        self.ready.load(Ordering::SeqCst).then_some(pass)
-    }
-}
-
-/// An opener's pass through a session's [`Gate`]: while it is held, the
-/// session does not consider its drain done. Drop it once the stream's
-/// `OpenStream` message and head are sent.
-pub struct Opening<'a>(&'a Gate);
-
-impl Drop for Opening<'_> {
-    fn drop(&mut self) {
-        self.0.opening.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -285,45 +246,13 @@ pub struct HostSessions {
     pub generation: Arc<AtomicU64>,
     /// The value of `generation` this copy was taken at.
     pub seen: u64,
+    /// Set while the host's client is away and the host is kept for it.
+    pub reserved: Option<crate::grace::Reserved>,
 }
 
 impl HostSessions {
     /// `true` while no session has joined or left since this copy was taken.
     pub fn is_current(&self) -> bool {
         self.generation.load(Ordering::Acquire) == self.seen
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn no_opener_passes_a_closed_gate_once_it_has_settled() {
-        for _ in 0..200 {
-            let gate = Arc::new(Gate::default());
-            gate.open();
-            let sent = Arc::new(AtomicU32::new(0));
-            let opener = {
-                let (gate, sent) = (gate.clone(), sent.clone());
-                std::thread::spawn(move || {
-                    while let Some(pass) = gate.enter() {
-                        sent.fetch_add(1, Ordering::SeqCst);
-                        drop(pass);
-                    }
-                })
-            };
-            while sent.load(Ordering::SeqCst) == 0 {
-                std::hint::spin_loop();
-            }
-            gate.close();
-            while !gate.settled() {
-                std::hint::spin_loop();
-            }
-            let at_settle = sent.load(Ordering::SeqCst);
-            opener.join().expect("opener thread");
-            assert_eq!(sent.load(Ordering::SeqCst), at_settle);
-            assert!(gate.enter().is_none());
-        }
     }
 }

@@ -29,6 +29,8 @@ pub mod caller_io;
 pub mod config;
 pub mod error;
 pub mod expect;
+pub mod gate;
+pub mod grace;
 pub mod handle;
 pub mod listener;
 pub mod messages;
@@ -43,7 +45,16 @@ pub mod throttle;
 pub mod tls;
 pub mod tunnel;
 
-use std::{future::Future, io, net::SocketAddr, sync::Arc};
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use actix::Actor;
 
@@ -60,8 +71,9 @@ use crate::{
     session::{SessionLimits, SessionShared},
 };
 
-/// How long the HTTP server waits for connections to finish when it stops.
-const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+/// How long, after the drain, the HTTP server gives the connections left
+/// (callers' idle keep-alive ones, answers still being written) to close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running server.
 pub struct RunningServer {
@@ -69,6 +81,9 @@ pub struct RunningServer {
     http: actix_server::ServerHandle,
     registry: RegistryHandle,
     acme: Option<acme::Acme>,
+    sessions: Arc<SessionShared>,
+    proxy: Arc<ProxyShared>,
+    drain_timeout: Duration,
 }
 
 impl RunningServer {
@@ -92,15 +107,38 @@ impl RunningServer {
         &self.registry
     }
 
-    /// Closes every client session, then stops the HTTP server.
+    /// Drains, then stops: no new connection is accepted and new requests
+    /// are answered 503; every client is told, and its sessions close as
+    /// their requests and streams in flight finish, within the drain
+    /// timeout; then whatever is left is closed.
     pub async fn stop(&self) {
-        // Sessions are long-lived connections: without closing them, the
-        // HTTP server would wait its whole shutdown timeout for them.
-        self.registry.close_all().await;
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        self.proxy.draining.store(true, Ordering::Relaxed);
+        // Stops accepting at once; the workers go on serving the
+        // connections they have until they close.
+        let stopped = self.http.stop(true);
+        let told = self.registry.drain().await;
+        if told > 0 {
+            log::info!(
+                "draining: {told} client connection(s) finishing their requests (at most {} s)",
+                self.drain_timeout.as_secs()
+            );
+        }
+        let drained = tokio::time::timeout_at(deadline, self.sessions.live.none_left()).await;
+        if drained.is_err() {
+            log::warn!(
+                "{} client connection(s) still busy after {} s; closing them",
+                self.sessions.live.count(),
+                self.drain_timeout.as_secs()
+            );
+            self.registry.close_all().await;
+        }
         if let Some(acme) = &self.acme {
             acme.stop();
         }
-        self.http.stop(true).await;
+        if tokio::time::timeout(CLOSE_TIMEOUT, stopped).await.is_err() {
+            self.http.stop(false).await;
+        }
     }
 }
 
@@ -130,16 +168,25 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
     }
     let acme = start_acme(&listeners, &config)?;
     let on_demand = acme.as_ref().map(|(acme, _)| acme.on_demand());
-    let registry = Registry::new(&config.hosts, &config.limits, on_demand);
+    let registry = Registry::new(
+        &config.hosts,
+        &config.limits,
+        on_demand,
+        config.reconnect_grace,
+    );
     let registry = RegistryHandle::new(registry.start());
     let head_timeout = config.limits.head_timeout;
     let workers = config.workers.unwrap_or_else(config::default_workers);
     let ids = Arc::new(WorkerIds::default());
     let (sessions, proxy) = shared(&config, &registry, &ids, workers);
+    let kept = (sessions.clone(), proxy.clone());
+    // The drain decides when sessions end; the workers wait a little
+    // longer for the connections left.
+    let shutdown_timeout = config.drain_timeout + CLOSE_TIMEOUT;
     let mut builder = actix_server::Server::build()
         .workers(workers)
         .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
+        .shutdown_timeout(shutdown_timeout.as_secs());
     let http01 = acme.as_ref().and_then(|(_, r)| r.http.clone());
     let template = AppParts {
         control_path: config.control_path.clone(),
@@ -163,6 +210,9 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         http,
         registry,
         acme: acme.map(|(acme, _)| acme),
+        sessions: kept.0,
+        proxy: kept.1,
+        drain_timeout: config.drain_timeout,
     })
 }
 
@@ -249,6 +299,7 @@ fn shared(
         },
         workers: u32::try_from(workers).unwrap_or(u32::MAX),
         node: ids.node().into(),
+        live: Default::default(),
     });
     let proxy = Arc::new(ProxyShared {
         registry: registry.clone(),
@@ -257,6 +308,7 @@ fn shared(
         // Checked when the configuration was read.
         rules: policy::CallerRules::new(&config.access).ok().flatten(),
         limits: config.limits.clone(),
+        draining: AtomicBool::new(false),
     });
     (sessions, proxy)
 }

@@ -20,8 +20,12 @@ pub enum ToSession {
     Open(OpenStream),
     /// The opener no longer wants a stream.
     Cancel(CancelStream),
-    /// Close the session's WebSocket and stop (server shutdown).
+    /// Close the session's WebSocket and stop (server shutdown, or an
+    /// operator's disconnect): its hosts are freed at once.
     Close,
+    /// The server is draining: tell the client, take no new stream, and
+    /// close once the open ones are done.
+    GoAway,
     /// Report how many streams are open (introspection for tests and
     /// metrics).
     CountStreams(oneshot::Sender<usize>),

@@ -23,6 +23,7 @@ use std::{
 
 pub use crate::handle::WorkerId;
 use crate::{
+    grace::Reserved,
     handle::{HostSessions, RegistryHandle, SessionHandle},
     tunnel::TunnelState,
 };
@@ -81,6 +82,24 @@ pub struct Worker {
     chosen: RefCell<HashMap<String, Cached, BuildHasherDefault<HostHasher>>>,
 }
 
+/// Where a request for a host goes.
+pub enum Placement {
+    /// To this session; the host's shared state with it.
+    Ready(Arc<SessionHandle>, Arc<TunnelState>),
+    /// Nowhere yet: wait, then look again.
+    Wait(Wait),
+    /// Nowhere: no client serves the host.
+    Unknown,
+}
+
+/// What a request for a host without a ready session waits for.
+pub enum Wait {
+    /// The host's client to come back (the reconnect grace).
+    Reconnecting(Reserved),
+    /// The session that just registered it to finish its handshake.
+    Opening(Arc<SessionHandle>),
+}
+
 /// A worker's cache entry: the host's sessions and the one this worker uses.
 struct Cached {
     sessions: HostSessions,
@@ -88,22 +107,17 @@ struct Cached {
 }
 
 impl Worker {
-    /// The session to serve `host` for this worker: from its cache, else
-    /// the registry. `None` when no ready session serves the host.
-    pub async fn session_for(
-        &self,
-        registry: &RegistryHandle,
-        host: &str,
-    ) -> Option<(Arc<SessionHandle>, Arc<TunnelState>)> {
+    /// Where a request for `host` goes for this worker: its cached
+    /// session, else what the registry says.
+    pub async fn session_for(&self, registry: &RegistryHandle, host: &str) -> Placement {
         let cached = self.chosen.borrow().get(host).and_then(|c| {
             (c.sessions.is_current() && c.session.is_ready())
-                .then(|| (c.session.clone(), c.sessions.tunnel.clone()))
+                .then(|| Placement::Ready(c.session.clone(), c.sessions.tunnel.clone()))
         });
-        if cached.is_some() {
+        if let Some(cached) = cached {
             return cached;
         }
         let found = registry.lookup(host).await;
-        // A session still finishing its handshake has no tunnel to offer yet.
         let session = found.as_ref().and_then(|f| pick(f, self.id)).cloned();
         let mut chosen = self.chosen.borrow_mut();
         match (found, session) {
@@ -114,14 +128,29 @@ impl Worker {
                     session: session.clone(),
                 };
                 chosen.insert(host.to_owned(), cached);
-                Some((session, tunnel))
+                Placement::Ready(session, tunnel)
             }
-            _ => {
+            (Some(sessions), None) => {
                 chosen.remove(host);
-                None
+                waiting(sessions)
+            }
+            (None, _) => {
+                chosen.remove(host);
+                Placement::Unknown
             }
         }
     }
+}
+
+/// What a request for a host with no ready session waits for, if anything:
+/// its client's return, or a session still finishing its handshake (it has
+/// no tunnel to offer yet, and will in a moment).
+fn waiting(host: HostSessions) -> Placement {
+    if let Some(reserved) = host.reserved {
+        return Placement::Wait(Wait::Reconnecting(reserved));
+    }
+    let opening = host.sessions.into_iter().find(|s| s.is_alive());
+    opening.map_or(Placement::Unknown, |s| Placement::Wait(Wait::Opening(s)))
 }
 
 /// The ready session for a request accepted on `worker`: the one on the

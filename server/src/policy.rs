@@ -66,6 +66,11 @@ impl HostPolicy {
         Ok((host, *entry))
     }
 
+    /// The entry of `host` when it is configured exactly (in canonical form).
+    pub fn exact_entry(&self, host: &str) -> Option<usize> {
+        self.exact.get(host).map(|(_, entry)| *entry)
+    }
+
     /// The domain and entry under which `token` may have a random name:
     /// the first entry offering them whose secret it is.
     pub fn random_domain(&self, token: &Token) -> Result<(&str, usize), RegisterError> {

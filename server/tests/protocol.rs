@@ -27,7 +27,7 @@ fn start() -> burrow_server::RunningServer {
 fn start_with_workers(workers: usize) -> burrow_server::RunningServer {
     let config = ServerConfig::from_str(
         &format!(
-            "listen = \"127.0.0.1:0\"\nworkers = {workers}\n\
+            "listen = \"127.0.0.1:0\"\nworkers = {workers}\nreconnect_grace_secs = 0\n\
              [[hosts]]\nhost = \"demo.localhost\"\ntoken = \"tok\"\n"
         ),
         Path::new("test.toml"),

@@ -56,6 +56,9 @@ pub(super) struct Dispatcher {
     pub(super) drain_sent: bool,
     /// Silence after which the server is taken for gone.
     pub(super) silence: Duration,
+    /// The server said it is shutting down (`GoAway`): it sends no new
+    /// stream here and closes the connection once the open ones are done.
+    pub(super) server_leaving: bool,
 }
 
 impl Dispatcher {
@@ -80,6 +83,7 @@ impl Dispatcher {
             can_drain,
             drain_sent: false,
             silence,
+            server_leaving: false,
         }
     }
 
@@ -157,6 +161,16 @@ impl Dispatcher {
                 if let Some(e) = self.streams.borrow().get(&stream) {
                     e.send_credit.grant(increment);
                 }
+                Ok(())
+            }
+            Frame::GoAway => {
+                let open = self.streams.borrow().len();
+                if !self.server_leaving {
+                    log::info!(
+                        "the server is shutting down; finishing {open} request(s) in flight here"
+                    );
+                }
+                self.server_leaving = true;
                 Ok(())
             }
             other => Err(ConnError::Protocol(format!(

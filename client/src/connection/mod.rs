@@ -62,6 +62,10 @@ pub enum ConnError {
     /// shutting down), and the server closed it once nothing was left on it.
     #[error("the connection was drained and closed")]
     Drained,
+    /// The server said it was shutting down, finished the streams open on
+    /// the connection, and closed it.
+    #[error("the server shut down")]
+    ServerLeft,
 }
 
 type Ws = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;

@@ -170,6 +170,7 @@ impl Dispatcher {
         next: Option<Result<ws::Frame, awc::error::WsProtocolError>>,
     ) -> Result<(), ConnError> {
         let item = match next {
+            None if self.server_leaving => return Err(ConnError::ServerLeft),
             None => return Err(ConnError::Lost("server closed the connection".into())),
             Some(Err(e)) => return Err(ConnError::Protocol(e.to_string())),
             Some(Ok(item)) => item,
@@ -182,6 +183,7 @@ impl Dispatcher {
             }
             ws::Frame::Pong(_) => Ok(()),
             ws::Frame::Close(_) if self.drain_sent => Err(ConnError::Drained),
+            ws::Frame::Close(_) if self.server_leaving => Err(ConnError::ServerLeft),
             ws::Frame::Close(reason) => {
                 let why = close_reason(reason);
                 Err(ConnError::Lost(format!("server closed the tunnel: {why}")))

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod link;
+pub mod procs;
 pub mod upstream;
 
 use std::{
@@ -20,9 +22,16 @@ pub const HOST: &str = "demo.localhost";
 /// Its token.
 pub const TOKEN: &str = "test-token";
 
+/// The test server's configuration, with `extra` lines. Unless they set
+/// it, hosts are not kept for a client that drops (most tests want to see
+/// a host freed at once).
 pub fn server_config(extra: &str) -> ServerConfig {
+    let grace = match extra.contains("reconnect_grace_secs") {
+        true => "",
+        false => "reconnect_grace_secs = 0\n",
+    };
     let text = format!(
-        "listen = \"127.0.0.1:0\"\nworkers = 2\n{extra}\n\
+        "listen = \"127.0.0.1:0\"\nworkers = 2\n{grace}{extra}\n\
          [[hosts]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\n\
          [[hosts]]\nhost = \"other.localhost\"\ntoken = \"other-token\"\n"
     );

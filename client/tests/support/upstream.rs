@@ -27,6 +27,8 @@ pub struct Control {
     pub release: Notify,
     /// Requests seen.
     pub hits: AtomicUsize,
+    /// Bodies `/sum` began to read.
+    pub sums: AtomicUsize,
     /// WebSocket echo connections open now.
     pub sockets: AtomicUsize,
 }
@@ -161,7 +163,8 @@ async fn id(n: web::Path<u64>, control: web::Data<Control>) -> HttpResponse {
 }
 
 /// Reads the whole body and answers its length and a checksum.
-async fn sum(mut body: web::Payload) -> HttpResponse {
+async fn sum(mut body: web::Payload, control: web::Data<Control>) -> HttpResponse {
+    control.sums.fetch_add(1, Ordering::Relaxed);
     let mut len = 0u64;
     let mut hash = 0xcbf29ce484222325u64;
     let mut pattern_ok = true;

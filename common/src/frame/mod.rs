@@ -36,6 +36,7 @@ const KIND_RESET: u8 = 7;
 const KIND_WINDOW: u8 = 8;
 /// Kind 9 is a batch of frames (see [`crate::batch`]).
 const KIND_DRAIN: u8 = 10;
+const KIND_GO_AWAY: u8 = 11;
 
 pub(crate) const FLAG_END_STREAM: u8 = 0x01;
 pub(crate) const FLAG_UPGRADE: u8 = 0x02;
@@ -94,13 +95,19 @@ pub enum Frame {
     /// connection and to close it once its open streams are done (stream 0,
     /// no payload; see `docs/PROTOCOL.md` section 4.5).
     Drain,
+    /// The server is shutting down: it opens no new stream on this
+    /// connection, lets the open ones finish, then closes it (server to
+    /// client, stream 0, no payload; `docs/PROTOCOL.md` section 4.6).
+    GoAway,
 }
 
 impl Frame {
     /// The stream id this frame belongs to (0 for handshake frames).
     pub fn stream(&self) -> u32 {
         match self {
-            Frame::Hello(_) | Frame::HelloAck(_) | Frame::Drain => CONNECTION_STREAM,
+            Frame::Hello(_) | Frame::HelloAck(_) | Frame::Drain | Frame::GoAway => {
+                CONNECTION_STREAM
+            }
             Frame::RequestHead { stream, .. }
             | Frame::ResponseHead { stream, .. }
             | Frame::Data { stream, .. }
@@ -122,6 +129,7 @@ impl Frame {
             Frame::Reset { .. } => KIND_RESET,
             Frame::Window { .. } => KIND_WINDOW,
             Frame::Drain => KIND_DRAIN,
+            Frame::GoAway => KIND_GO_AWAY,
         }
     }
 
@@ -157,6 +165,7 @@ impl Frame {
                 Ok(buf.freeze())
             }
             Frame::Drain => Ok(header_only(KIND_DRAIN, CONNECTION_STREAM, 0).freeze()),
+            Frame::GoAway => Ok(header_only(KIND_GO_AWAY, CONNECTION_STREAM, 0).freeze()),
         }
     }
 
@@ -169,7 +178,10 @@ impl Frame {
         let kind = msg.get_u8();
         let stream = msg.get_u32();
         let name = kind_name(kind).ok_or(DecodeError::UnknownKind(kind))?;
-        let is_connection_frame = matches!(kind, KIND_HELLO | KIND_HELLO_ACK | KIND_DRAIN);
+        let is_connection_frame = matches!(
+            kind,
+            KIND_HELLO | KIND_HELLO_ACK | KIND_DRAIN | KIND_GO_AWAY
+        );
         if is_connection_frame != (stream == CONNECTION_STREAM) {
             return Err(DecodeError::WrongStream { kind: name, stream });
         }
@@ -211,6 +223,7 @@ impl Frame {
                 Ok(Frame::Window { stream, increment })
             }
             KIND_DRAIN => r.finish().map(|()| Frame::Drain),
+            KIND_GO_AWAY => r.finish().map(|()| Frame::GoAway),
             _ => Err(DecodeError::UnknownKind(kind)),
         }
     }
@@ -260,6 +273,7 @@ fn kind_name(kind: u8) -> Option<&'static str> {
         KIND_RESET => "reset",
         KIND_WINDOW => "window",
         KIND_DRAIN => "drain",
+        KIND_GO_AWAY => "go-away",
         _ => return None,
     })
 }
@@ -439,6 +453,7 @@ mod tests {
             increment: 65536,
         });
         round_trip(Frame::Drain);
+        round_trip(Frame::GoAway);
     }
 
     #[test]

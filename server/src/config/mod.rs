@@ -24,6 +24,10 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_HEARTBEAT_SECS: u64 = burrow_common::protocol::DEFAULT_PING_SECS as u64;
 /// Default time a stream may move no bytes at all before it is closed.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
+/// Default time a host whose client dropped is kept for it, in seconds.
+pub const DEFAULT_RECONNECT_GRACE_SECS: u64 = 10;
+/// Default time a stopping server gives requests in flight, in seconds.
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 30;
 
 /// Validated server configuration.
 #[derive(Debug, Clone)]
@@ -42,6 +46,11 @@ pub struct ServerConfig {
     /// from it and its session is closed (and the client, hearing nothing
     /// for three, reconnects).
     pub heartbeat: Duration,
+    /// How long a host whose client's connection was lost stays reserved
+    /// for that client; requests for it meanwhile wait. Zero: none.
+    pub reconnect_grace: Duration,
+    /// How long a stopping server lets requests in flight finish.
+    pub drain_timeout: Duration,
     /// HTTP worker threads; `None` means [`default_workers`].
     pub workers: Option<usize>,
     /// Keep `X-Forwarded-Proto` and `X-Forwarded-Host` set by a reverse proxy
@@ -68,6 +77,8 @@ struct RawConfig {
     request_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     heartbeat_secs: Option<u64>,
+    reconnect_grace_secs: Option<u64>,
+    drain_timeout_secs: Option<u64>,
     workers: Option<usize>,
     trust_forwarded_headers: Option<bool>,
     #[serde(default)]
@@ -159,6 +170,13 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(secs),
             idle_timeout: Duration::from_secs(idle),
             heartbeat: Duration::from_secs(heartbeat),
+            reconnect_grace: Duration::from_secs(
+                raw.reconnect_grace_secs
+                    .unwrap_or(DEFAULT_RECONNECT_GRACE_SECS),
+            ),
+            drain_timeout: Duration::from_secs(
+                raw.drain_timeout_secs.unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
+            ),
             workers: raw.workers,
             trust_forwarded_headers: raw.trust_forwarded_headers.unwrap_or(false),
             hosts,

@@ -9,7 +9,16 @@ mod request;
 mod response;
 pub(crate) mod route;
 
-use std::{borrow::Cow, cell::Cell, rc::Rc, sync::Arc, time::Duration};
+use std::{
+    borrow::Cow,
+    cell::Cell,
+    rc::Rc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use burrow_common::{
@@ -28,7 +37,7 @@ use crate::{
     error::ProxyError,
     handle::{RegistryHandle, SessionHandle},
     messages::OpenStream,
-    placement::Worker,
+    placement::{Placement, Wait, Worker},
     policy::CallerRules,
 };
 use request::{request_frame, Forwarding};
@@ -46,6 +55,8 @@ pub struct ProxyShared {
     pub rules: Option<CallerRules>,
     /// What one request may ask.
     pub limits: Limits,
+    /// Set once the server drains: new requests are turned away.
+    pub draining: AtomicBool,
 }
 
 /// One worker's proxy state: what all share, and the worker's placement.
@@ -86,6 +97,9 @@ pub async fn proxy(
     payload: web::Payload,
     state: web::Data<ProxyState>,
 ) -> Result<HttpResponse, ProxyError> {
+    if state.shared.draining.load(Ordering::Relaxed) {
+        return Err(ProxyError::ShuttingDown);
+    }
     let routed = route(&req)?;
     let opened = open(&req, &routed, &state).await?;
     // If this handler is dropped (caller gone) or gives up, the stream is cancelled.
@@ -147,12 +161,26 @@ async fn open(
         trust: state.shared.trust_forwarded_headers,
         upgrade: routed.upgrade,
     };
+    let mut waited = false;
     loop {
-        let (session, tunnel) = state
+        let placed = state
             .worker
             .session_for(&state.shared.registry, &routed.host)
-            .await
-            .ok_or_else(|| ProxyError::UnknownHost(routed.host.to_string()))?;
+            .await;
+        let (session, tunnel) = match placed {
+            Placement::Ready(session, tunnel) => (session, tunnel),
+            Placement::Wait(wait) => {
+                waited = true;
+                let max = state.shared.limits.max_streams_per_tunnel;
+                wait_for(wait, &routed.host, max).await?;
+                continue;
+            }
+            // A host that was waited for and is gone now was given up.
+            Placement::Unknown if waited => {
+                return Err(ProxyError::Reconnecting(routed.host.to_string()))
+            }
+            Placement::Unknown => return Err(ProxyError::UnknownHost(routed.host.to_string())),
+        };
         let slot = authorize::authorize(req, &routed.host, &tunnel, &state.shared)?;
         let Some(pass) = session.begin_open() else {
             continue;
@@ -191,6 +219,22 @@ async fn open(
             .map_err(|_| ProxyError::TunnelGone(routed.host.to_string()))?;
         drop(pass);
         return Ok(opened);
+    }
+}
+
+/// Longest wait for a session that registered a host to open to streams
+/// (it has its handshake answer to queue first: microseconds, normally).
+const OPENING_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits for a host without a ready session, as one of at most `max`
+/// requests waiting for it; then its sessions are looked up again.
+async fn wait_for(wait: Wait, host: &str, max: usize) -> Result<(), ProxyError> {
+    let gone = || ProxyError::Reconnecting(host.to_owned());
+    match wait {
+        Wait::Reconnecting(reserved) => reserved.wait(max).await.map_err(|_| gone()),
+        Wait::Opening(session) => tokio::time::timeout(OPENING_WAIT, session.gate.wait_open())
+            .await
+            .map_err(|_| gone()),
     }
 }
 

@@ -36,7 +36,8 @@ pub use streams::SessionLimits;
 use streams::StreamEntry;
 
 use crate::{
-    handle::{Gate, RegistryHandle, SessionHandle},
+    gate::Gate,
+    handle::{RegistryHandle, SessionHandle},
     messages::ToSession,
     placement::WorkerId,
 };
@@ -64,6 +65,46 @@ pub struct SessionShared {
     pub workers: u32,
     /// The server's node id, told to clients with their worker.
     pub node: Arc<str>,
+    /// The sessions running now.
+    pub live: Live,
+}
+
+/// A count of running sessions, and a wake-up when it reaches zero (the
+/// end of a drain).
+#[derive(Default)]
+pub struct Live {
+    count: std::sync::atomic::AtomicUsize,
+    none_left: tokio::sync::Notify,
+}
+
+impl Live {
+    /// Sessions running now.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    fn started(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn stopped(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.none_left.notify_waiters();
+        }
+    }
+
+    /// Resolves once no session runs.
+    pub async fn none_left(&self) {
+        loop {
+            let notified = self.none_left.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// How callers reach a listener: its scheme and port, for the public URLs
@@ -118,6 +159,10 @@ pub struct TunnelSession {
     fragments: Fragments,
     /// Why the session is closing, once it is.
     end: Option<(log::Level, String)>,
+    /// Set when the session ends on purpose (the client closed or drained
+    /// it, or the server did): its hosts are freed at once. Otherwise its
+    /// connection was lost, and they are kept for the reconnect grace.
+    leaving: bool,
 }
 
 impl TunnelSession {
@@ -152,6 +197,7 @@ impl TunnelSession {
             hello_timer: None,
             fragments: Fragments::default(),
             end: None,
+            leaving: false,
         }
     }
 
@@ -236,8 +282,9 @@ impl TunnelSession {
         }
     }
 
-    /// The client wants this connection closed once its streams are done:
-    /// new requests go to the client's other connections from now on.
+    /// The client wants this connection closed once its streams are done
+    /// (new requests go to the client's other connections from now on), or
+    /// the server is draining.
     fn start_drain(&mut self, ctx: &mut Context<Self>) {
         if self.draining {
             return;
@@ -245,8 +292,20 @@ impl TunnelSession {
         log::debug!("session {}: draining", self.id);
         self.draining = true;
         self.gate.close();
-        self.shared.registry.unregister(self.id);
+        self.shared.registry.unregister(self.id, false);
         self.check_drained(ctx);
+    }
+
+    /// The server is shutting down: the client is told, and the session
+    /// drains. One that is still in its handshake simply closes.
+    fn go_away(&mut self, ctx: &mut Context<Self>) {
+        if self.state != State::Open {
+            self.leaving = true;
+            return self.close(ctx, None, CloseCode::Away, "server shutting down");
+        }
+        let _ = self.outbox.send(&Frame::GoAway);
+        self.end = Some((log::Level::Debug, "the server shut down".into()));
+        self.start_drain(ctx);
     }
 
     /// Once a draining session has no stream left and no opener is on its
@@ -287,6 +346,7 @@ impl Actor for TunnelSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.shared.live.started();
         if let Some(rx) = self.outbox_rx.take() {
             writer::write_loop(self.ws.clone(), rx)
                 .into_actor(self)
@@ -322,10 +382,11 @@ impl Actor for TunnelSession {
             let hosts = self.hosts.join(", ");
             log::log!(level, "session {} ({hosts}) closed: {why}", self.id);
         }
-        self.shared.registry.unregister(self.id);
+        self.shared.registry.unregister(self.id, !self.leaving);
         for (_, e) in self.streams.drain() {
             e.abandon();
         }
+        self.shared.live.stopped();
         Running::Stop
     }
 }
@@ -347,6 +408,7 @@ impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
                     .and_then(|r| r.description)
                     .unwrap_or_else(|| "no reason given".into());
                 self.end = Some((log::Level::Info, format!("the client closed it ({why})")));
+                self.leaving = true;
                 self.close(ctx, None, CloseCode::Normal, "bye");
             }
             Ok(Message::Continuation(item)) => match self.fragments.push(item) {
@@ -389,7 +451,11 @@ impl Handler<ToSession> for TunnelSession {
                 self.cancel(cancel.id, cancel.code);
                 self.check_drained(ctx);
             }
-            ToSession::Close => self.close(ctx, None, CloseCode::Away, "server shutting down"),
+            ToSession::Close => {
+                self.leaving = true;
+                self.close(ctx, None, CloseCode::Away, "server shutting down");
+            }
+            ToSession::GoAway => self.go_away(ctx),
             ToSession::CountStreams(reply) => {
                 let _ = reply.send(self.streams.len());
             }
@@ -409,7 +475,9 @@ impl Handler<FinishDrain> for TunnelSession {
     fn handle(&mut self, _: FinishDrain, ctx: &mut Context<Self>) {
         self.finish_queued = false;
         if self.state == State::Open && self.streams.is_empty() {
-            self.end = Some((log::Level::Debug, "drained at the client's request".into()));
+            self.end
+                .get_or_insert((log::Level::Debug, "drained at the client's request".into()));
+            self.leaving = true;
             self.close(ctx, None, CloseCode::Normal, "drained");
         }
     }

@@ -1,6 +1,10 @@
 //! The registry actor: which session serves which host, in this process.
 //! The rest of the server reaches it through
 //! [`RegistryHandle`](crate::handle::RegistryHandle) and never names it.
+//! [`release`] holds what happens when a session leaves: its hosts freed,
+//! or kept for the reconnect grace.
+
+mod release;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -8,7 +12,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use actix::{Actor, Context, Handler, MessageResult};
@@ -18,7 +22,8 @@ use crate::{
     acme::{OnDemand, RequestError, Requested},
     config::{HostConfig, Limits},
     error::RegisterError,
-    handle::{CloseAll, Granted, HostSessions, Lookup, Register, SessionHandle, Unregister},
+    grace::Reservation,
+    handle::{CloseAll, Drain, Granted, HostSessions, Lookup, Register, SessionHandle},
     names,
     policy::{CallerRules, HostPolicy},
     throttle::FailedAttempts,
@@ -45,6 +50,15 @@ pub struct Registry {
     /// whose only session goes away needs no bump: copies notice that the
     /// session they use has stopped.
     generation: Arc<AtomicU64>,
+    /// How long a host whose client dropped stays reserved for it.
+    grace: Duration,
+    /// When the server started: for a grace as long, its exact hosts wait
+    /// for their clients to come back (after a restart).
+    started: Instant,
+    /// Source of reservation ids.
+    next_reservation: u64,
+    /// Set once the server drains: no registration, no reservation.
+    draining: bool,
 }
 
 /// The sessions holding one host: the connections of one client instance.
@@ -56,13 +70,33 @@ struct Holders {
     tunnel: Arc<TunnelState>,
     /// The `[[hosts]]` entry that granted it.
     entry: usize,
+    /// Set while the host has no session and waits for its client.
+    reserved: Option<Reservation>,
+}
+
+impl Holders {
+    fn new(entry: usize) -> Self {
+        Holders {
+            instance: None,
+            sessions: Vec::new(),
+            tunnel: Arc::default(),
+            entry,
+            reserved: None,
+        }
+    }
 }
 
 impl Registry {
     /// A registry that accepts the configured hosts, within `limits`;
     /// with `on_demand`, a host claimed under a wildcard entry gets its
     /// certificate when first claimed.
-    pub fn new(allowed: &[HostConfig], limits: &Limits, on_demand: Option<OnDemand>) -> Self {
+    /// A host whose client drops is kept for it for `grace`.
+    pub fn new(
+        allowed: &[HostConfig],
+        limits: &Limits,
+        on_demand: Option<OnDemand>,
+        grace: Duration,
+    ) -> Self {
         Registry {
             policy: HostPolicy::new(allowed),
             limits: limits.clone(),
@@ -75,6 +109,10 @@ impl Registry {
             on_demand,
             failed: FailedAttempts::default(),
             generation: Arc::new(AtomicU64::new(0)),
+            grace,
+            started: Instant::now(),
+            next_reservation: 1,
+            draining: false,
         }
     }
 
@@ -127,18 +165,22 @@ impl Registry {
         }
         let holders = self.hosts.entry(host.clone()).or_insert_with(|| {
             *held += 1;
-            Holders {
-                instance: None,
-                sessions: Vec::new(),
-                tunnel: Arc::default(),
-                entry,
-            }
+            Holders::new(entry)
         });
         holders.sessions.retain(|s| s.is_alive());
         let joins_pool = !holders.sessions.is_empty();
         if joins_pool && (instance.is_none() || holders.instance.as_deref() != instance) {
             return Err(RegisterError::HeldByAnotherClient(host));
         }
+        if let Some(reserved) = &holders.reserved {
+            if reserved.instance.is_some() && reserved.instance.as_deref() != instance {
+                return Err(RegisterError::HeldByAnotherClient(host));
+            }
+            log::debug!("{host} reclaimed by its client within the grace");
+        }
+        // Dropping the reservation sends the requests waiting on it to the
+        // new session.
+        holders.reserved = None;
         if !joins_pool {
             // A pool shares one state; a new holder starts its own.
             holders.instance = instance.map(Box::from);
@@ -182,6 +224,10 @@ impl Handler<Register> for Registry {
     type Result = MessageResult<Register>;
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
+        if self.draining {
+            let refused = Err(RegisterError::Unavailable);
+            return MessageResult(msg.tunnels.iter().map(|_| refused.clone()).collect());
+        }
         let session = Arc::new(msg.session);
         let now = Instant::now();
         let addr = session.peer.map(|p| p.ip());
@@ -209,40 +255,19 @@ impl Handler<Register> for Registry {
     }
 }
 
-impl Handler<Unregister> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
-        let mut pool_changed = false;
-        let held = &mut self.held;
-        self.hosts.retain(|_, holders| {
-            let before = holders.sessions.len();
-            holders.sessions.retain(|s| s.id != msg.session_id);
-            if holders.sessions.len() != before {
-                pool_changed |= !holders.sessions.is_empty();
-            }
-            let keep = !holders.sessions.is_empty();
-            if !keep {
-                held.entry(holders.entry)
-                    .and_modify(|n| *n = n.saturating_sub(1));
-            }
-            keep
-        });
-        if pool_changed {
-            self.changed();
-        }
-    }
-}
-
 impl Handler<Lookup> for Registry {
     type Result = Option<HostSessions>;
 
-    fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Lookup, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.hosts.contains_key(&msg.host) {
+            self.reserve_after_start(&msg.host, ctx)?;
+        }
         self.hosts.get(&msg.host).map(|h| HostSessions {
             sessions: h.sessions.clone(),
             tunnel: h.tunnel.clone(),
             generation: self.generation.clone(),
             seen: self.generation.load(Ordering::Acquire),
+            reserved: h.reserved.as_ref().map(Reservation::ticket),
         })
     }
 }
@@ -251,10 +276,35 @@ impl Handler<CloseAll> for Registry {
     type Result = usize;
 
     fn handle(&mut self, _: CloseAll, _: &mut Context<Self>) -> usize {
+        self.each_session(SessionHandle::close)
+    }
+}
+
+impl Handler<Drain> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> usize {
+        self.stop_reserving();
+        self.each_session(SessionHandle::go_away)
+    }
+}
+
+impl Registry {
+    /// Takes no more registrations and keeps no host for a client any
+    /// longer: the requests waiting for one are answered at once.
+    fn stop_reserving(&mut self) {
+        self.draining = true;
+        for holders in self.hosts.values_mut() {
+            holders.reserved = None;
+        }
+    }
+
+    /// Calls `f` once on each session; answers how many there were.
+    fn each_session(&self, f: impl Fn(&SessionHandle)) -> usize {
         let mut ids = HashSet::new();
         for s in self.hosts.values().flat_map(|h| &h.sessions) {
             if ids.insert(s.id) {
-                s.close();
+                f(s);
             }
         }
         ids.len()

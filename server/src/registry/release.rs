@@ -1,0 +1,123 @@
+//! A session leaving the registry: the hosts it was the last to serve are
+//! freed, or, when its connection was lost, kept for its client for the
+//! reconnect grace (see [`crate::grace`]).
+
+use std::time::Instant;
+
+use actix::{AsyncContext, Context, Handler};
+
+use super::{Holders, Registry};
+use crate::{grace::Reservation, handle::Unregister};
+
+impl Handler<Unregister> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unregister, ctx: &mut Context<Self>) {
+        let mut pool_changed = false;
+        let mut emptied = Vec::new();
+        for (host, holders) in &mut self.hosts {
+            let before = holders.sessions.len();
+            holders.sessions.retain(|s| s.id != msg.session_id);
+            if holders.sessions.len() == before {
+                continue;
+            }
+            match holders.sessions.is_empty() {
+                false => pool_changed = true,
+                true => emptied.push(host.clone()),
+            }
+        }
+        let keep = msg.lost && !self.grace.is_zero() && !self.draining;
+        for host in emptied {
+            match keep {
+                true => self.reserve(host, ctx),
+                false => self.free(&host),
+            }
+        }
+        if pool_changed {
+            self.changed();
+        }
+    }
+}
+
+impl Registry {
+    /// Removes `host` and its count against its entry.
+    fn free(&mut self, host: &str) {
+        if let Some(holders) = self.hosts.remove(host) {
+            self.held
+                .entry(holders.entry)
+                .and_modify(|n| *n = n.saturating_sub(1));
+        }
+    }
+
+    /// Keeps `host`, which just lost its last session, for its client
+    /// until the grace ends.
+    fn reserve(&mut self, host: String, ctx: &mut Context<Self>) {
+        let Some(holders) = self.hosts.get_mut(&host) else {
+            return;
+        };
+        let id = self.next_reservation;
+        self.next_reservation += 1;
+        holders.reserved = Some(Reservation::new(id, holders.instance.clone(), self.grace));
+        log::info!(
+            "keeping {host} for its client for {} s while it reconnects",
+            self.grace.as_secs()
+        );
+        self.expire_later(host, id, self.grace, ctx);
+    }
+
+    /// After a restart, keeps a configured host nobody serves yet for the
+    /// rest of the grace, for whichever client holds its token: its client
+    /// was most likely connected to the server before. `None` when the
+    /// host is not configured exactly or the grace is over.
+    pub(super) fn reserve_after_start(
+        &mut self,
+        host: &str,
+        ctx: &mut Context<Self>,
+    ) -> Option<()> {
+        let left = self.grace.checked_sub(self.started.elapsed())?;
+        let entry = self.policy.exact_entry(host)?;
+        if self.draining || left.is_zero() {
+            return None;
+        }
+        let id = self.next_reservation;
+        self.next_reservation += 1;
+        let mut holders = Holders::new(entry);
+        holders.reserved = Some(Reservation::new(id, None, left));
+        *self.held.entry(entry).or_default() += 1;
+        self.hosts.insert(host.to_owned(), holders);
+        self.expire_later(host.to_owned(), id, left, ctx);
+        Some(())
+    }
+
+    fn expire_later(
+        &self,
+        host: String,
+        id: u64,
+        after: std::time::Duration,
+        ctx: &mut Context<Self>,
+    ) {
+        let since = Instant::now();
+        ctx.run_later(after, move |registry, _| {
+            let Some(holders) = registry.hosts.get(&host) else {
+                return;
+            };
+            let current = holders.reserved.as_ref().is_some_and(|r| r.id == id);
+            if current && holders.sessions.is_empty() {
+                let waiting = holders.reserved.as_ref().map_or(0, Reservation::waiting);
+                // A host kept after a restart for a client that never
+                // comes is not news unless someone was waiting.
+                let level = match holders.instance.is_some() || waiting > 0 {
+                    true => log::Level::Info,
+                    false => log::Level::Debug,
+                };
+                log::log!(
+                    level,
+                    "{host} freed: its client did not come back within {} s \
+                     ({waiting} waiting request(s) answered 503)",
+                    since.elapsed().as_secs()
+                );
+                registry.free(&host);
+            }
+        });
+    }
+}
