@@ -30,7 +30,8 @@ use crate::{
     http1::read_response_head,
     local_io::{Exchange, LocalIo},
     observe::{ExchangeObserver, Trace},
-    reply::{head_failure, Answered, Reply, StreamFailure},
+    reply::{head_failure, local_failure, Answered, Reply, StreamFailure},
+    retry,
     transport::Connector,
     upload::{Upload, UploadError},
 };
@@ -39,6 +40,9 @@ use crate::{
 pub struct ForwardContext {
     /// Pooled keep-alive client for local services.
     pub http: awc::Client,
+    /// The client requests are sent again on ([`crate::retry`]): none of
+    /// its connections is kept, so each is new.
+    pub fresh: awc::Client,
     /// How connections to local services are opened (for upgrades, which
     /// bypass the pooled client).
     pub connector: Connector,
@@ -64,6 +68,7 @@ impl ForwardContext {
         let connector = Connector::with_tls(tls.collect());
         ForwardContext {
             http: connector.http_client(),
+            fresh: connector.http_client(),
             connector,
             tunnels: config.tunnels.clone(),
             given: config.given.clone(),
@@ -136,15 +141,19 @@ async fn run(
         ))
         .await;
     }
-    let (request, content_length, is_head) =
-        request(ctx, tunnel, &head, exchange.expects(), trace)?;
+    let (req, content_length, is_head) =
+        request(&ctx.http, tunnel, &head, exchange.expects(), trace)?;
     let expect = exchange.expects().then(|| (reply.id, reply.outbox.clone()));
     let body = body.map(|b| trace.tap_request(Upload::new(b, exchange.clone(), expect)));
-    let mut resp = match send(request, body, content_length).await {
+    let mut resp = match send(req, body, content_length).await {
         Ok(resp) => resp,
         Err(e) => match exchange.early_answer() {
             // The answer came while the request was still being sent.
             Some(io) => return early_answer(io, tunnel, reply, trace).await,
+            None if retry::lost_on_stale(exchange, &e) => {
+                let again = || request(&ctx.fresh, tunnel, &head, false, trace).map(|r| r.0);
+                retry::send_again(&head, &tunnel.local, again).await?
+            }
             None => return Err(local_failure(&tunnel.local, e)),
         },
     };
@@ -206,11 +215,11 @@ fn route<'a>(ctx: &'a ForwardContext, host: &str) -> Result<&'a TunnelConfig, St
     })
 }
 
-/// The local request for `head`, its `Content-Length` if it gave one, and
-/// whether it is a HEAD request; `Expect` is kept only when `expects` (a
+/// The local request for `head` on `http`, its `Content-Length` if it
+/// gave one, and whether it is a HEAD request; `Expect` is kept only when `expects` (a
 /// `100-continue` with a body).
 fn request(
-    ctx: &ForwardContext,
+    http: &awc::Client,
     tunnel: &TunnelConfig,
     head: &RequestHead,
     expects: bool,
@@ -227,7 +236,7 @@ fn request(
         .local_url
         .join(head.uri.clone())
         .ok_or_else(|| bad("invalid request target".into()))?;
-    let mut req = ctx.http.request(method, url).no_decompress();
+    let mut req = http.request(method, url).no_decompress();
     let mut content_length = None;
     trace.request_headers(&head.headers);
     let map = req.headers_mut();
@@ -340,23 +349,4 @@ async fn inline_body(
         return Err(failed(format!("{local} sent {got} of {len} body bytes")));
     }
     Ok(body)
-}
-
-fn local_failure(local: &str, e: SendRequestError) -> StreamFailure {
-    match e {
-        SendRequestError::Connect(e) => StreamFailure::new(
-            ResetCode::LocalUnreachable,
-            format!("cannot connect to {local}: {e}"),
-        ),
-        SendRequestError::Url(e) => {
-            StreamFailure::new(ResetCode::BadRequest, format!("invalid URL: {e}"))
-        }
-        SendRequestError::Body(e) => {
-            StreamFailure::new(ResetCode::Cancel, format!("request body ended early: {e}"))
-        }
-        other => StreamFailure::new(
-            ResetCode::LocalError,
-            format!("request to {local} failed: {other}"),
-        ),
-    }
 }

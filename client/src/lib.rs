@@ -39,6 +39,7 @@ pub mod pool;
 pub mod reconnect;
 pub mod reply;
 pub mod request_log;
+pub mod retry;
 pub mod shutdown;
 pub mod tls;
 pub mod transport;

@@ -20,6 +20,11 @@
 //!   asking for the body leaves its connection unfit for the next request
 //!   (it may still wait for that body), so it is not used again.
 //!
+//! A connection also knows whether it carried a request before the one
+//! being written and whether the service has sent a byte since, so that a
+//! request lost on a kept-alive connection the service closed under it can
+//! be told apart ([`Exchange::stale`], see [`crate::retry`]).
+//!
 //! Which request a connection is serving is known from the task-local
 //! [`Exchange`] that [`Exchange::scope`] sets around each forwarded
 //! request: the pooled client drives a connection inside the task of the
@@ -75,6 +80,9 @@ pub struct Exchange {
     deadline: RefCell<Option<Pin<Box<Sleep>>>>,
     /// The service's final answer has started.
     final_started: Cell<bool>,
+    /// The connection it went out on had carried an earlier request (it
+    /// was a kept-alive one).
+    reused: Cell<bool>,
 }
 
 /// A request's progress through the interim answers.
@@ -114,6 +122,16 @@ impl Exchange {
         waiting.then_some(LocalIo(conn))
     }
 
+    /// Whether the request went out on a kept-alive connection that had
+    /// carried an earlier request, and the service has sent nothing since:
+    /// the service closed that connection as the request was sent (or had
+    /// closed it just before), so the request cannot have been answered.
+    pub fn stale(&self) -> bool {
+        let conn = self.conn.borrow();
+        let silent = |c: &Rc<Conn>| !c.heard.get() && c.ahead.borrow().is_empty();
+        self.reused.get() && conn.as_ref().is_some_and(silent)
+    }
+
     /// Whether the request asks for `100-continue`.
     pub fn expects(&self) -> bool {
         self.expect
@@ -139,6 +157,10 @@ impl Exchange {
         if !slot.as_ref().is_some_and(|c| Rc::ptr_eq(c, conn)) {
             *slot = Some(conn.clone());
             conn.expecting.set(self.expect);
+            // The first write of a request: what the connection carried and
+            // heard before belongs to earlier requests.
+            self.reused.set(conn.carried.replace(true));
+            conn.heard.set(false);
         }
     }
 
@@ -215,6 +237,11 @@ pub struct Conn {
     /// The request it serves waits for interim answers (reads then go
     /// through [`Exchange::take_interim`]).
     expecting: Cell<bool>,
+    /// A request has been written on it (it is kept alive once that one
+    /// is answered).
+    carried: Cell<bool>,
+    /// The service has sent bytes since the request now being sent began.
+    heard: Cell<bool>,
 }
 
 impl Conn {
@@ -276,6 +303,8 @@ impl LocalIo {
             spent: Cell::new(false),
             refused: Cell::new(None),
             expecting: Cell::new(false),
+            carried: Cell::new(false),
+            heard: Cell::new(false),
         }))
     }
 }
@@ -298,6 +327,18 @@ impl AsyncRead for LocalIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let read = self.read(cx, buf);
+        if buf.filled().len() > before {
+            self.0.heard.set(true);
+        }
+        read
+    }
+}
+
+impl LocalIo {
+    /// What [`AsyncRead::poll_read`] gives the client library.
+    fn read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let conn = &self.0;
         let plain = !conn.spent.get() && !conn.expecting.get() && conn.ahead.borrow().is_empty();
         if plain {

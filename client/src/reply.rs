@@ -3,6 +3,7 @@
 
 use std::{cell::Cell, rc::Rc};
 
+use awc::error::{ConnectError, SendRequestError};
 use burrow_common::{
     flow::{pump_body, PumpError, SendCredit},
     protocol::ResponseHead,
@@ -113,4 +114,31 @@ pub fn head_failure(e: impl std::fmt::Display) -> StreamFailure {
         ResetCode::LocalError,
         format!("cannot send the response head: {e}"),
     )
+}
+
+/// A request to the local service at `local` that the pooled HTTP client
+/// could not send, or that got no answer.
+pub fn local_failure(local: &str, e: SendRequestError) -> StreamFailure {
+    match e {
+        // The client library's name for a connection that ended before
+        // the answer's head.
+        SendRequestError::Connect(ConnectError::Disconnected) => StreamFailure::new(
+            ResetCode::LocalError,
+            format!("{local} closed the connection without answering"),
+        ),
+        SendRequestError::Connect(e) => StreamFailure::new(
+            ResetCode::LocalUnreachable,
+            format!("cannot connect to {local}: {e}"),
+        ),
+        SendRequestError::Url(e) => {
+            StreamFailure::new(ResetCode::BadRequest, format!("invalid URL: {e}"))
+        }
+        SendRequestError::Body(e) => {
+            StreamFailure::new(ResetCode::Cancel, format!("request body ended early: {e}"))
+        }
+        other => StreamFailure::new(
+            ResetCode::LocalError,
+            format!("request to {local} failed: {other}"),
+        ),
+    }
 }
