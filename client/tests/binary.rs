@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::mpsc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use support::{procs::*, *};
@@ -35,25 +35,6 @@ fn client_logging(path: &Path) -> (Reaper, mpsc::Receiver<String>) {
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
-}
-
-/// Reads lines until one contains `needle`; returns all read so far.
-fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> Vec<String> {
-    let end = Instant::now() + limit;
-    let mut seen = Vec::new();
-    while let Some(left) = end.checked_duration_since(Instant::now()) {
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                let found = line.contains(needle);
-                seen.push(line);
-                if found {
-                    return seen;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    panic!("no line with {needle:?} within {limit:?}; got {seen:#?}");
 }
 
 /// A plain GET over a fresh connection, as curl sends it.

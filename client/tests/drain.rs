@@ -5,50 +5,10 @@
 
 mod support;
 
-use std::{
-    net::TcpStream,
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{net::TcpStream, time::Duration};
 
 use burrow_client::ClientEvent;
 use support::{link::FreezingLink, procs::*, *};
-
-/// The server binary `cargo test` built next to the client's.
-fn server_bin() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_burrow")).with_file_name("burrow-server")
-}
-
-/// The server on `port`, with `extra` settings.
-fn spawn_server(name: &str, port: u16, extra: &str) -> Reaper {
-    let text = format!(
-        "listen = \"127.0.0.1:{port}\"\nworkers = 1\n{extra}\n\
-         [[hosts]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\n"
-    );
-    let path = write_file(name, &text);
-    let child = Command::new(server_bin())
-        .arg("--config")
-        .arg(&path)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn burrow-server");
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server never listened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Reaper(child)
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
 
 /// Waits for `child` to exit, off the test's thread.
 async fn exit_of(mut server: Reaper, limit: Duration) -> std::process::ExitStatus {

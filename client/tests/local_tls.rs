@@ -114,7 +114,10 @@ async fn a_self_signed_local_service_is_reached_when_verification_is_off() {
         t.server_sessions().await.len() == 2
     })
     .await;
-    assert!(pooled, "the client did not open a connection per server worker");
+    assert!(
+        pooled,
+        "the client did not open a connection per server worker"
+    );
     let one = caller();
     for path in ["/one", "/two?x=1"] {
         let url = format!("{}{path}", t.public());

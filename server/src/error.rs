@@ -110,6 +110,26 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// The reason counted in `burrow_refusals_total` when the server turned
+    /// the request away itself (see [`crate::metrics::REQUEST_REFUSALS`]);
+    /// `None` for failures of the tunnel or the local service.
+    pub fn refusal(&self) -> Option<&'static str> {
+        Some(match self {
+            ProxyError::MissingHost => "missing_host",
+            ProxyError::UnknownHost(_) => "unknown_host",
+            ProxyError::BadRequest(_) | ProxyError::UpgradeUnsupported(_) => "bad_request",
+            ProxyError::Unauthorized(_) => "unauthorized",
+            ProxyError::Forbidden(_) => "forbidden",
+            ProxyError::BodyTooLarge(_) => "body_too_large",
+            ProxyError::HeadTooLarge => "head_too_large",
+            ProxyError::Busy { .. } => "busy",
+            ProxyError::RateLimited { .. } => "rate_limited",
+            ProxyError::Reconnecting(_) => "reconnecting",
+            ProxyError::ShuttingDown => "shutting_down",
+            _ => return None,
+        })
+    }
+
     /// The error for a stream the client reset before the response head.
     pub fn from_reset(host: &str, code: ResetCode, reason: String) -> Self {
         let host = host.to_owned();
@@ -251,6 +271,21 @@ impl RegisterError {
                 | RegisterError::Unavailable
                 | RegisterError::TooManyFailures(_)
         )
+    }
+
+    /// The reason counted in `burrow_refusals_total` (see
+    /// [`crate::metrics::REGISTRATION_REFUSALS`]).
+    pub fn refusal(&self) -> &'static str {
+        match self {
+            RegisterError::InvalidHost(_) => "invalid_host",
+            RegisterError::NotConfigured(_) => "not_configured",
+            RegisterError::BadToken(_) => "bad_token",
+            RegisterError::HeldByAnotherClient(_) => "held_by_another_client",
+            RegisterError::NoRandomNames => "no_random_names",
+            RegisterError::TooManyFailures(_) => "too_many_failures",
+            RegisterError::TooManyTunnels(..) => "too_many_tunnels",
+            RegisterError::BadRules(..) | RegisterError::Unavailable => "other",
+        }
     }
 
     /// How loud the refusal is in the server's log: anyone who can reach

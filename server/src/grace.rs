@@ -25,17 +25,20 @@ pub struct Reservation {
     until: Instant,
     released: watch::Sender<()>,
     waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
 }
 
 impl Reservation {
-    /// A reservation for `grace` from now.
-    pub fn new(id: u64, instance: Option<Box<str>>, grace: Duration) -> Self {
+    /// A reservation for `grace` from now, for which at most `max_waiting`
+    /// requests wait.
+    pub fn new(id: u64, instance: Option<Box<str>>, grace: Duration, max_waiting: usize) -> Self {
         Reservation {
             id,
             instance,
             until: Instant::now() + grace,
             released: watch::channel(()).0,
             waiting: Arc::default(),
+            max_waiting,
         }
     }
 
@@ -45,6 +48,7 @@ impl Reservation {
             until: self.until,
             released: self.released.subscribe(),
             waiting: self.waiting.clone(),
+            max: self.max_waiting,
         }
     }
 
@@ -60,6 +64,7 @@ pub struct Reserved {
     until: Instant,
     released: watch::Receiver<()>,
     waiting: Arc<AtomicUsize>,
+    max: usize,
 }
 
 /// Why a request stopped waiting without the host coming back.
@@ -72,11 +77,11 @@ pub enum WaitError {
 }
 
 impl Reserved {
-    /// Waits, as one of at most `max` requests, until the reservation is
-    /// released (`Ok`: look the host up again) or its grace runs out.
-    pub async fn wait(mut self, max: usize) -> Result<(), WaitError> {
+    /// Waits, as one of the few requests the reservation lets wait, until
+    /// it is released (`Ok`: look the host up again) or its grace runs out.
+    pub async fn wait(mut self) -> Result<(), WaitError> {
         let count = WaitCount::enter(&self.waiting);
-        if count.0 > max {
+        if count.0 > self.max {
             return Err(WaitError::Full);
         }
         // The sender is only ever dropped, never used: `changed` returns
@@ -109,18 +114,18 @@ mod tests {
 
     #[actix_rt::test]
     async fn waiters_wake_when_released_and_give_up_at_the_end() {
-        let r = Reservation::new(1, None, Duration::from_secs(30));
-        let a = tokio::spawn(r.ticket().wait(2));
-        let b = tokio::spawn(r.ticket().wait(2));
+        let r = Reservation::new(1, None, Duration::from_secs(30), 2);
+        let a = tokio::spawn(r.ticket().wait());
+        let b = tokio::spawn(r.ticket().wait());
         while r.waiting() < 2 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(r.ticket().wait(2).await, Err(WaitError::Full));
+        assert_eq!(r.ticket().wait().await, Err(WaitError::Full));
         drop(r);
         assert_eq!(a.await.ok(), Some(Ok(())));
         assert_eq!(b.await.ok(), Some(Ok(())));
 
-        let short = Reservation::new(2, None, Duration::from_millis(20));
-        assert_eq!(short.ticket().wait(1).await, Err(WaitError::Expired));
+        let short = Reservation::new(2, None, Duration::from_millis(20), 1);
+        assert_eq!(short.ticket().wait().await, Err(WaitError::Expired));
     }
 }

@@ -5,19 +5,28 @@
 //! [`SessionHandle`], what the registry stores and the proxy opens streams
 //! on.
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime},
 };
 
 use actix::{Actor, Addr, Handler, Message, Recipient};
 use burrow_common::{protocol::TunnelRequest, Outbox, ResetCode};
 use tokio::sync::oneshot;
 
+use serde::Serialize;
+
 use crate::{
+    config::{HostConfig, Limits},
     error::RegisterError,
     gate::{Gate, Opening},
     messages::{CancelStream, OpenStream, ToSession},
+    metrics::TunnelStats,
+    policy::CallerRules,
 };
 
 /// A host granted to a session.
@@ -78,6 +87,62 @@ pub struct CloseAll;
 #[rtype(result = "usize")]
 pub struct Drain;
 
+/// Close the sessions serving a host (an operator's disconnect). Answers
+/// how many were closed.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Disconnect {
+    /// Lower-case host without port.
+    pub host: String,
+}
+
+/// Put a new configuration's hosts, limits, `[access]` and grace in force.
+#[derive(Message)]
+#[rtype(result = "Reloaded")]
+pub struct Reload {
+    /// The `[[hosts]]` entries.
+    pub hosts: Vec<HostConfig>,
+    /// `[limits]`.
+    pub limits: Limits,
+    /// `[access]`.
+    pub access: Option<CallerRules>,
+    /// `reconnect_grace_secs`.
+    pub grace: Duration,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Hosts whose sessions were closed: no longer configured, or no
+    /// longer granted to the token their client holds them with.
+    pub disconnected: Vec<String>,
+    /// Hosts held under the new configuration.
+    pub kept: usize,
+}
+
+/// List every host the registry holds.
+#[derive(Message)]
+#[rtype(result = "Vec<TunnelReport>")]
+pub struct Report;
+
+/// One held host.
+pub struct TunnelReport {
+    /// The host.
+    pub host: String,
+    /// The address of its client's first connection, while one is up.
+    pub client: Option<SocketAddr>,
+    /// Since when its client holds it.
+    pub since: SystemTime,
+    /// Connections of its client serving it.
+    pub sessions: usize,
+    /// Its requests and streams in flight.
+    pub in_flight: usize,
+    /// Its counts.
+    pub stats: Arc<TunnelStats>,
+    /// `true` while it is kept for a client that is reconnecting.
+    pub reconnecting: bool,
+}
+
 /// The registry, as the sessions, the proxy and the server see it.
 #[derive(Clone)]
 pub struct RegistryHandle {
@@ -86,6 +151,9 @@ pub struct RegistryHandle {
     lookup: Recipient<Lookup>,
     close_all: Recipient<CloseAll>,
     drain: Recipient<Drain>,
+    reload: Recipient<Reload>,
+    report: Recipient<Report>,
+    disconnect: Recipient<Disconnect>,
 }
 
 impl RegistryHandle {
@@ -97,14 +165,20 @@ impl RegistryHandle {
             + Handler<Unregister>
             + Handler<Lookup>
             + Handler<CloseAll>
-            + Handler<Drain>,
+            + Handler<Drain>
+            + Handler<Reload>
+            + Handler<Report>
+            + Handler<Disconnect>,
     {
         RegistryHandle {
             register: addr.clone().recipient(),
             unregister: addr.clone().recipient(),
             lookup: addr.clone().recipient(),
             close_all: addr.clone().recipient(),
-            drain: addr.recipient(),
+            drain: addr.clone().recipient(),
+            reload: addr.clone().recipient(),
+            report: addr.clone().recipient(),
+            disconnect: addr.recipient(),
         }
     }
 
@@ -152,6 +226,23 @@ impl RegistryHandle {
     /// sessions were told.
     pub async fn drain(&self) -> usize {
         self.drain.send(Drain).await.unwrap_or(0)
+    }
+
+    /// Puts a new configuration in force (see [`Reload`]); `None` when the
+    /// registry is not running.
+    pub async fn reload(&self, reload: Reload) -> Option<Reloaded> {
+        self.reload.send(reload).await.ok()
+    }
+
+    /// Every host held, with its counts.
+    pub async fn report(&self) -> Vec<TunnelReport> {
+        self.report.send(Report).await.unwrap_or_default()
+    }
+
+    /// Closes the sessions serving `host`; answers how many there were.
+    pub async fn disconnect(&self, host: &str) -> usize {
+        let host = host.to_owned();
+        self.disconnect.send(Disconnect { host }).await.unwrap_or(0)
     }
 }
 

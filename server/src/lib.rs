@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod acme;
+pub mod admin;
 mod app;
 pub mod caller_io;
 pub mod config;
@@ -34,12 +35,14 @@ pub mod grace;
 pub mod handle;
 pub mod listener;
 pub mod messages;
+pub mod metrics;
 pub mod names;
 pub mod placement;
 pub mod policy;
 pub mod proxy;
 pub mod redirect;
 pub mod registry;
+mod running;
 pub mod session;
 pub mod throttle;
 pub mod tls;
@@ -48,12 +51,7 @@ pub mod tunnel;
 use std::{
     future::Future,
     io,
-    net::SocketAddr,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    time::Duration,
+    sync::{atomic::AtomicBool, Arc},
 };
 
 use actix::Actor;
@@ -61,86 +59,17 @@ use actix::Actor;
 pub use config::ServerConfig;
 pub use handle::RegistryHandle;
 pub use listener::PublicListener;
+pub use running::{Control, ReloadSummary, RunningServer};
 
 use crate::{
     app::AppParts,
     listener::Transport,
+    metrics::Metrics,
     placement::WorkerIds,
     proxy::ProxyShared,
     registry::Registry,
     session::{SessionLimits, SessionShared},
 };
-
-/// How long, after the drain, the HTTP server gives the connections left
-/// (callers' idle keep-alive ones, answers still being written) to close.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A running server.
-pub struct RunningServer {
-    addrs: Vec<SocketAddr>,
-    http: actix_server::ServerHandle,
-    registry: RegistryHandle,
-    acme: Option<acme::Acme>,
-    sessions: Arc<SessionShared>,
-    proxy: Arc<ProxyShared>,
-    drain_timeout: Duration,
-}
-
-impl RunningServer {
-    /// The ACME service, with `[tls.acme]`.
-    pub fn acme(&self) -> Option<&acme::Acme> {
-        self.acme.as_ref()
-    }
-
-    /// The address of the first public listener.
-    pub fn addr(&self) -> SocketAddr {
-        self.addrs[0]
-    }
-
-    /// The addresses of every public listener, in the order given.
-    pub fn addrs(&self) -> &[SocketAddr] {
-        &self.addrs
-    }
-
-    /// The registry (for lookups in tests and tooling).
-    pub fn registry(&self) -> &RegistryHandle {
-        &self.registry
-    }
-
-    /// Drains, then stops: no new connection is accepted and new requests
-    /// are answered 503; every client is told, and its sessions close as
-    /// their requests and streams in flight finish, within the drain
-    /// timeout; then whatever is left is closed.
-    pub async fn stop(&self) {
-        let deadline = tokio::time::Instant::now() + self.drain_timeout;
-        self.proxy.draining.store(true, Ordering::Relaxed);
-        // Stops accepting at once; the workers go on serving the
-        // connections they have until they close.
-        let stopped = self.http.stop(true);
-        let told = self.registry.drain().await;
-        if told > 0 {
-            log::info!(
-                "draining: {told} client connection(s) finishing their requests (at most {} s)",
-                self.drain_timeout.as_secs()
-            );
-        }
-        let drained = tokio::time::timeout_at(deadline, self.sessions.live.none_left()).await;
-        if drained.is_err() {
-            log::warn!(
-                "{} client connection(s) still busy after {} s; closing them",
-                self.sessions.live.count(),
-                self.drain_timeout.as_secs()
-            );
-            self.registry.close_all().await;
-        }
-        if let Some(acme) = &self.acme {
-            acme.stop();
-        }
-        if tokio::time::timeout(CLOSE_TIMEOUT, stopped).await.is_err() {
-            self.http.stop(false).await;
-        }
-    }
-}
 
 /// Serves `listeners` with `config` until `shutdown` resolves, then stops.
 /// Must be called inside an actix system.
@@ -168,21 +97,23 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
     }
     let acme = start_acme(&listeners, &config)?;
     let on_demand = acme.as_ref().map(|(acme, _)| acme.on_demand());
-    let registry = Registry::new(
-        &config.hosts,
-        &config.limits,
-        on_demand,
-        config.reconnect_grace,
-    );
+    let metrics = Metrics::new();
+    let registry = Registry::new(&config, on_demand, metrics.clone());
     let registry = RegistryHandle::new(registry.start());
     let head_timeout = config.limits.head_timeout;
     let workers = config.workers.unwrap_or_else(config::default_workers);
     let ids = Arc::new(WorkerIds::default());
-    let (sessions, proxy) = shared(&config, &registry, &ids, workers);
-    let kept = (sessions.clone(), proxy.clone());
+    let (sessions, proxy) = shared(&config, &registry, &ids, workers, &metrics);
+    let control = Arc::new(Control {
+        registry: registry.clone(),
+        metrics,
+        sessions: sessions.clone(),
+        proxy: proxy.clone(),
+        config: std::sync::Mutex::new(config.clone()),
+    });
     // The drain decides when sessions end; the workers wait a little
     // longer for the connections left.
-    let shutdown_timeout = config.drain_timeout + CLOSE_TIMEOUT;
+    let shutdown_timeout = config.drain_timeout + running::CLOSE_TIMEOUT;
     let mut builder = actix_server::Server::build()
         .workers(workers)
         .disable_signals()
@@ -205,13 +136,16 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
     let server = builder.run();
     let http = server.handle();
     actix_web::rt::spawn(server);
+    let admin = match &config.admin {
+        Some(settings) => Some(admin::start(settings, control.clone())?),
+        None => None,
+    };
     Ok(RunningServer {
         addrs,
         http,
-        registry,
+        admin,
         acme: acme.map(|(acme, _)| acme),
-        sessions: kept.0,
-        proxy: kept.1,
+        control,
         drain_timeout: config.drain_timeout,
     })
 }
@@ -289,6 +223,7 @@ fn shared(
     registry: &RegistryHandle,
     ids: &WorkerIds,
     workers: usize,
+    metrics: &Arc<Metrics>,
 ) -> (Arc<SessionShared>, Arc<ProxyShared>) {
     let sessions = Arc::new(SessionShared {
         registry: registry.clone(),
@@ -305,10 +240,8 @@ fn shared(
         registry: registry.clone(),
         request_timeout: config.request_timeout,
         trust_forwarded_headers: config.trust_forwarded_headers,
-        // Checked when the configuration was read.
-        rules: policy::CallerRules::new(&config.access).ok().flatten(),
-        limits: config.limits.clone(),
         draining: AtomicBool::new(false),
+        metrics: metrics.clone(),
     });
     (sessions, proxy)
 }

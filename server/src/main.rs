@@ -62,10 +62,41 @@ fn run(args: &Args) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         // Listen for signals before announcing the server, so a SIGTERM sent
         // as soon as it is up still stops it gracefully.
-        let signal = shutdown_signal()?;
-        burrow_server::run(listeners, config, signal).await?;
+        let shutdown = shutdown_signal()?;
+        let mut reloads = reload_signal()?;
+        let server = burrow_server::start(listeners, config)?;
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(()) = reloads.recv() => {
+                    let _ = server.control().reload_and_log().await;
+                }
+            }
+        }
+        log::info!("shutting down");
+        server.stop().await;
         Ok(())
     })
+}
+
+/// SIGHUP, as a stream of reload requests (none where there is no SIGHUP).
+fn reload_signal() -> anyhow::Result<tokio::sync::mpsc::Receiver<()>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use actix_web::rt::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        actix_web::rt::spawn(async move {
+            while hup.recv().await.is_some() {
+                // A reload already waiting covers this one too.
+                let _ = tx.try_send(());
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    Ok(rx)
 }
 
 fn hash_token(token: Option<&str>) -> anyhow::Result<()> {

@@ -1,5 +1,8 @@
 //! What every worker shares about one registered host: who may call it,
-//! its streams in flight, and its request rate.
+//! the limits its requests are held to, its streams in flight, its request
+//! rate and its counts. The registry builds it at registration and again
+//! on a reload, so the settings a request is checked against come with the
+//! host's sessions, at no cost per request.
 
 use std::{
     sync::{Arc, Mutex},
@@ -8,13 +11,19 @@ use std::{
 
 use burrow_common::flow::InFlight;
 
-use crate::policy::CallerRules;
+use crate::{config::Limits, metrics::TunnelStats, policy::CallerRules};
 
 /// One registered host's shared state, handed out with its sessions.
 #[derive(Debug, Default)]
 pub struct TunnelState {
     /// Who may call the host; `None`: anyone.
     pub rules: Option<CallerRules>,
+    /// The server's own rules for every tunnel's callers (`[access]`).
+    pub server_rules: Option<Arc<CallerRules>>,
+    /// What one request may ask.
+    pub limits: Arc<Limits>,
+    /// The host's counts.
+    pub stats: Arc<TunnelStats>,
     /// Its streams in flight.
     pub in_flight: Arc<InFlight>,
     /// Its request rate, when the server limits it.

@@ -2,11 +2,14 @@
 
 use std::{
     io::{BufRead, BufReader, Read},
-    path::PathBuf,
-    process::{Child, Command},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
+
+use super::{HOST, TOKEN};
 
 /// A file under target/ with a unique name.
 pub fn write_file(name: &str, text: &str) -> PathBuf {
@@ -62,4 +65,63 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The server binary `cargo test` built next to the client's.
+pub fn server_bin() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_burrow")).with_file_name("burrow-server")
+}
+
+/// The server on `port`, with `extra` settings, serving the test host.
+pub fn spawn_server(name: &str, port: u16, extra: &str) -> Reaper {
+    let text = format!(
+        "listen = \"127.0.0.1:{port}\"\nworkers = 1\n{extra}\n\
+         [[hosts]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\n"
+    );
+    spawn_server_with(&write_file(name, &text), port, Stdio::null())
+}
+
+/// The server with the configuration at `path`, listening on `port`, its
+/// standard error to `stderr`.
+pub fn spawn_server_with(path: &Path, port: u16, stderr: Stdio) -> Reaper {
+    let child = Command::new(server_bin())
+        .arg("--config")
+        .arg(path)
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn burrow-server");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Reaper(child)
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Reads lines until one contains `needle`; returns all read so far.
+pub fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> Vec<String> {
+    let end = Instant::now() + limit;
+    let mut seen = Vec::new();
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(needle);
+                seen.push(line);
+                if found {
+                    return seen;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no line with {needle:?} within {limit:?}; got {seen:#?}");
 }

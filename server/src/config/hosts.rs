@@ -96,34 +96,35 @@ impl HostConfig {
     }
 }
 
-/// The one secret an entry names, checked.
-fn secret(
+/// The one secret `token` or `token_sha256` names (the keys are `key` and
+/// `key_sha256`), checked; `None` when neither is set.
+pub(super) fn secret(
     token: Option<Token>,
     token_sha256: Option<String>,
-    i: usize,
+    key: &str,
     path: &Path,
-) -> Result<Secret, ConfigError> {
+) -> Result<Option<Secret>, ConfigError> {
     let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
     match (token, token_sha256) {
-        (Some(t), None) if !t.is_empty() => Ok(Secret::Token(t)),
-        (Some(_), None) => Err(invalid(
-            &format!("hosts[{i}].token"),
-            "must not be empty".into(),
-        )),
-        (None, Some(hex)) => parse_hex(&hex).map(Secret::Sha256).ok_or_else(|| {
-            invalid(
-                &format!("hosts[{i}].token_sha256"),
-                "must be 64 hex digits, as `burrow-server hash-token` prints".into(),
-            )
-        }),
-        (Some(_), Some(_)) => Err(invalid(
-            &format!("hosts[{i}]"),
-            "set `token` or `token_sha256`, not both".into(),
-        )),
-        (None, None) => Err(invalid(
-            &format!("hosts[{i}].token"),
-            "missing: set `token` or `token_sha256`".into(),
-        )),
+        (Some(t), None) if !t.is_empty() => Ok(Some(Secret::Token(t))),
+        (Some(_), None) => Err(invalid(key, "must not be empty".into())),
+        (None, Some(hex)) => parse_hex(&hex)
+            .map(|h| Some(Secret::Sha256(h)))
+            .ok_or_else(|| {
+                invalid(
+                    &format!("{key}_sha256"),
+                    "must be 64 hex digits, as `burrow-server hash-token` prints".into(),
+                )
+            }),
+        (Some(_), Some(_)) => {
+            let leaf = key.rsplit('.').next().unwrap_or(key);
+            let message = format!("set `{leaf}` or `{leaf}_sha256`, not both");
+            Err(invalid(
+                key.rsplit_once('.').map_or(key, |(t, _)| t),
+                message,
+            ))
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -150,7 +151,9 @@ pub(super) fn hosts(raw: Vec<RawHost>, path: &Path) -> Result<Vec<HostConfig>, C
         if !seen.insert(host.clone()) {
             return Err(invalid(&key, format!("host `{host}` is listed twice")));
         }
-        let secret = secret(h.token, h.token_sha256, i, path)?;
+        let key = format!("hosts[{i}].token");
+        let secret = secret(h.token, h.token_sha256, &key, path)?
+            .ok_or_else(|| invalid(&key, "missing: set `token` or `token_sha256`".into()))?;
         if h.random && star.is_empty() {
             return Err(invalid(
                 &format!("hosts[{i}].random"),

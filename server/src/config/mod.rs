@@ -8,10 +8,12 @@ pub use burrow_common::config::{canonical_host, normalize_host, ConfigError, Tok
 use serde::Deserialize;
 
 mod acme;
+mod admin;
 mod hosts;
 mod limits;
 mod tls;
 pub use acme::AcmeSettings;
+pub use admin::AdminSettings;
 pub use hosts::{sha256_hex, HostConfig, Secret};
 pub use limits::Limits;
 pub use tls::{provider, TlsSettings};
@@ -67,6 +69,10 @@ pub struct ServerConfig {
     pub access: AccessRules,
     /// What callers and clients may ask of the server.
     pub limits: Limits,
+    /// The admin listener, with `admin_listen`.
+    pub admin: Option<AdminSettings>,
+    /// The file the configuration was read from (reloads read it again).
+    pub source: std::path::PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +93,9 @@ struct RawConfig {
     http_listen: Option<String>,
     access: Option<RawAccess>,
     limits: Option<limits::RawLimits>,
+    admin_listen: Option<String>,
+    admin_token: Option<Token>,
+    admin_token_sha256: Option<String>,
 }
 
 /// `[access]` as written: the server-wide address rules.
@@ -124,6 +133,7 @@ impl ServerConfig {
         let raw: RawConfig = burrow_common::config::parse(text, path)?;
         let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
         let listen = address(&raw.listen, "listen", path)?;
+        let times = Timings::from_raw(&raw, path)?;
         let dir = path.parent().unwrap_or(Path::new(""));
         let tls = raw.tls.map(|t| t.load(path, dir)).transpose()?;
         let http_listen = match (raw.http_listen, &tls) {
@@ -145,20 +155,6 @@ impl ServerConfig {
                 "must be a path starting with `/`, like /_burrow/connect".into(),
             ));
         }
-        let secs = raw
-            .request_timeout_secs
-            .unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECS);
-        if secs == 0 {
-            return Err(invalid("request_timeout_secs", "must be at least 1".into()));
-        }
-        let idle = raw.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS);
-        if idle == 0 {
-            return Err(invalid("idle_timeout_secs", "must be at least 1".into()));
-        }
-        let heartbeat = raw.heartbeat_secs.unwrap_or(DEFAULT_HEARTBEAT_SECS);
-        if heartbeat == 0 {
-            return Err(invalid("heartbeat_secs", "must be at least 1".into()));
-        }
         if raw.workers == Some(0) {
             return Err(invalid("workers", "must be at least 1".into()));
         }
@@ -167,16 +163,11 @@ impl ServerConfig {
         Ok(ServerConfig {
             listen,
             control_path,
-            request_timeout: Duration::from_secs(secs),
-            idle_timeout: Duration::from_secs(idle),
-            heartbeat: Duration::from_secs(heartbeat),
-            reconnect_grace: Duration::from_secs(
-                raw.reconnect_grace_secs
-                    .unwrap_or(DEFAULT_RECONNECT_GRACE_SECS),
-            ),
-            drain_timeout: Duration::from_secs(
-                raw.drain_timeout_secs.unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
-            ),
+            request_timeout: times.request,
+            idle_timeout: times.idle,
+            heartbeat: times.heartbeat,
+            reconnect_grace: times.grace,
+            drain_timeout: times.drain,
             workers: raw.workers,
             trust_forwarded_headers: raw.trust_forwarded_headers.unwrap_or(false),
             hosts,
@@ -184,6 +175,13 @@ impl ServerConfig {
             http_listen,
             access,
             limits: raw.limits.unwrap_or_default().validate(path)?,
+            admin: admin::admin(
+                raw.admin_listen,
+                raw.admin_token,
+                raw.admin_token_sha256,
+                path,
+            )?,
+            source: path.to_path_buf(),
         })
     }
 
@@ -198,6 +196,40 @@ impl ServerConfig {
             self.listen.set_port(port);
         }
         Ok(())
+    }
+}
+
+/// The configured times, checked.
+struct Timings {
+    request: Duration,
+    idle: Duration,
+    heartbeat: Duration,
+    grace: Duration,
+    drain: Duration,
+}
+
+impl Timings {
+    fn from_raw(raw: &RawConfig, path: &Path) -> Result<Self, ConfigError> {
+        let at_least_1 = |key: &str, value: Option<u64>, default: u64| match value {
+            Some(0) => Err(ConfigError::invalid(path, key, "must be at least 1")),
+            v => Ok(Duration::from_secs(v.unwrap_or(default))),
+        };
+        let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default));
+        Ok(Timings {
+            request: at_least_1(
+                "request_timeout_secs",
+                raw.request_timeout_secs,
+                DEFAULT_REQUEST_TIMEOUT_SECS,
+            )?,
+            idle: at_least_1(
+                "idle_timeout_secs",
+                raw.idle_timeout_secs,
+                DEFAULT_IDLE_TIMEOUT_SECS,
+            )?,
+            heartbeat: at_least_1("heartbeat_secs", raw.heartbeat_secs, DEFAULT_HEARTBEAT_SECS)?,
+            grace: secs(raw.reconnect_grace_secs, DEFAULT_RECONNECT_GRACE_SECS),
+            drain: secs(raw.drain_timeout_secs, DEFAULT_DRAIN_TIMEOUT_SECS),
+        })
     }
 }
 

@@ -6,8 +6,7 @@
 use actix_web::{http::header, HttpRequest};
 use burrow_common::{flow::InFlightSlot, http1::parse_content_length};
 
-use super::ProxyShared;
-use crate::{error::ProxyError, policy::Refusal, tunnel::TunnelState};
+use crate::{config::Limits, error::ProxyError, policy::Refusal, tunnel::TunnelState};
 
 /// Whether the request for `host` may be forwarded; the slot it then
 /// holds among the tunnel's streams in flight.
@@ -15,7 +14,7 @@ pub(super) fn authorize(
     req: &HttpRequest,
     host: &str,
     tunnel: &TunnelState,
-    shared: &ProxyShared,
+    trust_forwarded: bool,
 ) -> Result<InFlightSlot, ProxyError> {
     if !req.uri().path().starts_with('/') {
         // `OPTIONS *` asks about this server, not about a local service.
@@ -24,17 +23,17 @@ pub(super) fn authorize(
             req.uri()
         )));
     }
-    if shared.rules.is_some() || tunnel.rules.is_some() {
-        callers(req, host, tunnel, shared)?;
+    if tunnel.server_rules.is_some() || tunnel.rules.is_some() {
+        callers(req, host, tunnel, trust_forwarded)?;
     }
-    sizes(req, shared)?;
+    sizes(req, &tunnel.limits)?;
     if let Some(rate) = &tunnel.rate {
         rate.take().map_err(|wait| ProxyError::RateLimited {
             host: host.to_owned(),
             retry_after: wait.as_secs().max(1),
         })?;
     }
-    let max = shared.limits.max_streams_per_tunnel;
+    let max = tunnel.limits.max_streams_per_tunnel;
     tunnel
         .in_flight
         .try_acquire(max)
@@ -49,14 +48,19 @@ fn callers(
     req: &HttpRequest,
     host: &str,
     tunnel: &TunnelState,
-    shared: &ProxyShared,
+    trust_forwarded: bool,
 ) -> Result<(), ProxyError> {
-    let peer = caller_address(req, shared.trust_forwarded_headers);
+    let peer = caller_address(req, trust_forwarded);
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    for rules in shared.rules.iter().chain(&tunnel.rules) {
+    for rules in tunnel
+        .server_rules
+        .as_deref()
+        .into_iter()
+        .chain(&tunnel.rules)
+    {
         rules
             .check(peer, authorization)
             .map_err(|refusal| match refusal {
@@ -69,8 +73,7 @@ fn callers(
 
 /// The head's size and the body's declared length against the limits (a
 /// body without a length is counted as it is sent).
-fn sizes(req: &HttpRequest, shared: &ProxyShared) -> Result<(), ProxyError> {
-    let limits = &shared.limits;
+fn sizes(req: &HttpRequest, limits: &Limits) -> Result<(), ProxyError> {
     if let Some(max) = limits.max_header_bytes {
         let fields: usize = req
             .headers()

@@ -5,6 +5,7 @@
 //! the [`response`](response::response) streamed back.
 
 mod authorize;
+mod counted;
 mod request;
 mod response;
 pub(crate) mod route;
@@ -17,7 +18,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
@@ -33,13 +34,14 @@ use burrow_common::{
 use futures_util::StreamExt;
 
 use crate::{
-    config::Limits,
     error::ProxyError,
     handle::{RegistryHandle, SessionHandle},
     messages::OpenStream,
+    metrics::Metrics,
     placement::{Placement, Wait, Worker},
-    policy::CallerRules,
+    tunnel::TunnelState,
 };
+use counted::Counted;
 use request::{request_frame, Forwarding};
 
 /// What every worker's proxy handler shares.
@@ -51,12 +53,10 @@ pub struct ProxyShared {
     /// Keep `X-Forwarded-Proto`/`-Host` from a trusted reverse proxy (and
     /// take the caller's address from its `X-Forwarded-For`).
     pub trust_forwarded_headers: bool,
-    /// The server's own rules for every tunnel's callers (`[access]`).
-    pub rules: Option<CallerRules>,
-    /// What one request may ask.
-    pub limits: Limits,
     /// Set once the server drains: new requests are turned away.
     pub draining: AtomicBool,
+    /// The server's counts.
+    pub metrics: Arc<Metrics>,
 }
 
 /// One worker's proxy state: what all share, and the worker's placement.
@@ -91,28 +91,44 @@ struct Opened {
     slot: InFlightSlot,
 }
 
-/// Forwards one public request through its tunnel.
+/// Forwards one public request through its tunnel, and counts it.
 pub async fn proxy(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<ProxyState>,
 ) -> Result<HttpResponse, ProxyError> {
+    let started = Instant::now();
+    let mut tunnel = None;
+    let result = forward(&req, payload, &state, &mut tunnel).await;
+    counted::answered(&state.shared.metrics, tunnel.as_deref(), &result, started);
+    result
+}
+
+/// Forwards one request; `tunnel` is set to its host's state as soon as
+/// the host is found.
+async fn forward(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &ProxyState,
+    tunnel: &mut Option<Arc<TunnelState>>,
+) -> Result<HttpResponse, ProxyError> {
     if state.shared.draining.load(Ordering::Relaxed) {
         return Err(ProxyError::ShuttingDown);
     }
-    let routed = route(&req)?;
-    let opened = open(&req, &routed, &state).await?;
+    let routed = route(req)?;
+    let opened = open(req, &routed, state, tunnel).await?;
+    let Some(found) = tunnel.as_ref() else {
+        return Err(ProxyError::UnknownHost(routed.host.to_string()));
+    };
+    let max_body = found.limits.max_request_body;
     // If this handler is dropped (caller gone) or gives up, the stream is cancelled.
     let mut guard = cancel_guard(&opened.session, opened.id);
     // Only a request with a body can outgrow the limit.
     let too_large = opened.has_body.then(|| Rc::new(Cell::new(false)));
     if let Some(flag) = &too_large {
         // An upgraded connection's bytes are not a request body.
-        let limit = match routed.upgrade {
-            true => u64::MAX,
-            false => state.shared.limits.max_request_body,
-        };
-        send_body(&opened, payload, limit, flag.clone());
+        let limit = if routed.upgrade { u64::MAX } else { max_body };
+        send_body(&opened, payload, limit, flag.clone(), found.clone());
     }
     let Opened {
         session,
@@ -122,17 +138,17 @@ pub async fn proxy(
         slot,
         ..
     } = opened;
-    let waited = await_head(&req, &routed.host, events, &mut guard, &state).await;
+    let waited = await_head(req, &routed.host, events, &mut guard, state).await;
     let (head, events) = waited.map_err(|e| match too_large.is_some_and(|f| f.get()) {
-        true => ProxyError::BodyTooLarge(state.shared.limits.max_request_body),
+        true => ProxyError::BodyTooLarge(max_body),
         false => e,
     })?;
     if head.end_stream {
         guard.disarm();
     }
     let body = RecvBody::new(id, events, session.outbox.clone(), recv_credit, guard);
-    let body = body.holding(Some(slot));
-    response::response(&req, &routed.host, head, body, routed.upgrade)
+    let body = Counted::new(body.holding(Some(slot)), found.clone());
+    response::response(req, &routed.host, head, body, routed.upgrade)
 }
 
 /// The host the request is for, and whether it is a WebSocket upgrade.
@@ -146,13 +162,42 @@ fn route(req: &HttpRequest) -> Result<Routed<'_>, ProxyError> {
     })
 }
 
+/// The ready session serving the host, waiting for one while its client
+/// reconnects (or its session finishes its handshake).
+async fn placed(
+    routed: &Routed<'_>,
+    state: &ProxyState,
+) -> Result<(Arc<SessionHandle>, Arc<TunnelState>), ProxyError> {
+    let mut waited = false;
+    loop {
+        let placed = state
+            .worker
+            .session_for(&state.shared.registry, &routed.host)
+            .await;
+        match placed {
+            Placement::Ready(session, tunnel) => return Ok((session, tunnel)),
+            Placement::Wait(wait) => {
+                waited = true;
+                wait_for(wait, &routed.host).await?;
+            }
+            // A host that was waited for and is gone now was given up.
+            Placement::Unknown if waited => {
+                return Err(ProxyError::Reconnecting(routed.host.to_string()))
+            }
+            Placement::Unknown => return Err(ProxyError::UnknownHost(routed.host.to_string())),
+        }
+    }
+}
+
 /// Opens a stream on the session serving the host and queues the request
-/// head. A session that is draining turns the opener away at its gate, and
-/// the next lookup no longer offers it: try again.
+/// head; `found` is set to the host's state once it is known. A session
+/// that is draining turns the opener away at its gate, and the next lookup
+/// no longer offers it: try again.
 async fn open(
     req: &HttpRequest,
     routed: &Routed<'_>,
     state: &ProxyState,
+    found: &mut Option<Arc<TunnelState>>,
 ) -> Result<Opened, ProxyError> {
     let how = Forwarding {
         host: &routed.host,
@@ -161,27 +206,15 @@ async fn open(
         trust: state.shared.trust_forwarded_headers,
         upgrade: routed.upgrade,
     };
-    let mut waited = false;
     loop {
-        let placed = state
-            .worker
-            .session_for(&state.shared.registry, &routed.host)
-            .await;
-        let (session, tunnel) = match placed {
-            Placement::Ready(session, tunnel) => (session, tunnel),
-            Placement::Wait(wait) => {
-                waited = true;
-                let max = state.shared.limits.max_streams_per_tunnel;
-                wait_for(wait, &routed.host, max).await?;
-                continue;
-            }
-            // A host that was waited for and is gone now was given up.
-            Placement::Unknown if waited => {
-                return Err(ProxyError::Reconnecting(routed.host.to_string()))
-            }
-            Placement::Unknown => return Err(ProxyError::UnknownHost(routed.host.to_string())),
-        };
-        let slot = authorize::authorize(req, &routed.host, &tunnel, &state.shared)?;
+        let (session, tunnel) = placed(routed, state).await?;
+        let tunnel = found.insert(tunnel);
+        let slot = authorize::authorize(
+            req,
+            &routed.host,
+            tunnel,
+            state.shared.trust_forwarded_headers,
+        )?;
         let Some(pass) = session.begin_open() else {
             continue;
         };
@@ -226,12 +259,12 @@ async fn open(
 /// (it has its handshake answer to queue first: microseconds, normally).
 const OPENING_WAIT: Duration = Duration::from_secs(5);
 
-/// Waits for a host without a ready session, as one of at most `max`
-/// requests waiting for it; then its sessions are looked up again.
-async fn wait_for(wait: Wait, host: &str, max: usize) -> Result<(), ProxyError> {
+/// Waits for a host without a ready session (as one of the few requests
+/// that may); then its sessions are looked up again.
+async fn wait_for(wait: Wait, host: &str) -> Result<(), ProxyError> {
     let gone = || ProxyError::Reconnecting(host.to_owned());
     match wait {
-        Wait::Reconnecting(reserved) => reserved.wait(max).await.map_err(|_| gone()),
+        Wait::Reconnecting(reserved) => reserved.wait().await.map_err(|_| gone()),
         Wait::Opening(session) => tokio::time::timeout(OPENING_WAIT, session.gate.wait_open())
             .await
             .map_err(|_| gone()),
@@ -242,8 +275,15 @@ async fn wait_for(wait: Wait, host: &str, max: usize) -> Result<(), ProxyError> 
 /// upgraded connection: raw bytes until the caller closes) onto the stream.
 /// A body that grows past `limit` (one sent without a length; a declared
 /// one was refused already) ends the stream and sets `too_large`.
-fn send_body(opened: &Opened, payload: web::Payload, limit: u64, too_large: Rc<Cell<bool>>) {
+fn send_body(
+    opened: &Opened,
+    payload: web::Payload,
+    limit: u64,
+    too_large: Rc<Cell<bool>>,
+    tunnel: Arc<TunnelState>,
+) {
     let (session, id) = (opened.session.clone(), opened.id);
+    let mut count = counted::BytesIn::new(tunnel);
     let credit = opened.send_credit.clone();
     let activity = opened.activity.clone();
     let mut sent = 0u64;
@@ -251,6 +291,7 @@ fn send_body(opened: &Opened, payload: web::Payload, limit: u64, too_large: Rc<C
         activity.touch();
         let chunk = chunk?;
         sent += chunk.len() as u64;
+        count.add(chunk.len());
         if sent > limit {
             too_large.set(true);
             return Err(actix_web::error::PayloadError::Overflow);

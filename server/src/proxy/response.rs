@@ -10,13 +10,14 @@ use actix_web::{
     HttpRequest, HttpResponse, HttpResponseBuilder,
 };
 use burrow_common::{
-    flow::{BodyError, RecvBody},
+    flow::BodyError,
     headers::to_http,
     http1::{parse_content_length, status_has_no_body},
     protocol::ResponseHead,
 };
 use bytes::Bytes;
 
+use super::Counted;
 use crate::error::ProxyError;
 
 /// The response for `req` from the local service's `head`, its body coming
@@ -25,7 +26,7 @@ pub(super) fn response(
     req: &HttpRequest,
     host: &str,
     head: ResponseHead,
-    body: RecvBody,
+    mut body: Counted,
     upgrade: bool,
 ) -> Result<HttpResponse, ProxyError> {
     let bad = |detail: String| ProxyError::BadResponse {
@@ -63,6 +64,7 @@ pub(super) fn response(
     let bodiless_status = status_has_no_body(status.as_u16());
     if let Some(inline) = head.body.filter(|_| !bodiless_status && !is_head) {
         // The whole body came with the head; actix sets Content-Length from it.
+        body.inline(inline.len());
         return Ok(builder.body(inline));
     }
     if head.end_stream || bodiless_status || is_head {

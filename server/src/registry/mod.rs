@@ -5,6 +5,8 @@
 //! or kept for the reconnect grace.
 
 mod release;
+mod reload;
+mod report;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -12,18 +14,19 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use actix::{Actor, Context, Handler, MessageResult};
-use burrow_common::protocol::TunnelRequest;
+use burrow_common::{protocol::TunnelRequest, Token};
 
 use crate::{
     acme::{OnDemand, RequestError, Requested},
-    config::{HostConfig, Limits},
+    config::{HostConfig, Limits, ServerConfig},
     error::RegisterError,
     grace::Reservation,
     handle::{CloseAll, Drain, Granted, HostSessions, Lookup, Register, SessionHandle},
+    metrics::{Metrics, TunnelStats},
     names,
     policy::{CallerRules, HostPolicy},
     throttle::FailedAttempts,
@@ -35,7 +38,10 @@ use crate::{
 /// leaving and another arriving.
 pub struct Registry {
     policy: HostPolicy,
-    limits: Limits,
+    limits: Arc<Limits>,
+    /// The server's `[access]`, for every tunnel's callers.
+    access: Option<Arc<CallerRules>>,
+    metrics: Arc<Metrics>,
     hosts: HashMap<String, Holders>,
     /// Hosts held per `[[hosts]]` entry (by its index).
     held: HashMap<usize, usize>,
@@ -72,6 +78,13 @@ struct Holders {
     entry: usize,
     /// Set while the host has no session and waits for its client.
     reserved: Option<Reservation>,
+    /// The token it was claimed with, checked again on a reload (`None`
+    /// for a host kept after a start, not claimed yet).
+    token: Option<Token>,
+    /// Its counts, kept across reconnects and reloads.
+    stats: Arc<TunnelStats>,
+    /// Since when its client holds it.
+    since: SystemTime,
 }
 
 impl Holders {
@@ -82,34 +95,35 @@ impl Holders {
             tunnel: Arc::default(),
             entry,
             reserved: None,
+            token: None,
+            stats: Arc::default(),
+            since: SystemTime::now(),
         }
     }
 }
 
 impl Registry {
-    /// A registry that accepts the configured hosts, within `limits`;
-    /// with `on_demand`, a host claimed under a wildcard entry gets its
-    /// certificate when first claimed.
-    /// A host whose client drops is kept for it for `grace`.
-    pub fn new(
-        allowed: &[HostConfig],
-        limits: &Limits,
-        on_demand: Option<OnDemand>,
-        grace: Duration,
-    ) -> Self {
+    /// A registry that accepts the configured hosts, within the
+    /// configured limits, counting into `metrics`; with `on_demand`, a
+    /// host claimed under a wildcard entry gets its certificate when first
+    /// claimed.
+    pub fn new(config: &ServerConfig, on_demand: Option<OnDemand>, metrics: Arc<Metrics>) -> Self {
         Registry {
-            policy: HostPolicy::new(allowed),
-            limits: limits.clone(),
+            policy: HostPolicy::new(&config.hosts),
+            limits: Arc::new(config.limits.clone()),
+            // Checked when the configuration was read.
+            access: CallerRules::new(&config.access)
+                .ok()
+                .flatten()
+                .map(Arc::new),
+            metrics,
             hosts: HashMap::new(),
             held: HashMap::new(),
-            wildcard: allowed
-                .iter()
-                .map(|h| h.wildcard_domain().is_some())
-                .collect(),
+            wildcard: wildcards(&config.hosts),
             on_demand,
             failed: FailedAttempts::default(),
             generation: Arc::new(AtomicU64::new(0)),
-            grace,
+            grace: config.reconnect_grace,
             started: Instant::now(),
             next_reservation: 1,
             draining: false,
@@ -130,12 +144,19 @@ impl Registry {
         };
         let rules = CallerRules::new(&t.access)
             .map_err(|why| RegisterError::BadRules(host.clone(), why))?;
-        let tunnel = TunnelState {
+        Ok((host, entry, self.tunnel_state(rules)))
+    }
+
+    /// A host's state with `rules` for its callers, under the settings in
+    /// force (its counts are added when it is granted).
+    fn tunnel_state(&self, rules: Option<CallerRules>) -> TunnelState {
+        TunnelState {
             rules,
+            server_rules: self.access.clone(),
+            limits: self.limits.clone(),
             rate: self.limits.requests_per_second.map(Rate::new),
             ..TunnelState::default()
-        };
-        Ok((host, entry, tunnel))
+        }
     }
 
     /// A random free name under the domain that offers them to `token`.
@@ -155,7 +176,7 @@ impl Registry {
     fn grant(
         &mut self,
         session: &Arc<SessionHandle>,
-        instance: Option<&str>,
+        (instance, token): (Option<&str>, &Token),
         (host, entry, tunnel): (String, usize, TunnelState),
     ) -> Result<Granted, RegisterError> {
         let limit = self.limits.max_tunnels_per_token;
@@ -176,6 +197,9 @@ impl Registry {
             if reserved.instance.is_some() && reserved.instance.as_deref() != instance {
                 return Err(RegisterError::HeldByAnotherClient(host));
             }
+            if reserved.instance.is_some() {
+                self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
             log::debug!("{host} reclaimed by its client within the grace");
         }
         // Dropping the reservation sends the requests waiting on it to the
@@ -184,7 +208,10 @@ impl Registry {
         if !joins_pool {
             // A pool shares one state; a new holder starts its own.
             holders.instance = instance.map(Box::from);
-            holders.tunnel = Arc::new(tunnel);
+            holders.token = Some(token.clone());
+            holders.since = SystemTime::now();
+            let stats = holders.stats.clone();
+            holders.tunnel = Arc::new(TunnelState { stats, ..tunnel });
             if self.wildcard.get(entry) == Some(&true) {
                 certificate_for(self.on_demand.as_ref(), &host);
             }
@@ -199,6 +226,14 @@ impl Registry {
             joined: joins_pool,
         })
     }
+}
+
+/// Whether each entry (by index) is a wildcard.
+fn wildcards(hosts: &[HostConfig]) -> Vec<bool> {
+    hosts
+        .iter()
+        .map(|h| h.wildcard_domain().is_some())
+        .collect()
 }
 
 /// Asks for a certificate for `host`, just claimed under a wildcard entry
@@ -240,9 +275,12 @@ impl Handler<Register> for Registry {
             .iter()
             .map(|t| {
                 let claim = self.claim(t)?;
-                self.grant(&session, msg.instance.as_deref(), claim)
+                self.grant(&session, (msg.instance.as_deref(), &t.token), claim)
             })
             .collect();
+        for refused in answers.iter().filter_map(|a| a.as_ref().err()) {
+            self.metrics.refused_registration(refused.refusal());
+        }
         if let Some(addr) = addr {
             for _ in answers
                 .iter()

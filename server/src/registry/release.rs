@@ -41,7 +41,7 @@ impl Handler<Unregister> for Registry {
 
 impl Registry {
     /// Removes `host` and its count against its entry.
-    fn free(&mut self, host: &str) {
+    pub(super) fn free(&mut self, host: &str) {
         if let Some(holders) = self.hosts.remove(host) {
             self.held
                 .entry(holders.entry)
@@ -57,7 +57,13 @@ impl Registry {
         };
         let id = self.next_reservation;
         self.next_reservation += 1;
-        holders.reserved = Some(Reservation::new(id, holders.instance.clone(), self.grace));
+        let max = self.limits.max_streams_per_tunnel;
+        holders.reserved = Some(Reservation::new(
+            id,
+            holders.instance.clone(),
+            self.grace,
+            max,
+        ));
         log::info!(
             "keeping {host} for its client for {} s while it reconnects",
             self.grace.as_secs()
@@ -82,7 +88,8 @@ impl Registry {
         let id = self.next_reservation;
         self.next_reservation += 1;
         let mut holders = Holders::new(entry);
-        holders.reserved = Some(Reservation::new(id, None, left));
+        let max = self.limits.max_streams_per_tunnel;
+        holders.reserved = Some(Reservation::new(id, None, left, max));
         *self.held.entry(entry).or_default() += 1;
         self.hosts.insert(host.to_owned(), holders);
         self.expire_later(host.to_owned(), id, left, ctx);
