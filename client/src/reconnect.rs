@@ -152,6 +152,39 @@ impl Role for Watched {
     }
 }
 
+/// What to do after a connection ended.
+enum Step {
+    /// Stop, with this result.
+    Stop(Result<(), ClientError>),
+    /// Open another connection at once, without counting a failure.
+    Again,
+    /// Count the failure and open another, at once or after a pause.
+    Retry { at_once: bool },
+}
+
+fn next_step(err: &ConnError, backoff: &mut Backoff) -> Step {
+    match err {
+        ConnError::Refused {
+            reason,
+            retry: false,
+        } => Step::Stop(Err(ClientError::Refused(reason.clone()))),
+        ConnError::Drained => {
+            log::debug!("{err}");
+            Step::Stop(Ok(()))
+        }
+        // Not a failure: try again at once for another worker.
+        ConnError::WorkerTaken(_) => {
+            log::debug!("{err}");
+            Step::Again
+        }
+        ConnError::Lost(_) | ConnError::Protocol(_) | ConnError::ServerLeft => {
+            backoff.reset();
+            Step::Retry { at_once: true }
+        }
+        ConnError::Connect { .. } | ConnError::Refused { .. } => Step::Retry { at_once: false },
+    }
+}
+
 /// Serves one connection, reconnecting, until the server refuses the
 /// tunnels for good (an error), or the connection was drained (idle, or
 /// the client shutting down) (`Ok`). A registered connection that drops is
@@ -178,25 +211,10 @@ pub(crate) async fn serve_until_refused(keep: Keep<'_>) -> Result<(), ClientErro
         let err = served
             .err()
             .unwrap_or(ConnError::Lost("connection ended".into()));
-        let at_once = match &err {
-            ConnError::Refused {
-                reason,
-                retry: false,
-            } => return Err(ClientError::Refused(reason.clone())),
-            ConnError::Drained => {
-                log::debug!("{err}");
-                return Ok(());
-            }
-            ConnError::WorkerTaken(_) => {
-                // Not a failure: try again at once for another worker.
-                log::debug!("{err}");
-                continue;
-            }
-            ConnError::Lost(_) | ConnError::Protocol(_) | ConnError::ServerLeft => {
-                backoff.reset();
-                true
-            }
-            ConnError::Connect { .. } | ConnError::Refused { .. } => false,
+        let at_once = match next_step(&err, &mut backoff) {
+            Step::Stop(result) => return result,
+            Step::Again => continue,
+            Step::Retry { at_once } => at_once,
         };
         if keep.shutdown.is_requested() {
             return Ok(());

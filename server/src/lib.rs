@@ -111,13 +111,7 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         proxy: proxy.clone(),
         config: std::sync::Mutex::new(config.clone()),
     });
-    // The drain decides when sessions end; the workers wait a little
-    // longer for the connections left.
-    let shutdown_timeout = config.drain_timeout + running::CLOSE_TIMEOUT;
-    let mut builder = actix_server::Server::build()
-        .workers(workers)
-        .disable_signals()
-        .shutdown_timeout(shutdown_timeout.as_secs());
+    let mut builder = builder(&config, workers);
     let http01 = acme.as_ref().and_then(|(_, r)| r.http.clone());
     let template = AppParts {
         control_path: config.control_path.clone(),
@@ -136,10 +130,11 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
     let server = builder.run();
     let http = server.handle();
     actix_web::rt::spawn(server);
-    let admin = match &config.admin {
-        Some(settings) => Some(admin::start(settings, control.clone())?),
-        None => None,
-    };
+    let admin = config
+        .admin
+        .as_ref()
+        .map(|settings| admin::start(settings, control.clone()))
+        .transpose()?;
     Ok(RunningServer {
         addrs,
         http,
@@ -148,6 +143,16 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         control,
         drain_timeout: config.drain_timeout,
     })
+}
+
+/// The HTTP server's builder. The drain decides when sessions end; the
+/// workers wait a little longer for the connections left.
+fn builder(config: &ServerConfig, workers: usize) -> actix_server::ServerBuilder {
+    let shutdown_timeout = config.drain_timeout + running::CLOSE_TIMEOUT;
+    actix_server::Server::build()
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(shutdown_timeout.as_secs())
 }
 
 /// Adds `listener` to the server, its service built from `template` (a

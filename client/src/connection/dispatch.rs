@@ -146,15 +146,7 @@ impl Dispatcher {
                 code,
                 reason,
             } => {
-                let entry = self.streams.borrow_mut().remove(&stream);
-                if let Some(e) = entry {
-                    log::debug!("stream {stream} reset by server: {code}");
-                    if let Some(tx) = e.body_tx {
-                        let _ = tx.send(BodyEvent::Reset(code, reason));
-                    }
-                    e.send_credit.close();
-                    e.task.abort();
-                }
+                self.on_reset(stream, code, reason);
                 Ok(())
             }
             Frame::Window { stream, increment } => {
@@ -164,13 +156,7 @@ impl Dispatcher {
                 Ok(())
             }
             Frame::GoAway => {
-                let open = self.streams.borrow().len();
-                if !self.server_leaving {
-                    log::info!(
-                        "the server is shutting down; finishing {open} request(s) in flight here"
-                    );
-                }
-                self.server_leaving = true;
+                self.on_go_away();
                 Ok(())
             }
             other => Err(ConnError::Protocol(format!(
@@ -179,6 +165,29 @@ impl Dispatcher {
                 other.stream()
             ))),
         }
+    }
+
+    /// The server reset a stream: its forwarding ends.
+    fn on_reset(&mut self, stream: u32, code: ResetCode, reason: String) {
+        let entry = self.streams.borrow_mut().remove(&stream);
+        if let Some(e) = entry {
+            log::debug!("stream {stream} reset by server: {code}");
+            if let Some(tx) = e.body_tx {
+                let _ = tx.send(BodyEvent::Reset(code, reason));
+            }
+            e.send_credit.close();
+            e.task.abort();
+        }
+    }
+
+    /// The server is shutting down: it opens nothing new here, and closes
+    /// the connection once the streams open on it are done.
+    fn on_go_away(&mut self) {
+        let open = self.streams.borrow().len();
+        if !self.server_leaving {
+            log::info!("the server is shutting down; finishing {open} request(s) in flight here");
+        }
+        self.server_leaving = true;
     }
 
     /// Resets the streams whose local service has not answered within the

@@ -220,24 +220,7 @@ async fn open(
         };
         let id = session.next_stream_id();
         let (frame, has_body) = request_frame(id, req, &how)?;
-        let (events_tx, events) = queue();
-        let stream = OpenStream {
-            id,
-            events: events_tx,
-            recv_credit: RecvCredit::new(),
-            send_credit: SendCredit::new(),
-            activity: Activity::new(),
-        };
-        let opened = Opened {
-            session: session.clone(),
-            id,
-            has_body,
-            events,
-            recv_credit: stream.recv_credit.clone(),
-            send_credit: stream.send_credit.clone(),
-            activity: stream.activity.clone(),
-            slot,
-        };
+        let (stream, opened) = new_stream(&session, id, has_body, slot);
         // The table entry first, then the head: the session actor handles
         // its mailbox before its streams on every turn, so the entry exists
         // before any answer can come back. A dead session drops the message
@@ -253,6 +236,34 @@ async fn open(
         drop(pass);
         return Ok(opened);
     }
+}
+
+/// A stream's entry for the session's table, and the opener's side of it.
+fn new_stream(
+    session: &Arc<SessionHandle>,
+    id: u32,
+    has_body: bool,
+    slot: InFlightSlot,
+) -> (OpenStream, Opened) {
+    let (events_tx, events) = queue();
+    let stream = OpenStream {
+        id,
+        events: events_tx,
+        recv_credit: RecvCredit::new(),
+        send_credit: SendCredit::new(),
+        activity: Activity::new(),
+    };
+    let opened = Opened {
+        session: session.clone(),
+        id,
+        has_body,
+        events,
+        recv_credit: stream.recv_credit.clone(),
+        send_credit: stream.send_credit.clone(),
+        activity: stream.activity.clone(),
+        slot,
+    };
+    (stream, opened)
 }
 
 /// Longest wait for a session that registered a host to open to streams

@@ -3,7 +3,9 @@
 //! ([`streams`]); [`handshake`] registers its hosts, [`writer`] is the only
 //! task that writes to its socket.
 
+mod drain;
 mod handshake;
+mod live;
 mod streams;
 mod writer;
 
@@ -18,7 +20,7 @@ use std::{
 
 use actix::{
     fut, Actor, ActorContext, ActorFutureExt, AsyncContext, Context, ContextFutureSpawner, Handler,
-    Message as ActorMessage, Running, SpawnHandle, StreamHandler, WrapFuture,
+    Running, SpawnHandle, StreamHandler, WrapFuture,
 };
 use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
 use burrow_common::{
@@ -32,6 +34,7 @@ use burrow_common::{
 use bytes::Bytes;
 
 pub use handshake::MAX_INSTANCE_LEN;
+pub use live::Live;
 pub use streams::SessionLimits;
 use streams::StreamEntry;
 
@@ -67,44 +70,6 @@ pub struct SessionShared {
     pub node: Arc<str>,
     /// The sessions running now.
     pub live: Live,
-}
-
-/// A count of running sessions, and a wake-up when it reaches zero (the
-/// end of a drain).
-#[derive(Default)]
-pub struct Live {
-    count: std::sync::atomic::AtomicUsize,
-    none_left: tokio::sync::Notify,
-}
-
-impl Live {
-    /// Sessions running now.
-    pub fn count(&self) -> usize {
-        self.count.load(Ordering::Acquire)
-    }
-
-    fn started(&self) {
-        self.count.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn stopped(&self) {
-        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.none_left.notify_waiters();
-        }
-    }
-
-    /// Resolves once no session runs.
-    pub async fn none_left(&self) {
-        loop {
-            let notified = self.none_left.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
 }
 
 /// How callers reach a listener: its scheme and port, for the public URLs
@@ -144,7 +109,7 @@ pub struct TunnelSession {
     gate: Arc<Gate>,
     /// Set once the client has asked for a drain (see [`Frame::Drain`]).
     draining: bool,
-    /// A [`FinishDrain`] is in the mailbox.
+    /// A `FinishDrain` is in the mailbox (see `drain`).
     finish_queued: bool,
     state: State,
     hosts: Vec<String>,
@@ -279,42 +244,6 @@ impl TunnelSession {
                 let why = format!("unexpected {} frame while {state:?}", frame.name());
                 self.protocol_error(ctx, why);
             }
-        }
-    }
-
-    /// The client wants this connection closed once its streams are done
-    /// (new requests go to the client's other connections from now on), or
-    /// the server is draining.
-    fn start_drain(&mut self, ctx: &mut Context<Self>) {
-        if self.draining {
-            return;
-        }
-        log::debug!("session {}: draining", self.id);
-        self.draining = true;
-        self.gate.close();
-        self.shared.registry.unregister(self.id, false);
-        self.check_drained(ctx);
-    }
-
-    /// The server is shutting down: the client is told, and the session
-    /// drains. One that is still in its handshake simply closes.
-    fn go_away(&mut self, ctx: &mut Context<Self>) {
-        if self.state != State::Open {
-            self.leaving = true;
-            return self.close(ctx, None, CloseCode::Away, "server shutting down");
-        }
-        let _ = self.outbox.send(&Frame::GoAway);
-        self.end = Some((log::Level::Debug, "the server shut down".into()));
-        self.start_drain(ctx);
-    }
-
-    /// Once a draining session has no stream left and no opener is on its
-    /// way in, queues [`FinishDrain`] behind whatever the mailbox holds, so
-    /// that a stream sent just before the gate closed is still served.
-    fn check_drained(&mut self, ctx: &mut Context<Self>) {
-        if self.draining && !self.finish_queued && self.streams.is_empty() && self.gate.settled() {
-            self.finish_queued = true;
-            ctx.address().do_send(FinishDrain);
         }
     }
 
@@ -459,26 +388,6 @@ impl Handler<ToSession> for TunnelSession {
             ToSession::CountStreams(reply) => {
                 let _ = reply.send(self.streams.len());
             }
-        }
-    }
-}
-
-/// Sent by a draining session to itself once it found nothing left to
-/// serve; handled after every message queued before it.
-#[derive(ActorMessage)]
-#[rtype(result = "()")]
-struct FinishDrain;
-
-impl Handler<FinishDrain> for TunnelSession {
-    type Result = ();
-
-    fn handle(&mut self, _: FinishDrain, ctx: &mut Context<Self>) {
-        self.finish_queued = false;
-        if self.state == State::Open && self.streams.is_empty() {
-            self.end
-                .get_or_insert((log::Level::Debug, "drained at the client's request".into()));
-            self.leaving = true;
-            self.close(ctx, None, CloseCode::Normal, "drained");
         }
     }
 }
