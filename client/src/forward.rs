@@ -145,6 +145,7 @@ async fn run(
         request(&ctx.http, tunnel, &head, exchange.expects(), trace)?;
     let expect = exchange.expects().then(|| (reply.id, reply.outbox.clone()));
     let body = body.map(|b| trace.tap_request(Upload::new(b, exchange.clone(), expect)));
+    let mut retried = false;
     let mut resp = match send(req, body, content_length).await {
         Ok(resp) => resp,
         Err(e) => match exchange.early_answer() {
@@ -152,6 +153,7 @@ async fn run(
             Some(io) => return early_answer(io, tunnel, reply, trace).await,
             None if retry::lost_on_stale(exchange, &e) => {
                 let again = || request(&ctx.fresh, tunnel, &head, false, trace).map(|r| r.0);
+                retried = true;
                 retry::send_again(&head, &tunnel.local, again).await?
             }
             None => return Err(local_failure(&tunnel.local, e)),
@@ -169,11 +171,92 @@ async fn run(
     if respond_head(reply, &mut resp, is_head, rules, &tunnel.local, trace).await? {
         return Ok(());
     }
-    let sent = reply
-        .pump_local(trace.tap_response(resp), &tunnel.local)
-        .await?;
+    let whole = Whole {
+        framing: Framing::of(resp.headers()),
+        // The retried request's connection is not the exchange's own.
+        exchange: (!retried).then(|| exchange.clone()),
+        body: trace.tap_response(resp),
+        sent: 0,
+        done: false,
+    };
+    let sent = reply.pump_local(whole, &tunnel.local).await?;
     trace.response_bytes(sent);
     Ok(())
+}
+
+/// How the local answer's body is framed, to tell an answer the service
+/// cut short (the client library ends such a body quietly) from a whole
+/// one, so that the caller's answer is cut too instead of ending cleanly.
+struct Framing {
+    length: Option<u64>,
+    chunked: bool,
+}
+
+impl Framing {
+    fn of(headers: &awc::http::header::HeaderMap) -> Self {
+        let length = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| parse_content_length(v.as_bytes()));
+        let chunked = headers
+            .get(awc::http::header::TRANSFER_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+        Framing { length, chunked }
+    }
+
+    /// Why a body that ended after `sent` bytes is not whole, if it is
+    /// not; `cut` when a chunked one ended without its last chunk.
+    fn short(&self, sent: u64, cut: bool) -> Option<String> {
+        match self.length {
+            Some(len) if sent < len => Some(format!(
+                "the connection closed after {sent} of its {len} bytes"
+            )),
+            _ if cut && self.chunked => {
+                Some("the connection closed before the last chunk of the answer".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The local answer's body, ending with an error instead of its end when
+/// the service cut it short: the stream is then reset, not ended, and the
+/// caller's answer is cut too.
+struct Whole<S> {
+    body: S,
+    framing: Framing,
+    /// The exchange whose connection carried the answer.
+    exchange: Option<Rc<Exchange>>,
+    sent: u64,
+    done: bool,
+}
+
+impl<S, E> futures_util::Stream for Whole<S>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    type Item = Result<bytes::Bytes, String>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let next = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_next(cx));
+        Poll::Ready(match next {
+            Some(Ok(chunk)) => {
+                self.sent += chunk.len() as u64;
+                Some(Ok(chunk))
+            }
+            Some(Err(e)) => Some(Err(e.to_string())),
+            None if self.done => None,
+            None => {
+                self.done = true;
+                let cut = self.exchange.as_ref().is_some_and(|x| x.cut_short());
+                self.framing.short(self.sent, cut).map(Err)
+            }
+        })
+    }
 }
 
 /// Relays the answer the local service gave before it had the whole

@@ -92,6 +92,18 @@ impl Exchange {
         self.reused.get() && conn.as_ref().is_some_and(silent)
     }
 
+    /// Whether a chunked answer read on this exchange's connection was cut
+    /// short: the service closed the connection before the last chunk.
+    /// (The client library ends such a body as if it were whole.) An
+    /// answer with trailer fields after its last chunk, on a connection
+    /// the service then closes, looks cut short too: rare enough.
+    pub fn cut_short(&self) -> bool {
+        self.conn
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| c.ended.get() && &c.tail.get() != b"0\r\n\r\n")
+    }
+
     /// Whether the request asks for `100-continue`.
     pub fn expects(&self) -> bool {
         self.expect

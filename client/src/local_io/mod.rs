@@ -75,9 +75,25 @@ pub struct Conn {
     carried: Cell<bool>,
     /// The service has sent bytes since the request now being sent began.
     heard: Cell<bool>,
+    /// The last bytes the client library was given: a chunked answer that
+    /// ended whole ends with its last chunk, `0\r\n\r\n`.
+    tail: Cell<[u8; 5]>,
 }
 
 impl Conn {
+    /// Keeps the last bytes of `new` (read by the client library) in `tail`.
+    fn saw(&self, new: &[u8]) {
+        let mut tail = self.tail.get();
+        match new.len() {
+            n @ 5.. => tail.copy_from_slice(&new[n - 5..]),
+            n => {
+                tail.rotate_left(n);
+                tail[5 - n..].copy_from_slice(new);
+            }
+        }
+        self.tail.set(tail);
+    }
+
     /// Whether this connection may serve `exchange`'s request: any, unless
     /// it is spent, and then only the request that spent it.
     fn is_serving(&self, exchange: &Rc<Exchange>) -> bool {
@@ -138,6 +154,7 @@ impl LocalIo {
             expecting: Cell::new(false),
             carried: Cell::new(false),
             heard: Cell::new(false),
+            tail: Cell::new([0; 5]),
         }))
     }
 }
@@ -161,9 +178,18 @@ impl AsyncRead for LocalIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
+        let room = buf.remaining() > 0;
         let read = self.read(cx, buf);
-        if buf.filled().len() > before {
-            self.0.heard.set(true);
+        if let Poll::Ready(Ok(())) = read {
+            let new = &buf.filled()[before..];
+            match new.is_empty() {
+                true if room => self.0.ended.set(true),
+                true => {}
+                false => {
+                    self.0.heard.set(true);
+                    self.0.saw(new);
+                }
+            }
         }
         read
     }
