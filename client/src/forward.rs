@@ -34,6 +34,7 @@ use crate::{
     retry,
     transport::Connector,
     upload::{Upload, UploadError},
+    whole::{Framing, Whole},
 };
 
 /// Everything a forwarded stream needs besides its own request.
@@ -126,20 +127,7 @@ async fn run(
 ) -> Result<(), StreamFailure> {
     let tunnel = route(ctx, &head.host)?;
     if head.upgrade {
-        let caller = body.ok_or_else(|| {
-            StreamFailure::new(ResetCode::ProtocolError, "upgrade without a stream")
-        })?;
-        // Boxed: upgrades are rare, and their state would otherwise widen
-        // every plain request's future.
-        return Box::pin(crate::upgrade::relay(
-            head,
-            caller,
-            tunnel,
-            &ctx.connector,
-            reply,
-            trace,
-        ))
-        .await;
+        return upgrade(head, body, tunnel, ctx, reply, trace).await;
     }
     let (req, content_length, is_head) =
         request(&ctx.http, tunnel, &head, exchange.expects(), trace)?;
@@ -171,92 +159,37 @@ async fn run(
     if respond_head(reply, &mut resp, is_head, rules, &tunnel.local, trace).await? {
         return Ok(());
     }
-    let whole = Whole {
-        framing: Framing::of(resp.headers()),
-        // The retried request's connection is not the exchange's own.
-        exchange: (!retried).then(|| exchange.clone()),
-        body: trace.tap_response(resp),
-        sent: 0,
-        done: false,
-    };
+    let framing = Framing::of(resp.headers());
+    // The retried request's connection is not the exchange's own.
+    let own = (!retried).then(|| exchange.clone());
+    let whole = Whole::new(trace.tap_response(resp), framing, own);
     let sent = reply.pump_local(whole, &tunnel.local).await?;
     trace.response_bytes(sent);
     Ok(())
 }
 
-/// How the local answer's body is framed, to tell an answer the service
-/// cut short (the client library ends such a body quietly) from a whole
-/// one, so that the caller's answer is cut too instead of ending cleanly.
-struct Framing {
-    length: Option<u64>,
-    chunked: bool,
-}
-
-impl Framing {
-    fn of(headers: &awc::http::header::HeaderMap) -> Self {
-        let length = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| parse_content_length(v.as_bytes()));
-        let chunked = headers
-            .get(awc::http::header::TRANSFER_ENCODING)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
-        Framing { length, chunked }
-    }
-
-    /// Why a body that ended after `sent` bytes is not whole, if it is
-    /// not; `cut` when a chunked one ended without its last chunk.
-    fn short(&self, sent: u64, cut: bool) -> Option<String> {
-        match self.length {
-            Some(len) if sent < len => Some(format!(
-                "the connection closed after {sent} of its {len} bytes"
-            )),
-            _ if cut && self.chunked => {
-                Some("the connection closed before the last chunk of the answer".into())
-            }
-            _ => None,
-        }
-    }
-}
-
-/// The local answer's body, ending with an error instead of its end when
-/// the service cut it short: the stream is then reset, not ended, and the
-/// caller's answer is cut too.
-struct Whole<S> {
-    body: S,
-    framing: Framing,
-    /// The exchange whose connection carried the answer.
-    exchange: Option<Rc<Exchange>>,
-    sent: u64,
-    done: bool,
-}
-
-impl<S, E> futures_util::Stream for Whole<S>
-where
-    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    type Item = Result<bytes::Bytes, String>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        use std::task::Poll;
-        let next = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_next(cx));
-        Poll::Ready(match next {
-            Some(Ok(chunk)) => {
-                self.sent += chunk.len() as u64;
-                Some(Ok(chunk))
-            }
-            Some(Err(e)) => Some(Err(e.to_string())),
-            None if self.done => None,
-            None => {
-                self.done = true;
-                let cut = self.exchange.as_ref().is_some_and(|x| x.cut_short());
-                self.framing.short(self.sent, cut).map(Err)
-            }
-        })
-    }
+/// A WebSocket upgrade, relayed over a connection of its own.
+async fn upgrade(
+    head: RequestHead,
+    body: Option<RecvBody>,
+    tunnel: &TunnelConfig,
+    ctx: &ForwardContext,
+    reply: Reply<'_>,
+    trace: &mut Trace,
+) -> Result<(), StreamFailure> {
+    let caller = body
+        .ok_or_else(|| StreamFailure::new(ResetCode::ProtocolError, "upgrade without a stream"))?;
+    // Boxed: upgrades are rare, and their state would otherwise widen
+    // every plain request's future.
+    Box::pin(crate::upgrade::relay(
+        head,
+        caller,
+        tunnel,
+        &ctx.connector,
+        reply,
+        trace,
+    ))
+    .await
 }
 
 /// Relays the answer the local service gave before it had the whole

@@ -46,6 +46,7 @@ pub mod transport;
 pub mod upgrade;
 pub mod upload;
 pub mod url;
+pub mod whole;
 
 use std::{cell::RefCell, future::Future, rc::Rc, sync::Arc, time::Duration};
 

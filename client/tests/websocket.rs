@@ -308,7 +308,9 @@ async fn idle_timeout_cuts_silent_streams_but_not_busy_ones() {
 
 #[actix_rt::test]
 async fn server_shutdown_closes_open_websockets() {
-    let t = Tunnel::start().await;
+    // An open WebSocket is a stream in flight: the drain lets it run until
+    // its timeout, then closes it.
+    let t = Tunnel::start_with(server_config("drain_timeout_secs = 1")).await;
     let (_, mut s) = open(&t, "/ws").await;
     s.send(ws::Message::Text("x".into())).await.unwrap();
     assert_eq!(

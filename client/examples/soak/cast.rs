@@ -78,11 +78,13 @@ impl Cast {
         let local: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let server_toml = dir.join("server.toml");
         // A one-second heartbeat: a client silent for three is dropped, so
-        // freezes of 1-5 s fall on either side of that limit.
+        // freezes of 1-5 s fall on either side of that limit. A SIGTERM lets
+        // requests in flight finish for up to 5 s (slow answers take 3); the
+        // reconnect grace keeps its default, 10 s.
         write(
             &server_toml,
             &format!(
-                "listen = \"{public}\"\nheartbeat_secs = 1\nworkers = 2\n\
+                "listen = \"{public}\"\nheartbeat_secs = 1\nworkers = 2\ndrain_timeout_secs = 5\n\
                  [[hosts]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\n"
             ),
         )?;
