@@ -285,3 +285,49 @@ async fn each_exchange_is_one_line_and_an_outage_one_warning() {
     assert!(line.contains("ms") && line.contains(" B"), "{line}");
     drop(upstream);
 }
+
+#[actix_rt::test]
+async fn a_server_restart_is_logged_once_and_its_length_when_back() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = start_server_on(listener, server_config(""));
+    let upstream = upstream::Upstream::start();
+    let path = write_file("restart-log", &client_toml(addr, &upstream.url(), TOKEN));
+    let (_child, err) = client_logging(&path);
+    let err = actix_rt::task::spawn_blocking(move || {
+        wait_for(&err, "tunnel ready", Duration::from_secs(20));
+        err
+    })
+    .await
+    .expect("ready");
+    server.stop().await;
+    let err = actix_rt::task::spawn_blocking(move || {
+        wait_for(
+            &err,
+            "the server shut down; reconnecting",
+            Duration::from_secs(20),
+        );
+        err
+    })
+    .await
+    .expect("the outage");
+    // Back on the same port: the client finds it on its own.
+    let again = std::net::TcpListener::bind(addr).expect("the same port");
+    let server = start_server_on(again, server_config(""));
+    let seen = actix_rt::task::spawn_blocking(move || {
+        wait_for(&err, "reconnected after", Duration::from_secs(20))
+    })
+    .await
+    .expect("back");
+    // The failed attempts in between are not logged at the default level.
+    assert!(
+        !seen.iter().any(|l| l.contains("reconnecting")),
+        "the outage is logged once: {seen:#?}"
+    );
+    assert!(
+        seen.last()
+            .is_some_and(|l| l.contains(" s (") && l.contains("attempts)")),
+        "{seen:#?}"
+    );
+    server.stop().await;
+}

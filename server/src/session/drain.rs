@@ -31,6 +31,7 @@ impl TunnelSession {
             return self.close(ctx, None, CloseCode::Away, "server shutting down");
         }
         let _ = self.outbox.send(&Frame::GoAway);
+        self.going_away = true;
         self.end = Some((log::Level::Debug, "the server shut down".into()));
         self.start_drain(ctx);
     }
@@ -61,7 +62,11 @@ impl Handler<FinishDrain> for TunnelSession {
             self.end
                 .get_or_insert((log::Level::Debug, "drained at the client's request".into()));
             self.leaving = true;
-            self.close(ctx, None, CloseCode::Normal, "drained");
+            // The close does not wait for the frame queue: a GoAway still
+            // in it is sent again right before the close (the client takes
+            // a second one for the first).
+            let last = self.going_away.then(|| Frame::GoAway.encode().ok()).flatten();
+            self.close(ctx, last, CloseCode::Normal, "drained");
         }
     }
 }

@@ -109,6 +109,8 @@ pub struct TunnelSession {
     gate: Arc<Gate>,
     /// Set once the client has asked for a drain (see [`Frame::Drain`]).
     draining: bool,
+    /// The drain is the server's own (it sent `GoAway`).
+    going_away: bool,
     /// A `FinishDrain` is in the mailbox (see `drain`).
     finish_queued: bool,
     state: State,
@@ -152,6 +154,7 @@ impl TunnelSession {
             streams: StreamMap::default(),
             gate: Arc::new(Gate::default()),
             draining: false,
+            going_away: false,
             finish_queued: false,
             state: State::AwaitingHello,
             hosts: Vec::new(),
