@@ -65,7 +65,10 @@ impl Handler<FinishDrain> for TunnelSession {
             // The close does not wait for the frame queue: a GoAway still
             // in it is sent again right before the close (the client takes
             // a second one for the first).
-            let last = self.going_away.then(|| Frame::GoAway.encode().ok()).flatten();
+            let last = self
+                .going_away
+                .then(|| Frame::GoAway.encode().ok())
+                .flatten();
             self.close(ctx, last, CloseCode::Normal, "drained");
         }
     }
