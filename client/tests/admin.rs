@@ -25,21 +25,10 @@ fn server_file(name: &str, extra: &str) -> (PathBuf, String) {
 
 /// A server read from `path`, a client and the local service.
 async fn tunnel_from(path: &std::path::Path) -> (Tunnel, String) {
-    let config = ServerConfig::from_file(path).expect("config");
-    let server = start_server(config);
+    let server = start_server(ServerConfig::from_file(path).expect("config"));
     let admin = format!("http://{}", server.admin_addr().expect("admin listener"));
-    let upstream = upstream::Upstream::start();
-    let text = client_toml(server.addr(), &upstream.url(), TOKEN);
-    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let client = actix_rt::spawn(run_client(client_config_text(&text), tx));
-    wait_registered(&mut events).await;
-    let tunnel = Tunnel {
-        server,
-        upstream,
-        client,
-        events,
-    };
-    (tunnel, admin)
+    let via = server.addr();
+    (Tunnel::around(server, via).await, admin)
 }
 
 async fn text_of(req: awc::ClientRequest) -> (u16, String) {

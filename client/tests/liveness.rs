@@ -14,20 +14,10 @@ use support::*;
 /// A server pinging every second, a client that reaches it through a
 /// freezing link, and the local service.
 async fn through_link() -> (Tunnel, FreezingLink) {
-    let upstream = upstream::Upstream::start();
     let server = start_server(server_config("heartbeat_secs = 1"));
     let link = FreezingLink::start(server.addr()).await;
-    let text = client_toml(link.addr, &upstream.url(), TOKEN);
-    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let client = actix_rt::spawn(run_client(client_config_text(&text), tx));
-    wait_registered(&mut events).await;
-    let tunnel = Tunnel {
-        server,
-        upstream,
-        client,
-        events,
-    };
-    (tunnel, link)
+    let via = link.addr;
+    (Tunnel::around(server, via).await, link)
 }
 
 #[actix_rt::test]

@@ -14,22 +14,11 @@ use support::{link::FreezingLink, *};
 /// A server with the given grace, a client that reaches it through a link
 /// the test can cut, and the local service.
 async fn through_link(grace_secs: u64) -> (Tunnel, FreezingLink) {
-    let upstream = upstream::Upstream::start();
-    let server = start_server(server_config(&format!(
-        "reconnect_grace_secs = {grace_secs}"
-    )));
+    let grace = format!("reconnect_grace_secs = {grace_secs}");
+    let server = start_server(server_config(&grace));
     let link = FreezingLink::start(server.addr()).await;
-    let text = client_toml(link.addr, &upstream.url(), TOKEN);
-    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let client = actix_rt::spawn(run_client(client_config_text(&text), tx));
-    wait_registered(&mut events).await;
-    let tunnel = Tunnel {
-        server,
-        upstream,
-        client,
-        events,
-    };
-    (tunnel, link)
+    let via = link.addr;
+    (Tunnel::around(server, via).await, link)
 }
 
 /// Cuts the client off (its connections dropped, new ones refused) and

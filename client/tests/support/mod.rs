@@ -83,6 +83,22 @@ impl Tunnel {
         Self::start_with_client(config, "").await
     }
 
+    /// A client for the running `server` that dials it at `via` (the
+    /// server itself, or a link in front of it), and the local service.
+    pub async fn around(server: RunningServer, via: SocketAddr) -> Tunnel {
+        let upstream = upstream::Upstream::start();
+        let text = client_toml(via, &upstream.url(), TOKEN);
+        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let client = actix_rt::spawn(run_client(client_config_text(&text), tx));
+        wait_registered(&mut events).await;
+        Tunnel {
+            server,
+            upstream,
+            client,
+            events,
+        }
+    }
+
     /// Like [`Tunnel::start_with`], with `client_extra` at the top of the
     /// client's configuration.
     pub async fn start_with_client(config: ServerConfig, client_extra: &str) -> Tunnel {
