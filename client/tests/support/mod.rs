@@ -86,8 +86,14 @@ impl Tunnel {
     /// A client for the running `server` that dials it at `via` (the
     /// server itself, or a link in front of it), and the local service.
     pub async fn around(server: RunningServer, via: SocketAddr) -> Tunnel {
+        Self::around_with(server, via, "").await
+    }
+
+    /// Like [`Tunnel::around`], with `client_extra` at the top of the
+    /// client's configuration.
+    async fn around_with(server: RunningServer, via: SocketAddr, client_extra: &str) -> Tunnel {
         let upstream = upstream::Upstream::start();
-        let text = client_toml(via, &upstream.url(), TOKEN);
+        let text = format!("{client_extra}{}", client_toml(via, &upstream.url(), TOKEN));
         let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
         let client = actix_rt::spawn(run_client(client_config_text(&text), tx));
         wait_registered(&mut events).await;
@@ -102,22 +108,9 @@ impl Tunnel {
     /// Like [`Tunnel::start_with`], with `client_extra` at the top of the
     /// client's configuration.
     pub async fn start_with_client(config: ServerConfig, client_extra: &str) -> Tunnel {
-        let upstream = upstream::Upstream::start();
         let server = start_server(config);
-        let text = format!(
-            "{client_extra}{}",
-            client_toml(server.addr(), &upstream.url(), TOKEN)
-        );
-        let cfg = client_config_text(&text);
-        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-        let client = actix_rt::spawn(run_client(cfg, tx));
-        wait_registered(&mut events).await;
-        Tunnel {
-            server,
-            upstream,
-            client,
-            events,
-        }
+        let via = server.addr();
+        Self::around_with(server, via, client_extra).await
     }
 
     /// `http://127.0.0.1:PORT` of the public listener.
