@@ -129,6 +129,11 @@ impl Control {
     }
 }
 
+/// The admin listener's address and token.
+fn admin(config: &ServerConfig) -> Option<(SocketAddr, Option<&crate::config::Secret>)> {
+    config.admin.as_ref().map(|a| (a.listen, a.token.as_ref()))
+}
+
 /// The settings a reload does not apply that differ between `old` and
 /// `new`.
 fn needs_restart(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static str> {
@@ -150,7 +155,7 @@ fn needs_restart(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static str> {
             old.trust_forwarded_headers != new.trust_forwarded_headers,
         ),
         ("tls", debug(&old.tls) != debug(&new.tls)),
-        ("admin_listen", debug(&old.admin) != debug(&new.admin)),
+        ("admin_listen", admin(old) != admin(new)),
     ];
     checks
         .into_iter()
