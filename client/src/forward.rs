@@ -156,10 +156,11 @@ async fn run(
     // Its values share the buffer of the message the head came in.
     drop(head);
     let rules = tunnel.headers.as_deref().map(|h| &h.response);
-    if respond_head(reply, &mut resp, is_head, rules, &tunnel.local, trace).await? {
+    let Some(framing) =
+        respond_head(reply, &mut resp, is_head, rules, &tunnel.local, trace).await?
+    else {
         return Ok(());
-    }
-    let framing = Framing::of(resp.headers());
+    };
     // The retried request's connection is not the exchange's own.
     let own = (!retried).then(|| exchange.clone());
     let whole = Whole::new(trace.tap_response(resp), framing, own);
@@ -295,7 +296,8 @@ where
     }
 }
 
-/// Queues the response head; `Ok(true)` when no body follows. A small
+/// Queues the response head; the body's framing, or `None` when no body
+/// follows. A small
 /// body of known length travels inside the head: one frame for the whole
 /// answer (waiting for it holds at most [`MAX_INLINE_BODY`] bytes).
 async fn respond_head(
@@ -305,7 +307,7 @@ async fn respond_head(
     rules: Option<&FieldRules>,
     local: &str,
     trace: &mut Trace,
-) -> Result<bool, StreamFailure> {
+) -> Result<Option<Framing>, StreamFailure> {
     let status = resp.status();
     let length = resp
         .headers()
@@ -345,7 +347,7 @@ async fn respond_head(
     )
     .map_err(head_failure)?;
     reply.send_encoded_head(frame)?;
-    Ok(end_stream)
+    Ok((!end_stream).then(|| Framing::of(resp.headers(), length)))
 }
 
 /// The whole body of `len` bytes, read before the head goes out.

@@ -9,8 +9,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use awc::http::header::{HeaderMap, CONTENT_LENGTH, TRANSFER_ENCODING};
-use burrow_common::http1::parse_content_length;
+use awc::http::header::{HeaderMap, TRANSFER_ENCODING};
 use bytes::Bytes;
 use futures_util::Stream;
 
@@ -25,10 +24,8 @@ pub(crate) struct Framing {
 }
 
 impl Framing {
-    pub(crate) fn of(headers: &HeaderMap) -> Self {
-        let length = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| parse_content_length(v.as_bytes()));
+    /// The framing `headers` give a body whose `length` was read from them.
+    pub(crate) fn of(headers: &HeaderMap, length: Option<u64>) -> Self {
         let chunked = headers
             .get(TRANSFER_ENCODING)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));

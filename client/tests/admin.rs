@@ -227,20 +227,15 @@ async fn sighup_reloads_a_removed_host_loses_its_client_and_a_broken_file_change
         .expect("task");
     let refusal = ended.expect_err("refused").to_string();
     assert!(refusal.contains("not configured"), "{refusal}");
-    let reloaded = actix_rt::task::spawn_blocking(move || {
-        let seen = wait_for(&log, "configuration reloaded", Duration::from_secs(10));
-        (seen, log)
-    });
-    let (_, log) = reloaded.await.expect("log");
+    let (_, log) = line_with(log, "configuration reloaded", Duration::from_secs(10)).await;
 
     std::fs::write(&path, "listen = nonsense").expect("write");
     signal(&server.0, "HUP");
-    let log = actix_rt::task::spawn_blocking(move || {
-        wait_for(&log, "configuration not reloaded", Duration::from_secs(10))
-    })
-    .await
-    .expect("log");
-    assert!(log.last().is_some_and(|l| l.contains("listen")), "{log:#?}");
+    let (seen, _) = line_with(log, "configuration not reloaded", Duration::from_secs(10)).await;
+    assert!(
+        seen.last().is_some_and(|l| l.contains("listen")),
+        "{seen:#?}"
+    );
     let res = caller()
         .get(format!("http://{addr}/id/5"))
         .insert_header(("host", HOST))

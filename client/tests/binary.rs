@@ -31,12 +31,6 @@ fn client_logging(path: &Path) -> (Reaper, mpsc::Receiver<String>) {
     (Reaper(child), err)
 }
 
-/// A loopback port nothing listens on right now.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// A plain GET over a fresh connection, as curl sends it.
 fn get(port: u16, host: &str) -> String {
     use std::io::Write;
@@ -119,12 +113,7 @@ async fn sigterm_finishes_requests_in_flight_then_exits_0() {
     // holds it: stop that one first.
     t.client.abort();
     let (mut child, err) = client_logging(&path);
-    let err = actix_rt::task::spawn_blocking(move || {
-        wait_for(&err, "tunnel ready", Duration::from_secs(20));
-        err
-    })
-    .await
-    .expect("ready");
+    let (_, err) = line_with(err, "tunnel ready", Duration::from_secs(20)).await;
     // A slow answer is in flight when the signal arrives.
     let slow = actix_rt::spawn(t.get("/sleep/1500").send());
     let in_flight = eventually(Duration::from_secs(10), || async {
@@ -204,11 +193,7 @@ async fn a_temporarily_unavailable_server_is_retried() {
         &client_toml(addr, "http://127.0.0.1:9", TOKEN),
     );
     let (mut child, err) = client_logging(&path);
-    let first = actix_rt::task::spawn_blocking(move || {
-        wait_for(&err, "reconnecting", Duration::from_secs(15))
-    })
-    .await
-    .expect("log");
+    let (first, _) = line_with(err, "reconnecting", Duration::from_secs(15)).await;
     assert!(first.iter().any(|l| l.contains("503")), "{first:#?}");
     // Tried again (the outage is logged once; the attempts are counted).
     let again = eventually(Duration::from_secs(15), || {
@@ -249,12 +234,7 @@ async fn each_exchange_is_one_line_and_an_outage_one_warning() {
         &client_toml(server.addr(), &format!("http://127.0.0.1:{local}"), TOKEN),
     );
     let (_child, err) = client_logging(&path);
-    let err = actix_rt::task::spawn_blocking(move || {
-        wait_for(&err, "tunnel ready", Duration::from_secs(20));
-        err
-    })
-    .await
-    .expect("ready");
+    let (_, err) = line_with(err, "tunnel ready", Duration::from_secs(20)).await;
     let public = format!("http://{}", server.addr());
     let get = |path: &str| {
         caller()
@@ -270,11 +250,7 @@ async fn each_exchange_is_one_line_and_an_outage_one_warning() {
     let mut resp = get("/id/3").await.expect("answer");
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.body().await.expect("body"), "id-3".as_bytes());
-    let logged = actix_rt::task::spawn_blocking(move || {
-        wait_for(&err, "GET /id/3 200", Duration::from_secs(10))
-    })
-    .await
-    .expect("log");
+    let (logged, _) = line_with(err, "GET /id/3 200", Duration::from_secs(10)).await;
     let warnings = logged.iter().filter(|l| l.contains("unreachable")).count();
     assert_eq!(warnings, 1, "{logged:#?}");
     assert!(
@@ -294,31 +270,18 @@ async fn a_server_restart_is_logged_once_and_its_length_when_back() {
     let upstream = upstream::Upstream::start();
     let path = write_file("restart-log", &client_toml(addr, &upstream.url(), TOKEN));
     let (_child, err) = client_logging(&path);
-    let err = actix_rt::task::spawn_blocking(move || {
-        wait_for(&err, "tunnel ready", Duration::from_secs(20));
-        err
-    })
-    .await
-    .expect("ready");
+    let (_, err) = line_with(err, "tunnel ready", Duration::from_secs(20)).await;
     server.stop().await;
-    let err = actix_rt::task::spawn_blocking(move || {
-        wait_for(
-            &err,
-            "the server shut down; reconnecting",
-            Duration::from_secs(20),
-        );
-        err
-    })
-    .await
-    .expect("the outage");
+    let (_, err) = line_with(
+        err,
+        "the server shut down; reconnecting",
+        Duration::from_secs(20),
+    )
+    .await;
     // Back on the same port: the client finds it on its own.
     let again = std::net::TcpListener::bind(addr).expect("the same port");
     let server = start_server_on(again, server_config(""));
-    let seen = actix_rt::task::spawn_blocking(move || {
-        wait_for(&err, "reconnected after", Duration::from_secs(20))
-    })
-    .await
-    .expect("back");
+    let (seen, _) = line_with(err, "reconnected after", Duration::from_secs(20)).await;
     // The failed attempts in between are not logged at the default level.
     assert!(
         !seen.iter().any(|l| l.contains("reconnecting")),

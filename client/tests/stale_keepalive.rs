@@ -166,39 +166,35 @@ async fn a_get_on_a_closed_kept_alive_connection_is_sent_again_on_a_new_one() {
     );
 }
 
-#[actix_rt::test]
-async fn a_post_on_a_closed_kept_alive_connection_is_answered_502_with_the_reason() {
+/// A `method` request with a body on the kept-alive connection the service
+/// closes: 502, and the service saw it once. Its answer's text and the
+/// service's log.
+async fn with_a_body(method: Method) -> (String, Vec<String>) {
     let service = OneShotService::start().await;
     let t = Setup::start(&service).await;
     t.first_get().await;
     let mut res = t
-        .request(Method::POST, "/second")
+        .request(method.clone(), "/second")
         .send_body("12345")
         .await
         .expect("answer");
     assert_eq!(res.status().as_u16(), 502);
     let body = res.body().await.expect("body");
-    let text = String::from_utf8_lossy(&body);
+    let text = String::from_utf8_lossy(&body).into_owned();
     assert!(text.contains("kept-alive"), "{text}");
+    assert_eq!(service.connections(), 1, "the {method} was sent once");
+    (text, service.requests())
+}
+
+#[actix_rt::test]
+async fn a_post_on_a_closed_kept_alive_connection_is_answered_502_with_the_reason() {
+    let (text, requests) = with_a_body(Method::POST).await;
     assert!(text.contains("POST is not retried"), "{text}");
-    assert_eq!(service.connections(), 1, "the POST was sent once");
-    assert_eq!(service.requests(), ["1 GET /first", "1 POST /second"]);
+    assert_eq!(requests, ["1 GET /first", "1 POST /second"]);
 }
 
 #[actix_rt::test]
 async fn a_put_with_a_body_is_not_sent_again_either() {
-    let service = OneShotService::start().await;
-    let t = Setup::start(&service).await;
-    t.first_get().await;
-    let mut res = t
-        .request(Method::PUT, "/second")
-        .send_body("12345")
-        .await
-        .expect("answer");
-    assert_eq!(res.status().as_u16(), 502);
-    let body = res.body().await.expect("body");
-    let text = String::from_utf8_lossy(&body);
-    assert!(text.contains("kept-alive"), "{text}");
+    let (text, _) = with_a_body(Method::PUT).await;
     assert!(text.contains("body"), "{text}");
-    assert_eq!(service.connections(), 1, "the PUT was sent once");
 }

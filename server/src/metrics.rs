@@ -20,9 +20,9 @@ pub struct TunnelStats {
     /// Answers by status class: 1xx to 5xx.
     classes: [AtomicU64; 5],
     /// Body bytes from callers to the local service.
-    pub bytes_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
     /// Body bytes from the local service to callers.
-    pub bytes_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
 }
 
 impl TunnelStats {
@@ -35,6 +35,16 @@ impl TunnelStats {
     /// Answers of each class, `1xx` first.
     pub fn classes(&self) -> [u64; 5] {
         std::array::from_fn(|i| self.classes[i].load(Ordering::Relaxed))
+    }
+
+    /// Body bytes from callers to the local service so far.
+    pub fn bytes_in(&self) -> u64 {
+        load(&self.bytes_in)
+    }
+
+    /// Body bytes from the local service to callers so far.
+    pub fn bytes_out(&self) -> u64 {
+        load(&self.bytes_out)
     }
 
     /// Every answer.
@@ -172,6 +182,48 @@ mod tests {
         assert_eq!(buckets[DURATION_BUCKETS.len() - 1], 2);
         assert_eq!(buckets[DURATION_BUCKETS.len()], 3, "+Inf");
         assert!((sum - 60.0305).abs() < 1e-6, "{sum}");
+    }
+
+    #[test]
+    fn every_refusal_reason_has_its_count() {
+        use crate::error::{ProxyError, RegisterError};
+        let h = || "h".to_owned();
+        let requests = [
+            ProxyError::MissingHost,
+            ProxyError::UnknownHost(h()),
+            ProxyError::BadRequest(h()),
+            ProxyError::UpgradeUnsupported(h()),
+            ProxyError::Unauthorized(h()),
+            ProxyError::Forbidden(h()),
+            ProxyError::BodyTooLarge(1),
+            ProxyError::HeadTooLarge,
+            ProxyError::Busy { host: h(), max: 1 },
+            ProxyError::RateLimited {
+                host: h(),
+                retry_after: 1,
+            },
+            ProxyError::Reconnecting(h()),
+            ProxyError::ShuttingDown,
+        ];
+        for e in requests {
+            let reason = e.refusal().expect("a refusal");
+            assert!(REQUEST_REFUSALS.contains(&reason), "{reason}");
+        }
+        assert_eq!(ProxyError::TunnelGone(h()).refusal(), None);
+        let registrations = [
+            RegisterError::InvalidHost(h()),
+            RegisterError::NotConfigured(h()),
+            RegisterError::BadToken(h()),
+            RegisterError::HeldByAnotherClient(h()),
+            RegisterError::NoRandomNames,
+            RegisterError::TooManyFailures(1),
+            RegisterError::TooManyTunnels(h(), 1),
+            RegisterError::BadRules(h(), h()),
+            RegisterError::Unavailable,
+        ];
+        for e in registrations {
+            assert!(REGISTRATION_REFUSALS.contains(&e.refusal()), "{e}");
+        }
     }
 
     #[test]

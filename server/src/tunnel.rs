@@ -30,6 +30,24 @@ pub struct TunnelState {
     pub rate: Option<Rate>,
 }
 
+impl TunnelState {
+    /// A host's state with `rules` for its callers, under the server's
+    /// `access` rules and `limits` (fresh counts and streams in flight).
+    pub fn new(
+        rules: Option<CallerRules>,
+        access: Option<Arc<CallerRules>>,
+        limits: Arc<Limits>,
+    ) -> Self {
+        TunnelState {
+            rules,
+            server_rules: access,
+            rate: limits.requests_per_second.map(Rate::new),
+            limits,
+            ..TunnelState::default()
+        }
+    }
+}
+
 /// A token bucket: `per_second` requests a second, in bursts of up to
 /// twice that.
 #[derive(Debug)]

@@ -125,3 +125,15 @@ pub fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) -
     }
     panic!("no line with {needle:?} within {limit:?}; got {seen:#?}");
 }
+
+/// [`wait_for`], off the test's thread: the lines read up to the one
+/// holding `needle`, and the log to read on.
+pub async fn line_with(
+    lines: mpsc::Receiver<String>,
+    needle: &'static str,
+    limit: Duration,
+) -> (Vec<String>, mpsc::Receiver<String>) {
+    actix_rt::task::spawn_blocking(move || (wait_for(&lines, needle, limit), lines))
+        .await
+        .expect("the log reader")
+}

@@ -110,16 +110,12 @@ async fn tunnels(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
             reconnecting: t.reconnecting,
             in_flight: t.in_flight,
             requests: t.stats.requests(),
-            bytes_in: load(&t.stats.bytes_in),
-            bytes_out: load(&t.stats.bytes_out),
+            bytes_in: t.stats.bytes_in(),
+            bytes_out: t.stats.bytes_out(),
             host: t.host,
         })
         .collect();
     HttpResponse::Ok().json(list)
-}
-
-fn load(c: &std::sync::atomic::AtomicU64) -> u64 {
-    c.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 async fn disconnect(

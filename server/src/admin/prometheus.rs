@@ -46,8 +46,7 @@ fn per_host(out: &mut String, tunnels: &[TunnelReport]) {
         for (class, n) in CLASSES.iter().zip(t.stats.classes()) {
             requests.push(format!("{{host=\"{host}\",class=\"{class}\"}} {n}"));
         }
-        for (direction, n) in [("in", &t.stats.bytes_in), ("out", &t.stats.bytes_out)] {
-            let n = n.load(Ordering::Relaxed);
+        for (direction, n) in [("in", t.stats.bytes_in()), ("out", t.stats.bytes_out())] {
             bytes.push(format!("{{host=\"{host}\",direction=\"{direction}\"}} {n}"));
         }
         in_flight.push(format!("{{host=\"{host}\"}} {}", t.in_flight));

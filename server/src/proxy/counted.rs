@@ -54,7 +54,8 @@ impl Counted {
         }
     }
 
-    /// Counts a body that came whole with the head (this one is unused).
+    /// Counts a body that came whole with the head (the stream then
+    /// carries none).
     pub(super) fn inline(&mut self, len: usize) {
         self.bytes += len as u64;
     }

@@ -30,7 +30,7 @@ use crate::{
     names,
     policy::{CallerRules, HostPolicy},
     throttle::FailedAttempts,
-    tunnel::{Rate, TunnelState},
+    tunnel::TunnelState,
 };
 
 /// Owns the map from public host to the sessions serving it. All changes go
@@ -144,19 +144,8 @@ impl Registry {
         };
         let rules = CallerRules::new(&t.access)
             .map_err(|why| RegisterError::BadRules(host.clone(), why))?;
-        Ok((host, entry, self.tunnel_state(rules)))
-    }
-
-    /// A host's state with `rules` for its callers, under the settings in
-    /// force (its counts are added when it is granted).
-    fn tunnel_state(&self, rules: Option<CallerRules>) -> TunnelState {
-        TunnelState {
-            rules,
-            server_rules: self.access.clone(),
-            limits: self.limits.clone(),
-            rate: self.limits.requests_per_second.map(Rate::new),
-            ..TunnelState::default()
-        }
+        let tunnel = TunnelState::new(rules, self.access.clone(), self.limits.clone());
+        Ok((host, entry, tunnel))
     }
 
     /// A random free name under the domain that offers them to `token`.
