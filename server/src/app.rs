@@ -13,7 +13,7 @@ use burrow_common::protocol::MAX_MESSAGE_SIZE;
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
-    caller_io::CallerIo,
+    caller_io::{self, CallerIo},
     expect,
     placement::WorkerIds,
     proxy::{self, ProxyShared, ProxyState},
@@ -66,6 +66,11 @@ impl AppParts {
             let app = App::new()
                 .app_data(state.clone())
                 .app_data(control.clone())
+                .service(
+                    web::resource("/{problem}")
+                        .guard(actix_web::guard::fn_guard(caller_io::is_stand_in))
+                        .to(caller_io::refused),
+                )
                 .route(&self.control_path, web::get().to(connect))
                 .default_service(web::to(proxy::proxy));
             map_config(

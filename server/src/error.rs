@@ -6,6 +6,8 @@ use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use burrow_common::ResetCode;
 use thiserror::Error;
 
+use crate::caller_io::HeadProblem;
+
 /// `Retry-After` for a tunnel whose client is away or a server that is
 /// restarting: a client reconnects within a few seconds.
 const RETRY_AFTER_RECONNECT: &str = "5";
@@ -15,6 +17,9 @@ const RETRY_AFTER_RECONNECT: &str = "5";
 /// local service behind the client.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ProxyError {
+    /// The caller's request head is one the HTTP service refuses.
+    #[error("{0}")]
+    BadHead(HeadProblem),
     /// The caller sent no usable Host (caller's fault).
     #[error("request has no valid Host header")]
     MissingHost,
@@ -115,6 +120,7 @@ impl ProxyError {
     /// `None` for failures of the tunnel or the local service.
     pub fn refusal(&self) -> Option<&'static str> {
         Some(match self {
+            ProxyError::BadHead(_) => "bad_head",
             ProxyError::MissingHost => "missing_host",
             ProxyError::UnknownHost(_) => "unknown_host",
             ProxyError::BadRequest(_) | ProxyError::UpgradeUnsupported(_) => "bad_request",
@@ -152,7 +158,12 @@ impl ProxyError {
 impl ResponseError for ProxyError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ProxyError::MissingHost | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadHead(HeadProblem::TooLarge) => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            ProxyError::MissingHost | ProxyError::BadRequest(_) | ProxyError::BadHead(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
             ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -201,8 +212,9 @@ impl ResponseError for ProxyError {
             ProxyError::RateLimited { retry_after, .. } => {
                 response.insert_header(("retry-after", retry_after.to_string()));
             }
-            // The caller may still be sending: stop reading it.
-            ProxyError::BodyTooLarge(_) => {
+            // The caller may still be sending: stop reading it. After a
+            // head that was refused, nothing more of the connection is read.
+            ProxyError::BodyTooLarge(_) | ProxyError::BadHead(_) => {
                 response.force_close();
             }
             _ => {}

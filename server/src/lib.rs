@@ -9,7 +9,8 @@
 //! - [`acme`]: certificates obtained and renewed over ACME.
 //! - [`listener`]: the public listeners; [`tls`]: HTTPS on them;
 //!   [`redirect`]: plain HTTP sent to HTTPS; [`caller_io`]: a caller's
-//!   connection, which explains the HTTP service's empty 400.
+//!   connection, whose request heads are checked before the HTTP service
+//!   reads them, so that a refusal says what was wrong.
 //! - [`handle`]: how the rest of the server reaches the registry and the
 //!   sessions; [`messages`]: what sessions are told.
 //! - [`registry`]: the actor mapping hosts to sessions; [`policy`]: who may

@@ -60,7 +60,8 @@ pub const DURATION_BUCKETS: [f64; 12] = [
 
 /// Why a public request was turned away by the server itself, as
 /// `burrow_refusals_total` names it.
-pub const REQUEST_REFUSALS: [&str; 11] = [
+pub const REQUEST_REFUSALS: [&str; 12] = [
+    "bad_head",
     "missing_host",
     "unknown_host",
     "bad_request",
@@ -204,6 +205,7 @@ mod tests {
             },
             ProxyError::Reconnecting(h()),
             ProxyError::ShuttingDown,
+            ProxyError::BadHead(crate::caller_io::HeadProblem::TwoHosts),
         ];
         for e in requests {
             let reason = e.refusal().expect("a refusal");

@@ -165,11 +165,11 @@ fn the_default_log_has_the_servers_lines_and_no_strangers_parse_errors() {
     for (bad, why) in [
         (
             &b"GET / HTTP/1.1\r\nHost: a.localhost\r\nHost: b.localhost\r\n\r\n"[..],
-            "400 Bad Request: the request has more than one Host field.\n",
+            "the request has more than one Host field\n",
         ),
         (
             b"GET / HTTP/1.1\r\nHost: a.localhost\r\nBad Name: x\r\n\r\n",
-            "400 Bad Request: a header name holds a character",
+            "a header name holds a character",
         ),
     ] {
         let answer = raw(&server.addr, bad);

@@ -1,0 +1,228 @@
+//! A caller's connection, as the HTTP service reads and writes it.
+//!
+//! The HTTP/1.1 service answers a request head it cannot parse (a header
+//! name with a space, two `Host` fields, a request line that is not one)
+//! itself, before any handler runs, with an empty 400. A caller deserves to
+//! know what was wrong. So every head is checked here ([`check`]) before
+//! the service reads it, by the service's own rules, and one it would
+//! refuse never reaches it: a stand-in head takes its place, which the
+//! app answers with a 400 that says what was wrong ([`refused`]), in turn
+//! after the answers to the requests before it, and the connection closes.
+//! The [`gate`] follows bodies by their framing, so bytes in a body are
+//! never taken for a head. Nothing written to the caller is looked at.
+
+mod check;
+mod gate;
+
+use std::{
+    io,
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+
+use actix_rt::net::TcpStream;
+use actix_web::{web, HttpRequest};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_rustls::server::TlsStream;
+
+pub use check::HeadProblem;
+use check::{MAX_HEAD, REFUSED_METHOD};
+use gate::{Gate, Scan};
+
+use crate::{error::ProxyError, proxy::ProxyState};
+
+/// The bytes a caller's connection carries: TCP, or TLS over it.
+pub type Wire = burrow_common::wire::Wire<TcpStream, TlsStream<TcpStream>>;
+
+/// The TCP connection beneath `wire`.
+fn tcp_of(wire: &Wire) -> &TcpStream {
+    match wire {
+        Wire::Plain(tcp) => tcp,
+        Wire::Tls(tls) => tls.get_ref().0,
+    }
+}
+
+/// A caller's connection.
+pub struct CallerIo {
+    tcp: Wire,
+    gate: Gate,
+    /// The start of a head read but not yet complete: the service gets it
+    /// once it is whole and checked.
+    held: Vec<u8>,
+    /// Bytes for the service that did not fit its buffer yet, and how many
+    /// of them it has.
+    out: Vec<u8>,
+    given: usize,
+    /// A head was refused: the stand-in is the last the service reads.
+    refused: bool,
+}
+
+impl CallerIo {
+    /// Wraps an accepted connection (for TLS, once its handshake is done;
+    /// `tls::wire` has set `TCP_NODELAY`).
+    pub fn new(tcp: Wire) -> Self {
+        CallerIo {
+            tcp,
+            gate: Gate::default(),
+            held: Vec::new(),
+            out: Vec::new(),
+            given: 0,
+            refused: false,
+        }
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        tcp_of(&self.tcp).peer_addr().ok()
+    }
+
+    /// Moves what is waiting in `out` into `buf`; `true` if any moved.
+    fn give(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        let waiting = &self.out[self.given..];
+        let n = waiting.len().min(buf.remaining());
+        buf.put_slice(&waiting[..n]);
+        self.given += n;
+        if self.given == self.out.len() {
+            self.out.clear();
+            self.given = 0;
+        }
+        n > 0
+    }
+
+    /// Puts the stand-in for a refused head in the service's way; nothing
+    /// read after it is given to the service.
+    fn refuse(&mut self, problem: HeadProblem) {
+        let stand_in = format!(
+            "{REFUSED_METHOD} /{} HTTP/1.1\r\nhost: refused.invalid\r\n\r\n",
+            problem.code()
+        );
+        self.out.extend_from_slice(stand_in.as_bytes());
+        self.held = Vec::new();
+        self.refused = true;
+    }
+
+    /// Shows the gate the held head with the bytes just read after it
+    /// (`new`), when they may have completed it.
+    fn hold_more(&mut self, new: &[u8]) {
+        let may_end =
+            memchr::memchr(b'\n', new).is_some() || self.held.len() + new.len() >= MAX_HEAD;
+        self.held.extend_from_slice(new);
+        if !may_end {
+            return;
+        }
+        match self.gate.scan(&self.held) {
+            Scan::Passed => self.out.append(&mut self.held),
+            Scan::Hold(at) => self.out.extend(self.held.drain(..at)),
+            Scan::Refuse(at, problem) => {
+                self.out.extend_from_slice(&self.held[..at]);
+                self.refuse(problem);
+            }
+        }
+    }
+
+    /// Shows the gate `buf`'s bytes from `before` on, as read, and keeps
+    /// in `buf` only those that may pass now.
+    fn pass(&mut self, buf: &mut ReadBuf<'_>, before: usize) {
+        if !self.held.is_empty() {
+            let new = buf.filled()[before..].to_vec();
+            buf.set_filled(before);
+            self.hold_more(&new);
+            self.give(buf);
+            return;
+        }
+        match self.gate.scan(&buf.filled()[before..]) {
+            Scan::Passed => {}
+            Scan::Hold(at) => {
+                self.held.extend_from_slice(&buf.filled()[before + at..]);
+                buf.set_filled(before + at);
+            }
+            Scan::Refuse(at, problem) => {
+                buf.set_filled(before + at);
+                self.refuse(problem);
+                self.give(buf);
+            }
+        }
+    }
+}
+
+impl AsyncRead for CallerIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if buf.remaining() == 0 || this.give(buf) {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if this.refused {
+                // The connection closes after the stand-in's answer.
+                return Poll::Pending;
+            }
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut this.tcp).poll_read(cx, buf))?;
+            if buf.filled().len() == before {
+                // The end: a head still held was never complete.
+                return Poll::Ready(Ok(()));
+            }
+            this.pass(buf, before);
+            if buf.filled().len() > before {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
+impl AsyncWrite for CallerIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// The app's guard for the stand-in of a refused head.
+pub(crate) fn is_stand_in(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
+    ctx.head().method.as_str() == REFUSED_METHOD
+}
+
+/// The answer to the stand-in of a refused head: what was wrong with it.
+pub(crate) async fn refused(
+    req: HttpRequest,
+    code: web::Path<String>,
+    state: web::Data<ProxyState>,
+) -> Result<actix_web::HttpResponse, ProxyError> {
+    let problem = HeadProblem::from_code(&code).unwrap_or(HeadProblem::RequestLine);
+    log::debug!(
+        "refused a request head from {:?}: {problem}",
+        req.peer_addr()
+    );
+    let refused = ProxyError::BadHead(problem);
+    if let Some(reason) = refused.refusal() {
+        state.shared.metrics.refused_request(reason);
+    }
+    Err(refused)
+}
