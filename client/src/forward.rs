@@ -19,7 +19,7 @@ use burrow_common::{
     flow::{RecvBody, SendCredit},
     frame::encode_response_head_from,
     headers::{find, to_http, HopByHop},
-    http1::{parse_content_length, status_has_no_body},
+    http1::{parse_content_length, request_head_problem, status_has_no_body},
     protocol::{RequestHead, MAX_INLINE_BODY},
     Outbox, ResetCode,
 };
@@ -126,6 +126,10 @@ async fn run(
     exchange: &Rc<Exchange>,
 ) -> Result<(), StreamFailure> {
     let tunnel = route(ctx, &head.host)?;
+    let fields = head.headers.iter().map(|(n, v)| (&n[..], &v[..]));
+    if let Some(problem) = request_head_problem(&head.method, &head.uri, fields) {
+        return Err(StreamFailure::new(ResetCode::BadRequest, problem));
+    }
     if head.upgrade {
         return upgrade(head, body, tunnel, ctx, reply, trace).await;
     }
@@ -243,11 +247,9 @@ fn request(
     trace: &mut Trace,
 ) -> Result<(ClientRequest, Option<u64>, bool), StreamFailure> {
     let bad = |what: String| StreamFailure::new(ResetCode::BadRequest, what);
+    // `run` checked the method, the target and the fields.
     let method = Method::from_bytes(head.method.as_bytes())
         .map_err(|_| bad(format!("invalid method {:?}", head.method)))?;
-    if !head.uri.starts_with('/') {
-        return Err(bad(format!("request target `{}` is not a path", head.uri)));
-    }
     let is_head = method == Method::HEAD;
     let url = tunnel
         .local_url

@@ -21,6 +21,44 @@ pub fn parse_content_length(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// Why a request head cannot be written to a local service as HTTP/1.1,
+/// or `None` when it can: the method must be a token, the target a path
+/// without spaces or control characters, each field name a token and each
+/// value free of control characters other than tab. Checked once, before
+/// anything of the request is written, whichever way it is sent: a CR, LF
+/// or NUL passed on would let a forged head split the request in two.
+pub fn request_head_problem<'a>(
+    method: &str,
+    target: &str,
+    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Option<String> {
+    if !is_token(method.as_bytes()) {
+        return Some(format!("invalid method {method:?}"));
+    }
+    if !target.starts_with('/') || !target.bytes().all(|b| b > b' ' && b != 0x7f) {
+        return Some(format!("request target {target:?} is not a path"));
+    }
+    for (name, value) in fields {
+        if !is_token(name) {
+            let name = String::from_utf8_lossy(name);
+            return Some(format!("invalid header name {name:?}"));
+        }
+        if value.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
+            let name = String::from_utf8_lossy(name);
+            return Some(format!("invalid value for header {name}"));
+        }
+    }
+    None
+}
+
+/// `true` for an HTTP token (RFC 9110, 5.6.2): a method or a field name.
+fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// Why a chunked body could not be decoded.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ChunkError {
@@ -118,6 +156,27 @@ impl ChunkedDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_head_with_a_line_break_or_nul_anywhere_is_refused() {
+        let fields: [(&[u8], &[u8]); 2] = [(b"host", b"a"), (b"x-ok", b"tab\there \x80")];
+        assert_eq!(request_head_problem("GET", "/a?b", fields), None);
+        for bad in ["\r", "\n", "\0"] {
+            let method = format!("GET{bad}");
+            let target = format!("/a{bad}b");
+            let name = format!("x{bad}y");
+            let value = format!("v{bad}w");
+            let ok: [(&[u8], &[u8]); 1] = [(b"x", b"v")];
+            assert!(request_head_problem(&method, "/", ok).is_some());
+            assert!(request_head_problem("GET", &target, ok).is_some());
+            let name_field: [(&[u8], &[u8]); 1] = [(name.as_bytes(), b"v")];
+            assert!(request_head_problem("GET", "/", name_field).is_some());
+            let value_field: [(&[u8], &[u8]); 1] = [(b"x", value.as_bytes())];
+            assert!(request_head_problem("GET", "/", value_field).is_some());
+        }
+        assert!(request_head_problem("GET", "http://a/", []).is_some());
+        assert!(request_head_problem("", "/", []).is_some());
+    }
 
     #[test]
     fn bodiless_statuses() {
