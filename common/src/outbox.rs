@@ -40,6 +40,26 @@ pub enum Outgoing {
         /// The body bytes, as the source produced them.
         pieces: Vec<Bytes>,
     },
+    /// A WebSocket control frame, sent in its turn after what was queued
+    /// before it.
+    Control(Control),
+}
+
+/// A WebSocket control frame for a connection's writer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// A ping with this payload.
+    Ping(Bytes),
+    /// The answer to a peer's ping.
+    Pong(Bytes),
+    /// The close handshake, with its code (RFC 6455, 7.4) and reason; the
+    /// writer sends nothing after it.
+    Close {
+        /// The close code.
+        code: u16,
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 #[cfg(test)]
@@ -52,6 +72,7 @@ impl Outgoing {
                 stream,
                 data: pieces.concat().into(),
             }),
+            Outgoing::Control(c) => panic!("a control frame, not a protocol frame: {c:?}"),
         }
     }
 }
@@ -97,6 +118,13 @@ impl Outbox {
     pub fn send_encoded(&self, bytes: Bytes) -> Result<(), SendError> {
         self.tx
             .send(Outgoing::Frame(bytes))
+            .map_err(|_| SendError::Closed)
+    }
+
+    /// Queues a WebSocket control frame behind everything queued so far.
+    pub fn send_control(&self, control: Control) -> Result<(), SendError> {
+        self.tx
+            .send(Outgoing::Control(control))
             .map_err(|_| SendError::Closed)
     }
 

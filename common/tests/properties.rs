@@ -316,7 +316,7 @@ fn every_bit_flipped_and_every_cut_decodes_canonically_or_fails() {
     batch::pack(encoded.into_iter().map(Outgoing::Frame), &mut packed);
     messages.extend(packed.into_iter().filter_map(|m| match m {
         Outgoing::Frame(m) => Some(m),
-        Outgoing::Data { .. } => None,
+        Outgoing::Data { .. } | Outgoing::Control(_) => None,
     }));
     let check = |bytes: Vec<u8>| {
         let bytes = Bytes::from(bytes);

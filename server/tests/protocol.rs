@@ -885,3 +885,79 @@ async fn an_overlong_instance_id_is_refused() {
             .accepted
     );
 }
+
+#[actix_rt::test]
+async fn a_stopping_server_sends_one_go_away_then_its_close_in_order() {
+    let server = std::rc::Rc::new(start());
+    let mut ws = connect(&server).await;
+    let ack = register_as(&mut ws, "tok", None).await;
+    assert!(ack.tunnels[0].accepted);
+    // A ping is answered through the writer.
+    ws.send(ws::Message::Ping(Bytes::from_static(b"p1")))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+    assert!(
+        matches!(pong, Ok(Some(Ok(ws::Frame::Pong(ref p)))) if &p[..] == b"p1"),
+        "{pong:?}"
+    );
+    let stopping = server.clone();
+    let stop = actix_rt::spawn(async move { stopping.stop().await });
+    let mut seen = Vec::new();
+    let close = loop {
+        let item = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the server went on in time");
+        match item {
+            Some(Ok(ws::Frame::Binary(b))) => {
+                let mut frames = batch::unpack(b).expect("valid message");
+                for frame in frames.by_ref() {
+                    seen.push(format!("{:?}", Frame::decode(frame.unwrap()).unwrap()));
+                }
+            }
+            Some(Ok(ws::Frame::Close(reason))) => break reason.expect("a close reason"),
+            other => panic!("unexpected {other:?} after {seen:?}"),
+        }
+    };
+    // One GoAway, then the close: nothing overtakes the frames queued.
+    assert_eq!(seen, ["GoAway"]);
+    assert_eq!(close.code, ws::CloseCode::Normal, "{close:?}");
+    stop.await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_protocol_error_closes_after_the_frames_queued_before_it() {
+    let server = start();
+    let mut ws = connect_as(&server, None).await;
+    let call = public_get(&server, "/x");
+    let (stream, _) = next_request(&mut ws).await;
+    // One message: body bytes before the head (the stream is reset), then
+    // a frame of no known kind (the session closes).
+    let early = Frame::Data {
+        stream,
+        data: Bytes::from_static(b"early"),
+    };
+    let unknown = Bytes::from_static(&[200, 0, 0, 0, 0]);
+    let mut message = Vec::new();
+    batch::pack(
+        [
+            Outgoing::Frame(early.encode().unwrap()),
+            Outgoing::Frame(unknown),
+        ],
+        &mut message,
+    );
+    let [Outgoing::Frame(message)] = &message[..] else {
+        panic!("one message: {message:?}");
+    };
+    ws.send(ws::Message::Binary(message.clone())).await.unwrap();
+    match next(&mut ws).await {
+        Ok(Frame::Reset {
+            stream: s, code, ..
+        }) => {
+            assert_eq!((s, code), (stream, ResetCode::ProtocolError));
+        }
+        other => panic!("expected the reset first, got {other:?}"),
+    }
+    assert!(protocol_close(&mut ws).await.contains("unknown frame kind"));
+    assert_eq!(call.await.unwrap().0, 502);
+}

@@ -3,7 +3,6 @@
 
 use std::{cell::RefCell, rc::Rc, sync::Arc, time::Duration};
 
-use awc::ws;
 use burrow_common::{
     batch,
     flow::{BodyEvent, CancelOnDrop, RecvBody, RecvCredit, SendCredit},
@@ -14,7 +13,7 @@ use burrow_common::{
     DecodeError, Frame, Outbox, ResetCode,
 };
 use bytes::Bytes;
-use tokio::{sync::mpsc::UnboundedSender, task::AbortHandle, time::Instant};
+use tokio::{task::AbortHandle, time::Instant};
 
 use super::{ConnError, Role};
 use crate::{
@@ -38,7 +37,6 @@ pub(super) type StreamTable = Rc<RefCell<StreamMap<StreamEntry>>>;
 /// One connection's reading side and its streams.
 pub(super) struct Dispatcher {
     pub(super) outbox: Outbox,
-    pub(super) ctl_tx: UnboundedSender<ws::Message>,
     pub(super) streams: StreamTable,
     pub(super) ctx: Rc<ForwardContext>,
     /// The binary message arriving in fragments, if any.
@@ -64,7 +62,6 @@ pub(super) struct Dispatcher {
 impl Dispatcher {
     pub(super) fn new(
         outbox: Outbox,
-        ctl_tx: UnboundedSender<ws::Message>,
         ctx: Rc<ForwardContext>,
         role: Rc<dyn Role>,
         drain_after: Option<Duration>,
@@ -73,7 +70,6 @@ impl Dispatcher {
     ) -> Self {
         Dispatcher {
             outbox,
-            ctl_tx,
             streams: Rc::new(RefCell::new(StreamMap::default())),
             ctx,
             fragments: Fragments::default(),

@@ -113,8 +113,7 @@ pub async fn serve(
         return Err(ConnError::WorkerTaken(ack.worker.unwrap_or_default()));
     }
     let (outbox, out_rx) = Outbox::new();
-    let (ctl_tx, ctl_rx) = tokio::sync::mpsc::unbounded_channel();
-    let writer = actix_rt::spawn(writer::write_loop(sink, out_rx, ctl_rx));
+    let writer = actix_rt::spawn(writer::write_loop(sink, out_rx));
     // Only a server that says it honours `Drain` is asked to drain.
     let drain_after = if ack.drain {
         role.drain_when_idle()
@@ -122,8 +121,7 @@ pub async fn serve(
         None
     };
     let silence = server_silence(ack.ping_secs);
-    let mut conn =
-        dispatch::Dispatcher::new(outbox, ctl_tx, ctx, role, drain_after, ack.drain, silence);
+    let mut conn = dispatch::Dispatcher::new(outbox, ctx, role, drain_after, ack.drain, silence);
     let result = match conn.dispatch_frames(early) {
         Ok(()) => conn.read_loop(&mut stream, shutdown).await,
         Err(e) => Err(e),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use awc::ws;
-use burrow_common::{fragments::Reassembled, Frame};
+use burrow_common::{fragments::Reassembled, outbox::Control, Frame};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
@@ -178,7 +178,7 @@ impl Dispatcher {
         match item {
             ws::Frame::Binary(msg) => self.on_message(msg),
             ws::Frame::Ping(payload) => {
-                let _ = self.ctl_tx.send(ws::Message::Pong(payload));
+                let _ = self.outbox.send_control(Control::Pong(payload));
                 Ok(())
             }
             ws::Frame::Pong(_) => Ok(()),

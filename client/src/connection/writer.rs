@@ -3,49 +3,42 @@
 use awc::ws;
 use burrow_common::{
     batch,
-    outbox::{data_fragments, Outgoing},
+    outbox::{data_fragments, Control, Outgoing},
     queue,
 };
 use futures_util::SinkExt;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::Ws;
 
-/// The only writer of the socket. Frames are fed as they come and flushed
-/// when the queue runs dry, so bursts share system calls.
+/// The only writer of the socket: frames and control frames (pongs) in the
+/// order they were queued. Frames are fed as they come and flushed when
+/// the queue runs dry, so bursts share system calls.
 pub(super) async fn write_loop(
     mut sink: futures_util::stream::SplitSink<Ws, ws::Message>,
     mut frames: queue::Receiver<Outgoing>,
-    mut control: UnboundedReceiver<ws::Message>,
 ) {
     let mut packed = Vec::new();
     let mut messages = Vec::new();
-    loop {
-        tokio::select! {
-            biased;
-            m = control.recv() => match m {
-                Some(m) => messages.push(m),
-                None => break,
-            },
-            f = frames.recv() => match f {
-                // Everything queued goes out together; small frames share
-                // a message (see `batch`).
-                Some(first) => {
-                    batch::pack(std::iter::once(first).chain(frames.take_all()), &mut packed);
-                    for out in packed.drain(..) {
-                        match out {
-                            Outgoing::Frame(msg) => messages.push(ws::Message::Binary(msg)),
-                            Outgoing::Data { stream, pieces } => messages.extend(
-                                data_fragments(stream, pieces).map(ws::Message::Continuation),
-                            ),
-                        }
-                    }
+    // Everything queued goes out together; small frames share a message
+    // (see `batch`).
+    while let Some(first) = frames.recv().await {
+        batch::pack(std::iter::once(first).chain(frames.take_all()), &mut packed);
+        for out in packed.drain(..) {
+            match out {
+                Outgoing::Frame(msg) => messages.push(ws::Message::Binary(msg)),
+                Outgoing::Data { stream, pieces } => {
+                    messages.extend(data_fragments(stream, pieces).map(ws::Message::Continuation))
                 }
-                None => break,
-            },
+                Outgoing::Control(control) => messages.push(message(control)),
+            }
         }
         for msg in messages.drain(..) {
+            let last = matches!(msg, ws::Message::Close(_));
             if sink.feed(msg).await.is_err() {
+                return;
+            }
+            if last {
+                let _ = sink.flush().await;
                 return;
             }
         }
@@ -54,4 +47,16 @@ pub(super) async fn write_loop(
         }
     }
     let _ = sink.close().await;
+}
+
+/// The WebSocket message for a control frame.
+fn message(control: Control) -> ws::Message {
+    match control {
+        Control::Ping(payload) => ws::Message::Ping(payload),
+        Control::Pong(payload) => ws::Message::Pong(payload),
+        Control::Close { code, reason } => ws::Message::Close(Some(ws::CloseReason {
+            code: code.into(),
+            description: Some(reason),
+        })),
+    }
 }

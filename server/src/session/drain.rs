@@ -28,10 +28,9 @@ impl TunnelSession {
     pub(super) fn go_away(&mut self, ctx: &mut Context<Self>) {
         if self.state != State::Open {
             self.leaving = true;
-            return self.close(ctx, None, CloseCode::Away, "server shutting down");
+            return self.close(ctx, CloseCode::Away, "server shutting down");
         }
         let _ = self.outbox.send(&Frame::GoAway);
-        self.going_away = true;
         self.end = Some((log::Level::Debug, "the server shut down".into()));
         self.start_drain(ctx);
     }
@@ -62,14 +61,9 @@ impl Handler<FinishDrain> for TunnelSession {
             self.end
                 .get_or_insert((log::Level::Debug, "drained at the client's request".into()));
             self.leaving = true;
-            // The close does not wait for the frame queue: a GoAway still
-            // in it is sent again right before the close (the client takes
-            // a second one for the first).
-            let last = self
-                .going_away
-                .then(|| Frame::GoAway.encode().ok())
-                .flatten();
-            self.close(ctx, last, CloseCode::Normal, "drained");
+            // Behind the GoAway, if one was queued: the writer sends both in
+            // their turn.
+            self.close(ctx, CloseCode::Normal, "drained");
         }
     }
 }

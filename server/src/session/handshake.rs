@@ -64,8 +64,8 @@ impl TunnelSession {
                 drain: false,
                 ping_secs: None,
             };
-            let bytes = Frame::HelloAck(ack).encode().ok();
-            return self.close(ctx, bytes, CloseCode::Policy, &why);
+            let _ = self.outbox.send(&Frame::HelloAck(ack));
+            return self.close(ctx, CloseCode::Policy, &why);
         }
         self.state = State::Registering;
         let requested: Vec<String> = hello.tunnels.iter().map(|t| t.host.clone()).collect();
@@ -103,12 +103,9 @@ impl TunnelSession {
             drain: true,
             ping_secs: u32::try_from(self.shared.limits.ping_interval.as_secs()).ok(),
         });
-        let bytes = ack.encode().ok();
+        let _ = self.outbox.send(&ack);
         if self.hosts.is_empty() {
-            return self.close(ctx, bytes, CloseCode::Policy, "no tunnel was accepted");
-        }
-        if let Some(bytes) = bytes {
-            let _ = self.outbox.send_encoded(bytes);
+            return self.close(ctx, CloseCode::Policy, "no tunnel was accepted");
         }
         self.state = State::Open;
         self.gate.open();

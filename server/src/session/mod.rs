@@ -20,18 +20,19 @@ use std::{
 
 use actix::{
     fut, Actor, ActorContext, ActorFutureExt, AsyncContext, Context, ContextFutureSpawner, Handler,
-    Running, SpawnHandle, StreamHandler, WrapFuture,
+    Running, SpawnHandle, StreamHandler,
 };
-use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
+use actix_ws::{CloseCode, Message, ProtocolError};
 use burrow_common::{
     batch,
     fragments::{Fragments, Reassembled},
-    outbox::Outgoing,
+    outbox::{Control, Outgoing},
     queue::Receiver,
     stream_map::StreamMap,
     Frame, Outbox,
 };
 use bytes::Bytes;
+use tokio::sync::oneshot;
 
 pub use handshake::MAX_INSTANCE_LEN;
 pub use live::Live;
@@ -96,9 +97,13 @@ impl PublicOrigin {
 /// One connected client connection.
 pub struct TunnelSession {
     id: u64,
-    ws: actix_ws::Session,
+    /// The socket and the receiving end of the frame queue, until
+    /// `started` hands them to the writer, the socket's one user.
+    unstarted: Option<(actix_ws::Session, Receiver<Outgoing>)>,
+    /// Dropped with the session: the writer then has a little while to
+    /// send what is queued (see `writer`).
+    _writer_stop: Option<oneshot::Sender<()>>,
     outbox: Outbox,
-    outbox_rx: Option<Receiver<Outgoing>>,
     shared: Arc<SessionShared>,
     /// The worker the session runs on.
     worker: WorkerId,
@@ -109,8 +114,6 @@ pub struct TunnelSession {
     gate: Arc<Gate>,
     /// Set once the client has asked for a drain (see [`Frame::Drain`]).
     draining: bool,
-    /// The drain is the server's own (it sent `GoAway`).
-    going_away: bool,
     /// A `FinishDrain` is in the mailbox (see `drain`).
     finish_queued: bool,
     state: State,
@@ -145,16 +148,15 @@ impl TunnelSession {
         let (outbox, outbox_rx) = Outbox::new();
         TunnelSession {
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
-            ws,
+            unstarted: Some((ws, outbox_rx)),
+            _writer_stop: None,
             outbox,
-            outbox_rx: Some(outbox_rx),
             shared,
             worker,
             peer,
             streams: StreamMap::default(),
             gate: Arc::new(Gate::default()),
             draining: false,
-            going_away: false,
             finish_queued: false,
             state: State::AwaitingHello,
             hosts: Vec::new(),
@@ -180,32 +182,25 @@ impl TunnelSession {
         }
     }
 
-    /// Sends `last` (if any) and a close frame, then stops. Frames still in
-    /// the outbox are dropped: this is for the handshake and for shutdown.
-    fn close(&mut self, ctx: &mut Context<Self>, last: Option<Bytes>, code: CloseCode, why: &str) {
+    /// Queues a close behind the frames queued so far, and stops: the
+    /// writer sends them, then the close.
+    fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, why: &str) {
         self.state = State::Closing;
         let level = match code {
             CloseCode::Normal => log::Level::Debug,
             _ => log::Level::Info,
         };
         self.end.get_or_insert((level, why.to_owned()));
-        let mut ws = self.ws.clone();
-        let reason = CloseReason {
-            code,
-            description: Some(why.to_owned()),
-        };
-        actix::spawn(async move {
-            if let Some(bytes) = last {
-                let _ = ws.binary(bytes).await;
-            }
-            let _ = ws.close(Some(reason)).await;
+        let _ = self.outbox.send_control(Control::Close {
+            code: code.into(),
+            reason: why.to_owned(),
         });
         ctx.stop();
     }
 
     fn protocol_error(&mut self, ctx: &mut Context<Self>, why: String) {
         self.end = Some((log::Level::Warn, format!("protocol error: {why}")));
-        self.close(ctx, None, CloseCode::Protocol, &why);
+        self.close(ctx, CloseCode::Protocol, &why);
     }
 
     /// Handles each frame of one WebSocket message, in order.
@@ -261,15 +256,12 @@ impl TunnelSession {
                 "no word from the client for {} s (heartbeat timeout)",
                 silence.as_secs()
             );
-            self.close(ctx, None, CloseCode::Away, &why);
+            self.close(ctx, CloseCode::Away, &why);
             return;
         }
         if self.last_ping.elapsed() >= ping {
             self.last_ping = Instant::now();
-            let mut ws = self.ws.clone();
-            ctx.spawn(fut::wrap_future(async move {
-                let _ = ws.ping(b"").await;
-            }));
+            let _ = self.outbox.send_control(Control::Ping(Bytes::new()));
         }
     }
 }
@@ -279,16 +271,19 @@ impl Actor for TunnelSession {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.shared.live.started();
-        if let Some(rx) = self.outbox_rx.take() {
-            writer::write_loop(self.ws.clone(), rx)
-                .into_actor(self)
+        if let Some((ws, rx)) = self.unstarted.take() {
+            // The writer runs on its own, so that it can send what is
+            // queued, and the close, after the session stopped.
+            let (stop, stopped) = oneshot::channel();
+            self._writer_stop = Some(stop);
+            fut::wrap_future::<_, Self>(actix::spawn(writer::write_loop(ws, rx, stopped)))
                 .map(|_, _, ctx: &mut Context<Self>| ctx.stop())
                 .spawn(ctx);
         }
         self.hello_timer = Some(ctx.run_later(HELLO_TIMEOUT, |act, ctx| {
             if act.state == State::AwaitingHello {
                 act.end = Some((log::Level::Debug, "no hello in time".into()));
-                act.close(ctx, None, CloseCode::Policy, "no hello received");
+                act.close(ctx, CloseCode::Policy, "no hello received");
             }
         }));
         // One timer per session for the stream limits and the heartbeat: an
@@ -329,10 +324,7 @@ impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
         match msg {
             Ok(Message::Binary(bytes)) => self.on_message(bytes, ctx),
             Ok(Message::Ping(payload)) => {
-                let mut ws = self.ws.clone();
-                ctx.spawn(fut::wrap_future(async move {
-                    let _ = ws.pong(&payload).await;
-                }));
+                let _ = self.outbox.send_control(Control::Pong(payload));
             }
             Ok(Message::Pong(_)) | Ok(Message::Nop) => {}
             Ok(Message::Close(reason)) => {
@@ -341,7 +333,7 @@ impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
                     .unwrap_or_else(|| "no reason given".into());
                 self.end = Some((log::Level::Info, format!("the client closed it ({why})")));
                 self.leaving = true;
-                self.close(ctx, None, CloseCode::Normal, "bye");
+                self.close(ctx, CloseCode::Normal, "bye");
             }
             Ok(Message::Continuation(item)) => match self.fragments.push(item) {
                 Ok(Some(Reassembled::Message(msg))) => self.on_message(msg, ctx),
@@ -385,7 +377,7 @@ impl Handler<ToSession> for TunnelSession {
             }
             ToSession::Close => {
                 self.leaving = true;
-                self.close(ctx, None, CloseCode::Away, "server shutting down");
+                self.close(ctx, CloseCode::Away, "server shutting down");
             }
             ToSession::GoAway => self.go_away(ctx),
             ToSession::CountStreams(reply) => {
