@@ -21,12 +21,12 @@ use tokio::sync::oneshot;
 use serde::Serialize;
 
 use crate::{
+    callers::CallerRules,
     config::{HostConfig, Limits},
     error::RegisterError,
     gate::{Gate, Opening},
     messages::{CancelStream, OpenStream, ToSession},
     metrics::TunnelStats,
-    policy::CallerRules,
 };
 
 /// A host granted to a session.
@@ -105,7 +105,7 @@ pub struct Reload {
     /// `[limits]`.
     pub limits: Limits,
     /// `[access]`.
-    pub access: Option<CallerRules>,
+    pub access: Option<Arc<CallerRules>>,
     /// `reconnect_grace_secs`.
     pub grace: Duration,
 }

@@ -28,6 +28,7 @@ pub mod acme;
 pub mod admin;
 mod app;
 pub mod caller_io;
+pub mod callers;
 pub mod config;
 pub mod error;
 pub mod expect;

@@ -14,7 +14,6 @@ use crate::{
     acme::Acme,
     handle::{RegistryHandle, Reload},
     metrics::Metrics,
-    policy::CallerRules,
     proxy::ProxyShared,
     session::SessionShared,
     ServerConfig,
@@ -76,11 +75,10 @@ impl Control {
     pub async fn reload(&self) -> Result<ReloadSummary, String> {
         let old = self.lock().clone();
         let new = ServerConfig::from_file(&old.source).map_err(|e| e.to_string())?;
-        let access = CallerRules::new(&new.access)?;
         let reload = Reload {
             hosts: new.hosts.clone(),
             limits: new.limits.clone(),
-            access,
+            access: new.access.clone(),
             grace: new.reconnect_grace,
         };
         let done = self.registry.reload(reload).await;
@@ -129,35 +127,51 @@ impl Control {
     }
 }
 
-/// The admin listener's address and token.
-fn admin(config: &ServerConfig) -> Option<(SocketAddr, Option<&crate::config::Secret>)> {
-    config.admin.as_ref().map(|a| (a.listen, a.token.as_ref()))
-}
-
 /// The settings a reload does not apply that differ between `old` and
 /// `new`.
 fn needs_restart(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static str> {
-    let debug = |v: &dyn std::fmt::Debug| format!("{v:?}");
-    let checks: [(&'static str, bool); 11] = [
-        ("listen", old.listen != new.listen),
-        ("http_listen", old.http_listen != new.http_listen),
-        ("control_path", old.control_path != new.control_path),
+    // Every field is named: a new one does not build until it is put with
+    // those a reload applies or with those that take a restart.
+    let ServerConfig {
+        listen,
+        control_path,
+        request_timeout,
+        idle_timeout,
+        heartbeat,
+        drain_timeout,
+        workers,
+        trust_forwarded_headers,
+        tls,
+        http_listen,
+        admin,
+        // What a reload puts in force.
+        hosts: _,
+        limits: _,
+        access: _,
+        reconnect_grace: _,
+        // Where the file is.
+        source: _,
+    } = old;
+    let changed: [(&'static str, bool); 11] = [
+        ("listen", *listen != new.listen),
+        ("control_path", *control_path != new.control_path),
         (
             "request_timeout_secs",
-            old.request_timeout != new.request_timeout,
+            *request_timeout != new.request_timeout,
         ),
-        ("idle_timeout_secs", old.idle_timeout != new.idle_timeout),
-        ("heartbeat_secs", old.heartbeat != new.heartbeat),
-        ("drain_timeout_secs", old.drain_timeout != new.drain_timeout),
-        ("workers", old.workers != new.workers),
+        ("idle_timeout_secs", *idle_timeout != new.idle_timeout),
+        ("heartbeat_secs", *heartbeat != new.heartbeat),
+        ("drain_timeout_secs", *drain_timeout != new.drain_timeout),
+        ("workers", *workers != new.workers),
         (
             "trust_forwarded_headers",
-            old.trust_forwarded_headers != new.trust_forwarded_headers,
+            *trust_forwarded_headers != new.trust_forwarded_headers,
         ),
-        ("tls", debug(&old.tls) != debug(&new.tls)),
-        ("admin_listen", admin(old) != admin(new)),
+        ("tls", *tls != new.tls),
+        ("http_listen", *http_listen != new.http_listen),
+        ("admin_listen", *admin != new.admin),
     ];
-    checks
+    changed
         .into_iter()
         .filter(|(_, changed)| *changed)
         .map(|(key, _)| key)
@@ -234,5 +248,64 @@ impl RunningServer {
         if let Some(admin) = &self.admin {
             admin.handle.stop(true).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> ServerConfig {
+        let text = format!(
+            "listen = \"127.0.0.1:8080\"\n{extra}\n\
+             [[hosts]]\nhost = \"a.localhost\"\ntoken = \"t\"\n"
+        );
+        ServerConfig::from_str(&text, std::path::Path::new("server.toml")).expect("config")
+    }
+
+    #[test]
+    fn each_setting_a_reload_cannot_apply_is_named_and_no_other() {
+        let base = config("");
+        let restart = [
+            ("listen = \"127.0.0.1:8081\"", "listen"),
+            ("control_path = \"/other\"", "control_path"),
+            ("request_timeout_secs = 7", "request_timeout_secs"),
+            ("idle_timeout_secs = 7", "idle_timeout_secs"),
+            ("heartbeat_secs = 7", "heartbeat_secs"),
+            ("drain_timeout_secs = 7", "drain_timeout_secs"),
+            ("workers = 7", "workers"),
+            ("trust_forwarded_headers = true", "trust_forwarded_headers"),
+            ("admin_listen = \"127.0.0.1:9000\"", "admin_listen"),
+        ];
+        for (line, key) in restart {
+            // A second `listen` would be a duplicate key: replace it.
+            let changed = match key {
+                "listen" => ServerConfig {
+                    listen: "127.0.0.1:8081".parse().unwrap(),
+                    ..config("")
+                },
+                _ => config(line),
+            };
+            assert_eq!(needs_restart(&base, &changed), [key], "{line}");
+        }
+        let applied = [
+            "reconnect_grace_secs = 3",
+            "[access]\nallow_ips = [\"10.0.0.0/8\"]",
+            "[limits]\nrequests_per_second = 3",
+        ];
+        for line in applied {
+            assert!(needs_restart(&base, &config(line)).is_empty(), "{line}");
+        }
+    }
+
+    #[test]
+    fn access_is_parsed_once_into_the_rules_requests_are_checked_against() {
+        let config = config("[access]\nallow_ips = [\"10.0.0.0/8\"]");
+        let rules = config.access.expect("rules");
+        assert!(rules.check(Some("10.1.2.3".parse().unwrap()), None).is_ok());
+        assert!(rules
+            .check(Some("192.0.2.1".parse().unwrap()), None)
+            .is_err());
+        assert!(self::tests::config("").access.is_none());
     }
 }

@@ -11,7 +11,7 @@ use std::{
 
 use burrow_common::flow::InFlight;
 
-use crate::{config::Limits, metrics::TunnelStats, policy::CallerRules};
+use crate::{callers::CallerRules, config::Limits, metrics::TunnelStats};
 
 /// One registered host's shared state, handed out with its sessions.
 #[derive(Debug, Default)]

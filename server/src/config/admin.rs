@@ -8,7 +8,7 @@ use burrow_common::config::{ConfigError, Token};
 use super::{address, hosts::secret, Secret};
 
 /// The admin listener's settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AdminSettings {
     /// Where it listens (a loopback or private address: `/metrics` and
     /// `/healthz` ask for no credentials).

@@ -1,9 +1,11 @@
 //! Server configuration: read from a TOML file, validated into types that
 //! need no further checks at run time.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use burrow_common::access::AccessRules;
+
+use crate::callers::CallerRules;
 pub use burrow_common::config::{canonical_host, normalize_host, ConfigError, Token};
 use serde::Deserialize;
 
@@ -65,8 +67,8 @@ pub struct ServerConfig {
     /// A plain HTTP listener that sends callers to HTTPS (with `[tls]` only).
     pub http_listen: Option<SocketAddr>,
     /// Who may call any tunnel (`[access]`), checked before each
-    /// tunnel's own rules.
-    pub access: AccessRules,
+    /// tunnel's own rules; `None`: anyone.
+    pub access: Option<Arc<CallerRules>>,
     /// What callers and clients may ask of the server.
     pub limits: Limits,
     /// The admin listener, with `admin_listen`.
@@ -109,16 +111,17 @@ struct RawAccess {
 }
 
 impl RawAccess {
-    fn validate(raw: Option<Self>, path: &Path) -> Result<AccessRules, ConfigError> {
+    /// The rules, parsed once, here: what the registry and every request
+    /// use.
+    fn validate(raw: Option<Self>, path: &Path) -> Result<Option<Arc<CallerRules>>, ConfigError> {
         let access = raw.map_or_else(AccessRules::default, |a| AccessRules {
             basic_auth: None,
             allow_ips: a.allow_ips,
             deny_ips: a.deny_ips,
         });
-        access
-            .validate()
-            .map_err(|m| ConfigError::invalid(path, "access", m))?;
-        Ok(access)
+        let invalid = |m| ConfigError::invalid(path, "access", m);
+        access.validate().map_err(invalid)?;
+        Ok(CallerRules::new(&access).map_err(invalid)?.map(Arc::new))
     }
 }
 

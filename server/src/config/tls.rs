@@ -48,6 +48,21 @@ pub struct TlsSettings {
     pub acme: Option<AcmeSettings>,
 }
 
+/// Two settings are the same when they serve the same certificate chains
+/// in the same order and ask ACME for the same: what a restart would
+/// change.
+impl PartialEq for TlsSettings {
+    fn eq(&self, other: &Self) -> bool {
+        let chains = |t: &TlsSettings| {
+            t.certificates
+                .iter()
+                .map(|c| c.cert.clone())
+                .collect::<Vec<_>>()
+        };
+        self.acme == other.acme && chains(self) == chains(other)
+    }
+}
+
 /// The one crypto provider both ends use.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

@@ -6,7 +6,7 @@
 use actix_web::{http::header, HttpRequest};
 use burrow_common::{flow::InFlightSlot, http1::parse_content_length};
 
-use crate::{config::Limits, error::ProxyError, policy::Refusal, tunnel::TunnelState};
+use crate::{callers::Refusal, config::Limits, error::ProxyError, tunnel::TunnelState};
 
 /// Whether the request for `host` may be forwarded; the slot it then
 /// holds among the tunnel's streams in flight.

@@ -22,13 +22,14 @@ use burrow_common::{protocol::TunnelRequest, Token};
 
 use crate::{
     acme::{OnDemand, RequestError, Requested},
+    callers::CallerRules,
     config::{HostConfig, Limits, ServerConfig},
     error::RegisterError,
     grace::Reservation,
     handle::{CloseAll, Drain, Granted, HostSessions, Lookup, Register, SessionHandle},
     metrics::{Metrics, TunnelStats},
     names,
-    policy::{CallerRules, HostPolicy},
+    policy::HostPolicy,
     throttle::FailedAttempts,
     tunnel::TunnelState,
 };
@@ -112,10 +113,7 @@ impl Registry {
             policy: HostPolicy::new(&config.hosts),
             limits: Arc::new(config.limits.clone()),
             // Checked when the configuration was read.
-            access: CallerRules::new(&config.access)
-                .ok()
-                .flatten()
-                .map(Arc::new),
+            access: config.access.clone(),
             metrics,
             hosts: HashMap::new(),
             held: HashMap::new(),

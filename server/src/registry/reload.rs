@@ -21,7 +21,7 @@ impl Handler<Reload> for Registry {
         self.policy = HostPolicy::new(&msg.hosts);
         self.wildcard = wildcards(&msg.hosts);
         self.limits = Arc::new(msg.limits);
-        self.access = msg.access.map(Arc::new);
+        self.access = msg.access;
         self.grace = msg.grace;
         let mut disconnected = Vec::new();
         for (host, holders) in &mut self.hosts {
