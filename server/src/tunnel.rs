@@ -32,18 +32,27 @@ pub struct TunnelState {
 
 impl TunnelState {
     /// A host's state with `rules` for its callers, under the server's
-    /// `access` rules and `limits` (fresh counts and streams in flight).
+    /// `access` rules and `limits`, counting into `stats`. It goes on
+    /// from the host's state `before` (a reload): the streams in flight
+    /// and the tokens its requests spent are kept. Without one, they start
+    /// afresh (a new holder).
     pub fn new(
         rules: Option<CallerRules>,
         access: Option<Arc<CallerRules>>,
         limits: Arc<Limits>,
+        stats: Arc<TunnelStats>,
+        before: Option<&TunnelState>,
     ) -> Self {
+        let before_rate = before.and_then(|b| b.rate.as_ref());
         TunnelState {
             rules,
             server_rules: access,
-            rate: limits.requests_per_second.map(Rate::new),
+            rate: limits
+                .requests_per_second
+                .map(|per_second| Rate::new(per_second, before_rate)),
             limits,
-            ..TunnelState::default()
+            stats,
+            in_flight: before.map_or_else(Arc::default, |b| b.in_flight.clone()),
         }
     }
 }
@@ -57,13 +66,24 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// A full bucket for `per_second` requests a second.
-    pub fn new(per_second: u32) -> Self {
+    /// A bucket for `per_second` requests a second: full, or holding what
+    /// is left in the bucket it replaces (`before`), at most its new burst.
+    pub fn new(per_second: u32, before: Option<&Rate>) -> Self {
         let per_second = f64::from(per_second.max(1));
+        let now = Instant::now();
+        let left = before.map_or(2.0 * per_second, |b| b.tokens(now));
         Rate {
             per_second,
-            bucket: Mutex::new((2.0 * per_second, Instant::now())),
+            bucket: Mutex::new((left.min(2.0 * per_second), now)),
         }
+    }
+
+    /// The tokens in the bucket at `now`.
+    fn tokens(&self, now: Instant) -> f64 {
+        let bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = *bucket;
+        let elapsed = now.saturating_duration_since(last).as_secs_f64();
+        (tokens + elapsed * self.per_second).min(2.0 * self.per_second)
     }
 
     /// Takes one request's token, or says how long until there is one.
@@ -89,11 +109,32 @@ mod tests {
 
     #[test]
     fn a_burst_of_twice_the_rate_then_a_wait() {
-        let rate = Rate::new(5);
+        let rate = Rate::new(5, None);
         for i in 0..10 {
             assert!(rate.take().is_ok(), "request {i} is within the burst");
         }
         let wait = rate.take().expect_err("the bucket is empty");
         assert!(wait <= Duration::from_millis(200), "{wait:?}");
+    }
+
+    #[test]
+    fn a_new_bucket_keeps_what_was_spent_from_the_one_it_replaces() {
+        let rate = Rate::new(5, None);
+        for _ in 0..10 {
+            rate.take().expect("within the burst");
+        }
+        // The same rate after a reload: still spent.
+        assert!(Rate::new(5, Some(&rate)).take().is_err());
+        // A lower rate: at most its own burst, and no more than was left.
+        let half = Rate::new(100, None);
+        for _ in 0..150 {
+            half.take().expect("within the burst");
+        }
+        let lower = Rate::new(10, Some(&half));
+        let mut passed = 0;
+        while lower.take().is_ok() {
+            passed += 1;
+        }
+        assert!((20..=21).contains(&passed), "{passed}");
     }
 }

@@ -31,6 +31,13 @@ impl InFlight {
 #[derive(Debug)]
 pub struct InFlightSlot(Arc<InFlight>);
 
+impl InFlightSlot {
+    /// `true` when the slot is one of `count`'s.
+    pub fn is_of(&self, count: &Arc<InFlight>) -> bool {
+        Arc::ptr_eq(&self.0, count)
+    }
+}
+
 impl Drop for InFlightSlot {
     fn drop(&mut self) {
         self.0 .0.fetch_sub(1, Ordering::AcqRel);

@@ -1,21 +1,22 @@
 //! The one place a request is refused before it reaches a session: a
 //! target this server does not forward, the server's and the tunnel's
-//! rules for callers, and the limits on a request's size, a tunnel's
-//! streams in flight and its request rate.
+//! rules for callers, and the limits on a request's size ([`admit`]), a
+//! tunnel's request rate and its streams in flight ([`spend`]).
 
 use actix_web::{http::header, HttpRequest};
 use burrow_common::{flow::InFlightSlot, http1::parse_content_length};
 
 use crate::{callers::Refusal, config::Limits, error::ProxyError, tunnel::TunnelState};
 
-/// Whether the request for `host` may be forwarded; the slot it then
-/// holds among the tunnel's streams in flight.
-pub(super) fn authorize(
+/// Whether the request for `host` may be forwarded to `tunnel`: checks
+/// that cost the tunnel nothing, made again whenever a request that
+/// waited finds the host's state changed.
+pub(super) fn admit(
     req: &HttpRequest,
     host: &str,
     tunnel: &TunnelState,
     trust_forwarded: bool,
-) -> Result<InFlightSlot, ProxyError> {
+) -> Result<(), ProxyError> {
     if !req.uri().path().starts_with('/') {
         // `OPTIONS *` asks about this server, not about a local service.
         return Err(ProxyError::BadRequest(format!(
@@ -26,7 +27,12 @@ pub(super) fn authorize(
     if tunnel.server_rules.is_some() || tunnel.rules.is_some() {
         callers(req, host, tunnel, trust_forwarded)?;
     }
-    sizes(req, &tunnel.limits)?;
+    sizes(req, &tunnel.limits)
+}
+
+/// Takes the request's token from the tunnel's rate and a slot among its
+/// streams in flight: once per request and tunnel (see `proxy::open`).
+pub(super) fn spend(host: &str, tunnel: &TunnelState) -> Result<InFlightSlot, ProxyError> {
     if let Some(rate) = &tunnel.rate {
         rate.take().map_err(|wait| ProxyError::RateLimited {
             host: host.to_owned(),

@@ -89,6 +89,8 @@ struct Opened {
     activity: Arc<Activity>,
     /// The stream's place among its tunnel's streams in flight.
     slot: InFlightSlot,
+    /// The host's state the request was authorized against.
+    tunnel: Arc<TunnelState>,
 }
 
 /// Forwards one public request through its tunnel, and counts it.
@@ -98,29 +100,47 @@ pub async fn proxy(
     state: web::Data<ProxyState>,
 ) -> Result<HttpResponse, ProxyError> {
     let started = Instant::now();
-    let mut tunnel = None;
-    let result = forward(&req, payload, &state, &mut tunnel).await;
+    let (result, tunnel) = forward(&req, payload, &state).await;
     counted::answered(&state.shared.metrics, tunnel.as_deref(), &result, started);
     result
 }
 
-/// Forwards one request; `tunnel` is set to its host's state as soon as
-/// the host is found.
+/// Forwards one request; with the outcome, its host's state when the host
+/// was found (its counts take the outcome).
 async fn forward(
     req: &HttpRequest,
     payload: web::Payload,
     state: &ProxyState,
-    tunnel: &mut Option<Arc<TunnelState>>,
-) -> Result<HttpResponse, ProxyError> {
+) -> (Result<HttpResponse, ProxyError>, Option<Arc<TunnelState>>) {
     if state.shared.draining.load(Ordering::Relaxed) {
-        return Err(ProxyError::ShuttingDown);
+        return (Err(ProxyError::ShuttingDown), None);
     }
-    let routed = route(req)?;
-    let opened = open(req, &routed, state, tunnel).await?;
-    let Some(found) = tunnel.as_ref() else {
-        return Err(ProxyError::UnknownHost(routed.host.to_string()));
+    let routed = match route(req) {
+        Ok(routed) => routed,
+        Err(e) => return (Err(e), None),
     };
-    let max_body = found.limits.max_request_body;
+    match open(req, &routed, state).await {
+        Ok(opened) => {
+            let tunnel = opened.tunnel.clone();
+            (
+                answer(req, payload, &routed, opened, state).await,
+                Some(tunnel),
+            )
+        }
+        Err(Refused { error, tunnel }) => (Err(error), tunnel),
+    }
+}
+
+/// Sends the body of a request whose stream is open, and answers with the
+/// response the tunnel brings back.
+async fn answer(
+    req: &HttpRequest,
+    payload: web::Payload,
+    routed: &Routed<'_>,
+    opened: Opened,
+    state: &ProxyState,
+) -> Result<HttpResponse, ProxyError> {
+    let max_body = opened.tunnel.limits.max_request_body;
     // If this handler is dropped (caller gone) or gives up, the stream is cancelled.
     let mut guard = cancel_guard(&opened.session, opened.id);
     // Only a request with a body can outgrow the limit.
@@ -128,7 +148,7 @@ async fn forward(
     if let Some(flag) = &too_large {
         // An upgraded connection's bytes are not a request body.
         let limit = if routed.upgrade { u64::MAX } else { max_body };
-        send_body(&opened, payload, limit, flag.clone(), found.clone());
+        send_body(&opened, payload, limit, flag.clone(), opened.tunnel.clone());
     }
     let Opened {
         session,
@@ -136,6 +156,7 @@ async fn forward(
         events,
         recv_credit,
         slot,
+        tunnel,
         ..
     } = opened;
     let waited = await_head(req, &routed.host, events, &mut guard, state).await;
@@ -147,7 +168,7 @@ async fn forward(
         guard.disarm();
     }
     let body = RecvBody::new(id, events, session.outbox.clone(), recv_credit, guard);
-    let body = Counted::new(body.holding(Some(slot)), found.clone());
+    let body = Counted::new(body.holding(Some(slot)), tunnel);
     response::response(req, &routed.host, head, body, routed.upgrade)
 }
 
@@ -189,16 +210,33 @@ async fn placed(
     }
 }
 
+/// A request turned away before its stream opened, with its host's state
+/// if the host was found.
+struct Refused {
+    error: ProxyError,
+    tunnel: Option<Arc<TunnelState>>,
+}
+
+impl From<ProxyError> for Refused {
+    fn from(error: ProxyError) -> Self {
+        Refused {
+            error,
+            tunnel: None,
+        }
+    }
+}
+
 /// Opens a stream on the session serving the host and queues the request
-/// head; `found` is set to the host's state once it is known. A session
-/// that is draining turns the opener away at its gate, and the next lookup
-/// no longer offers it: try again.
+/// head. A session that is draining turns the opener away at its gate,
+/// and the next lookup no longer offers it: try again. The request pays
+/// its rate token and takes its slot once, not on every try; only a new
+/// holder of the host (a state with its own count of streams in flight)
+/// is paid again.
 async fn open(
     req: &HttpRequest,
     routed: &Routed<'_>,
     state: &ProxyState,
-    found: &mut Option<Arc<TunnelState>>,
-) -> Result<Opened, ProxyError> {
+) -> Result<Opened, Refused> {
     let how = Forwarding {
         host: &routed.host,
         public_host: routed.public_host,
@@ -206,21 +244,23 @@ async fn open(
         trust: state.shared.trust_forwarded_headers,
         upgrade: routed.upgrade,
     };
+    let trust = state.shared.trust_forwarded_headers;
+    let mut paid: Option<InFlightSlot> = None;
     loop {
         let (session, tunnel) = placed(routed, state).await?;
-        let tunnel = found.insert(tunnel);
-        let slot = authorize::authorize(
-            req,
-            &routed.host,
-            tunnel,
-            state.shared.trust_forwarded_headers,
-        )?;
+        let refused = |error| Refused {
+            error,
+            tunnel: Some(tunnel.clone()),
+        };
+        authorize::admit(req, &routed.host, &tunnel, trust).map_err(refused)?;
+        let slot = pay(paid.take(), &routed.host, &tunnel).map_err(refused)?;
         let Some(pass) = session.begin_open() else {
+            paid = Some(slot);
             continue;
         };
         let id = session.next_stream_id();
-        let (frame, has_body) = request_frame(id, req, &how)?;
-        let (stream, opened) = new_stream(&session, id, has_body, slot);
+        let (frame, has_body) = request_frame(id, req, &how).map_err(refused)?;
+        let (stream, opened) = new_stream(&session, id, has_body, slot, tunnel.clone());
         // The table entry first, then the head: the session actor handles
         // its mailbox before its streams on every turn, so the entry exists
         // before any answer can come back. A dead session drops the message
@@ -232,9 +272,23 @@ async fn open(
         session
             .outbox
             .send_encoded(frame)
-            .map_err(|_| ProxyError::TunnelGone(routed.host.to_string()))?;
+            .map_err(|_| refused(ProxyError::TunnelGone(routed.host.to_string())))?;
         drop(pass);
         return Ok(opened);
+    }
+}
+
+/// The request's slot among `tunnel`'s streams in flight: the one it
+/// `paid` for on an earlier try, when that is `tunnel`'s, else a new one,
+/// paid with its rate token.
+fn pay(
+    paid: Option<InFlightSlot>,
+    host: &str,
+    tunnel: &TunnelState,
+) -> Result<InFlightSlot, ProxyError> {
+    match paid {
+        Some(slot) if slot.is_of(&tunnel.in_flight) => Ok(slot),
+        _ => authorize::spend(host, tunnel),
     }
 }
 
@@ -244,6 +298,7 @@ fn new_stream(
     id: u32,
     has_body: bool,
     slot: InFlightSlot,
+    tunnel: Arc<TunnelState>,
 ) -> (OpenStream, Opened) {
     let (events_tx, events) = queue();
     let stream = OpenStream {
@@ -262,6 +317,7 @@ fn new_stream(
         send_credit: stream.send_credit.clone(),
         activity: stream.activity.clone(),
         slot,
+        tunnel,
     };
     (stream, opened)
 }
@@ -355,4 +411,37 @@ async fn await_head(
 fn cancel_guard(session: &Arc<SessionHandle>, id: u32) -> CancelOnDrop {
     let session = session.clone();
     CancelOnDrop::new(move || session.cancel(id, ResetCode::Cancel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+
+    fn tunnel(per_second: u32) -> TunnelState {
+        let limits = Limits {
+            requests_per_second: Some(per_second),
+            ..Limits::default()
+        };
+        TunnelState::new(None, None, Arc::new(limits), Arc::default(), None)
+    }
+
+    #[test]
+    fn a_request_that_tries_again_pays_once_per_tunnel() {
+        // A burst of two requests a second.
+        let t = tunnel(1);
+        let slot = pay(None, "h", &t).expect("first token");
+        // A second try on the same tunnel keeps its slot and its token.
+        let slot = pay(Some(slot), "h", &t).expect("no new token");
+        let slot = pay(Some(slot), "h", &t).expect("nor here");
+        assert_eq!(t.in_flight.get(), 1);
+        let other = pay(None, "h", &t).expect("second token");
+        assert!(pay(None, "h", &t).is_err(), "the burst is spent");
+        drop(other);
+        // A new holder of the host has its own count: paid there anew.
+        let fresh = tunnel(1);
+        let moved = pay(Some(slot), "h", &fresh).expect("a token of its own");
+        assert!(moved.is_of(&fresh.in_flight));
+        assert_eq!((t.in_flight.get(), fresh.in_flight.get()), (0, 1));
+    }
 }

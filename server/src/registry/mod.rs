@@ -7,6 +7,8 @@
 mod release;
 mod reload;
 mod report;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -44,6 +46,10 @@ pub struct Registry {
     access: Option<Arc<CallerRules>>,
     metrics: Arc<Metrics>,
     hosts: HashMap<String, Holders>,
+    /// The hosts each session was granted (by session id), so that a
+    /// session's exit looks at its own hosts, not at every host. A host
+    /// freed or taken over since stays listed until the session leaves.
+    by_session: HashMap<u64, Vec<String>>,
     /// Hosts held per `[[hosts]]` entry (by its index).
     held: HashMap<usize, usize>,
     /// Whether each entry (by index) is a wildcard.
@@ -67,6 +73,10 @@ pub struct Registry {
     /// Set once the server drains: no registration, no reservation.
     draining: bool,
 }
+
+/// A host a client may claim, the entry that grants it, and the rules for
+/// its callers.
+type Claim = (String, usize, Option<CallerRules>);
 
 /// The sessions holding one host: the connections of one client instance.
 struct Holders {
@@ -116,6 +126,7 @@ impl Registry {
             access: config.access.clone(),
             metrics,
             hosts: HashMap::new(),
+            by_session: HashMap::new(),
             held: HashMap::new(),
             wildcard: wildcards(&config.hosts),
             on_demand,
@@ -134,16 +145,15 @@ impl Registry {
     }
 
     /// Checks one requested tunnel: the host it may claim, the entry that
-    /// grants it, and the state its callers will be checked against.
-    fn claim(&self, t: &TunnelRequest) -> Result<(String, usize, TunnelState), RegisterError> {
+    /// grants it, and the rules its callers will be checked against.
+    fn claim(&self, t: &TunnelRequest) -> Result<Claim, RegisterError> {
         let (host, entry) = match t.host.is_empty() {
             true => self.random_host(&t.token)?,
             false => self.policy.claim(&t.host, &t.token)?,
         };
         let rules = CallerRules::new(&t.access)
             .map_err(|why| RegisterError::BadRules(host.clone(), why))?;
-        let tunnel = TunnelState::new(rules, self.access.clone(), self.limits.clone());
-        Ok((host, entry, tunnel))
+        Ok((host, entry, rules))
     }
 
     /// A random free name under the domain that offers them to `token`.
@@ -164,7 +174,7 @@ impl Registry {
         &mut self,
         session: &Arc<SessionHandle>,
         (instance, token): (Option<&str>, &Token),
-        (host, entry, tunnel): (String, usize, TunnelState),
+        (host, entry, rules): Claim,
     ) -> Result<Granted, RegisterError> {
         let limit = self.limits.max_tunnels_per_token;
         let held = self.held.entry(entry).or_default();
@@ -197,13 +207,22 @@ impl Registry {
             holders.instance = instance.map(Box::from);
             holders.token = Some(token.clone());
             holders.since = SystemTime::now();
-            let stats = holders.stats.clone();
-            holders.tunnel = Arc::new(TunnelState { stats, ..tunnel });
+            holders.tunnel = Arc::new(TunnelState::new(
+                rules,
+                self.access.clone(),
+                self.limits.clone(),
+                holders.stats.clone(),
+                None,
+            ));
             if self.wildcard.get(entry) == Some(&true) {
                 certificate_for(self.on_demand.as_ref(), &host);
             }
         }
         holders.sessions.push(session.clone());
+        self.by_session
+            .entry(session.id)
+            .or_default()
+            .push(host.clone());
         if joins_pool {
             // Workers should pick again.
             self.changed();

@@ -1,6 +1,8 @@
 //! A session leaving the registry: the hosts it was the last to serve are
 //! freed, or, when its connection was lost, kept for its client for the
-//! reconnect grace (see [`crate::grace`]).
+//! reconnect grace (see [`crate::grace`]). Only the leaving session's own
+//! hosts are looked at (`Registry::by_session`): 10,000 clients dropping
+//! at once cost 10,000 small steps, not 10,000 walks over every host.
 
 use std::time::Instant;
 
@@ -15,7 +17,11 @@ impl Handler<Unregister> for Registry {
     fn handle(&mut self, msg: Unregister, ctx: &mut Context<Self>) {
         let mut pool_changed = false;
         let mut emptied = Vec::new();
-        for (host, holders) in &mut self.hosts {
+        let granted = self.by_session.remove(&msg.session_id);
+        for host in granted.into_iter().flatten() {
+            let Some(holders) = self.hosts.get_mut(&host) else {
+                continue;
+            };
             let before = holders.sessions.len();
             holders.sessions.retain(|s| s.id != msg.session_id);
             if holders.sessions.len() == before {
@@ -23,7 +29,7 @@ impl Handler<Unregister> for Registry {
             }
             match holders.sessions.is_empty() {
                 false => pool_changed = true,
-                true => emptied.push(host.clone()),
+                true => emptied.push(host),
             }
         }
         let keep = msg.lost && !self.grace.is_zero() && !self.draining;

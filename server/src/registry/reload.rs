@@ -35,17 +35,13 @@ impl Handler<Reload> for Registry {
             };
             holders.entry = entry;
             let old = &holders.tunnel;
-            holders.tunnel = Arc::new(TunnelState {
-                rules: old.rules.clone(),
-                in_flight: old.in_flight.clone(),
-                stats: holders.stats.clone(),
-                server_rules: self.access.clone(),
-                limits: self.limits.clone(),
-                rate: self
-                    .limits
-                    .requests_per_second
-                    .map(crate::tunnel::Rate::new),
-            });
+            holders.tunnel = Arc::new(TunnelState::new(
+                old.rules.clone(),
+                self.access.clone(),
+                self.limits.clone(),
+                holders.stats.clone(),
+                Some(old),
+            ));
         }
         for host in &disconnected {
             if let Some(holders) = self.hosts.remove(host) {
