@@ -13,7 +13,8 @@ use burrow_common::protocol::MAX_MESSAGE_SIZE;
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
-    caller_io::{self, CallerIo},
+    caller_io::{self, CallerIo, HeadProblem},
+    error::ProxyError,
     expect,
     placement::WorkerIds,
     proxy::{self, ProxyShared, ProxyState},
@@ -68,8 +69,8 @@ impl AppParts {
                 .app_data(control.clone())
                 .service(
                     web::resource("/{problem}")
-                        .guard(actix_web::guard::fn_guard(caller_io::is_stand_in))
-                        .to(caller_io::refused),
+                        .guard(actix_web::guard::fn_guard(is_stand_in))
+                        .to(refused),
                 )
                 .route(&self.control_path, web::get().to(connect))
                 .default_service(web::to(proxy::proxy));
@@ -91,20 +92,33 @@ impl AppParts {
             .local_addr(addr)
             .expect(expect::expectation(app()))
             .h1(expect::main(app()));
-        let (acceptor, head_timeout) = (self.tls.clone(), self.head_timeout);
-        actix_service::fn_service(move |tcp: actix_rt::net::TcpStream| {
-            let acceptor = acceptor.clone();
-            async move {
-                let wire = tls::wire(acceptor.as_ref(), tcp, head_timeout)
-                    .await
-                    .map_err(actix_http::error::DispatchError::Io)?;
-                let io = CallerIo::new(wire);
-                let peer = io.peer_addr();
-                Ok((io, peer))
-            }
-        })
-        .and_then(http)
+        accept(self.tls.clone(), self.head_timeout).and_then(http)
     }
+}
+
+/// A caller's connection as the HTTP service takes it: TLS first, on an
+/// HTTPS listener, then [`CallerIo`].
+fn accept(
+    acceptor: Option<TlsAcceptor>,
+    head_timeout: Duration,
+) -> impl actix_service::ServiceFactory<
+    actix_rt::net::TcpStream,
+    Config = (),
+    Response = (CallerIo, Option<SocketAddr>),
+    Error = actix_http::error::DispatchError,
+    InitError = (),
+> {
+    actix_service::fn_service(move |tcp: actix_rt::net::TcpStream| {
+        let acceptor = acceptor.clone();
+        async move {
+            let wire = tls::wire(acceptor.as_ref(), tcp, head_timeout)
+                .await
+                .map_err(actix_http::error::DispatchError::Io)?;
+            let io = CallerIo::new(wire);
+            let peer = io.peer_addr();
+            Ok((io, peer))
+        }
+    })
 }
 
 /// What the control endpoint needs.
@@ -135,4 +149,27 @@ async fn connect(
         TunnelSession::new(ws, shared, worker, peer, origin)
     });
     Ok(response)
+}
+
+/// The app's guard for the stand-in of a refused head.
+fn is_stand_in(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
+    ctx.head().method.as_str() == caller_io::REFUSED_METHOD
+}
+
+/// The answer to the stand-in of a refused head: what was wrong with it.
+async fn refused(
+    req: HttpRequest,
+    code: web::Path<String>,
+    state: web::Data<ProxyState>,
+) -> Result<actix_web::HttpResponse, ProxyError> {
+    let problem = HeadProblem::from_code(&code).unwrap_or(HeadProblem::RequestLine);
+    log::debug!(
+        "refused a request head from {:?}: {problem}",
+        req.peer_addr()
+    );
+    let refused = ProxyError::BadHead(problem);
+    if let Some(reason) = refused.refusal() {
+        state.shared.metrics.refused_request(reason);
+    }
+    Err(refused)
 }

@@ -119,6 +119,16 @@ impl Metrics {
         self.duration_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
+    /// A host reclaimed within the reconnect grace: counted when its own
+    /// client came back (`by_its_client`), not when a host kept after a
+    /// start was claimed.
+    pub fn reconnected(&self, by_its_client: bool, host: &str) {
+        if by_its_client {
+            self.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        log::debug!("{host} reclaimed by its client within the grace");
+    }
+
     /// Counts a request refused for `reason` (one of [`REQUEST_REFUSALS`]).
     pub fn refused_request(&self, reason: &str) {
         count(&REQUEST_REFUSALS, &self.request_refusals, reason);

@@ -18,7 +18,7 @@ pub(crate) const MAX_HEAD: usize = 128 * 1024;
 /// The method of the stand-in head a refused one is replaced with. A
 /// caller's head with this method is refused too, so only the stand-in
 /// ever reaches the service with it.
-pub(crate) const REFUSED_METHOD: &str = "BURROW-REFUSED";
+pub const REFUSED_METHOD: &str = "BURROW-REFUSED";
 
 /// What follows a request head that passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! know what was wrong. So every head is checked here ([`check`]) before
 //! the service reads it, by the service's own rules, and one it would
 //! refuse never reaches it: a stand-in head takes its place, which the
-//! app answers with a 400 that says what was wrong ([`refused`]), in turn
+//! app answers with a 400 that says what was wrong, in turn
 //! after the answers to the requests before it, and the connection closes.
 //! The [`gate`] follows bodies by their framing, so bytes in a body are
 //! never taken for a head. Nothing written to the caller is looked at.
@@ -21,15 +21,12 @@ use std::{
 };
 
 use actix_rt::net::TcpStream;
-use actix_web::{web, HttpRequest};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::server::TlsStream;
 
-pub use check::HeadProblem;
-use check::{MAX_HEAD, REFUSED_METHOD};
+use check::MAX_HEAD;
+pub use check::{HeadProblem, REFUSED_METHOD};
 use gate::{Gate, Scan};
-
-use crate::{error::ProxyError, proxy::ProxyState};
 
 /// The bytes a caller's connection carries: TCP, or TLS over it.
 pub type Wire = burrow_common::wire::Wire<TcpStream, TlsStream<TcpStream>>;
@@ -202,27 +199,4 @@ impl AsyncWrite for CallerIo {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
-}
-
-/// The app's guard for the stand-in of a refused head.
-pub(crate) fn is_stand_in(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
-    ctx.head().method.as_str() == REFUSED_METHOD
-}
-
-/// The answer to the stand-in of a refused head: what was wrong with it.
-pub(crate) async fn refused(
-    req: HttpRequest,
-    code: web::Path<String>,
-    state: web::Data<ProxyState>,
-) -> Result<actix_web::HttpResponse, ProxyError> {
-    let problem = HeadProblem::from_code(&code).unwrap_or(HeadProblem::RequestLine);
-    log::debug!(
-        "refused a request head from {:?}: {problem}",
-        req.peer_addr()
-    );
-    let refused = ProxyError::BadHead(problem);
-    if let Some(reason) = refused.refusal() {
-        state.shared.metrics.refused_request(reason);
-    }
-    Err(refused)
 }

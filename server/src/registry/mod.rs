@@ -194,10 +194,7 @@ impl Registry {
             if reserved.instance.is_some() && reserved.instance.as_deref() != instance {
                 return Err(RegisterError::HeldByAnotherClient(host));
             }
-            if reserved.instance.is_some() {
-                self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
-            }
-            log::debug!("{host} reclaimed by its client within the grace");
+            self.metrics.reconnected(reserved.instance.is_some(), &host);
         }
         // Dropping the reservation sends the requests waiting on it to the
         // new session.
