@@ -6,47 +6,44 @@
 //! opens as many more as the server has workers (see [`pool`]).
 //!
 //! # Layout
-//! - [`config`] and [`url`]: the TOML configuration, loaded and validated.
-//! - [`connection`]: one WebSocket connection: handshake, dispatch, writer.
-//! - [`reconnect`]: one connection kept up, with backoff.
-//! - [`pool`] and [`placement`]: the extra connections, each on its own
-//!   thread and on its own server worker.
-//! - [`forward`]: one stream: the local request and the streamed answer;
-//!   [`upgrade`] and [`http1`] for WebSocket upgrades, [`plain`] for the
-//!   one answer the pooled client cannot read; [`reply`] for the way back
-//!   they share.
-//! - [`observe`]: what an observer of the traffic sees of each exchange;
-//!   [`request_log`]: the observer that logs one line per exchange.
-//! - [`transport`]: the one connector all connections are opened with.
-//! - [`shutdown`]: the stop signal all connections share.
+//! The map of every module, with what it holds, is docs/ARCHITECTURE.md
+//! (a test keeps it whole). In short:
+//! - configuration: `config`, `url`, `header_rules`;
+//! - the connections to the server: `connection` (one WebSocket),
+//!   `reconnect`, `pool` and `placement` (the extra connections), `tls`,
+//!   `transport`, `shutdown`, `events`;
+//! - one stream: `forward` (in stages), `reply` (the way back), `upload`,
+//!   `whole`, `retry`, `upgrade` and `http1` (WebSocket upgrades), `plain`;
+//! - the local service's connections: `local_io`, `date_cut`, `local_tls`;
+//! - what is seen of the traffic: `observe`, `request_log`;
 //! - [`run`]: the client as a whole.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod connection;
-pub mod date_cut;
+pub(crate) mod connection;
+pub(crate) mod date_cut;
 pub mod events;
-pub mod forward;
-pub mod header_rules;
-pub mod http1;
-pub mod local_io;
-pub mod local_tls;
+pub(crate) mod forward;
+pub(crate) mod header_rules;
+pub(crate) mod http1;
+pub(crate) mod local_io;
+pub(crate) mod local_tls;
 pub mod observe;
-pub mod placement;
-pub mod plain;
-pub mod pool;
-pub mod reconnect;
-pub mod reply;
+pub(crate) mod placement;
+pub(crate) mod plain;
+pub(crate) mod pool;
+pub(crate) mod reconnect;
+pub(crate) mod reply;
 pub mod request_log;
-pub mod retry;
-pub mod shutdown;
-pub mod tls;
-pub mod transport;
-pub mod upgrade;
-pub mod upload;
-pub mod url;
-pub mod whole;
+pub(crate) mod retry;
+pub(crate) mod shutdown;
+pub(crate) mod tls;
+pub(crate) mod transport;
+pub(crate) mod upgrade;
+pub(crate) mod upload;
+pub(crate) mod url;
+pub(crate) mod whole;
 
 use std::{cell::RefCell, future::Future, rc::Rc, sync::Arc, time::Duration};
 

@@ -69,7 +69,12 @@ async fn a_chunked_answer_cut_short_reaches_the_caller_without_its_last_chunk() 
     let got = through_tunnel(&local).await;
     // The caller sees the answer end without its last chunk, or (when the
     // cut came before the server had written anything) no answer at all.
-    assert!(got.is_empty() || got.contains("first;"), "{got}");
+    // The HTTP service drops what it had not yet written of a body that
+    // fails, so under load the first chunk may be cut with the rest.
+    assert!(
+        got.is_empty() || got.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{got}"
+    );
     assert!(
         !got.ends_with("0\r\n\r\n"),
         "the cut answer looks whole: {got:?}"

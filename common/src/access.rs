@@ -5,6 +5,7 @@
 
 use std::{fmt, net::IpAddr, str::FromStr};
 
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 use crate::token::Token;
@@ -62,32 +63,15 @@ impl AccessRules {
 }
 
 /// An address range in CIDR form (`10.0.0.0/8`, `2001:db8::/32`), or one
-/// address.
+/// address (its range of one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpRange {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct IpRange(IpNet);
 
 impl IpRange {
     /// Whether `ip` lies in the range. An IPv4 address that arrives mapped
     /// into IPv6 (`::ffff:10.0.0.1`) counts as the IPv4 address.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&ip.to_canonical())
     }
 }
 
@@ -95,24 +79,31 @@ impl FromStr for IpRange {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
         let bad = || format!("`{text}` is not an address range like 10.0.0.0/8 or ::1/128");
-        let (addr, prefix) = match text.trim().split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text.trim(), None),
+        let range = match text.contains('/') {
+            true => text.parse::<IpNet>().map_err(|_| bad())?,
+            false => IpNet::from(text.parse::<IpAddr>().map_err(|_| bad())?),
         };
-        let network = addr.parse::<IpAddr>().map_err(|_| bad())?.to_canonical();
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
-            None => max,
-        };
-        Ok(IpRange { network, prefix })
+        Ok(IpRange(canonical(range)))
+    }
+}
+
+/// An IPv4 range written mapped into IPv6 (`::ffff:10.0.0.0/104`) as the
+/// IPv4 range, as the addresses it is checked against are.
+fn canonical(range: IpNet) -> IpNet {
+    match range {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(range, IpNet::V4),
+            None => range,
+        },
+        _ => range,
     }
 }
 
 impl fmt::Display for IpRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
+        self.0.fmt(f)
     }
 }
 
@@ -142,6 +133,8 @@ mod tests {
         assert!(all.contains(ip("192.0.2.1")));
         let v6: IpRange = "2001:db8::/32".parse().unwrap();
         assert!(v6.contains(ip("2001:db8:1::5")) && !v6.contains(ip("2001:db9::1")));
+        let mapped: IpRange = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped, "10.0.0.0/8".parse().unwrap());
         for bad in ["10.0.0.0/33", "::/129", "nope", "10.0.0/8", "1.2.3.4/x"] {
             assert!(bad.parse::<IpRange>().is_err(), "{bad}");
         }

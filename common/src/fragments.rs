@@ -11,7 +11,6 @@
 //! produced, so that the payload is copied only into the socket's buffer.
 //! The receiver passes each piece on as it comes, without joining them.
 
-use actix_http::ws::Item;
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
@@ -20,6 +19,21 @@ use crate::{
     protocol::{MAX_DATA_PAYLOAD, MAX_MESSAGE_SIZE},
     Frame,
 };
+
+/// One fragment of a WebSocket message, as both ends' WebSocket libraries
+/// hand them over (each end maps its library's own type onto this one, so
+/// that nothing here names a library).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// The first fragment of a binary message.
+    FirstBinary(Bytes),
+    /// The first fragment of a text message.
+    FirstText(Bytes),
+    /// A fragment in the middle.
+    Continue(Bytes),
+    /// The last fragment.
+    Last(Bytes),
+}
 
 /// Why a fragment was refused.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -73,12 +87,12 @@ enum Open {
 
 impl Fragments {
     /// Takes one WebSocket fragment: what it completes, if anything.
-    pub fn push(&mut self, item: Item) -> Result<Option<Reassembled>, FragmentError> {
+    pub fn push(&mut self, item: Piece) -> Result<Option<Reassembled>, FragmentError> {
         match item {
-            Item::FirstBinary(part) => self.first(part).map(|()| None),
-            Item::Continue(part) => self.more(part),
-            Item::Last(part) => self.last(part),
-            Item::FirstText(_) => {
+            Piece::FirstBinary(part) => self.first(part).map(|()| None),
+            Piece::Continue(part) => self.more(part),
+            Piece::Last(part) => self.last(part),
+            Piece::FirstText(_) => {
                 self.open = Open::None;
                 Err(FragmentError::Text)
             }
@@ -205,9 +219,9 @@ mod tests {
     #[test]
     fn a_text_fragment_is_refused() {
         let mut f = Fragments::default();
-        let text = Item::FirstText(b(b"hi"));
+        let text = Piece::FirstText(b(b"hi"));
         assert_eq!(f.push(text), Err(FragmentError::Text));
-        assert_eq!(f.push(Item::Last(b(b"x"))), Err(FragmentError::NotStarted));
+        assert_eq!(f.push(Piece::Last(b(b"x"))), Err(FragmentError::NotStarted));
     }
 
     #[test]

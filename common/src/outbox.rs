@@ -6,11 +6,11 @@
 //! only enter it against flow-control credit (at most one window per stream),
 //! and control frames are a handful per stream.
 
-use actix_http::ws::Item;
 use bytes::Bytes;
 use thiserror::Error;
 
 use crate::{
+    fragments::Piece,
     frame::{data_header, EncodeError, Frame},
     queue::{queue, Receiver, Sender},
 };
@@ -79,18 +79,18 @@ impl Outgoing {
 
 /// The WebSocket fragments that carry a `Data` entry, in sending order: the
 /// frame's header, then each piece of its payload, the final one marked.
-pub fn data_fragments(stream: u32, mut pieces: Vec<Bytes>) -> impl Iterator<Item = Item> {
+pub fn data_fragments(stream: u32, mut pieces: Vec<Bytes>) -> impl Iterator<Item = Piece> {
     if pieces.is_empty() {
         pieces.push(Bytes::new());
     }
     let last = pieces.len() - 1;
-    std::iter::once(Item::FirstBinary(data_header(stream))).chain(
+    std::iter::once(Piece::FirstBinary(data_header(stream))).chain(
         pieces
             .into_iter()
             .enumerate()
             .map(move |(i, piece)| match i == last {
-                true => Item::Last(piece),
-                false => Item::Continue(piece),
+                true => Piece::Last(piece),
+                false => Piece::Continue(piece),
             }),
     )
 }
@@ -162,8 +162,8 @@ mod tests {
             .collect();
         assert_eq!(got, expect);
         // No pieces: still one whole message, carrying nothing.
-        let empty: Vec<Item> = data_fragments(4, Vec::new()).collect();
+        let empty: Vec<Piece> = data_fragments(4, Vec::new()).collect();
         assert_eq!(empty.len(), 2);
-        assert!(matches!(&empty[1], Item::Last(b) if b.is_empty()));
+        assert!(matches!(&empty[1], Piece::Last(b) if b.is_empty()));
     }
 }

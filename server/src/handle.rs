@@ -157,7 +157,9 @@ pub struct RegistryHandle {
 }
 
 impl RegistryHandle {
-    /// A handle on any registry actor that takes the four messages.
+    /// A handle on any registry actor that takes its eight messages
+    /// (`Register`, `Unregister`, `Lookup`, `CloseAll`, `Drain`, `Reload`,
+    /// `Report`, `Disconnect`).
     pub fn new<A>(addr: Addr<A>) -> Self
     where
         A: Actor<Context = actix::Context<A>>

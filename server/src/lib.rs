@@ -5,50 +5,47 @@
 //! session and answered with what the client's local service returns.
 //!
 //! # Layout
-//! - [`config`]: the TOML configuration, loaded and validated.
-//! - [`acme`]: certificates obtained and renewed over ACME.
-//! - [`listener`]: the public listeners; [`tls`]: HTTPS on them;
-//!   [`redirect`]: plain HTTP sent to HTTPS; [`caller_io`]: a caller's
-//!   connection, whose request heads are checked before the HTTP service
-//!   reads them, so that a refusal says what was wrong.
-//! - [`handle`]: how the rest of the server reaches the registry and the
-//!   sessions; [`messages`]: what sessions are told.
-//! - [`registry`]: the actor mapping hosts to sessions; [`policy`]: who may
-//!   claim which host.
-//! - [`session`]: the actor owning one client connection and its streams.
-//! - [`proxy`]: the public HTTP handler, in stages.
-//! - [`placement`]: which session serves a request (worker placement).
-//! - [`error`]: proxy and registration failures, and what each becomes.
-//! - [`expect`]: `Expect: 100-continue` answered when the local service
-//!   asks for the body.
+//! The map of every module, with what it holds, is docs/ARCHITECTURE.md
+//! (a test keeps it whole). In short:
+//! - configuration and listeners: `config`, `listener`, `tls`, `acme`,
+//!   `redirect`, `app` (one worker's service), `caller_io` (a caller's
+//!   connection, its request heads checked before the HTTP service reads
+//!   them);
+//! - the registry: `handle` (how the rest of the server reaches it),
+//!   `registry` (the actor), `policy` (who claims which host), `names`,
+//!   `throttle`, `grace`, `tunnel` (what workers share per host);
+//! - the sessions: `session` (the actor), `messages`, `gate`;
+//! - the public side: `proxy` (the handler, in stages), `placement`,
+//!   `callers` (who may call), `expect`, `error` (the caller-facing map);
+//! - operations: `running`, `metrics`, `admin`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod acme;
 pub mod admin;
 mod app;
-pub mod caller_io;
-pub mod callers;
+pub(crate) mod caller_io;
+pub(crate) mod callers;
 pub mod config;
 pub mod error;
-pub mod expect;
-pub mod gate;
-pub mod grace;
+pub(crate) mod expect;
+pub(crate) mod gate;
+pub(crate) mod grace;
 pub mod handle;
 pub mod listener;
-pub mod messages;
+pub(crate) mod messages;
 pub mod metrics;
-pub mod names;
-pub mod placement;
-pub mod policy;
-pub mod proxy;
-pub mod redirect;
-pub mod registry;
+pub(crate) mod names;
+pub(crate) mod placement;
+pub(crate) mod policy;
+pub(crate) mod proxy;
+pub(crate) mod redirect;
+pub(crate) mod registry;
 mod running;
-pub mod session;
+pub(crate) mod session;
 pub mod throttle;
-pub mod tls;
-pub mod tunnel;
+pub(crate) mod tls;
+pub(crate) mod tunnel;
 
 use std::{
     future::Future,

@@ -7,7 +7,7 @@ use actix_ws::Item;
 use awc::ws;
 use burrow_common::{
     batch,
-    fragments::{Fragments, Reassembled},
+    fragments::{Fragments, Piece, Reassembled},
     frame,
     outbox::Outgoing,
     protocol::{ResponseHead, TunnelRequest},
@@ -71,6 +71,16 @@ fn first_of(msg: Bytes) -> Frame {
     first
 }
 
+/// A fragment in common's terms.
+fn piece(item: Item) -> Piece {
+    match item {
+        Item::FirstBinary(b) => Piece::FirstBinary(b),
+        Item::FirstText(b) => Piece::FirstText(b),
+        Item::Continue(b) => Piece::Continue(b),
+        Item::Last(b) => Piece::Last(b),
+    }
+}
+
 /// The next protocol frame, or the close reason if the server closed.
 async fn next(ws: &mut Ws) -> Result<Frame, Option<ws::CloseReason>> {
     if let Some(frame) = PENDING.with_borrow_mut(|p| p.pop_front()) {
@@ -86,7 +96,7 @@ async fn next(ws: &mut Ws) -> Result<Frame, Option<ws::CloseReason>> {
             // Large data frames come as header and payload fragments.
             Some(Ok(ws::Frame::Continuation(item))) => {
                 match FRAGMENTS
-                    .with_borrow_mut(|f| f.push(item))
+                    .with_borrow_mut(|f| f.push(piece(item)))
                     .expect("valid fragments")
                 {
                     Some(Reassembled::Message(b)) => return Ok(first_of(b)),

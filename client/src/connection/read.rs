@@ -3,8 +3,13 @@
 
 use std::time::Duration;
 
+use actix_http::ws::Item;
 use awc::ws;
-use burrow_common::{fragments::Reassembled, outbox::Control, Frame};
+use burrow_common::{
+    fragments::{Piece, Reassembled},
+    outbox::Control,
+    Frame,
+};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
@@ -191,7 +196,7 @@ impl Dispatcher {
             ws::Frame::Continuation(item) => {
                 let whole = self
                     .fragments
-                    .push(item)
+                    .push(piece(item))
                     .map_err(|e| ConnError::Protocol(e.to_string()))?;
                 match whole {
                     Some(Reassembled::Message(msg)) => self.on_message(msg),
@@ -203,5 +208,15 @@ impl Dispatcher {
                 "only binary messages are allowed".into(),
             )),
         }
+    }
+}
+
+/// A fragment as the WebSocket library hands it over, in common's terms.
+fn piece(item: Item) -> Piece {
+    match item {
+        Item::FirstBinary(b) => Piece::FirstBinary(b),
+        Item::FirstText(b) => Piece::FirstText(b),
+        Item::Continue(b) => Piece::Continue(b),
+        Item::Last(b) => Piece::Last(b),
     }
 }

@@ -1,8 +1,10 @@
 //! The only writer of a connection's socket.
 
+use actix_http::ws::Item;
 use awc::ws;
 use burrow_common::{
     batch,
+    fragments::Piece,
     outbox::{data_fragments, Control, Outgoing},
     queue,
 };
@@ -26,9 +28,9 @@ pub(super) async fn write_loop(
         for out in packed.drain(..) {
             match out {
                 Outgoing::Frame(msg) => messages.push(ws::Message::Binary(msg)),
-                Outgoing::Data { stream, pieces } => {
-                    messages.extend(data_fragments(stream, pieces).map(ws::Message::Continuation))
-                }
+                Outgoing::Data { stream, pieces } => messages.extend(
+                    data_fragments(stream, pieces).map(|p| ws::Message::Continuation(item(p))),
+                ),
                 Outgoing::Control(control) => messages.push(message(control)),
             }
         }
@@ -47,6 +49,16 @@ pub(super) async fn write_loop(
         }
     }
     let _ = sink.close().await;
+}
+
+/// A fragment as the WebSocket library takes it.
+fn item(piece: Piece) -> Item {
+    match piece {
+        Piece::FirstBinary(b) => Item::FirstBinary(b),
+        Piece::FirstText(b) => Item::FirstText(b),
+        Piece::Continue(b) => Item::Continue(b),
+        Piece::Last(b) => Item::Last(b),
+    }
 }
 
 /// The WebSocket message for a control frame.

@@ -14,7 +14,7 @@
 //! - for a request that carries `Expect: 100-continue` (for which the
 //!   client library sends the head and waits for an answer before the
 //!   body), gives the library one `100 Continue`: when the local service
-//!   sends its own, or after [`EXPECT_WAIT`] without an answer, as clients
+//!   sends its own, or after `exchange::EXPECT_WAIT` without an answer, as clients
 //!   wait for a server that ignores the expectation. Other interim answers
 //!   are taken out of the stream. A service that answers for good before
 //!   asking for the body leaves its connection unfit for the next request
@@ -41,8 +41,8 @@ use std::{
 
 mod exchange;
 
+pub use exchange::Exchange;
 use exchange::Interim;
-pub use exchange::{Exchange, EXPECT_WAIT};
 
 use crate::{date_cut::Step, local_tls::LocalStream};
 use actix_rt::net::{ActixStream, Ready};

@@ -3,12 +3,12 @@
 //! The HTTP/1.1 service answers a request head it cannot parse (a header
 //! name with a space, two `Host` fields, a request line that is not one)
 //! itself, before any handler runs, with an empty 400. A caller deserves to
-//! know what was wrong. So every head is checked here ([`check`]) before
+//! know what was wrong. So every head is checked here (`check`) before
 //! the service reads it, by the service's own rules, and one it would
 //! refuse never reaches it: a stand-in head takes its place, which the
 //! app answers with a 400 that says what was wrong, in turn
 //! after the answers to the requests before it, and the connection closes.
-//! The [`gate`] follows bodies by their framing, so bytes in a body are
+//! The `gate` follows bodies by their framing, so bytes in a body are
 //! never taken for a head. Nothing written to the caller is looked at.
 
 mod check;

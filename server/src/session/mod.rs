@@ -25,7 +25,7 @@ use actix::{
 use actix_ws::{CloseCode, Message, ProtocolError};
 use burrow_common::{
     batch,
-    fragments::{Fragments, Reassembled},
+    fragments::{Fragments, Piece, Reassembled},
     outbox::{Control, Outgoing},
     queue::Receiver,
     stream_map::StreamMap,
@@ -34,7 +34,6 @@ use burrow_common::{
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-pub use handshake::MAX_INSTANCE_LEN;
 pub use live::Live;
 pub use streams::SessionLimits;
 use streams::StreamEntry;
@@ -266,6 +265,16 @@ impl TunnelSession {
     }
 }
 
+/// A fragment as the WebSocket library hands it over, in common's terms.
+fn piece(item: actix_ws::Item) -> Piece {
+    match item {
+        actix_ws::Item::FirstBinary(b) => Piece::FirstBinary(b),
+        actix_ws::Item::FirstText(b) => Piece::FirstText(b),
+        actix_ws::Item::Continue(b) => Piece::Continue(b),
+        actix_ws::Item::Last(b) => Piece::Last(b),
+    }
+}
+
 impl Actor for TunnelSession {
     type Context = Context<Self>;
 
@@ -335,7 +344,7 @@ impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
                 self.leaving = true;
                 self.close(ctx, CloseCode::Normal, "bye");
             }
-            Ok(Message::Continuation(item)) => match self.fragments.push(item) {
+            Ok(Message::Continuation(item)) => match self.fragments.push(piece(item)) {
                 Ok(Some(Reassembled::Message(msg))) => self.on_message(msg, ctx),
                 Ok(Some(Reassembled::Data(frame))) => self.on_frame(frame, ctx),
                 Ok(None) => {}

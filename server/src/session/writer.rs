@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix_ws::{CloseReason, Item};
 use burrow_common::{
     batch,
+    fragments::Piece,
     outbox::{data_fragments, Control, Outgoing},
     queue::Receiver,
 };
@@ -84,6 +85,16 @@ async fn send_all(
     Ok(None)
 }
 
+/// A fragment as the WebSocket library takes it.
+fn item(piece: Piece) -> Item {
+    match piece {
+        Piece::FirstBinary(b) => Item::FirstBinary(b),
+        Piece::FirstText(b) => Item::FirstText(b),
+        Piece::Continue(b) => Item::Continue(b),
+        Piece::Last(b) => Item::Last(b),
+    }
+}
+
 /// The WebSocket frames that carry `packed`, in order: a binary message
 /// each, except split `Data` frames, which go as their fragments. Built
 /// before the writer awaits, so its future (kept by every session) stays
@@ -94,7 +105,7 @@ fn ws_messages(packed: Vec<Outgoing>) -> Vec<WsOut> {
         match entry {
             Outgoing::Frame(bytes) => out.push(WsOut::Binary(bytes)),
             Outgoing::Data { stream, pieces } => {
-                out.extend(data_fragments(stream, pieces).map(WsOut::Fragment));
+                out.extend(data_fragments(stream, pieces).map(|p| WsOut::Fragment(item(p))));
             }
             Outgoing::Control(control) => out.push(WsOut::Control(control)),
         }

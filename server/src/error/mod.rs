@@ -10,7 +10,21 @@ use crate::caller_io::HeadProblem;
 
 /// `Retry-After` for a tunnel whose client is away or a server that is
 /// restarting: a client reconnects within a few seconds.
-const RETRY_AFTER_RECONNECT: &str = "5";
+const RETRY_AFTER_RECONNECT: u64 = 5;
+
+/// Which side of the tunnel a failure is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The caller: a request that cannot be forwarded, or a caller that
+    /// may not call.
+    Caller,
+    /// This server, by its limits or its state (busy, draining).
+    Server,
+    /// The tunnel: its client is away, or broke the protocol.
+    Tunnel,
+    /// The local service behind the client.
+    Local,
+}
 
 /// Why a public request could not be answered by the local service.
 /// Each variant records which side failed: the caller, the tunnel, or the
@@ -115,6 +129,66 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// Which side failed.
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::BadHead(_)
+            | ProxyError::MissingHost
+            | ProxyError::UnknownHost(_)
+            | ProxyError::HeadTooLarge
+            | ProxyError::UpgradeUnsupported(_)
+            | ProxyError::BadRequest(_)
+            | ProxyError::Forbidden(_)
+            | ProxyError::BodyTooLarge(_)
+            | ProxyError::Unauthorized(_) => Side::Caller,
+            ProxyError::Busy { .. } | ProxyError::RateLimited { .. } | ProxyError::ShuttingDown => {
+                Side::Server
+            }
+            ProxyError::TunnelGone(_)
+            | ProxyError::Reconnecting(_)
+            | ProxyError::BadResponse { .. } => Side::Tunnel,
+            ProxyError::LocalUnreachable { .. }
+            | ProxyError::LocalError { .. }
+            | ProxyError::Timeout { .. }
+            | ProxyError::LocalTimeout { .. } => Side::Local,
+        }
+    }
+
+    /// In how many seconds the same request may get through, when waiting
+    /// helps (sent as `Retry-After`); `None` when it does not.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ProxyError::Busy { .. } => Some(1),
+            ProxyError::Reconnecting(_) | ProxyError::ShuttingDown => Some(RETRY_AFTER_RECONNECT),
+            ProxyError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// `true` when the caller's connection closes after the answer: the
+    /// server is going away; the caller may still be sending a body that is
+    /// not read; nothing after a refused head is read; an upgrade that did
+    /// not happen (rather than the `Connection: upgrade` actix would echo).
+    pub fn closes(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::ShuttingDown
+                | ProxyError::BodyTooLarge(_)
+                | ProxyError::BadHead(_)
+                | ProxyError::UpgradeUnsupported(_)
+        )
+    }
+
+    /// How loud the failure is in the server's log. What callers and local
+    /// services do is routine (debug, so nobody can flood the logs); a
+    /// client that breaks the protocol is worth a warning.
+    pub fn log_level(&self) -> log::Level {
+        match self {
+            ProxyError::BadResponse { .. } => log::Level::Warn,
+            _ => log::Level::Debug,
+        }
+    }
+
     /// The reason counted in `burrow_refusals_total` when the server turned
     /// the request away itself (see [`crate::metrics::REQUEST_REFUSALS`]);
     /// `None` for failures of the tunnel or the local service.
@@ -185,39 +259,17 @@ impl ResponseError for ProxyError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        // Failures a visitor can cause are routine: debug, so nobody can flood the logs.
-        log::debug!("proxy error: {self}");
+        log::log!(self.log_level(), "proxy error ({:?}): {self}", self.side());
         let mut response = HttpResponse::build(self.status_code());
-        if let ProxyError::UpgradeUnsupported(_) = self {
-            // The connection is not upgraded: say so, rather than the
-            // `Connection: upgrade` actix would echo for an upgrade request.
+        if self.closes() {
             response.force_close();
         }
-        match self {
-            ProxyError::Unauthorized(host) => {
-                let challenge = format!("Basic realm=\"{host}\", charset=\"UTF-8\"");
-                response.insert_header(("www-authenticate", challenge));
-            }
-            ProxyError::Busy { .. } => {
-                response.insert_header(("retry-after", "1"));
-            }
-            ProxyError::Reconnecting(_) => {
-                response.insert_header(("retry-after", RETRY_AFTER_RECONNECT));
-            }
-            // The connection is about to close with the server.
-            ProxyError::ShuttingDown => {
-                response.insert_header(("retry-after", RETRY_AFTER_RECONNECT));
-                response.force_close();
-            }
-            ProxyError::RateLimited { retry_after, .. } => {
-                response.insert_header(("retry-after", retry_after.to_string()));
-            }
-            // The caller may still be sending: stop reading it. After a
-            // head that was refused, nothing more of the connection is read.
-            ProxyError::BodyTooLarge(_) | ProxyError::BadHead(_) => {
-                response.force_close();
-            }
-            _ => {}
+        if let Some(secs) = self.retry_after() {
+            response.insert_header(("retry-after", secs.to_string()));
+        }
+        if let ProxyError::Unauthorized(host) = self {
+            let challenge = format!("Basic realm=\"{host}\", charset=\"UTF-8\"");
+            response.insert_header(("www-authenticate", challenge));
         }
         response
             .content_type("text/plain; charset=utf-8")
@@ -315,3 +367,6 @@ impl RegisterError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
