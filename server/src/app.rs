@@ -68,7 +68,7 @@ impl AppParts {
                 .app_data(state.clone())
                 .app_data(control.clone())
                 .service(
-                    web::resource("/{problem}")
+                    web::resource(caller_io::REFUSED_PATH)
                         .guard(actix_web::guard::fn_guard(is_stand_in))
                         .to(refused),
                 )
@@ -159,10 +159,11 @@ fn is_stand_in(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
 /// The answer to the stand-in of a refused head: what was wrong with it.
 async fn refused(
     req: HttpRequest,
-    code: web::Path<String>,
     state: web::Data<ProxyState>,
 ) -> Result<actix_web::HttpResponse, ProxyError> {
-    let problem = HeadProblem::from_code(&code).unwrap_or(HeadProblem::RequestLine);
+    let code = req.headers().get(caller_io::REFUSED_FIELD);
+    let code = code.and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let problem = HeadProblem::from_code(code).unwrap_or(HeadProblem::RequestLine);
     log::debug!(
         "refused a request head from {:?}: {problem}",
         req.peer_addr()

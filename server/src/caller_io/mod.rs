@@ -26,6 +26,12 @@ use tokio_rustls::server::TlsStream;
 
 use check::MAX_HEAD;
 pub use check::{HeadProblem, REFUSED_METHOD};
+
+/// The stand-in's path: a fixed one, so that the app's router matches it
+/// by a comparison, not a pattern, on every request's way past it.
+pub const REFUSED_PATH: &str = "/.burrow/refused";
+/// The stand-in's field that carries the problem's code.
+pub const REFUSED_FIELD: &str = "x-burrow-refused";
 use gate::{Gate, Scan};
 
 /// The bytes a caller's connection carries: TCP, or TLS over it.
@@ -90,7 +96,8 @@ impl CallerIo {
     /// read after it is given to the service.
     fn refuse(&mut self, problem: HeadProblem) {
         let stand_in = format!(
-            "{REFUSED_METHOD} /{} HTTP/1.1\r\nhost: refused.invalid\r\n\r\n",
+            "{REFUSED_METHOD} {REFUSED_PATH} HTTP/1.1\r\nhost: refused.invalid\r\n\
+             {REFUSED_FIELD}: {}\r\n\r\n",
             problem.code()
         );
         self.out.extend_from_slice(stand_in.as_bytes());
