@@ -20,14 +20,7 @@ fn header<'a>(resp: &'a awc::ClientResponse<impl Sized>, name: &str) -> &'a str 
 /// Sends raw bytes to `addr` and reads the whole answer (the request must
 /// ask for `Connection: close`).
 async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(request).await.expect("write");
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&raw_bytes(addr, request).await).into_owned()
 }
 
 #[actix_rt::test]

@@ -4,14 +4,10 @@
 
 mod support;
 
-use std::time::Duration;
-
 use awc::http::{Method, StatusCode};
 use bytes::Bytes;
 use futures_util::stream;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 /// The empty 400 the HTTP service writes for a head it cannot parse, and a
 /// head it would refuse.
 const LOOKS_LIKE_HEADS: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n\
@@ -73,19 +69,6 @@ async fn lookalike_heads_split_across_writes_arrive_unchanged() {
     assert_eq!(first_difference(&got, &body), None);
 }
 
-/// Writes `request` on one connection and reads until the server closes.
-async fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.set_nodelay(true).ok();
-    s.write_all(request).await.expect("write");
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    out
-}
-
 /// A head and a body of `len` lookalike bytes for the test host.
 fn post(len: usize, chunked: bool) -> (Vec<u8>, Vec<u8>) {
     let body = lookalike(len);
@@ -114,7 +97,7 @@ async fn a_refused_head_is_answered_after_the_requests_before_it() {
     request
         .extend_from_slice(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nHost: b\r\n\r\n").as_bytes());
     request.extend_from_slice(format!("GET /never HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes());
-    let answer = exchange(t.server.addr(), &request).await;
+    let answer = raw_bytes(t.server.addr(), &request).await;
 
     // Two echoes, whole, in order, then the refusal, then the end.
     let mut rest = &answer[..];
@@ -229,7 +212,7 @@ async fn each_refusal_says_what_was_wrong() {
         ),
     ];
     for (request, want_status, words) in cases {
-        let answer = exchange(t.server.addr(), request.as_bytes()).await;
+        let answer = raw_bytes(t.server.addr(), request.as_bytes()).await;
         let mut rest = &answer[..];
         let (status, head, body) = next_answer(&mut rest);
         let body = String::from_utf8_lossy(&body);

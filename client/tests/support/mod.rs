@@ -244,3 +244,17 @@ pub fn rss_bytes() -> u64 {
         .and_then(|kb| kb.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
+
+/// Writes `request` on a new connection to `addr` and reads until the
+/// server closes it (the request must ask for that, or be refused).
+pub async fn raw_bytes(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    out
+}

@@ -128,9 +128,8 @@ impl CallerIo {
     /// in `buf` only those that may pass now.
     fn pass(&mut self, buf: &mut ReadBuf<'_>, before: usize) {
         if !self.held.is_empty() {
-            let new = buf.filled()[before..].to_vec();
+            self.hold_more(&buf.filled()[before..]);
             buf.set_filled(before);
-            self.hold_more(&new);
             self.give(buf);
             return;
         }
