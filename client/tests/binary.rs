@@ -124,7 +124,9 @@ async fn sigterm_finishes_requests_in_flight_then_exits_0() {
     signal(&child.0, "TERM");
     let status = actix_rt::task::spawn_blocking(move || {
         let status = wait_exit(&mut child.0, Duration::from_secs(15));
-        (status, err.try_iter().collect::<Vec<_>>())
+        // Everything it wrote, to the end of the pipe.
+        let rest = std::iter::from_fn(|| err.recv_timeout(Duration::from_secs(10)).ok());
+        (status, rest.collect::<Vec<_>>())
     })
     .await
     .expect("exit");
@@ -137,6 +139,47 @@ async fn sigterm_finishes_requests_in_flight_then_exits_0() {
         logged.iter().any(|l| l.contains("stopping")),
         "no last word: {logged:#?}"
     );
+    // The request finished while it stopped; its line was written before
+    // the process ended.
+    assert!(
+        logged.iter().any(|l| l.contains("GET /sleep/1500 200")),
+        "the last request's line was lost: {logged:#?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_log_nobody_reads_holds_no_request_up() {
+    let t = Tunnel::start().await;
+    let path = write_file(
+        "unread-log",
+        &client_toml(t.server.addr(), &t.upstream.url(), TOKEN),
+    );
+    t.client.abort();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn burrow");
+    // Held open and never read: a pipe holds 64 KiB, about a thousand lines.
+    let _unread = child.stderr.take();
+    let _child = Reaper(child);
+    let up = eventually(Duration::from_secs(20), || async {
+        t.get("/id/0")
+            .send()
+            .await
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    })
+    .await;
+    assert!(up, "the tunnel did not come up");
+    for i in 0..3000 {
+        let mut resp = t.get(&format!("/id/{i}")).send().await.expect("answer");
+        assert_eq!(resp.status().as_u16(), 200, "request {i}");
+        let body = resp.body().await.expect("body");
+        assert_eq!(body, format!("id-{i}").as_bytes());
+    }
 }
 
 #[actix_rt::test]

@@ -19,9 +19,7 @@ use std::{
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::{bail, Context};
-use burrow_client::{
-    observe::ExchangeObserver, request_log::RequestLog, ClientConfig, ClientEvent, Options,
-};
+use burrow_client::{request_log::RequestLog, ClientConfig, ClientEvent, Options};
 
 /// How long the server may take to start listening.
 const SERVER_START: Duration = Duration::from_secs(10);
@@ -46,6 +44,8 @@ pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
     } else {
         Some(TcpListener::bind(local).with_context(|| format!("cannot listen on {local}"))?)
     };
+    let requests = RequestLog::if_enabled().map(Arc::new);
+    let observer = crate::observer(&requests);
     let result = actix_rt::System::new().block_on(async move {
         let _page = match page {
             Some(listener) => Some(serve_page(listener, &tunnel.local)?),
@@ -53,7 +53,6 @@ pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let url = config.public_url(&tunnel.host);
-        let observer = RequestLog::if_enabled().map(|l| Arc::new(l) as Arc<dyn ExchangeObserver>);
         let options = Options {
             events: Some(tx),
             observer,
@@ -65,6 +64,9 @@ pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
             () = announce => Ok(()),
         }
     });
+    if let Some(requests) = requests {
+        requests.flush();
+    }
     // The client has stopped; now the server (see `ServerProcess`'s drop).
     drop(server);
     result

@@ -59,13 +59,22 @@ fn main() -> std::process::ExitCode {
 
 fn run_client(path: &std::path::Path) -> anyhow::Result<()> {
     let config = ClientConfig::from_file(path).map_err(|e| anyhow::anyhow!(e.with_way_out()))?;
-    let observer = RequestLog::if_enabled().map(|l| Arc::new(l) as Arc<dyn ExchangeObserver>);
+    let requests = RequestLog::if_enabled().map(Arc::new);
     let options = Options {
-        observer,
+        observer: observer(&requests),
         ..Options::default()
     };
-    actix_rt::System::new()
-        .block_on(async { burrow_client::run(config, options, signals::stop_requested()).await })?;
+    let result = actix_rt::System::new()
+        .block_on(async { burrow_client::run(config, options, signals::stop_requested()).await });
+    if let Some(requests) = requests {
+        requests.flush();
+    }
+    result?;
     log::info!("stopped");
     Ok(())
+}
+
+/// The request log as the client's observer of exchanges.
+fn observer(requests: &Option<Arc<RequestLog>>) -> Option<Arc<dyn ExchangeObserver>> {
+    requests.clone().map(|l| l as Arc<dyn ExchangeObserver>)
 }

@@ -1,0 +1,241 @@
+//! Where the request log's lines go: gathered in memory and written to
+//! standard error by a thread of their own, a batch at a time.
+//!
+//! A line written as its request ends costs a `write(2)` per request, and
+//! with a connection per thread the lock around standard error makes
+//! threads wait on (and wake) each other: about 2.5 µs of CPU and 12 % of
+//! the requests per second in the benchmark (docs/PERFORMANCE.md, "The
+//! request log"). Gathered, a request pays for formatting its line and
+//! copying it into a buffer; the writer is woken by the first line after
+//! a write, lets [`GATHER`] pass so that a busy tunnel's lines go out
+//! together, and writes them in one call. A reader of standard error that
+//! falls behind (a pipe nobody reads) never holds a request up: past
+//! [`MAX_PENDING`] bytes, lines are counted rather than kept, and the count
+//! is written when the reader is back.
+
+use std::{
+    cell::RefCell,
+    fmt,
+    io::{IsTerminal, Write},
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+    thread,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use log::Level;
+
+/// How long the writer waits, once woken, for more lines to join a batch:
+/// short enough that a person watching sees a request at once.
+const GATHER: Duration = Duration::from_millis(50);
+
+/// Most bytes kept for the writer: a second of a busy tunnel's lines.
+const MAX_PENDING: usize = 1 << 20;
+
+/// The lines for the writer, and what it needs to know to write them.
+struct Pending {
+    bytes: Vec<u8>,
+    /// Lines left out since the last write (the buffer was full).
+    dropped: u64,
+    /// The writer waits for a first line (and must be woken by it).
+    waiting: bool,
+    /// No more lines come: write what is left and end.
+    closed: bool,
+    /// The second `stamp` shows.
+    second: u64,
+    stamp: [u8; 20],
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    ready: Condvar,
+    /// Held while a batch is written, so that a flush waits for the write
+    /// that took the lines before it.
+    out: Mutex<()>,
+    colour: bool,
+}
+
+/// The request log's output, and its writer thread while it lives.
+pub struct Sink {
+    shared: Arc<Shared>,
+}
+
+thread_local! {
+    /// Where a line is formatted, outside the lock.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Sink {
+    /// A sink whose writer thread starts now.
+    pub fn start() -> std::io::Result<Sink> {
+        let colour = std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none()
+            && std::env::var("RUST_LOG_STYLE").map_or(true, |s| s != "never");
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending {
+                bytes: Vec::new(),
+                dropped: 0,
+                waiting: false,
+                closed: false,
+                second: u64::MAX,
+                stamp: [b'-'; 20],
+            }),
+            ready: Condvar::new(),
+            out: Mutex::new(()),
+            colour,
+        });
+        let writer = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("burrow-log".into())
+            .spawn(move || writer.run())?;
+        Ok(Sink { shared })
+    }
+
+    /// Adds one line, as the process's other log lines look:
+    /// `[time LEVEL target] text`.
+    pub fn line(&self, level: Level, target: &str, text: fmt::Arguments<'_>) {
+        let second = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        SCRATCH.with(|scratch| {
+            let mut line = scratch.borrow_mut();
+            line.clear();
+            let (start, end) = match (self.shared.colour, level) {
+                (false, _) => ("", ""),
+                (true, Level::Error) => ("\x1b[31m", "\x1b[0m"),
+                (true, Level::Warn) => ("\x1b[33m", "\x1b[0m"),
+                (true, Level::Info) => ("\x1b[32m", "\x1b[0m"),
+                (true, _) => ("\x1b[34m", "\x1b[0m"),
+            };
+            // Writing into a Vec fails only when a Display impl does.
+            let _ = writeln!(line, " {start}{level:<5}{end} {target}] {text}");
+            let wake = {
+                let mut p = self.shared.lock();
+                if p.bytes.len() + line.len() > MAX_PENDING {
+                    p.dropped += 1;
+                    return;
+                }
+                if p.second != second {
+                    p.second = second;
+                    p.stamp = utc(second);
+                }
+                let was_empty = p.bytes.is_empty();
+                let stamp = p.stamp;
+                p.bytes.push(b'[');
+                p.bytes.extend_from_slice(&stamp);
+                p.bytes.extend_from_slice(&line);
+                let wake = was_empty && p.waiting;
+                p.waiting &= !wake;
+                wake
+            };
+            if wake {
+                self.shared.ready.notify_one();
+            }
+        });
+    }
+
+    /// Writes the lines gathered so far, now.
+    pub fn flush(&self) {
+        self.shared.write_batch(&mut Vec::new());
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_one();
+        self.flush();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The writer thread: a batch per wake-up, until the sink is dropped.
+    fn run(&self) {
+        let mut batch = Vec::new();
+        loop {
+            let mut p = self.lock();
+            while p.bytes.is_empty() && p.dropped == 0 && !p.closed {
+                p.waiting = true;
+                p = self.ready.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            p.waiting = false;
+            let closed = p.closed;
+            drop(p);
+            if closed {
+                return;
+            }
+            thread::sleep(GATHER);
+            self.write_batch(&mut batch);
+        }
+    }
+
+    /// Takes what is pending and writes it, with the count of lines left
+    /// out, if any.
+    fn write_batch(&self, batch: &mut Vec<u8>) {
+        let _out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let dropped = {
+            let mut p = self.lock();
+            std::mem::swap(&mut p.bytes, batch);
+            std::mem::take(&mut p.dropped)
+        };
+        if dropped > 0 {
+            let _ = writeln!(
+                batch,
+                "[{} WARN  {}] {dropped} request lines left out: standard error was not read as fast as they came",
+                String::from_utf8_lossy(&utc(now_secs())),
+                super::TARGET
+            );
+        }
+        if !batch.is_empty() {
+            // Nowhere to report a failed write to: standard error is it.
+            let _ = std::io::stderr().lock().write_all(batch);
+        }
+        batch.clear();
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`, as the other log
+/// lines show time (days to a civil date as in H. Hinnant's algorithm).
+fn utc(secs: u64) -> [u8; 20] {
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut out = [0u8; 20];
+    let text = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    );
+    out.copy_from_slice(&text.as_bytes()[..20]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_the_calendar_does() {
+        assert_eq!(&utc(0), b"1970-01-01T00:00:00Z");
+        assert_eq!(&utc(951_782_400), b"2000-02-29T00:00:00Z");
+        assert_eq!(&utc(1_796_397_107), b"2026-12-04T15:11:47Z");
+        assert_eq!(&utc(4_107_542_399), b"2100-02-28T23:59:59Z");
+    }
+}
