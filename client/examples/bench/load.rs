@@ -18,19 +18,25 @@ const ROUNDS: usize = 5;
 /// column once in an order that rotates; each column reports its median
 /// round. A slow spell of the shared machine then costs every column one
 /// round, instead of costing whichever column it fell on.
+///
+/// Figure 1 also counts each end's system calls per request; what it
+/// returns is their breakdown, for below the table.
 pub fn small_requests(
     figure: usize,
     kinds: &[Kind],
     setup: &Setup,
     upstream: &Nginx,
     table: &mut Table,
-) -> Res<()> {
+) -> Res<String> {
     let tunnels = start_all(figure, kinds, setup, upstream, table)?;
     let cpu0: Vec<_> = tunnels.iter().map(Tunnel::cpu_ticks).collect();
     let runs = run_rounds(figure, &tunnels, setup)?;
     for ((t, cpu0), mut runs) in tunnels.iter().zip(cpu0).zip(runs) {
         let requests: u64 = runs.iter().map(|r| r.requests).sum();
-        let cpu = t.cpu_ticks().zip(cpu0).map(|(a, b)| a - b);
+        let cpu = t
+            .cpu_ticks()
+            .zip(cpu0)
+            .map(|((s, c), (s0, c0))| (s - s0, c - c0));
         runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
         let Some(median) = runs.get(runs.len() / 2) else {
             continue;
@@ -47,7 +53,10 @@ pub fn small_requests(
             table.set("1 conn: p50 latency", name, Some(median.p50.clone()));
         }
     }
-    Ok(())
+    if figure == 1 {
+        return crate::calls::figure(&tunnels, setup, table);
+    }
+    Ok(String::new())
 }
 
 /// Every column's tunnel, checked; figure 1 also records their idle RSS.
@@ -98,12 +107,12 @@ fn run_rounds(figure: usize, tunnels: &[Tunnel], setup: &Setup) -> Res<Vec<Vec<W
     Ok(runs)
 }
 
-/// Figure 1's rows for one column; `cpu` is the tunnel's ticks over all
-/// `requests` of the rounds.
+/// Figure 1's rows for one column; `cpu` is the server's and the client's
+/// ticks over all `requests` of the rounds.
 fn set_64_conns(
     t: &Tunnel,
     median: &WrkResult,
-    cpu: Option<u64>,
+    cpu: Option<(u64, u64)>,
     requests: u64,
     table: &mut Table,
 ) {
@@ -118,10 +127,11 @@ fn set_64_conns(
         name,
         Some(format!("{} / {}", median.p50, median.p99)),
     );
+    let us = |ticks: u64| ticks as f64 * 10_000.0 / requests.max(1) as f64;
     table.set(
-        "64 conns: tunnel CPU per request (µs)",
+        "64 conns: tunnel CPU per request, µs (server + client)",
         name,
-        cpu.map(|ticks| format!("{:.1}", ticks as f64 * 10_000.0 / requests as f64)),
+        cpu.map(|(s, c)| format!("{:.1} ({:.1} + {:.1})", us(s + c), us(s), us(c))),
     );
     table.set(
         "64 conns: peak RSS, server + client (MiB)",
@@ -142,7 +152,7 @@ pub fn wrk_version(wrk: &Path) -> String {
 
 pub struct WrkResult {
     pub rps: f64,
-    requests: u64,
+    pub requests: u64,
     p50: String,
     p99: String,
 }

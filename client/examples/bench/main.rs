@@ -16,6 +16,7 @@
 //! burrow's binaries from DIR instead of target/release, to compare builds.
 
 mod bulk;
+mod calls;
 mod load;
 mod many;
 mod procs;
@@ -87,8 +88,9 @@ fn run() -> Res<()> {
     );
 
     let mut table = Table::default();
+    let mut below = String::new();
     for &figure in &figures {
-        run_figure(figure, &setup, &kinds, &upstream, &mut table)?;
+        below.push_str(&run_figure(figure, &setup, &kinds, &upstream, &mut table)?);
     }
     if !quick && figures.len() == 4 {
         many::figure(&setup, &mut table)?;
@@ -97,6 +99,9 @@ fn run() -> Res<()> {
         "{}",
         table.render(&kinds.iter().map(|k| k.name()).collect::<Vec<_>>())
     );
+    if !below.is_empty() {
+        println!("\nSystem calls per request by call, wrk -c4:\n\n{below}");
+    }
     Ok(())
 }
 
@@ -160,14 +165,14 @@ fn columns() -> Vec<Kind> {
     kinds
 }
 
-/// Figure `figure` (1 to 4), every column.
+/// Figure `figure` (1 to 4), every column; what goes below the table.
 fn run_figure(
     figure: usize,
     setup: &Setup,
     kinds: &[Kind],
     upstream: &Nginx,
     table: &mut Table,
-) -> Res<()> {
+) -> Res<String> {
     if figure <= 2 {
         return load::small_requests(figure, kinds, setup, upstream, table);
     }
@@ -180,5 +185,5 @@ fn run_figure(
             _ => websocket::figure(kind, setup, upstream, table)?,
         }
     }
-    Ok(())
+    Ok(String::new())
 }

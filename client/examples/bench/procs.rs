@@ -35,6 +35,22 @@ pub fn spawn(cmd: &mut Command) -> Res<Proc> {
         .map_err(|e| format!("cannot start {cmd:?}: {e}"))
 }
 
+/// A tunnel end as its users run it: with its default log level, the log
+/// going to `log` (a line per request costs what it costs them).
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Res<Proc> {
+    let file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let out = file
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(file)
+        .env_remove("RUST_LOG")
+        .spawn()
+        .map(Proc)
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

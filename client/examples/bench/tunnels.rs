@@ -12,7 +12,7 @@ use std::{
 use burrow_common::http1::ChunkedDecoder;
 
 use crate::{
-    procs::{cpu_ticks, free_port, proc_status, spawn, wait_port, which, write, Proc},
+    procs::{cpu_ticks, free_port, proc_status, spawn_logged, wait_port, which, write, Proc},
     Res, HOST, SMALL,
 };
 
@@ -58,7 +58,7 @@ impl Tunnel {
             }
             Kind::Burrow => start_burrow(bin, work, public, upstream, false)?,
             Kind::BurrowTls => start_burrow(bin, work, public, upstream, true)?,
-            Kind::Bore => start_bore(public, upstream)?,
+            Kind::Bore => start_bore(work, public, upstream)?,
             Kind::Rathole => start_rathole(work, public, upstream)?,
         };
         Tunnel {
@@ -112,7 +112,8 @@ impl Tunnel {
         Ok(())
     }
 
-    fn pids(&self) -> Option<(u32, u32)> {
+    /// The server's and the client's process ids.
+    pub fn pids(&self) -> Option<(u32, u32)> {
         match self.procs.as_slice() {
             [server, client] => Some((server.id(), client.id())),
             _ => None,
@@ -129,9 +130,10 @@ impl Tunnel {
         Some((proc_status(s, "VmHWM:")?, proc_status(c, "VmHWM:")?))
     }
 
-    pub fn cpu_ticks(&self) -> Option<u64> {
+    /// CPU ticks of the server and of the client.
+    pub fn cpu_ticks(&self) -> Option<(u64, u64)> {
         let (s, c) = self.pids()?;
-        Some(cpu_ticks(s)? + cpu_ticks(c)?)
+        Some((cpu_ticks(s)?, cpu_ticks(c)?))
     }
 }
 
@@ -172,38 +174,42 @@ fn start_burrow(
              token = \"bench-token\"\nlocal = \"http://{upstream}\"\n"
         ),
     )?;
-    let mut procs = vec![spawn(
+    let mut procs = vec![spawn_logged(
         Command::new(bin.join("burrow-server"))
             .arg("--config")
             .arg(&server),
+        &work.join("burrow-server.log"),
     )?];
     wait_port(public)?;
-    procs.push(spawn(
+    procs.push(spawn_logged(
         Command::new(bin.join("burrow"))
             .arg("--config")
             .arg(&client),
+        &work.join("burrow.log"),
     )?);
     Ok(procs)
 }
 
-fn start_bore(public: SocketAddr, upstream: SocketAddr) -> Res<Vec<Proc>> {
+fn start_bore(work: &Path, public: SocketAddr, upstream: SocketAddr) -> Res<Vec<Proc>> {
     let bore = which("bore").ok_or("bore vanished")?;
-    let mut procs = vec![spawn(Command::new(&bore).args([
-        "server",
-        "--bind-addr",
-        "127.0.0.1",
-    ]))?];
+    let mut procs = vec![spawn_logged(
+        Command::new(&bore).args(["server", "--bind-addr", "127.0.0.1"]),
+        &work.join("bore-server.log"),
+    )?];
     wait_port(([127, 0, 0, 1], 7835).into())?;
-    procs.push(spawn(Command::new(&bore).args([
-        "local",
-        &upstream.port().to_string(),
-        "--local-host",
-        "127.0.0.1",
-        "--to",
-        "127.0.0.1",
-        "--port",
-        &public.port().to_string(),
-    ]))?);
+    procs.push(spawn_logged(
+        Command::new(&bore).args([
+            "local",
+            &upstream.port().to_string(),
+            "--local-host",
+            "127.0.0.1",
+            "--to",
+            "127.0.0.1",
+            "--port",
+            &public.port().to_string(),
+        ]),
+        &work.join("bore.log"),
+    )?);
     Ok(procs)
 }
 
@@ -226,9 +232,15 @@ fn start_rathole(work: &Path, public: SocketAddr, upstream: SocketAddr) -> Res<V
              token = \"bench-token\"\nlocal_addr = \"{upstream}\"\nnodelay = true\n"
         ),
     )?;
-    let mut procs = vec![spawn(Command::new(&rathole).arg("--server").arg(&server))?];
+    let mut procs = vec![spawn_logged(
+        Command::new(&rathole).arg("--server").arg(&server),
+        &work.join("rathole-server.log"),
+    )?];
     wait_port(([127, 0, 0, 1], control).into())?;
-    procs.push(spawn(Command::new(&rathole).arg("--client").arg(&client))?);
+    procs.push(spawn_logged(
+        Command::new(&rathole).arg("--client").arg(&client),
+        &work.join("rathole.log"),
+    )?);
     Ok(procs)
 }
 
