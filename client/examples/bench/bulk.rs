@@ -22,8 +22,8 @@ pub fn figure(kind: Kind, setup: &Setup, upstream: &Nginx, table: &mut Table) ->
     let name = kind.name();
     let t = Tunnel::start(kind, &setup.bin, &setup.work, upstream.addr)?;
     t.check()?;
-    let down = best_of(BULK_RUNS, || download(t.addr, t.host(), t.tls()))?;
-    let up = best_of(BULK_RUNS, || upload(t.addr, t.host(), t.tls()))?;
+    let down = best_of(BULK_RUNS, || download(t.addr, t.host(), t.tls(), BIG))?;
+    let up = best_of(BULK_RUNS, || upload(t.addr, t.host(), t.tls(), BIG))?;
     table.set(
         "100 MiB download: s (MiB/s)",
         name,
@@ -51,14 +51,16 @@ fn best_of(n: usize, mut f: impl FnMut() -> Res<f64>) -> Res<f64> {
     Ok(best)
 }
 
-/// Seconds to download the 100 MiB file; every byte is checked.
-fn download(addr: SocketAddr, host: Option<&str>, tls: bool) -> Res<f64> {
+/// Seconds to download the file of `size` bytes (`size` a whole number of
+/// MiB the upstream serves, see `upstream::Nginx`); every byte is checked.
+pub fn download(addr: SocketAddr, host: Option<&str>, tls: bool, size: u64) -> Res<f64> {
     let mut s = crate::tls::connect(addr, tls)?;
     let host = host.map_or_else(|| addr.to_string(), str::to_owned);
     let start = Instant::now();
     write!(
         s,
-        "GET /100m.bin HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET /{}m.bin HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+        size >> 20
     )
     .map_err(|e| e.to_string())?;
     let mut r = BufReader::with_capacity(256 << 10, s);
@@ -75,7 +77,7 @@ fn download(addr: SocketAddr, host: Option<&str>, tls: bool) -> Res<f64> {
             length = v.trim().parse::<u64>().ok();
         }
     }
-    if length != Some(BIG) {
+    if length != Some(size) {
         return Err(format!("download: content-length {length:?}"));
     }
     // The file repeats one 1 MiB block; compare against two copies of it so
@@ -85,7 +87,7 @@ fn download(addr: SocketAddr, host: Option<&str>, tls: bool) -> Res<f64> {
         .collect();
     let mut buf = vec![0u8; 256 << 10];
     let mut got = 0u64;
-    while got < BIG {
+    while got < size {
         let n = r.read(&mut buf).map_err(|e| e.to_string())?;
         if n == 0 {
             return Err(format!("download cut at {got} bytes"));
@@ -99,25 +101,26 @@ fn download(addr: SocketAddr, host: Option<&str>, tls: bool) -> Res<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// Seconds to upload 100 MiB; the upstream must report the full length.
-fn upload(addr: SocketAddr, host: Option<&str>, tls: bool) -> Res<f64> {
+/// Seconds to upload `size` bytes (whole MiB); the upstream must report
+/// the full length.
+pub fn upload(addr: SocketAddr, host: Option<&str>, tls: bool, size: u64) -> Res<f64> {
     let mut s = crate::tls::connect(addr, tls)?;
     let host = host.map_or_else(|| addr.to_string(), str::to_owned);
     let chunk = vec![0x42u8; 1 << 20];
     let start = Instant::now();
     write!(
         s,
-        "POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: {BIG}\r\nConnection: close\r\n\r\n"
+        "POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
-    for _ in 0..100 {
+    for _ in 0..size >> 20 {
         s.write_all(&chunk).map_err(|e| format!("upload: {e}"))?;
     }
     let mut out = Vec::new();
     s.read_to_end(&mut out).map_err(|e| e.to_string())?;
     let secs = start.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&out);
-    if !text.starts_with("HTTP/1.1 200") || !text.contains(&BIG.to_string()) {
+    if !text.starts_with("HTTP/1.1 200") || !text.contains(&size.to_string()) {
         return Err(format!("upload answer: {text}"));
     }
     Ok(secs)

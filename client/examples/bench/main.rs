@@ -14,10 +14,15 @@
 //! `--figures 1,3` runs only those of figures 1-4 (1: 64 connections, 2: one
 //! connection, 3: 100 MiB each way, 4: WebSocket echo); `--bin DIR` takes
 //! burrow's binaries from DIR instead of target/release, to compare builds.
+//! `--rtt 0,20,50,100` runs only the long-link figures at those round trips
+//! (ms), with a link holding at most `--link-window BYTES` (3 MiB) in
+//! flight each way.
 
 mod bulk;
 mod calls;
+mod link;
 mod load;
+mod longlink;
 mod many;
 mod procs;
 mod table;
@@ -36,6 +41,10 @@ use upstream::Nginx;
 const HOST: &str = "bench.localhost";
 const SMALL: &[u8] = b"Hello, world\n";
 const BIG: u64 = 100 << 20;
+/// The file of the long-link transfers.
+const LONG_LINK_FILE: u64 = 64 << 20;
+/// Bytes a long link holds in flight each way by default.
+const LINK_WINDOW: usize = 3 << 20;
 const SECONDS: u32 = 5;
 
 type Res<T> = Result<T, String>;
@@ -81,6 +90,19 @@ fn run() -> Res<()> {
     let nginx = which("nginx").ok_or("nginx not found (apt-get install nginx-light)")?;
     let upstream = start_upstream(&nginx, &setup.work)?;
     let kinds = columns();
+    // `--rtt 0,20,50,100`: only the long-link figures, at those round trips.
+    if let Some(list) = value(&args, "--rtt")? {
+        let rtts = numbers(&list, "--rtt")?;
+        let window = match value(&args, "--link-window")? {
+            Some(w) => numbers(&w, "--link-window")?.first().copied().unwrap_or(0) as usize,
+            None => LINK_WINDOW,
+        };
+        let kinds: Vec<Kind> = kinds
+            .into_iter()
+            .filter(|&k| k != Kind::BurrowTls)
+            .collect();
+        return longlink::run(&setup, &upstream, &kinds, &rtts, window);
+    }
     println!(
         "load: wrk {}; {} s per figure\n",
         load::wrk_version(&setup.wrk),
@@ -115,6 +137,17 @@ fn value(args: &[String], flag: &str) -> Res<Option<String>> {
                 .ok_or(format!("{flag} needs a value"))
         })
         .transpose()
+}
+
+/// A comma-separated list of numbers.
+fn numbers(list: &str, flag: &str) -> Res<Vec<u64>> {
+    list.split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .map_err(|_| format!("{flag} {list}: expected numbers"))
+        })
+        .collect()
 }
 
 /// `--figures 1,3`: which of figures 1-4 to run (all by default).

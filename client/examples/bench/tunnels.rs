@@ -12,6 +12,7 @@ use std::{
 use burrow_common::http1::ChunkedDecoder;
 
 use crate::{
+    link::{Link, Shape},
     procs::{cpu_ticks, free_port, proc_status, spawn_logged, wait_port, which, write, Proc},
     Res, HOST, SMALL,
 };
@@ -43,28 +44,72 @@ pub struct Tunnel {
     pub kind: Kind,
     pub addr: SocketAddr,
     procs: Vec<Proc>,
+    /// The long link between its two ends (between caller and upstream
+    /// for direct access), when there is one.
+    _link: Option<Link>,
 }
 
 impl Tunnel {
     pub fn start(kind: Kind, bin: &Path, work: &Path, upstream: SocketAddr) -> Res<Tunnel> {
+        Tunnel::start_over(kind, bin, work, upstream, None)
+    }
+
+    /// A tunnel whose ends talk over a link of `shape`.
+    pub fn start_over(
+        kind: Kind,
+        bin: &Path,
+        work: &Path,
+        upstream: SocketAddr,
+        shape: Option<Shape>,
+    ) -> Res<Tunnel> {
         let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let procs = match kind {
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        // Each tunnel's client reaches its server at `via`; the link, when
+        // there is one, listens there and relays to the server's `to`.
+        let link = |via: SocketAddr, to: SocketAddr| -> Res<Option<Link>> {
+            shape.map(|s| Link::start(via, to, s)).transpose()
+        };
+        let (procs, link) = match kind {
             Kind::Direct => {
+                let link = link(any, upstream)?;
+                let addr = link.as_ref().map_or(upstream, |l| l.addr);
                 return Ok(Tunnel {
                     kind,
-                    addr: upstream,
+                    addr,
                     procs: Vec::new(),
-                })
+                    _link: link,
+                });
             }
-            Kind::Burrow => start_burrow(bin, work, public, upstream, false)?,
-            Kind::BurrowTls => start_burrow(bin, work, public, upstream, true)?,
-            Kind::Bore => start_bore(work, public, upstream)?,
-            Kind::Rathole => start_rathole(work, public, upstream)?,
+            Kind::Burrow | Kind::BurrowTls => {
+                let link = link(any, public)?;
+                let via = link.as_ref().map_or(public, |l| l.addr);
+                let tls = kind == Kind::BurrowTls;
+                (start_burrow(bin, work, public, via, upstream, tls)?, link)
+            }
+            Kind::Bore => {
+                // bore's control port is fixed: its server listens on a
+                // second loopback address, the link on the usual one.
+                let (control, bind) = if shape.is_some() {
+                    ([127, 0, 0, 2], "127.0.0.2")
+                } else {
+                    ([127, 0, 0, 1], "127.0.0.1")
+                };
+                let procs = start_bore(work, bind, public, upstream)?;
+                let link = link(([127, 0, 0, 1], 7835).into(), (control, 7835).into())?;
+                (procs, link)
+            }
+            Kind::Rathole => {
+                let control: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+                let link = link(any, control)?;
+                let via = link.as_ref().map_or(control, |l| l.addr);
+                (start_rathole(work, control, via, public, upstream)?, link)
+            }
         };
         Tunnel {
             kind,
             addr: public,
             procs,
+            _link: link,
         }
         .ready()
     }
@@ -137,10 +182,12 @@ impl Tunnel {
     }
 }
 
+/// burrow's two ends; the client dials its server at `via`.
 fn start_burrow(
     bin: &Path,
     work: &Path,
     public: SocketAddr,
+    via: SocketAddr,
     upstream: SocketAddr,
     tls: bool,
 ) -> Res<Vec<Proc>> {
@@ -170,7 +217,7 @@ fn start_burrow(
     write(
         &client,
         &format!(
-            "server = \"{scheme}://{public}/_burrow/connect\"\n{ca}[[tunnels]]\nhost = \"{HOST}\"\n\
+            "server = \"{scheme}://{via}/_burrow/connect\"\n{ca}[[tunnels]]\nhost = \"{HOST}\"\n\
              token = \"bench-token\"\nlocal = \"http://{upstream}\"\n"
         ),
     )?;
@@ -190,13 +237,15 @@ fn start_burrow(
     Ok(procs)
 }
 
-fn start_bore(work: &Path, public: SocketAddr, upstream: SocketAddr) -> Res<Vec<Proc>> {
+/// bore's two ends; its server's control port listens on `bind`.
+fn start_bore(work: &Path, bind: &str, public: SocketAddr, upstream: SocketAddr) -> Res<Vec<Proc>> {
     let bore = which("bore").ok_or("bore vanished")?;
     let mut procs = vec![spawn_logged(
-        Command::new(&bore).args(["server", "--bind-addr", "127.0.0.1"]),
+        Command::new(&bore).args(["server", "--bind-addr", bind, "--bind-tunnels", "127.0.0.1"]),
         &work.join("bore-server.log"),
     )?];
-    wait_port(([127, 0, 0, 1], 7835).into())?;
+    let control: std::net::IpAddr = bind.parse().map_err(|e| format!("{bind}: {e}"))?;
+    wait_port((control, 7835).into())?;
     procs.push(spawn_logged(
         Command::new(&bore).args([
             "local",
@@ -213,14 +262,21 @@ fn start_bore(work: &Path, public: SocketAddr, upstream: SocketAddr) -> Res<Vec<
     Ok(procs)
 }
 
-fn start_rathole(work: &Path, public: SocketAddr, upstream: SocketAddr) -> Res<Vec<Proc>> {
+/// rathole's two ends; its client dials the server's `control` port at
+/// `via`.
+fn start_rathole(
+    work: &Path,
+    control: SocketAddr,
+    via: SocketAddr,
+    public: SocketAddr,
+    upstream: SocketAddr,
+) -> Res<Vec<Proc>> {
     let rathole = which("rathole").ok_or("rathole vanished")?;
-    let control = free_port();
     let server = work.join("rathole-server.toml");
     write(
         &server,
         &format!(
-            "[server]\nbind_addr = \"127.0.0.1:{control}\"\n[server.services.bench]\n\
+            "[server]\nbind_addr = \"{control}\"\n[server.services.bench]\n\
              token = \"bench-token\"\nbind_addr = \"{public}\"\nnodelay = true\n"
         ),
     )?;
@@ -228,7 +284,7 @@ fn start_rathole(work: &Path, public: SocketAddr, upstream: SocketAddr) -> Res<V
     write(
         &client,
         &format!(
-            "[client]\nremote_addr = \"127.0.0.1:{control}\"\n[client.services.bench]\n\
+            "[client]\nremote_addr = \"{via}\"\n[client.services.bench]\n\
              token = \"bench-token\"\nlocal_addr = \"{upstream}\"\nnodelay = true\n"
         ),
     )?;
@@ -236,7 +292,7 @@ fn start_rathole(work: &Path, public: SocketAddr, upstream: SocketAddr) -> Res<V
         Command::new(&rathole).arg("--server").arg(&server),
         &work.join("rathole-server.log"),
     )?];
-    wait_port(([127, 0, 0, 1], control).into())?;
+    wait_port(control)?;
     procs.push(spawn_logged(
         Command::new(&rathole).arg("--client").arg(&client),
         &work.join("rathole.log"),

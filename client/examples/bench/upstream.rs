@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 
 use crate::{
     procs::{free_port, spawn, wait_port, write, Proc},
-    Res, BIG,
+    Res, BIG, LONG_LINK_FILE,
 };
 
 pub struct Nginx {
@@ -26,13 +26,8 @@ impl Nginx {
             .map_err(|e| e.to_string())?
             .join("nginx");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let big = dir.join("100m.bin");
-        if std::fs::metadata(&big).map(|m| m.len()).ok() != Some(BIG) {
-            let mut f = std::fs::File::create(&big).map_err(|e| e.to_string())?;
-            let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
-            for _ in 0..100 {
-                f.write_all(&chunk).map_err(|e| e.to_string())?;
-            }
+        for size in [BIG, LONG_LINK_FILE] {
+            file(&dir, size)?;
         }
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let d = dir.display();
@@ -54,6 +49,21 @@ impl Nginx {
         wait_port(addr)?;
         Ok(Nginx { addr, _proc: proc })
     }
+}
+
+/// `N m.bin` of `size` bytes (N MiB): one 1 MiB block repeated, made
+/// unless it is there.
+fn file(dir: &Path, size: u64) -> Res<()> {
+    let path = dir.join(format!("{}m.bin", size >> 20));
+    if std::fs::metadata(&path).map(|m| m.len()).ok() == Some(size) {
+        return Ok(());
+    }
+    let mut f = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+    let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    for _ in 0..size >> 20 {
+        f.write_all(&chunk).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// A WebSocket echo and an upload sink, on their own thread.
