@@ -245,9 +245,7 @@ fn beside_a_download(t: &Tunnel) -> Res<(f64, f64)> {
     let (addr, host) = (t.addr, t.host());
     let filler = thread::spawn(move || {
         while !running.load(Ordering::Acquire) {
-            if let Err(e) = download(addr, host, false, LONG_LINK_FILE) {
-                return Err(e);
-            }
+            download(addr, host, false, LONG_LINK_FILE)?;
         }
         Ok(())
     });
