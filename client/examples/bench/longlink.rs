@@ -247,7 +247,7 @@ fn beside_a_download(t: &Tunnel) -> Res<(f64, f64)> {
         while !running.load(Ordering::Acquire) {
             download(addr, host, false, LONG_LINK_FILE)?;
         }
-        Ok(())
+        Ok::<(), String>(())
     });
     // Let the download reach full speed first.
     thread::sleep(Duration::from_millis(500));
