@@ -266,6 +266,9 @@ pub struct SessionHandle {
     pub outbox: Outbox,
     /// Stream ids, and whether the session takes new streams.
     pub gate: Arc<Gate>,
+    /// The round trip to the client, for the windows of request bodies'
+    /// answers.
+    pub path: Arc<burrow_common::flow::PathState>,
     /// The server worker the session actor runs on.
     pub worker: WorkerId,
     /// The client's address.

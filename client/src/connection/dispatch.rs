@@ -5,7 +5,7 @@ use std::{cell::RefCell, rc::Rc, sync::Arc, time::Duration};
 
 use burrow_common::{
     batch,
-    flow::{BodyEvent, CancelOnDrop, RecvBody, RecvCredit, SendCredit},
+    flow::{BodyEvent, CancelOnDrop, PathState, RecvBody, RecvCredit, SendCredit},
     fragments::Fragments,
     protocol::RequestHead,
     queue,
@@ -57,6 +57,8 @@ pub(super) struct Dispatcher {
     /// The server said it is shutting down (`GoAway`): it sends no new
     /// stream here and closes the connection once the open ones are done.
     pub(super) server_leaving: bool,
+    /// The round trip to the server, for the windows of request bodies.
+    pub(super) path: Arc<PathState>,
 }
 
 impl Dispatcher {
@@ -67,6 +69,7 @@ impl Dispatcher {
         drain_after: Option<Duration>,
         can_drain: bool,
         silence: Duration,
+        path: Arc<PathState>,
     ) -> Self {
         Dispatcher {
             outbox,
@@ -80,6 +83,7 @@ impl Dispatcher {
             drain_sent: false,
             silence,
             server_leaving: false,
+            path,
         }
     }
 
@@ -234,7 +238,8 @@ impl Dispatcher {
                 self.outbox.clone(),
                 recv_credit.clone(),
                 CancelOnDrop::none(),
-            );
+            )
+            .on_path(self.path.clone());
             (Some(body), Some(tx))
         };
         let streams = self.streams.clone();

@@ -6,11 +6,12 @@ mod dispatch;
 mod read;
 mod writer;
 
-use std::{rc::Rc, time::Duration};
+use std::{rc::Rc, sync::Arc, time::Duration};
 
 use awc::ws;
 use burrow_common::{
     batch,
+    flow::PathState,
     protocol::{TunnelRequest, DEFAULT_PING_SECS, MAX_MESSAGE_SIZE, SILENT_PINGS},
     DecodeError, Frame, Hello, HelloAck, Outbox, PROTOCOL_VERSION,
 };
@@ -103,10 +104,15 @@ pub async fn serve(
 ) -> Result<(), ConnError> {
     let framed = connect(config, &ctx).await?;
     let (mut sink, mut stream) = framed.split();
+    let asked = tokio::time::Instant::now();
     send_hello(&mut sink, config, instance).await?;
     let (ack, early) = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_ack(&mut stream))
         .await
         .map_err(|_| ConnError::Lost("no handshake answer in time".into()))??;
+    // The handshake is the first round trip measured (with the server's
+    // registration in it: a little long, never short).
+    let path = Arc::new(PathState::new());
+    path.sample(asked.elapsed());
     let ack = check_ack(ack)?;
     remember_names(config, &ack);
     if !role.registered(&ack) {
@@ -121,7 +127,8 @@ pub async fn serve(
         None
     };
     let silence = server_silence(ack.ping_secs);
-    let mut conn = dispatch::Dispatcher::new(outbox, ctx, role, drain_after, ack.drain, silence);
+    let mut conn =
+        dispatch::Dispatcher::new(outbox, ctx, role, drain_after, ack.drain, silence, path);
     let result = match conn.dispatch_frames(early) {
         Ok(()) => conn.read_loop(&mut stream, shutdown).await,
         Err(e) => Err(e),

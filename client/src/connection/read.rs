@@ -183,10 +183,16 @@ impl Dispatcher {
         match item {
             ws::Frame::Binary(msg) => self.on_message(msg),
             ws::Frame::Ping(payload) => {
+                // Each heartbeat of the server's is answered with a ping of
+                // our own, which measures the round trip (`PathState`).
                 let _ = self.outbox.send_control(Control::Pong(payload));
+                let _ = self.outbox.send_control(Control::Ping(self.path.ping()));
                 Ok(())
             }
-            ws::Frame::Pong(_) => Ok(()),
+            ws::Frame::Pong(payload) => {
+                self.path.pong(&payload);
+                Ok(())
+            }
             ws::Frame::Close(_) if self.drain_sent => Err(ConnError::Drained),
             ws::Frame::Close(_) if self.server_leaving => Err(ConnError::ServerLeft),
             ws::Frame::Close(reason) => {

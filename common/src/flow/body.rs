@@ -16,7 +16,8 @@ use super::window::WindowBudget;
 use super::{
     credit::RecvCredit,
     in_flight::InFlightSlot,
-    window::{ReceiveWindow, WIDE_WINDOW_BUDGET},
+    path::PathState,
+    window::{unmeasured, ReceiveWindow, WIDE_WINDOW_BUDGET},
 };
 use crate::{frame::Frame, outbox::Outbox, protocol::ResetCode, queue::Receiver};
 
@@ -115,11 +116,18 @@ impl RecvBody {
             rx,
             outbox,
             credit,
-            window: ReceiveWindow::new(&WIDE_WINDOW_BUDGET),
+            window: ReceiveWindow::new(&WIDE_WINDOW_BUDGET, unmeasured()),
             done: false,
             cancel,
             _slot: None,
         }
+    }
+
+    /// Sizes the window by `path`, the connection's (its round trip and
+    /// its budget).
+    pub fn on_path(mut self, path: Arc<PathState>) -> Self {
+        self.window = ReceiveWindow::new(&WIDE_WINDOW_BUDGET, path);
+        self
     }
 
     /// Holds `slot` until this body is dropped.
@@ -148,7 +156,7 @@ impl RecvBody {
     /// [`WIDE_WINDOW_BUDGET`].
     #[cfg(test)]
     pub(crate) fn with_budget(mut self, budget: &'static WindowBudget) -> Self {
-        self.window = ReceiveWindow::new(budget);
+        self.window = ReceiveWindow::new(budget, unmeasured());
         self
     }
 }

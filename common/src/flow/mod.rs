@@ -7,25 +7,28 @@
 //! keep control frames few). A slow reader therefore holds back its own
 //! stream only, and each stream buffers at most one window at the receiver.
 //!
-//! A window that a reader drains faster than credit can travel back is what
-//! limits a fast transfer, so a receiver widens it for such a reader: when
-//! half the window was consumed within [`GROW_WITHIN`], the next grant adds
-//! as much again, up to [`MAX_WINDOW`]. A slow reader keeps the initial one.
-//! All the widening of a process draws on one [`WindowBudget`], so readers
-//! that drain fast and then all stall cannot make a receiver hold more than
-//! that on top of their initial windows.
+//! A window smaller than what the path holds (its bandwidth times its
+//! round trip) is what limits a fast transfer, so a receiver widens the
+//! window of a reader that drains half of it within two round trips of its
+//! connection ([`PathState`], measured by pings), and narrows it again for
+//! a reader slower than that (the policy is in `flow::window`). The widening
+//! of a connection and of a process draws on budgets ([`WindowBudget`]), so
+//! readers that drain fast and then all stall cannot make a receiver hold
+//! more than those on top of their initial windows.
 
 mod body;
 mod credit;
 mod in_flight;
+mod path;
 mod pump;
 mod window;
 
 pub use body::{BodyError, BodyEvent, CancelOnDrop, RecvBody};
 pub use credit::{Activity, RecvCredit, SendCredit, StreamClosed};
 pub use in_flight::{InFlight, InFlightSlot};
+pub use path::{PathState, CONNECTION_WINDOW_BUDGET};
 pub use pump::{pump_body, PumpError, MIN_PIECE};
-pub use window::{WindowBudget, GROW_WITHIN, MAX_WINDOW, WIDE_WINDOW_BUDGET};
+pub use window::{WindowBudget, GROW_WITHIN, MAX_WINDOW, SHRINK_AFTER, WIDE_WINDOW_BUDGET};
 
 #[cfg(test)]
 mod tests {
@@ -283,7 +286,7 @@ mod tests {
         let k = 1024;
         assert_eq!(
             grants,
-            [768 * k, 1536 * k, 3072 * k, 2048 * k, 2048 * k, 2048 * k]
+            [768 * k, 1536 * k, 3072 * k, 6144 * k, 12288 * k, 8192 * k]
         );
         // The peer may now have a whole MAX_WINDOW outstanding, and no more.
         assert!(fed.credit.take(MAX_WINDOW as usize));

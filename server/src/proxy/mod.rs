@@ -167,7 +167,8 @@ async fn answer(
     if head.end_stream {
         guard.disarm();
     }
-    let body = RecvBody::new(id, events, session.outbox.clone(), recv_credit, guard);
+    let body = RecvBody::new(id, events, session.outbox.clone(), recv_credit, guard)
+        .on_path(session.path.clone());
     let body = Counted::new(body.holding(Some(slot)), tunnel);
     response::response(req, &routed.host, head, body, routed.upgrade)
 }

@@ -44,6 +44,7 @@ fn register(r: &mut Registry, to: &Recipient<ToSession>, id: u64, instance: &str
         to_session: to.clone(),
         outbox: Outbox::new().0,
         gate: Arc::new(Gate::default()),
+        path: Default::default(),
         worker: WorkerId(0),
         peer: None,
     };

@@ -109,6 +109,8 @@ impl TunnelSession {
         }
         self.state = State::Open;
         self.gate.open();
+        // A first round trip before any stream needs a window sized by it.
+        self.ping();
         let peer = self.peer.map_or_else(|| "?".into(), |p| p.to_string());
         if self.first_for.is_empty() {
             log::debug!(

@@ -25,6 +25,7 @@ use actix::{
 use actix_ws::{CloseCode, Message, ProtocolError};
 use burrow_common::{
     batch,
+    flow::PathState,
     fragments::{Fragments, Piece, Reassembled},
     outbox::{Control, Outgoing},
     queue::Receiver,
@@ -111,6 +112,9 @@ pub struct TunnelSession {
     streams: StreamMap<StreamEntry>,
     /// Shared with the session's handles; see [`Gate`].
     gate: Arc<Gate>,
+    /// The round trip to the client, for the receive windows of its
+    /// streams' bodies.
+    path: Arc<PathState>,
     /// Set once the client has asked for a drain (see [`Frame::Drain`]).
     draining: bool,
     /// A `FinishDrain` is in the mailbox (see `drain`).
@@ -155,6 +159,7 @@ impl TunnelSession {
             peer,
             streams: StreamMap::default(),
             gate: Arc::new(Gate::default()),
+            path: Arc::new(PathState::new()),
             draining: false,
             finish_queued: false,
             state: State::AwaitingHello,
@@ -176,9 +181,16 @@ impl TunnelSession {
             to_session: ctx.address().recipient(),
             outbox: self.outbox.clone(),
             gate: self.gate.clone(),
+            path: self.path.clone(),
             worker: self.worker,
             peer: self.peer,
         }
+    }
+
+    /// Pings the client; its pong measures the round trip (`PathState`).
+    fn ping(&mut self) {
+        self.last_ping = Instant::now();
+        let _ = self.outbox.send_control(Control::Ping(self.path.ping()));
     }
 
     /// Queues a close behind the frames queued so far, and stops: the
@@ -259,8 +271,7 @@ impl TunnelSession {
             return;
         }
         if self.last_ping.elapsed() >= ping {
-            self.last_ping = Instant::now();
-            let _ = self.outbox.send_control(Control::Ping(Bytes::new()));
+            self.ping();
         }
     }
 }
@@ -335,7 +346,10 @@ impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
             Ok(Message::Ping(payload)) => {
                 let _ = self.outbox.send_control(Control::Pong(payload));
             }
-            Ok(Message::Pong(_)) | Ok(Message::Nop) => {}
+            Ok(Message::Pong(payload)) => {
+                self.path.pong(&payload);
+            }
+            Ok(Message::Nop) => {}
             Ok(Message::Close(reason)) => {
                 let why = reason
                     .and_then(|r| r.description)
