@@ -28,7 +28,9 @@ pub use credit::{Activity, RecvCredit, SendCredit, StreamClosed};
 pub use in_flight::{InFlight, InFlightSlot};
 pub use path::{PathState, CONNECTION_WINDOW_BUDGET};
 pub use pump::{pump_body, PumpError, MIN_PIECE};
-pub use window::{WindowBudget, GROW_WITHIN, MAX_WINDOW, SHRINK_AFTER, WIDE_WINDOW_BUDGET};
+pub use window::{
+    WindowBudget, GROW_WITHIN, MAX_WINDOW, SHORT_MAX_WINDOW, SHRINK_AFTER, WIDE_WINDOW_BUDGET,
+};
 
 #[cfg(test)]
 mod tests {
@@ -280,21 +282,22 @@ mod tests {
         for _ in 0..6 {
             // Half the current window, read at once.
             grants.push(fed.grant_after(window as usize / 2).await);
-            window = (window * 2).min(MAX_WINDOW);
+            window = (window * 2).min(SHORT_MAX_WINDOW);
         }
         // Doubling: each grant returns what was read plus the widening.
         let k = 1024;
         assert_eq!(
             grants,
-            [768 * k, 1536 * k, 3072 * k, 6144 * k, 12288 * k, 8192 * k]
+            [768 * k, 1536 * k, 3072 * k, 2048 * k, 2048 * k, 2048 * k]
         );
-        // The peer may now have a whole MAX_WINDOW outstanding, and no more.
-        assert!(fed.credit.take(MAX_WINDOW as usize));
+        // The peer may now have a whole SHORT_MAX_WINDOW outstanding, and no
+        // more: with no round trip measured, the short path's limit.
+        assert!(fed.credit.take(SHORT_MAX_WINDOW as usize));
         assert!(!fed.credit.take(1));
         // The widening came from the budget, and goes back with the body.
         assert_eq!(
             BUDGET.left(),
-            (64 << 20) - u64::from(MAX_WINDOW - INITIAL_WINDOW)
+            (64 << 20) - u64::from(SHORT_MAX_WINDOW - INITIAL_WINDOW)
         );
         drop(fed);
         assert_eq!(BUDGET.left(), 64 << 20);

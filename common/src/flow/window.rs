@@ -8,7 +8,9 @@
 //! the path. So a window is doubled when half of it was consumed within
 //! two round trips of the connection ([`super::PathState`], measured by its
 //! pings; [`GROW_WITHIN`] at the least, for short paths whose scheduling
-//! delays dwarf the round trip), up to [`MAX_WINDOW`], as QUIC's receivers
+//! delays dwarf the round trip), up to [`MAX_WINDOW`] on a path whose two
+//! round trips are longer than that and [`SHORT_MAX_WINDOW`] on a shorter
+//! one, as QUIC's receivers
 //! tune theirs; or widened at once to what the path carries in two round
 //! trips at the rate that half window came in, when that is more (the
 //! bandwidth-delay product, as h2's BDP pings estimate it). A reader that takes more than [`SHRINK_AFTER`] times that
@@ -38,6 +40,12 @@ pub const MAX_WINDOW: u32 = 16 * 1024 * 1024;
 /// The shortest "quickly" for the widening: half a window consumed within
 /// this time (or two round trips, if longer) doubles the window.
 pub const GROW_WITHIN: Duration = Duration::from_millis(10);
+
+/// The widest a window grows on a short path (two round trips within
+/// [`GROW_WITHIN`]), where scheduling rather than the round trip delays the
+/// credit: 4 MiB is what a fast reader on loopback uses, and a round trip
+/// measured while the machine is busy must not make it hold more.
+pub const SHORT_MAX_WINDOW: u32 = 4 * 1024 * 1024;
 
 /// A reader that takes this many times "quickly" to consume half its
 /// window has it halved.
@@ -133,8 +141,16 @@ impl ReceiveWindow {
         let mut increment = std::mem::take(&mut self.unacked);
         let took = now.duration_since(since);
         let rtt = self.path.rtt();
-        let quickly = rtt.map_or(GROW_WITHIN, |rtt| (rtt * 2).max(GROW_WITHIN));
+        let two_trips = rtt.map_or(Duration::ZERO, |rtt| rtt * 2);
+        let quickly = two_trips.max(GROW_WITHIN);
         if took < quickly {
+            // A short path (where GROW_WITHIN decides) keeps the windows, and
+            // the memory, it always had.
+            let limit = if two_trips > GROW_WITHIN {
+                MAX_WINDOW
+            } else {
+                SHORT_MAX_WINDOW
+            };
             // What the path carries in two round trips at the rate this
             // half window came in, if that is more than twice the window:
             // a long fast path gets its window in one step, not five.
@@ -142,7 +158,7 @@ impl ReceiveWindow {
                 let rate = f64::from(increment) / took.max(Duration::from_millis(1)).as_secs_f64();
                 (rate * (rtt * 2).as_secs_f64()) as u64
             });
-            increment += self.widen(wanted);
+            increment += self.widen(wanted, limit);
         } else if took > quickly * SHRINK_AFTER {
             self.narrow();
         }
@@ -157,12 +173,12 @@ impl ReceiveWindow {
     }
 
     /// Widens the window to `wanted` bytes, or at least doubles it, as far
-    /// as [`MAX_WINDOW`] and both budgets allow; returns the widening.
-    fn widen(&mut self, wanted: u64) -> u32 {
+    /// as `limit` and both budgets allow; returns the widening.
+    fn widen(&mut self, wanted: u64, limit: u32) -> u32 {
         let doubled = self.size.saturating_mul(2);
         let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
         for wider in [wanted.max(doubled), doubled] {
-            let extra = wider.min(MAX_WINDOW).saturating_sub(self.size);
+            let extra = wider.min(limit).saturating_sub(self.size);
             if extra > 0 && self.take(extra) {
                 self.size += extra;
                 return extra;
@@ -251,6 +267,19 @@ mod tests {
         // Faster still: capped.
         half_after(&mut w, Duration::from_millis(1)).await;
         assert_eq!(w.size(), MAX_WINDOW);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_path_stops_where_it_always_did() {
+        static BUDGET: WindowBudget = WindowBudget::new(1 << 30);
+        let path = Arc::new(PathState::new());
+        path.sample(Duration::from_micros(200));
+        let mut w = ReceiveWindow::new(&BUDGET, path);
+        w.consumed(0);
+        for _ in 0..8 {
+            half_after(&mut w, Duration::from_millis(1)).await;
+        }
+        assert_eq!(w.size(), SHORT_MAX_WINDOW);
     }
 
     #[tokio::test(start_paused = true)]
