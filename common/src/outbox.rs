@@ -5,15 +5,36 @@
 //! The queue itself is unbounded, but what can be in it is bounded: body bytes
 //! only enter it against flow-control credit (at most one window per stream),
 //! and control frames are a handful per stream.
+//!
+//! A window sized for a long path lets one stream queue megabytes, and a
+//! head queued behind them waits for all of them to reach the socket: the
+//! small request beside a download would take several round trips. So the
+//! large `Data` entries queued and not yet taken by the writer are counted
+//! ([`DATA_QUEUE_LIMIT`] at most, about what keeps a socket busy): a pump
+//! waits for room ([`Outbox::data_room`]) before queueing more, and a head
+//! or a small frame waits behind that much at most.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+};
 
 use bytes::Bytes;
 use thiserror::Error;
+use tokio::sync::Notify;
 
 use crate::{
     fragments::Piece,
     frame::{data_header, EncodeError, Frame},
     queue::{queue, Receiver, Sender},
 };
+
+/// Most bytes of large `Data` entries a connection's queue holds before
+/// pumps wait: eight full frames, a few milliseconds of a fast link.
+pub const DATA_QUEUE_LIMIT: usize = 512 * 1024;
 
 /// Why a frame could not be queued.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -99,13 +120,61 @@ pub fn data_fragments(stream: u32, mut pieces: Vec<Bytes>) -> impl Iterator<Item
 #[derive(Clone, Debug)]
 pub struct Outbox {
     tx: Sender<Outgoing>,
+    data: Arc<DataQueued>,
+}
+
+/// The large `Data` bytes in a queue, and the pumps waiting for room.
+#[derive(Debug, Default)]
+struct DataQueued {
+    bytes: AtomicUsize,
+    /// The writer is gone: nobody will make room.
+    closed: AtomicBool,
+    room: Notify,
+}
+
+impl DataQueued {
+    fn taken(&self, n: usize) {
+        let before = self.bytes.fetch_sub(n, Ordering::AcqRel);
+        if before > DATA_QUEUE_LIMIT && before - n <= DATA_QUEUE_LIMIT {
+            self.room.notify_waiters();
+        }
+    }
 }
 
 impl Outbox {
-    /// A new queue and the receiver its writer task drains.
-    pub fn new() -> (Outbox, Receiver<Outgoing>) {
+    /// A new queue and the receiving end its writer task drains.
+    pub fn new() -> (Outbox, Pending) {
         let (tx, rx) = queue();
-        (Outbox { tx }, rx)
+        let data = Arc::new(DataQueued::default());
+        let pending = Pending {
+            rx,
+            data: Arc::clone(&data),
+        };
+        (Outbox { tx, data }, pending)
+    }
+
+    /// Waits until the queue has room for more large `Data` entries (see
+    /// the module's documentation); at once when it has.
+    pub async fn data_room(&self) {
+        loop {
+            if self.has_room() {
+                return;
+            }
+            let notified = self.data.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the second look, so a wake-up between the
+            // look and the wait is not lost.
+            notified.as_mut().enable();
+            if self.has_room() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.data.bytes.load(Ordering::Acquire) <= DATA_QUEUE_LIMIT
+            || self.data.closed.load(Ordering::Acquire)
     }
 
     /// Encodes and queues a frame.
@@ -137,9 +206,64 @@ impl Outbox {
         if len > crate::protocol::MAX_DATA_PAYLOAD {
             return Err(EncodeError::DataTooLarge(len).into());
         }
+        self.data.bytes.fetch_add(len, Ordering::AcqRel);
         self.tx
             .send(Outgoing::Data { stream, pieces })
-            .map_err(|_| SendError::Closed)
+            .map_err(|_| {
+                self.data.taken(len);
+                SendError::Closed
+            })
+    }
+}
+
+/// The writer's end of a connection's frame queue: what it takes leaves
+/// the count of queued `Data` bytes.
+pub struct Pending {
+    rx: Receiver<Outgoing>,
+    data: Arc<DataQueued>,
+}
+
+impl Pending {
+    /// The next entry, waiting for one; `None` once every `Outbox` is gone.
+    pub async fn recv(&mut self) -> Option<Outgoing> {
+        let next = self.rx.recv().await;
+        self.taken(next.as_ref());
+        next
+    }
+
+    /// The next entry if one is queued.
+    pub fn try_recv(&mut self) -> Option<Outgoing> {
+        let next = self.rx.try_recv();
+        self.taken(next.as_ref());
+        next
+    }
+
+    /// Everything queued now.
+    pub fn take_all(&mut self) -> VecDeque<Outgoing> {
+        let all = self.rx.take_all();
+        all.iter().for_each(|o| self.taken(Some(o)));
+        all
+    }
+
+    fn taken(&self, entry: Option<&Outgoing>) {
+        if let Some(Outgoing::Data { pieces, .. }) = entry {
+            self.data.taken(pieces.iter().map(Bytes::len).sum());
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.data.closed.store(true, Ordering::Release);
+        self.data.room.notify_waiters();
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("data", &self.data)
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,5 +289,38 @@ mod tests {
         let empty: Vec<Piece> = data_fragments(4, Vec::new()).collect();
         assert_eq!(empty.len(), 2);
         assert!(matches!(&empty[1], Piece::Last(b) if b.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn pumps_wait_while_the_queue_holds_its_limit_of_data() {
+        use futures_util::FutureExt;
+        let (outbox, mut pending) = Outbox::new();
+        let piece = || vec![Bytes::from(vec![0u8; 64 * 1024])];
+        for _ in 0..DATA_QUEUE_LIMIT / (64 * 1024) {
+            outbox.send_data(1, piece()).unwrap();
+        }
+        // At the limit: room still.
+        assert!(outbox.data_room().now_or_never().is_some());
+        outbox.send_data(1, piece()).unwrap();
+        // Heads and control frames are never held back.
+        outbox.send(&Frame::End { stream: 2 }).unwrap();
+        let mut waiting = Box::pin(outbox.data_room());
+        assert!((&mut waiting).now_or_never().is_none());
+        // The writer takes one entry: room, and the waiting pump is woken.
+        assert!(matches!(pending.recv().await, Some(Outgoing::Data { .. })));
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken");
+        // Everything taken, then more than the limit again: the writer
+        // going away frees a waiting pump too.
+        pending.take_all();
+        for _ in 0..=DATA_QUEUE_LIMIT / (64 * 1024) {
+            outbox.send_data(1, piece()).unwrap();
+        }
+        let waiting = outbox.data_room();
+        drop(pending);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("freed when the writer is gone");
     }
 }

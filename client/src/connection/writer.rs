@@ -5,8 +5,7 @@ use awc::ws;
 use burrow_common::{
     batch,
     fragments::Piece,
-    outbox::{data_fragments, Control, Outgoing},
-    queue,
+    outbox::{data_fragments, Control, Outgoing, Pending},
 };
 use futures_util::SinkExt;
 
@@ -17,7 +16,7 @@ use super::Ws;
 /// the queue runs dry, so bursts share system calls.
 pub(super) async fn write_loop(
     mut sink: futures_util::stream::SplitSink<Ws, ws::Message>,
-    mut frames: queue::Receiver<Outgoing>,
+    mut frames: Pending,
 ) {
     let mut packed = Vec::new();
     let mut messages = Vec::new();

@@ -241,7 +241,7 @@ mod tests {
         credit: Arc<RecvCredit>,
         tx: crate::queue::Sender<BodyEvent>,
         body: RecvBody,
-        out_rx: crate::queue::Receiver<Outgoing>,
+        out_rx: crate::outbox::Pending,
     }
 
     impl Fed {

@@ -66,6 +66,9 @@ where
         if chunk.is_empty() {
             continue;
         }
+        // The connection's queue first: a window's worth queued at once
+        // would hold up every other stream's frames (see `outbox`).
+        outbox.data_room().await;
         let room = credit
             .acquire(MAX_DATA_PAYLOAD)
             .await

@@ -27,8 +27,7 @@ use burrow_common::{
     batch,
     flow::PathState,
     fragments::{Fragments, Piece, Reassembled},
-    outbox::{Control, Outgoing},
-    queue::Receiver,
+    outbox::{Control, Pending},
     stream_map::StreamMap,
     Frame, Outbox,
 };
@@ -99,7 +98,7 @@ pub struct TunnelSession {
     id: u64,
     /// The socket and the receiving end of the frame queue, until
     /// `started` hands them to the writer, the socket's one user.
-    unstarted: Option<(actix_ws::Session, Receiver<Outgoing>)>,
+    unstarted: Option<(actix_ws::Session, Pending)>,
     /// Dropped with the session: the writer then has a little while to
     /// send what is queued (see `writer`).
     _writer_stop: Option<oneshot::Sender<()>>,

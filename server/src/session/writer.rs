@@ -8,8 +8,7 @@ use actix_ws::{CloseReason, Item};
 use burrow_common::{
     batch,
     fragments::Piece,
-    outbox::{data_fragments, Control, Outgoing},
-    queue::Receiver,
+    outbox::{data_fragments, Control, Outgoing, Pending},
 };
 use bytes::Bytes;
 use futures_util::future::{select, Either};
@@ -30,11 +29,7 @@ enum WsOut {
 /// Writes what `rx` delivers to `ws`, in order, until a close is sent, the
 /// socket fails or the queue closes. Once `stopped` fires (the session
 /// ended), it has [`FLUSH_AFTER_STOP`] to finish.
-pub(super) async fn write_loop(
-    ws: actix_ws::Session,
-    rx: Receiver<Outgoing>,
-    stopped: oneshot::Receiver<()>,
-) {
+pub(super) async fn write_loop(ws: actix_ws::Session, rx: Pending, stopped: oneshot::Receiver<()>) {
     let writing = std::pin::pin!(write_all(ws, rx));
     if let Either::Right((_, writing)) = select(writing, stopped).await {
         let _ = tokio::time::timeout(FLUSH_AFTER_STOP, writing).await;
@@ -44,7 +39,7 @@ pub(super) async fn write_loop(
 /// The writer's work. Whatever is queued when it wakes goes out together:
 /// small frames share a message (see `batch`). Nothing is kept between
 /// rounds, so an idle session holds no buffers.
-async fn write_all(mut ws: actix_ws::Session, mut rx: Receiver<Outgoing>) {
+async fn write_all(mut ws: actix_ws::Session, mut rx: Pending) {
     while let Some(first) = rx.recv().await {
         let mut packed = Vec::new();
         batch::pack(std::iter::once(first).chain(rx.take_all()), &mut packed);
