@@ -80,8 +80,12 @@ impl Rate {
 
     /// The tokens in the bucket at `now`.
     fn tokens(&self, now: Instant) -> f64 {
-        let bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        let (tokens, last) = *bucket;
+        let (tokens, last) = *self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        self.refilled(tokens, last, now)
+    }
+
+    /// `tokens` counted at `last`, refilled up to `now`, at most a burst.
+    fn refilled(&self, tokens: f64, last: Instant, now: Instant) -> f64 {
         let elapsed = now.saturating_duration_since(last).as_secs_f64();
         (tokens + elapsed * self.per_second).min(2.0 * self.per_second)
     }
@@ -91,8 +95,7 @@ impl Rate {
         let now = Instant::now();
         let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
         let (tokens, last) = &mut *bucket;
-        let elapsed = now.saturating_duration_since(*last).as_secs_f64();
-        *tokens = (*tokens + elapsed * self.per_second).min(2.0 * self.per_second);
+        *tokens = self.refilled(*tokens, *last, now);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;

@@ -93,9 +93,7 @@ impl Sink {
     /// Adds one line, as the process's other log lines look:
     /// `[time LEVEL target] text`.
     pub fn line(&self, level: Level, target: &str, text: fmt::Arguments<'_>) {
-        let second = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let second = now_secs();
         SCRATCH.with(|scratch| {
             let mut line = scratch.borrow_mut();
             line.clear();

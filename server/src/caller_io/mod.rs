@@ -26,13 +26,13 @@ use tokio_rustls::server::TlsStream;
 
 use check::MAX_HEAD;
 pub use check::{HeadProblem, REFUSED_METHOD};
+use gate::{Gate, Scan};
 
 /// The stand-in's path: a fixed one, so that the app's router matches it
 /// by a comparison, not a pattern, on every request's way past it.
 pub const REFUSED_PATH: &str = "/.burrow/refused";
 /// The stand-in's field that carries the problem's code.
 pub const REFUSED_FIELD: &str = "x-burrow-refused";
-use gate::{Gate, Scan};
 
 /// The bytes a caller's connection carries: TCP, or TLS over it.
 pub type Wire = burrow_common::wire::Wire<TcpStream, TlsStream<TcpStream>>;

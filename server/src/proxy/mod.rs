@@ -245,7 +245,6 @@ async fn open(
         trust: state.shared.trust_forwarded_headers,
         upgrade: routed.upgrade,
     };
-    let trust = state.shared.trust_forwarded_headers;
     let mut paid: Option<InFlightSlot> = None;
     loop {
         let (session, tunnel) = placed(routed, state).await?;
@@ -253,7 +252,7 @@ async fn open(
             error,
             tunnel: Some(tunnel.clone()),
         };
-        authorize::admit(req, &routed.host, &tunnel, trust).map_err(refused)?;
+        authorize::admit(req, &routed.host, &tunnel, how.trust).map_err(refused)?;
         let slot = pay(paid.take(), &routed.host, &tunnel).map_err(refused)?;
         let Some(pass) = session.begin_open() else {
             paid = Some(slot);
