@@ -2,17 +2,17 @@
 //! streams: the round-trip time its own pings measure, and how much
 //! widening its streams may hold together.
 //!
-//! A ping carries the time it was sent (microseconds since a process-wide
-//! origin, eight bytes); the peer's pong echoes it, as WebSocket requires,
+//! A ping carries the time it was sent (microseconds since the path was
+//! made, eight bytes); the peer's pong echoes it, as WebSocket requires,
 //! so the round trip is read off the pong with nothing kept per ping. A
-//! pong whose payload is not one of ours (an old peer's, or a reply to the
-//! peer's own) is ignored.
+//! pong whose payload is not one of ours (an old peer's, or one from
+//! before the path was made) is ignored. The origin is the path's own, not
+//! the process's: a clock shared by every connection would have to be
+//! read first by someone, and a path made before that read would stamp
+//! its first pings as time zero.
 
 use std::{
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        OnceLock,
-    },
+    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
@@ -28,6 +28,8 @@ pub const CONNECTION_WINDOW_BUDGET: u64 = 32 * 1024 * 1024;
 /// One connection's path.
 #[derive(Debug)]
 pub struct PathState {
+    /// Where this path's ping stamps count from.
+    origin: Instant,
     /// The smoothed round trip in microseconds; 0 until measured.
     srtt_us: AtomicU64,
     /// What this connection's streams may widen by, together.
@@ -42,13 +44,14 @@ impl Default for PathState {
 
 impl PathState {
     /// A path not measured yet, with [`CONNECTION_WINDOW_BUDGET`].
-    pub const fn new() -> PathState {
+    pub fn new() -> PathState {
         PathState::with_budget(CONNECTION_WINDOW_BUDGET)
     }
 
     /// A path whose streams may widen by `bytes` together.
-    pub const fn with_budget(bytes: u64) -> PathState {
+    pub fn with_budget(bytes: u64) -> PathState {
         PathState {
+            origin: Instant::now(),
             srtt_us: AtomicU64::new(0),
             budget: WindowBudget::new(bytes),
         }
@@ -75,26 +78,24 @@ impl PathState {
 
     /// A ping's payload: the time now.
     pub fn ping(&self) -> Bytes {
-        Bytes::copy_from_slice(&micros(Instant::now()).to_be_bytes())
+        Bytes::copy_from_slice(&self.micros(Instant::now()).to_be_bytes())
     }
 
     /// Reads a pong: the round trip of one of this process's pings, if it
     /// is one.
     pub fn pong(&self, payload: &[u8]) -> Option<Duration> {
         let sent = u64::from_be_bytes(payload.try_into().ok()?);
-        let now = micros(Instant::now());
+        let now = self.micros(Instant::now());
         // A payload from the future is not ours.
         let rtt = Duration::from_micros(now.checked_sub(sent)?);
         self.sample(rtt);
         Some(rtt)
     }
-}
 
-/// Microseconds since the first time this process asked.
-fn micros(at: Instant) -> u64 {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    let origin = *ORIGIN.get_or_init(Instant::now);
-    u64::try_from(at.saturating_duration_since(origin).as_micros()).unwrap_or(u64::MAX)
+    /// Microseconds from this path's origin to `at`.
+    fn micros(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_micros()).unwrap_or(u64::MAX)
+    }
 }
 
 #[cfg(test)]
