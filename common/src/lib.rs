@@ -8,6 +8,8 @@
 //! - [`batch`]: several small frames in one WebSocket message.
 //! - [`config`]: configuration errors, TOML parsing and secret tokens
 //!   shared by both binaries.
+//! - [`connection`]: the core of one connection, the same at both ends:
+//!   received messages into frames, control frames answered, the writer.
 //! - [`frame`]: encoding and decoding of the binary frames carried in
 //!   WebSocket binary messages.
 //! - [`headers`]: hop-by-hop header stripping and `X-Forwarded-*` rules.
@@ -30,6 +32,7 @@
 pub mod access;
 pub mod batch;
 pub mod config;
+pub mod connection;
 pub mod flow;
 pub mod fragments;
 pub mod frame;

@@ -5,14 +5,13 @@ use std::{cell::RefCell, rc::Rc, sync::Arc, time::Duration};
 
 use burrow_common::{
     batch,
+    connection::{Frames, Heartbeat, Link},
     flow::{BodyEvent, CancelOnDrop, PathState, RecvBody, RecvCredit, SendCredit},
-    fragments::Fragments,
     protocol::RequestHead,
     queue,
     stream_map::{self, StreamMap},
     DecodeError, Frame, Outbox, ResetCode,
 };
-use bytes::Bytes;
 use tokio::{task::AbortHandle, time::Instant};
 
 use super::{ConnError, Role};
@@ -36,11 +35,11 @@ pub(super) type StreamTable = Rc<RefCell<StreamMap<StreamEntry>>>;
 
 /// One connection's reading side and its streams.
 pub(super) struct Dispatcher {
-    pub(super) outbox: Outbox,
+    /// The connection below its streams: the frame queue, the path, the
+    /// message being reassembled.
+    pub(super) link: Link,
     pub(super) streams: StreamTable,
     pub(super) ctx: Rc<ForwardContext>,
-    /// The binary message arriving in fragments, if any.
-    pub(super) fragments: Fragments,
     pub(super) role: Rc<dyn Role>,
     /// Streams opened so far (tells the idle check that requests came and
     /// went between two of its ticks).
@@ -57,8 +56,6 @@ pub(super) struct Dispatcher {
     /// The server said it is shutting down (`GoAway`): it sends no new
     /// stream here and closes the connection once the open ones are done.
     pub(super) server_leaving: bool,
-    /// The round trip to the server, for the windows of request bodies.
-    pub(super) path: Arc<PathState>,
 }
 
 impl Dispatcher {
@@ -72,10 +69,11 @@ impl Dispatcher {
         path: Arc<PathState>,
     ) -> Self {
         Dispatcher {
-            outbox,
+            // The server sends the heartbeat; each of its pings is answered
+            // with one of ours, which measures the path for request bodies.
+            link: Link::new(outbox, path, Heartbeat::Follows),
             streams: Rc::new(RefCell::new(StreamMap::default())),
             ctx,
-            fragments: Fragments::default(),
             role,
             opened: 0,
             drain_after,
@@ -83,7 +81,6 @@ impl Dispatcher {
             drain_sent: false,
             silence,
             server_leaving: false,
-            path,
         }
     }
 
@@ -97,17 +94,20 @@ impl Dispatcher {
         self.role.ended();
     }
 
-    /// Dispatches each frame of one whole WebSocket message, in order.
-    pub(super) fn on_message(&mut self, msg: Bytes) -> Result<(), ConnError> {
-        let frames = batch::unpack(msg).map_err(|e| ConnError::Protocol(e.to_string()))?;
-        self.dispatch_frames(frames)
-    }
-
-    /// Dispatches the frames of one message, in order.
-    pub(super) fn dispatch_frames(&mut self, frames: batch::Unpacked) -> Result<(), ConnError> {
+    /// Dispatches the frames that shared the handshake answer's message.
+    pub(super) fn dispatch_early(&mut self, frames: batch::Unpacked) -> Result<(), ConnError> {
         let protocol = |e: DecodeError| ConnError::Protocol(e.to_string());
         for bytes in frames {
             let frame = Frame::decode(bytes.map_err(protocol)?).map_err(protocol)?;
+            self.dispatch(frame)?;
+        }
+        Ok(())
+    }
+
+    /// Dispatches the frames of one message, in order.
+    pub(super) fn dispatch_frames(&mut self, frames: Frames) -> Result<(), ConnError> {
+        for frame in frames {
+            let frame = frame.map_err(|e| ConnError::Protocol(e.to_string()))?;
             self.dispatch(frame)?;
         }
         Ok(())
@@ -208,7 +208,7 @@ impl Dispatcher {
                 log::debug!("stream {id}: no local response head in time");
                 e.task.abort();
                 e.send_credit.close();
-                let _ = self.outbox.send(&Frame::Reset {
+                let _ = self.link.outbox().send(&Frame::Reset {
                     stream: id,
                     code: ResetCode::LocalTimeout,
                     reason: format!(
@@ -235,18 +235,18 @@ impl Dispatcher {
             let body = RecvBody::new(
                 id,
                 rx,
-                self.outbox.clone(),
+                self.link.outbox().clone(),
                 recv_credit.clone(),
                 CancelOnDrop::none(),
             )
-            .on_path(self.path.clone());
+            .on_path(self.link.path().clone());
             (Some(body), Some(tx))
         };
         let streams = self.streams.clone();
         let answered = Answered::default();
         let task = actix_rt::spawn({
             let ctx = self.ctx.clone();
-            let outbox = self.outbox.clone();
+            let outbox = self.link.outbox().clone();
             let credit = send_credit.clone();
             let answered = answered.clone();
             // Boxed: the forwarding future is large, and the task would
@@ -275,7 +275,7 @@ impl Dispatcher {
 
     fn reset(&self, id: u32, entry: StreamEntry, why: &str) {
         log::debug!("stream {id}: {why}");
-        let _ = self.outbox.send(&Frame::Reset {
+        let _ = self.link.outbox().send(&Frame::Reset {
             stream: id,
             code: ResetCode::ProtocolError,
             reason: why.to_owned(),

@@ -11,6 +11,7 @@ use std::{rc::Rc, sync::Arc, time::Duration};
 use awc::ws;
 use burrow_common::{
     batch,
+    connection::writer::write_loop,
     flow::PathState,
     protocol::{TunnelRequest, DEFAULT_PING_SECS, MAX_MESSAGE_SIZE, SILENT_PINGS},
     DecodeError, Frame, Hello, HelloAck, Outbox, PROTOCOL_VERSION,
@@ -119,7 +120,7 @@ pub async fn serve(
         return Err(ConnError::WorkerTaken(ack.worker.unwrap_or_default()));
     }
     let (outbox, out_rx) = Outbox::new();
-    let writer = actix_rt::spawn(writer::write_loop(sink, out_rx));
+    let writer = actix_rt::spawn(write_loop(writer::Socket(sink), out_rx));
     // Only a server that says it honours `Drain` is asked to drain.
     let drain_after = if ack.drain {
         role.drain_when_idle()
@@ -129,7 +130,7 @@ pub async fn serve(
     let silence = server_silence(ack.ping_secs);
     let mut conn =
         dispatch::Dispatcher::new(outbox, ctx, role, drain_after, ack.drain, silence, path);
-    let result = match conn.dispatch_frames(early) {
+    let result = match conn.dispatch_early(early) {
         Ok(()) => conn.read_loop(&mut stream, shutdown).await,
         Err(e) => Err(e),
     };

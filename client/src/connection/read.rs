@@ -6,14 +6,14 @@ use std::time::Duration;
 use actix_http::ws::Item;
 use awc::ws;
 use burrow_common::{
-    fragments::{Piece, Reassembled},
-    outbox::Control,
+    connection::{Incoming, WsIn},
+    fragments::Piece,
     Frame,
 };
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use super::{close_reason, dispatch::Dispatcher, ConnError, Ws};
+use super::{dispatch::Dispatcher, ConnError, Ws};
 use crate::shutdown::Shutdown;
 
 /// Shortest period of a connection's local-timeout sweep.
@@ -167,7 +167,7 @@ impl Dispatcher {
         if self.drain_sent {
             return;
         }
-        self.drain_sent = self.outbox.send(&Frame::Drain).is_ok();
+        self.drain_sent = self.link.outbox().send(&Frame::Drain).is_ok();
     }
 
     fn on_socket(
@@ -180,49 +180,32 @@ impl Dispatcher {
             Some(Err(e)) => return Err(ConnError::Protocol(e.to_string())),
             Some(Ok(item)) => item,
         };
-        match item {
-            ws::Frame::Binary(msg) => self.on_message(msg),
-            ws::Frame::Ping(payload) => {
-                // Each heartbeat of the server's is answered with a ping of
-                // our own, which measures the round trip (`PathState`).
-                let _ = self.outbox.send_control(Control::Pong(payload));
-                let _ = self.outbox.send_control(Control::Ping(self.path.ping()));
-                Ok(())
-            }
-            ws::Frame::Pong(payload) => {
-                self.path.pong(&payload);
-                Ok(())
-            }
-            ws::Frame::Close(_) if self.drain_sent => Err(ConnError::Drained),
-            ws::Frame::Close(_) if self.server_leaving => Err(ConnError::ServerLeft),
-            ws::Frame::Close(reason) => {
-                let why = close_reason(reason);
+        match self.link.receive(ws_in(item)) {
+            Ok(Incoming::Frames(frames)) => self.dispatch_frames(frames),
+            Ok(Incoming::Closed(_)) if self.drain_sent => Err(ConnError::Drained),
+            Ok(Incoming::Closed(_)) if self.server_leaving => Err(ConnError::ServerLeft),
+            Ok(Incoming::Closed(why)) => {
+                let why = why.unwrap_or_else(|| "no reason given".into());
                 Err(ConnError::Lost(format!("server closed the tunnel: {why}")))
             }
-            ws::Frame::Continuation(item) => {
-                let whole = self
-                    .fragments
-                    .push(piece(item))
-                    .map_err(|e| ConnError::Protocol(e.to_string()))?;
-                match whole {
-                    Some(Reassembled::Message(msg)) => self.on_message(msg),
-                    Some(Reassembled::Data(frame)) => self.dispatch(frame),
-                    None => Ok(()),
-                }
-            }
-            ws::Frame::Text(_) => Err(ConnError::Protocol(
-                "only binary messages are allowed".into(),
-            )),
+            Err(e) => Err(ConnError::Protocol(e.to_string())),
         }
     }
 }
 
-/// A fragment as the WebSocket library hands it over, in common's terms.
-fn piece(item: Item) -> Piece {
-    match item {
-        Item::FirstBinary(b) => Piece::FirstBinary(b),
-        Item::FirstText(b) => Piece::FirstText(b),
-        Item::Continue(b) => Piece::Continue(b),
-        Item::Last(b) => Piece::Last(b),
+/// A frame as the WebSocket library hands it over, in common's terms.
+fn ws_in(frame: ws::Frame) -> WsIn {
+    match frame {
+        ws::Frame::Binary(msg) => WsIn::Binary(msg),
+        ws::Frame::Continuation(item) => WsIn::Fragment(match item {
+            Item::FirstBinary(b) => Piece::FirstBinary(b),
+            Item::FirstText(b) => Piece::FirstText(b),
+            Item::Continue(b) => Piece::Continue(b),
+            Item::Last(b) => Piece::Last(b),
+        }),
+        ws::Frame::Ping(payload) => WsIn::Ping(payload),
+        ws::Frame::Pong(payload) => WsIn::Pong(payload),
+        ws::Frame::Close(reason) => WsIn::Close(reason.and_then(|r| r.description)),
+        ws::Frame::Text(_) => WsIn::Text,
     }
 }

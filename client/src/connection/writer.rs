@@ -1,53 +1,46 @@
-//! The only writer of a connection's socket.
+//! The connection's writer: common's connection writer over awc's sink.
 
 use actix_http::ws::Item;
 use awc::ws;
 use burrow_common::{
-    batch,
+    connection::writer::{SinkClosed, WsOut, WsSink},
     fragments::Piece,
-    outbox::{data_fragments, Control, Outgoing, Pending},
 };
-use futures_util::SinkExt;
+use futures_util::{stream::SplitSink, SinkExt};
 
 use super::Ws;
 
-/// The only writer of the socket: frames and control frames (pongs) in the
-/// order they were queued. Frames are fed as they come and flushed when
-/// the queue runs dry, so bursts share system calls.
-pub(super) async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<Ws, ws::Message>,
-    mut frames: Pending,
-) {
-    let mut packed = Vec::new();
-    let mut messages = Vec::new();
-    // Everything queued goes out together; small frames share a message
-    // (see `batch`).
-    while let Some(first) = frames.recv().await {
-        batch::pack(std::iter::once(first).chain(frames.take_all()), &mut packed);
-        for out in packed.drain(..) {
-            match out {
-                Outgoing::Frame(msg) => messages.push(ws::Message::Binary(msg)),
-                Outgoing::Data { stream, pieces } => messages.extend(
-                    data_fragments(stream, pieces).map(|p| ws::Message::Continuation(item(p))),
-                ),
-                Outgoing::Control(control) => messages.push(message(control)),
-            }
-        }
-        for msg in messages.drain(..) {
-            let last = matches!(msg, ws::Message::Close(_));
-            if sink.feed(msg).await.is_err() {
-                return;
-            }
-            if last {
-                let _ = sink.flush().await;
-                return;
-            }
-        }
-        if sink.flush().await.is_err() {
-            break;
-        }
+/// The sending half of awc's WebSocket. Frames are fed as they come and
+/// flushed once per round, so a burst shares its system calls.
+pub(super) struct Socket(pub(super) SplitSink<Ws, ws::Message>);
+
+impl WsSink for Socket {
+    async fn send(&mut self, out: WsOut) -> Result<(), SinkClosed> {
+        let msg = match out {
+            WsOut::Binary(bytes) => ws::Message::Binary(bytes),
+            WsOut::Fragment(piece) => ws::Message::Continuation(item(piece)),
+            WsOut::Ping(payload) => ws::Message::Ping(payload),
+            WsOut::Pong(payload) => ws::Message::Pong(payload),
+        };
+        self.0.feed(msg).await.map_err(|_| SinkClosed)
     }
-    let _ = sink.close().await;
+
+    async fn flush(&mut self) -> Result<(), SinkClosed> {
+        self.0.flush().await.map_err(|_| SinkClosed)
+    }
+
+    async fn close(mut self, close: Option<(u16, String)>) {
+        if let Some((code, reason)) = close {
+            let reason = ws::CloseReason {
+                code: code.into(),
+                description: Some(reason),
+            };
+            if self.0.send(ws::Message::Close(Some(reason))).await.is_err() {
+                return;
+            }
+        }
+        let _ = self.0.close().await;
+    }
 }
 
 /// A fragment as the WebSocket library takes it.
@@ -57,17 +50,5 @@ fn item(piece: Piece) -> Item {
         Piece::FirstText(b) => Item::FirstText(b),
         Piece::Continue(b) => Item::Continue(b),
         Piece::Last(b) => Item::Last(b),
-    }
-}
-
-/// The WebSocket message for a control frame.
-fn message(control: Control) -> ws::Message {
-    match control {
-        Control::Ping(payload) => ws::Message::Ping(payload),
-        Control::Pong(payload) => ws::Message::Pong(payload),
-        Control::Close { code, reason } => ws::Message::Close(Some(ws::CloseReason {
-            code: code.into(),
-            description: Some(reason),
-        })),
     }
 }

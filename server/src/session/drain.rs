@@ -30,7 +30,7 @@ impl TunnelSession {
             self.leaving = true;
             return self.close(ctx, CloseCode::Away, "server shutting down");
         }
-        let _ = self.outbox.send(&Frame::GoAway);
+        let _ = self.link.outbox().send(&Frame::GoAway);
         self.end = Some((log::Level::Debug, "the server shut down".into()));
         self.start_drain(ctx);
     }

@@ -64,7 +64,7 @@ impl TunnelSession {
                 drain: false,
                 ping_secs: None,
             };
-            let _ = self.outbox.send(&Frame::HelloAck(ack));
+            let _ = self.link.outbox().send(&Frame::HelloAck(ack));
             return self.close(ctx, CloseCode::Policy, &why);
         }
         self.state = State::Registering;
@@ -103,7 +103,7 @@ impl TunnelSession {
             drain: true,
             ping_secs: u32::try_from(self.shared.limits.ping_interval.as_secs()).ok(),
         });
-        let _ = self.outbox.send(&ack);
+        let _ = self.link.outbox().send(&ack);
         if self.hosts.is_empty() {
             return self.close(ctx, CloseCode::Policy, "no tunnel was accepted");
         }

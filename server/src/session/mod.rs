@@ -24,14 +24,13 @@ use actix::{
 };
 use actix_ws::{CloseCode, Message, ProtocolError};
 use burrow_common::{
-    batch,
+    connection::{Frames, Heartbeat, Incoming, Link, WsIn},
     flow::PathState,
-    fragments::{Fragments, Piece, Reassembled},
-    outbox::{Control, Pending},
+    fragments::Piece,
+    outbox::Pending,
     stream_map::StreamMap,
     Frame, Outbox,
 };
-use bytes::Bytes;
 use tokio::sync::oneshot;
 
 pub use live::Live;
@@ -102,7 +101,9 @@ pub struct TunnelSession {
     /// Dropped with the session: the writer then has a little while to
     /// send what is queued (see `writer`).
     _writer_stop: Option<oneshot::Sender<()>>,
-    outbox: Outbox,
+    /// The connection below its streams: the frame queue, the path, the
+    /// message being reassembled.
+    link: Link,
     shared: Arc<SessionShared>,
     /// The worker the session runs on.
     worker: WorkerId,
@@ -111,9 +112,6 @@ pub struct TunnelSession {
     streams: StreamMap<StreamEntry>,
     /// Shared with the session's handles; see [`Gate`].
     gate: Arc<Gate>,
-    /// The round trip to the client, for the receive windows of its
-    /// streams' bodies.
-    path: Arc<PathState>,
     /// Set once the client has asked for a drain (see [`Frame::Drain`]).
     draining: bool,
     /// A `FinishDrain` is in the mailbox (see `drain`).
@@ -127,8 +125,6 @@ pub struct TunnelSession {
     last_heard: Instant,
     last_ping: Instant,
     hello_timer: Option<SpawnHandle>,
-    /// The binary message arriving in fragments, if any.
-    fragments: Fragments,
     /// Why the session is closing, once it is.
     end: Option<(log::Level, String)>,
     /// Set when the session ends on purpose (the client closed or drained
@@ -152,13 +148,12 @@ impl TunnelSession {
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
             unstarted: Some((ws, outbox_rx)),
             _writer_stop: None,
-            outbox,
+            link: Link::new(outbox, Arc::new(PathState::new()), Heartbeat::Sends),
             shared,
             worker,
             peer,
             streams: StreamMap::default(),
             gate: Arc::new(Gate::default()),
-            path: Arc::new(PathState::new()),
             draining: false,
             finish_queued: false,
             state: State::AwaitingHello,
@@ -168,7 +163,6 @@ impl TunnelSession {
             last_heard: Instant::now(),
             last_ping: Instant::now(),
             hello_timer: None,
-            fragments: Fragments::default(),
             end: None,
             leaving: false,
         }
@@ -178,9 +172,9 @@ impl TunnelSession {
         SessionHandle {
             id: self.id,
             to_session: ctx.address().recipient(),
-            outbox: self.outbox.clone(),
+            outbox: self.link.outbox().clone(),
             gate: self.gate.clone(),
-            path: self.path.clone(),
+            path: self.link.path().clone(),
             worker: self.worker,
             peer: self.peer,
         }
@@ -189,7 +183,7 @@ impl TunnelSession {
     /// Pings the client; its pong measures the round trip (`PathState`).
     fn ping(&mut self) {
         self.last_ping = Instant::now();
-        let _ = self.outbox.send_control(Control::Ping(self.path.ping()));
+        let _ = self.link.ping();
     }
 
     /// Queues a close behind the frames queued so far, and stops: the
@@ -201,10 +195,7 @@ impl TunnelSession {
             _ => log::Level::Info,
         };
         self.end.get_or_insert((level, why.to_owned()));
-        let _ = self.outbox.send_control(Control::Close {
-            code: code.into(),
-            reason: why.to_owned(),
-        });
+        self.link.close(code.into(), why);
         ctx.stop();
     }
 
@@ -214,13 +205,9 @@ impl TunnelSession {
     }
 
     /// Handles each frame of one WebSocket message, in order.
-    fn on_message(&mut self, msg: Bytes, ctx: &mut Context<Self>) {
-        let frames = match batch::unpack(msg) {
-            Ok(frames) => frames,
-            Err(e) => return self.protocol_error(ctx, e.to_string()),
-        };
+    fn on_frames(&mut self, frames: Frames, ctx: &mut Context<Self>) {
         for frame in frames {
-            match frame.and_then(Frame::decode) {
+            match frame {
                 Ok(frame) => self.on_frame(frame, ctx),
                 Err(e) => return self.protocol_error(ctx, e.to_string()),
             }
@@ -275,14 +262,23 @@ impl TunnelSession {
     }
 }
 
-/// A fragment as the WebSocket library hands it over, in common's terms.
-fn piece(item: actix_ws::Item) -> Piece {
-    match item {
-        actix_ws::Item::FirstBinary(b) => Piece::FirstBinary(b),
-        actix_ws::Item::FirstText(b) => Piece::FirstText(b),
-        actix_ws::Item::Continue(b) => Piece::Continue(b),
-        actix_ws::Item::Last(b) => Piece::Last(b),
-    }
+/// A message as the WebSocket library hands it over, in common's terms
+/// (`None` for the library's own no-op).
+fn ws_in(msg: Message) -> Option<WsIn> {
+    Some(match msg {
+        Message::Binary(bytes) => WsIn::Binary(bytes),
+        Message::Continuation(item) => WsIn::Fragment(match item {
+            actix_ws::Item::FirstBinary(b) => Piece::FirstBinary(b),
+            actix_ws::Item::FirstText(b) => Piece::FirstText(b),
+            actix_ws::Item::Continue(b) => Piece::Continue(b),
+            actix_ws::Item::Last(b) => Piece::Last(b),
+        }),
+        Message::Ping(payload) => WsIn::Ping(payload),
+        Message::Pong(payload) => WsIn::Pong(payload),
+        Message::Close(reason) => WsIn::Close(reason.and_then(|r| r.description)),
+        Message::Text(_) => WsIn::Text,
+        Message::Nop => return None,
+    })
 }
 
 impl Actor for TunnelSession {
@@ -340,36 +336,23 @@ impl Actor for TunnelSession {
 impl StreamHandler<Result<Message, ProtocolError>> for TunnelSession {
     fn handle(&mut self, msg: Result<Message, ProtocolError>, ctx: &mut Context<Self>) {
         self.last_heard = Instant::now();
-        match msg {
-            Ok(Message::Binary(bytes)) => self.on_message(bytes, ctx),
-            Ok(Message::Ping(payload)) => {
-                let _ = self.outbox.send_control(Control::Pong(payload));
+        let msg = match msg.map(ws_in) {
+            Ok(Some(msg)) => msg,
+            Ok(None) => return,
+            Err(e) => {
+                self.end = Some((log::Level::Info, format!("websocket error: {e}")));
+                return ctx.stop();
             }
-            Ok(Message::Pong(payload)) => {
-                self.path.pong(&payload);
-            }
-            Ok(Message::Nop) => {}
-            Ok(Message::Close(reason)) => {
-                let why = reason
-                    .and_then(|r| r.description)
-                    .unwrap_or_else(|| "no reason given".into());
+        };
+        match self.link.receive(msg) {
+            Ok(Incoming::Frames(frames)) => self.on_frames(frames, ctx),
+            Ok(Incoming::Closed(why)) => {
+                let why = why.unwrap_or_else(|| "no reason given".into());
                 self.end = Some((log::Level::Info, format!("the client closed it ({why})")));
                 self.leaving = true;
                 self.close(ctx, CloseCode::Normal, "bye");
             }
-            Ok(Message::Continuation(item)) => match self.fragments.push(piece(item)) {
-                Ok(Some(Reassembled::Message(msg))) => self.on_message(msg, ctx),
-                Ok(Some(Reassembled::Data(frame))) => self.on_frame(frame, ctx),
-                Ok(None) => {}
-                Err(e) => self.protocol_error(ctx, e.to_string()),
-            },
-            Ok(Message::Text(_)) => {
-                self.protocol_error(ctx, "only binary messages are allowed".into());
-            }
-            Err(e) => {
-                self.end = Some((log::Level::Info, format!("websocket error: {e}")));
-                ctx.stop();
-            }
+            Err(e) => self.protocol_error(ctx, e.to_string()),
         }
     }
 

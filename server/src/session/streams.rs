@@ -169,7 +169,7 @@ impl TunnelSession {
         event: BodyEvent,
     ) {
         log::debug!("session {}: reset stream {stream}: {reason}", self.id);
-        let _ = self.outbox.send(&Frame::Reset {
+        let _ = self.link.outbox().send(&Frame::Reset {
             stream,
             code,
             reason,

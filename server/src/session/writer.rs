@@ -1,16 +1,14 @@
-//! A session's writer: the only task that writes to its WebSocket. Frames,
-//! pings, pongs and the close all go through the session's one queue, so
-//! they leave in the order they were queued.
+//! A session's writer: common's connection writer over actix-ws's session,
+//! with a deadline once the session has stopped.
 
 use std::time::Duration;
 
 use actix_ws::{CloseReason, Item};
 use burrow_common::{
-    batch,
+    connection::writer::{write_loop as write_frames, SinkClosed, WsOut, WsSink},
     fragments::Piece,
-    outbox::{data_fragments, Control, Outgoing, Pending},
+    outbox::Pending,
 };
-use bytes::Bytes;
 use futures_util::future::{select, Either};
 use tokio::sync::oneshot;
 
@@ -19,65 +17,45 @@ use tokio::sync::oneshot;
 /// stopped reading does not keep the connection open longer.
 const FLUSH_AFTER_STOP: Duration = Duration::from_secs(5);
 
-/// One WebSocket frame the writer sends.
-enum WsOut {
-    Binary(Bytes),
-    Fragment(Item),
-    Control(Control),
-}
-
-/// Writes what `rx` delivers to `ws`, in order, until a close is sent, the
-/// socket fails or the queue closes. Once `stopped` fires (the session
-/// ended), it has [`FLUSH_AFTER_STOP`] to finish.
+/// Writes what `rx` delivers to `ws` (see common's `write_loop`). Once
+/// `stopped` fires (the session ended), it has [`FLUSH_AFTER_STOP`] to
+/// finish.
 pub(super) async fn write_loop(ws: actix_ws::Session, rx: Pending, stopped: oneshot::Receiver<()>) {
-    let writing = std::pin::pin!(write_all(ws, rx));
+    let writing = std::pin::pin!(write_frames(Socket(ws), rx));
     if let Either::Right((_, writing)) = select(writing, stopped).await {
         let _ = tokio::time::timeout(FLUSH_AFTER_STOP, writing).await;
     }
 }
 
-/// The writer's work. Whatever is queued when it wakes goes out together:
-/// small frames share a message (see `batch`). Nothing is kept between
-/// rounds, so an idle session holds no buffers.
-async fn write_all(mut ws: actix_ws::Session, mut rx: Pending) {
-    while let Some(first) = rx.recv().await {
-        let mut packed = Vec::new();
-        batch::pack(std::iter::once(first).chain(rx.take_all()), &mut packed);
-        // Boxed: sending holds actix-ws's send futures, several hundred
-        // bytes that every idle session would otherwise keep in its writer.
-        let round = Box::pin(send_all(&mut ws, ws_messages(packed)));
-        match round.await {
-            Ok(None) => {}
-            Ok(Some(reason)) => {
-                let _ = ws.close(Some(reason)).await;
-                return;
-            }
-            Err(actix_ws::Closed) => return,
-        }
-    }
-}
+/// actix-ws's session as the writer's socket. Each frame is handed to the
+/// response stream as it is sent: there is nothing to flush.
+struct Socket(actix_ws::Session);
 
-/// Sends `messages` in order, up to a close: the close's reason, which
-/// ends the writer; an error means the WebSocket is closed.
-async fn send_all(
-    ws: &mut actix_ws::Session,
-    messages: Vec<WsOut>,
-) -> Result<Option<CloseReason>, actix_ws::Closed> {
-    for msg in messages {
-        match msg {
-            WsOut::Binary(bytes) => ws.binary(bytes).await?,
-            WsOut::Fragment(item) => ws.continuation(item).await?,
-            WsOut::Control(Control::Ping(payload)) => ws.ping(&payload).await?,
-            WsOut::Control(Control::Pong(payload)) => ws.pong(&payload).await?,
-            WsOut::Control(Control::Close { code, reason }) => {
-                return Ok(Some(CloseReason {
-                    code: code.into(),
-                    description: Some(reason),
-                }))
-            }
+impl WsSink for Socket {
+    async fn send(&mut self, out: WsOut) -> Result<(), SinkClosed> {
+        let ws = &mut self.0;
+        let sent = match out {
+            WsOut::Binary(bytes) => ws.binary(bytes).await,
+            WsOut::Fragment(piece) => ws.continuation(item(piece)).await,
+            WsOut::Ping(payload) => ws.ping(&payload).await,
+            WsOut::Pong(payload) => ws.pong(&payload).await,
+        };
+        sent.map_err(|actix_ws::Closed| SinkClosed)
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkClosed> {
+        Ok(())
+    }
+
+    async fn close(self, close: Option<(u16, String)>) {
+        if let Some((code, reason)) = close {
+            let reason = CloseReason {
+                code: code.into(),
+                description: Some(reason),
+            };
+            let _ = self.0.close(Some(reason)).await;
         }
     }
-    Ok(None)
 }
 
 /// A fragment as the WebSocket library takes it.
@@ -88,22 +66,4 @@ fn item(piece: Piece) -> Item {
         Piece::Continue(b) => Item::Continue(b),
         Piece::Last(b) => Item::Last(b),
     }
-}
-
-/// The WebSocket frames that carry `packed`, in order: a binary message
-/// each, except split `Data` frames, which go as their fragments. Built
-/// before the writer awaits, so its future (kept by every session) stays
-/// small.
-fn ws_messages(packed: Vec<Outgoing>) -> Vec<WsOut> {
-    let mut out = Vec::with_capacity(packed.len());
-    for entry in packed {
-        match entry {
-            Outgoing::Frame(bytes) => out.push(WsOut::Binary(bytes)),
-            Outgoing::Data { stream, pieces } => {
-                out.extend(data_fragments(stream, pieces).map(|p| WsOut::Fragment(item(p))));
-            }
-            Outgoing::Control(control) => out.push(WsOut::Control(control)),
-        }
-    }
-    out
 }
