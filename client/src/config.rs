@@ -107,24 +107,24 @@ pub struct ClientConfig {
 /// Most connections one client opens, whatever the server suggests.
 pub const MAX_CONNECTIONS: u32 = 16;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
-    server: String,
-    ca: Option<PathBuf>,
-    local_timeout_secs: Option<u64>,
-    max_reconnect_delay_secs: Option<u64>,
-    connections: Option<u32>,
-    idle_connection_secs: Option<u64>,
-    tunnels: Vec<RawTunnel>,
+pub(crate) struct RawConfig {
+    pub(crate) server: String,
+    pub(crate) ca: Option<PathBuf>,
+    pub(crate) local_timeout_secs: Option<u64>,
+    pub(crate) max_reconnect_delay_secs: Option<u64>,
+    pub(crate) connections: Option<u32>,
+    pub(crate) idle_connection_secs: Option<u64>,
+    pub(crate) tunnels: Vec<RawTunnel>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTunnel {
-    host: Option<String>,
-    token: Token,
-    local: String,
+pub(crate) struct RawTunnel {
+    pub(crate) host: Option<String>,
+    pub(crate) token: Token,
+    pub(crate) local: String,
     basic_auth: Option<Token>,
     #[serde(default)]
     allow_ips: Vec<String>,
@@ -138,6 +138,30 @@ struct RawTunnel {
     response_headers: RawFieldRules,
 }
 
+impl RawTunnel {
+    /// A tunnel with every option at its default.
+    pub(crate) fn new(host: Option<String>, token: Token, local: String) -> RawTunnel {
+        RawTunnel {
+            host,
+            token,
+            local,
+            basic_auth: None,
+            allow_ips: Vec::new(),
+            deny_ips: Vec::new(),
+            host_header: None,
+            local_tls_verify: None,
+            request_headers: RawFieldRules::default(),
+            response_headers: RawFieldRules::default(),
+        }
+    }
+
+    /// Takes an `https://` service's certificate without verifying it.
+    pub(crate) fn trusting_local_tls(mut self) -> RawTunnel {
+        self.local_tls_verify = Some(false);
+        self
+    }
+}
+
 impl ClientConfig {
     /// Reads and validates the file at `path`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -146,7 +170,12 @@ impl ClientConfig {
 
     /// Parses and validates `text`; `path` only names the source in errors.
     pub fn from_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawConfig = burrow_common::config::parse(text, path)?;
+        Self::from_raw(burrow_common::config::parse(text, path)?, path)
+    }
+
+    /// Validates a configuration as read; `path` names its source in
+    /// errors, and relative paths are taken from its directory.
+    pub(crate) fn from_raw(raw: RawConfig, path: &Path) -> Result<Self, ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
         let server = ServerUrl::parse(&raw.server).map_err(|m| invalid("server", m))?;
         let server_tls = match (server.is_secure(), raw.ca) {

@@ -25,4 +25,9 @@ pub enum ClientError {
     /// again would not help.
     #[error("{0}")]
     Refused(String),
+    /// The server could not be reached before the tunnels were ever
+    /// registered, and the client was asked to stop then
+    /// ([`crate::Options::stop_if_unreachable`]).
+    #[error("{0}")]
+    Unreachable(String),
 }

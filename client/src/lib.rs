@@ -8,7 +8,8 @@
 //! # Layout
 //! The map of every module, with what it holds, is docs/ARCHITECTURE.md
 //! (a test keeps it whole). In short:
-//! - configuration: `config`, `url`, `header_rules`;
+//! - configuration: `config`, `url`, `header_rules`; `quick` (`burrow http
+//!   TARGET` without a file) and `login` (the server and token saved for it);
 //! - the connections to the server: `connection` (one WebSocket),
 //!   `reconnect`, `pool` and `placement` (the extra connections), `tls`,
 //!   `transport`, `shutdown`, `events`;
@@ -29,10 +30,12 @@ pub(crate) mod header_rules;
 pub(crate) mod http1;
 pub(crate) mod local_io;
 pub(crate) mod local_tls;
+pub mod login;
 pub mod observe;
 pub(crate) mod placement;
 pub(crate) mod plain;
 pub(crate) mod pool;
+pub mod quick;
 pub(crate) mod reconnect;
 pub(crate) mod reply;
 pub mod request_log;
@@ -66,6 +69,11 @@ pub struct Options {
     pub events: Option<UnboundedSender<ClientEvent>>,
     /// Sees every exchange.
     pub observer: Option<Arc<dyn ExchangeObserver>>,
+    /// Stop, rather than retry, when the server cannot be reached before
+    /// the tunnels were first registered: someone at a terminal who typed
+    /// a wrong address wants to know, not to wait. Once registered, a lost
+    /// server is always waited for.
+    pub stop_if_unreachable: bool,
 }
 
 /// Serves the configured tunnels until a refusal ends the client or
@@ -101,6 +109,7 @@ pub async fn run(
         events: options.events.as_ref(),
         shutdown: &stop,
         announce: true,
+        stop_if_unreachable: options.stop_if_unreachable,
     });
     let mut serve = std::pin::pin!(serve);
     tokio::select! {

@@ -192,6 +192,7 @@ fn spawn_extra(shared: Shared, n: usize) -> std::io::Result<oneshot::Sender<()>>
                     events: None,
                     shutdown: &shared.shutdown,
                     announce: false,
+                    stop_if_unreachable: false,
                 });
                 match future::select(Box::pin(serve), stopped).await {
                     Either::Left((Err(e), _)) => log::warn!("connection {n} stopped: {e}"),

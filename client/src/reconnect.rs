@@ -71,6 +71,9 @@ pub(crate) struct Keep<'a> {
     /// first connection); the pool's extra ones stay quiet, or a server
     /// restart would log once per connection.
     pub announce: bool,
+    /// Stop when the server cannot be reached before the connection was
+    /// ever registered.
+    pub stop_if_unreachable: bool,
 }
 
 /// How often a long outage is mentioned again.
@@ -128,6 +131,8 @@ impl Outage {
 struct Watched {
     role: Rc<dyn Role>,
     outage: Rc<Outage>,
+    /// Set once the connection has been registered.
+    ever: Rc<Cell<bool>>,
 }
 
 impl Role for Watched {
@@ -135,6 +140,7 @@ impl Role for Watched {
         let kept = self.role.registered(ack);
         if kept {
             self.outage.ended();
+            self.ever.set(true);
         }
         kept
     }
@@ -195,9 +201,11 @@ pub(crate) async fn serve_until_refused(keep: Keep<'_>) -> Result<(), ClientErro
         announce: keep.announce,
         state: Cell::new(None),
     });
+    let ever = Rc::new(Cell::new(false));
     let role: Rc<dyn Role> = Rc::new(Watched {
         role: keep.role.clone(),
         outage: outage.clone(),
+        ever: ever.clone(),
     });
     loop {
         let served = connection::serve(
@@ -211,6 +219,15 @@ pub(crate) async fn serve_until_refused(keep: Keep<'_>) -> Result<(), ClientErro
         let err = served
             .err()
             .unwrap_or(ConnError::Lost("connection ended".into()));
+        if keep.stop_if_unreachable && !ever.get() {
+            if let ConnError::Connect { url, detail } = &err {
+                let why = format!(
+                    "cannot reach the server at {url} ({detail}): is it running, and is \
+                     the address right?"
+                );
+                return Err(ClientError::Unreachable(why));
+            }
+        }
         let at_once = match next_step(&err, &mut backoff) {
             Step::Stop(result) => return result,
             Step::Again => continue,

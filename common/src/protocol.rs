@@ -12,6 +12,9 @@ use crate::{access::AccessRules, token::Token};
 /// during the handshake with a message saying which side to upgrade.
 pub const PROTOCOL_VERSION: u32 = 6;
 
+/// The WebSocket path a server takes clients on unless configured otherwise.
+pub const DEFAULT_CONTROL_PATH: &str = "/_burrow/connect";
+
 /// Largest body payload carried by one `Data` frame. Larger chunks are split.
 pub const MAX_DATA_PAYLOAD: usize = 64 * 1024;
 

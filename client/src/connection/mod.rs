@@ -293,7 +293,10 @@ fn check_ack(ack: HelloAck) -> Result<HelloAck, ConnError> {
         .iter()
         .map(|v| {
             let why = v.reason.as_deref().unwrap_or("refused");
-            format!("{}: {why}", v.host)
+            match v.host.as_str() {
+                "" => format!("a random name: {why}"),
+                host => format!("{host}: {why}"),
+            }
         })
         .collect::<Vec<_>>()
         .join("; ");

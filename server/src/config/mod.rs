@@ -20,8 +20,7 @@ pub use hosts::{sha256_hex, HostConfig, Secret};
 pub use limits::Limits;
 pub use tls::{provider, TlsSettings};
 
-/// Default WebSocket path clients connect to.
-pub const DEFAULT_CONTROL_PATH: &str = "/_burrow/connect";
+pub use burrow_common::protocol::DEFAULT_CONTROL_PATH;
 /// Default wait for a response head, in seconds.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
 /// Default interval of the heartbeat pings, in seconds.

@@ -56,6 +56,7 @@ pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
         let options = Options {
             events: Some(tx),
             observer,
+            ..Options::default()
         };
         let announce = announce(rx, url, tunnel.host.clone(), server_addr);
         let client = burrow_client::run(config, options, crate::signals::stop_requested());

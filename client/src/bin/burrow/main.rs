@@ -1,6 +1,7 @@
 //! The `burrow` binary: the client, and `burrow demo`.
 
 mod demo;
+mod http;
 mod signals;
 
 use std::{path::PathBuf, sync::Arc};
@@ -19,15 +20,21 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Configuration file.
-    #[arg(short, long, default_value = "config/client.toml", global = true)]
-    config: PathBuf,
+    /// Configuration file [default: config/client.toml].
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serves a local service on a public host, with no configuration
+    /// file: `burrow http 3000`.
+    Http(http::HttpArgs),
+    /// Saves the server and token `burrow http` uses, in a file only you
+    /// can read.
+    Login(http::LoginArgs),
     /// Runs the whole tunnel on this machine: a burrow-server from
     /// config/server.toml, this client, and a demo page if nothing listens
     /// on the local port.
@@ -44,9 +51,13 @@ fn main() -> std::process::ExitCode {
     let quiet = "info,actix_server=warn";
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(quiet)).init();
     let args = Args::parse();
+    let config = args.config.as_deref();
+    let or_default = || config.unwrap_or(std::path::Path::new(http::DEFAULT_CONFIG));
     let result = match args.command {
-        None => run_client(&args.config),
-        Some(Command::Demo { server_config }) => demo::run(&args.config, &server_config),
+        None => run_client(or_default()),
+        Some(Command::Http(quick)) => http::run(quick, config),
+        Some(Command::Login(login)) => http::login(login),
+        Some(Command::Demo { server_config }) => demo::run(or_default(), &server_config),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
