@@ -9,7 +9,8 @@
 //! The map of every module, with what it holds, is docs/ARCHITECTURE.md
 //! (a test keeps it whole). In short:
 //! - configuration: `config`, `url`, `header_rules`; `quick` (`burrow http
-//!   TARGET` without a file) and `login` (the server and token saved for it);
+//!   TARGET` without a file), `login` (the server and token saved for it)
+//!   and `identity` (the instance id kept across restarts);
 //! - the connections to the server: `connection` (one WebSocket),
 //!   `reconnect`, `pool` and `placement` (the extra connections), `tls`,
 //!   `transport`, `shutdown`, `events`;
@@ -28,6 +29,7 @@ pub mod events;
 pub(crate) mod forward;
 pub(crate) mod header_rules;
 pub(crate) mod http1;
+pub mod identity;
 pub(crate) mod local_io;
 pub(crate) mod local_tls;
 pub mod login;
@@ -69,6 +71,9 @@ pub struct Options {
     pub events: Option<UnboundedSender<ClientEvent>>,
     /// Sees every exchange.
     pub observer: Option<Arc<dyn ExchangeObserver>>,
+    /// The instance id to present; a fresh one for this run when `None`
+    /// (see [`identity`]).
+    pub instance: Option<String>,
     /// Stop, rather than retry, when the server cannot be reached before
     /// the tunnels were first registered: someone at a terminal who typed
     /// a wrong address wants to know, not to wait. Once registered, a lost
@@ -90,7 +95,7 @@ pub async fn run(
     let (trigger, stop) = shutdown::shutdown_signal();
     let shared = pool::Shared {
         config: config.clone(),
-        instance: pool::instance_id(),
+        instance: options.instance.clone().unwrap_or_else(pool::instance_id),
         covered: CoveredWorkers::default(),
         shutdown: stop.clone(),
         observer: options.observer.clone(),

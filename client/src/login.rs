@@ -93,12 +93,8 @@ pub fn save(server: &str, token: &Token) -> Result<PathBuf, LoginError> {
 /// in a folder only the owner may open, renamed into place so that a
 /// reader never sees half a file.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    write_private_dir(path.parent().unwrap_or(Path::new(".")))?;
     let partial = path.with_extension("partial");
     let _ = std::fs::remove_file(&partial);
     let mut file = std::fs::OpenOptions::new()
@@ -109,4 +105,14 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&partial, path)
+}
+
+/// Makes `dir` (and its parents) if missing, the last one for its owner
+/// only.
+pub(crate) fn write_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }

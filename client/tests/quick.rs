@@ -21,9 +21,14 @@ const TOKEN: &str = "quick-token";
 /// A server taking `*.quick.localhost` (random names) and
 /// `named.localhost` with [`TOKEN`]; its port.
 fn server(name: &str) -> (Reaper, u16) {
+    server_with_grace(name, 0)
+}
+
+/// [`server`], keeping a dropped client's hosts for `grace` seconds.
+fn server_with_grace(name: &str, grace: u64) -> (Reaper, u16) {
     let port = free_port();
     let text = format!(
-        "listen = \"127.0.0.1:{port}\"\nworkers = 1\nreconnect_grace_secs = 0\n\
+        "listen = \"127.0.0.1:{port}\"\nworkers = 1\nreconnect_grace_secs = {grace}\n\
          [[hosts]]\nhost = \"*.quick.localhost\"\ntoken = \"{TOKEN}\"\nrandom = true\n\
          [[hosts]]\nhost = \"named.localhost\"\ntoken = \"{TOKEN}\"\n"
     );
@@ -245,6 +250,48 @@ fn each_mistake_is_one_sentence_and_a_failing_exit() {
         &["http", "3000", "--server", &server, "--token", "wrong"],
     ));
     assert_eq!(status.code(), Some(1), "{err}");
-    assert!(err.contains("a random name: ") && err.contains("token"), "{err}");
+    assert!(
+        err.contains("a random name: ") && err.contains("token"),
+        "{err}"
+    );
     assert!(!err.contains("wrong"), "the token is never shown: {err}");
+}
+
+#[test]
+fn a_restarted_client_gets_its_host_back_at_once_and_a_stranger_waits() {
+    let (_server, port) = server_with_grace("quick-restart", 120);
+    let local = service("after the restart");
+    let (mine, theirs) = (home("restart-mine"), home("restart-theirs"));
+    let server = format!("127.0.0.1:{port}");
+    let args = [
+        "http",
+        &local.to_string(),
+        "--host",
+        "named.localhost",
+        "--server",
+        &server,
+        "--token",
+        TOKEN,
+    ];
+    let (first, url, _) = forwarding(burrow(&mine, &args));
+    // A crash: the server keeps the host for its client through the grace.
+    drop(first);
+    let mut stranger = burrow(&theirs, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn burrow");
+    let log = lines(stranger.stderr.take().expect("stderr"));
+    let stranger = Reaper(stranger);
+    wait_for(
+        &log,
+        "already served by another client",
+        Duration::from_secs(20),
+    );
+    drop(stranger);
+    // The same user's client, restarted: its host at once, not after the
+    // 120 s grace.
+    let (_again, again, _) = forwarding(burrow(&mine, &args));
+    assert_eq!(again, url);
+    assert!(get_via(port, &url).ends_with("after the restart"));
 }

@@ -45,7 +45,7 @@ pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
         Some(TcpListener::bind(local).with_context(|| format!("cannot listen on {local}"))?)
     };
     let requests = RequestLog::if_enabled().map(Arc::new);
-    let observer = crate::observer(&requests);
+    let observer = crate::serve::observer(&requests);
     let result = actix_rt::System::new().block_on(async move {
         let _page = match page {
             Some(listener) => Some(serve_page(listener, &tunnel.local)?),

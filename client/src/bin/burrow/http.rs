@@ -1,20 +1,15 @@
 //! `burrow http TARGET` (quick mode) and `burrow login`.
 
-use std::{
-    io::Write,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use burrow_client::{
     login,
     quick::{self, Known},
-    request_log::RequestLog,
-    ClientConfig, ClientEvent, Options,
 };
 use burrow_common::Token;
-use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::serve::{serve, Tell};
 
 /// Where the configuration file is looked for when `--config` names none.
 pub const DEFAULT_CONFIG: &str = "config/client.toml";
@@ -55,23 +50,7 @@ pub struct LoginArgs {
 pub fn run(args: HttpArgs, config: Option<&Path>) -> anyhow::Result<()> {
     let places = places(&args, config)?;
     let config = quick::config(&args.target, &args.hosts, &places)?;
-    let requests = RequestLog::if_enabled().map(Arc::new);
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let options = Options {
-        events: Some(tx),
-        observer: crate::observer(&requests),
-        stop_if_unreachable: true,
-    };
-    let result = actix_rt::System::new().block_on(async {
-        actix_rt::spawn(print_urls(rx, config.clone()));
-        burrow_client::run(config, options, crate::signals::stop_requested()).await
-    });
-    if let Some(requests) = requests {
-        requests.flush();
-    }
-    result?;
-    log::info!("stopped");
-    Ok(())
+    serve(config, Tell::Stdout, true)
 }
 
 /// Saves the server and token `burrow http` uses by default.
@@ -111,29 +90,4 @@ fn places(args: &HttpArgs, config: Option<&Path>) -> anyhow::Result<Vec<Known>> 
     };
     places.extend(file);
     Ok(places)
-}
-
-/// Prints each tunnel's public URL on stdout when the tunnels are
-/// registered (again only if the names changed).
-async fn print_urls(mut events: UnboundedReceiver<ClientEvent>, config: ClientConfig) {
-    let mut shown: Vec<String> = Vec::new();
-    while let Some(event) = events.recv().await {
-        let ClientEvent::Registered { hosts } = event else {
-            continue;
-        };
-        if hosts == shown {
-            continue;
-        }
-        let mut out = std::io::stdout().lock();
-        for (host, tunnel) in hosts.iter().zip(&config.tunnels) {
-            let _ = writeln!(
-                out,
-                "Forwarding {} -> {}",
-                config.public_url(host),
-                tunnel.local
-            );
-        }
-        let _ = out.flush();
-        shown = hosts;
-    }
 }

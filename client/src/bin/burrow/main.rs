@@ -2,11 +2,12 @@
 
 mod demo;
 mod http;
+mod serve;
 mod signals;
 
-use std::{path::PathBuf, sync::Arc};
+use std::path::PathBuf;
 
-use burrow_client::{observe::ExchangeObserver, request_log::RequestLog, ClientConfig, Options};
+use burrow_client::ClientConfig;
 use clap::{Parser, Subcommand};
 
 /// mimalloc (the workspace sets its version for both binaries): the
@@ -70,22 +71,5 @@ fn main() -> std::process::ExitCode {
 
 fn run_client(path: &std::path::Path) -> anyhow::Result<()> {
     let config = ClientConfig::from_file(path).map_err(|e| anyhow::anyhow!(e.with_way_out()))?;
-    let requests = RequestLog::if_enabled().map(Arc::new);
-    let options = Options {
-        observer: observer(&requests),
-        ..Options::default()
-    };
-    let result = actix_rt::System::new()
-        .block_on(async { burrow_client::run(config, options, signals::stop_requested()).await });
-    if let Some(requests) = requests {
-        requests.flush();
-    }
-    result?;
-    log::info!("stopped");
-    Ok(())
-}
-
-/// The request log as the client's observer of exchanges.
-fn observer(requests: &Option<Arc<RequestLog>>) -> Option<Arc<dyn ExchangeObserver>> {
-    requests.clone().map(|l| l as Arc<dyn ExchangeObserver>)
+    serve::serve(config, serve::Tell::Log, false)
 }

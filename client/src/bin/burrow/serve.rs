@@ -1,0 +1,78 @@
+//! Running the client from the command line: its identity kept across
+//! restarts, its request log, the public URLs told as the tunnels come up,
+//! and its end.
+
+use std::{io::Write, sync::Arc};
+
+use burrow_client::{
+    identity::Identity, observe::ExchangeObserver, request_log::RequestLog, ClientConfig,
+    ClientEvent, Options,
+};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// How the tunnels' coming up is told.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Tell {
+    /// In the log only.
+    Log,
+    /// Also as `Forwarding URL -> LOCAL` lines on stdout, for quick mode.
+    Stdout,
+}
+
+/// Serves `config` until a refusal or a signal ends the client.
+pub fn serve(config: ClientConfig, tell: Tell, stop_if_unreachable: bool) -> anyhow::Result<()> {
+    let identity = Identity::kept_for(&config);
+    let requests = RequestLog::if_enabled().map(Arc::new);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let options = Options {
+        events: Some(tx),
+        observer: observer(&requests),
+        instance: Some(identity.instance().to_owned()),
+        stop_if_unreachable,
+    };
+    let result = actix_rt::System::new().block_on(async {
+        actix_rt::spawn(registered(rx, config.clone(), identity, tell));
+        burrow_client::run(config, options, crate::signals::stop_requested()).await
+    });
+    if let Some(requests) = requests {
+        requests.flush();
+    }
+    result?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// The request log as the client's observer of exchanges.
+pub fn observer(requests: &Option<Arc<RequestLog>>) -> Option<Arc<dyn ExchangeObserver>> {
+    requests.clone().map(|l| l as Arc<dyn ExchangeObserver>)
+}
+
+/// Keeps the hosts the tunnels are registered as for the next run, and
+/// prints their public URLs when `tell` says so (again only when they
+/// changed).
+async fn registered(
+    mut events: UnboundedReceiver<ClientEvent>,
+    config: ClientConfig,
+    identity: Identity,
+    tell: Tell,
+) {
+    let mut shown: Vec<String> = Vec::new();
+    while let Some(event) = events.recv().await {
+        let ClientEvent::Registered { hosts } = event else {
+            continue;
+        };
+        if hosts == shown {
+            continue;
+        }
+        identity.remember(&hosts);
+        if tell == Tell::Stdout {
+            let mut out = std::io::stdout().lock();
+            for (host, tunnel) in hosts.iter().zip(&config.tunnels) {
+                let url = config.public_url(host);
+                let _ = writeln!(out, "Forwarding {url} -> {}", tunnel.local);
+            }
+            let _ = out.flush();
+        }
+        shown = hosts;
+    }
+}
