@@ -309,9 +309,9 @@ impl SessionHandle {
             .do_send(ToSession::Cancel(CancelStream { id, code }));
     }
 
-    /// Closes the session.
-    pub fn close(&self) {
-        self.to_session.do_send(ToSession::Close);
+    /// Closes the session, telling its client `why`.
+    pub fn close(&self, why: &'static str) {
+        self.to_session.do_send(ToSession::Close(why));
     }
 
     /// Tells the session the server is shutting down: it takes no new

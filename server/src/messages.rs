@@ -20,9 +20,10 @@ pub enum ToSession {
     Open(OpenStream),
     /// The opener no longer wants a stream.
     Cancel(CancelStream),
-    /// Close the session's WebSocket and stop (server shutdown, or an
-    /// operator's disconnect): its hosts are freed at once.
-    Close,
+    /// Close the session's WebSocket and stop, telling the client why
+    /// (server shutdown, an operator's disconnect, a host no longer
+    /// configured): its hosts are freed at once.
+    Close(&'static str),
     /// The server is draining: tell the client, take no new stream, and
     /// close once the open ones are done.
     GoAway,

@@ -317,7 +317,7 @@ impl Handler<CloseAll> for Registry {
     type Result = usize;
 
     fn handle(&mut self, _: CloseAll, _: &mut Context<Self>) -> usize {
-        self.each_session(SessionHandle::close)
+        self.each_session(|s| s.close("server shutting down"))
     }
 }
 

@@ -46,7 +46,7 @@ impl Handler<Reload> for Registry {
         for host in &disconnected {
             if let Some(holders) = self.hosts.remove(host) {
                 for session in &holders.sessions {
-                    session.close();
+                    session.close("its host is no longer in the server's configuration");
                 }
             }
         }

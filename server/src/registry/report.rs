@@ -43,7 +43,7 @@ impl Handler<Disconnect> for Registry {
             return 0;
         }
         for session in &holders.sessions {
-            session.close();
+            session.close("disconnected by the server's operator (admin API)");
         }
         holders.sessions.len()
     }

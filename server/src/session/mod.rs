@@ -380,9 +380,9 @@ impl Handler<ToSession> for TunnelSession {
                 self.cancel(cancel.id, cancel.code);
                 self.check_drained(ctx);
             }
-            ToSession::Close => {
+            ToSession::Close(why) => {
                 self.leaving = true;
-                self.close(ctx, CloseCode::Away, "server shutting down");
+                self.close(ctx, CloseCode::Away, why);
             }
             ToSession::GoAway => self.go_away(ctx),
             ToSession::CountStreams(reply) => {
