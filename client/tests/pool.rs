@@ -89,7 +89,7 @@ async fn a_lost_connection_is_replaced_and_requests_keep_their_answers() {
     full_pool(&t).await;
     let sessions = t.server_sessions().await;
     let lost = sessions[1].id;
-    sessions[1].close();
+    sessions[1].close("closed by the test");
     // The other connection answers while the lost one comes back.
     for i in 0..20 {
         let mut resp = t.get(&format!("/id/{i}")).send().await.expect("response");
