@@ -74,6 +74,9 @@ fn the_demo_serves_its_page_and_stops_cleanly_on_ctrl_c() {
         .arg("--server-config")
         .arg(&server)
         .env("RUST_LOG", "info")
+        // Many development shells export PORT, meant for the app: the
+        // demo's server must not take it.
+        .env("PORT", local.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -98,8 +101,47 @@ fn the_demo_serves_its_page_and_stops_cleanly_on_ctrl_c() {
         !logged.iter().any(|l| l.contains("WARN")),
         "stopping the demo logged warnings: {logged:#?}"
     );
+    assert!(
+        logged.last().is_some_and(|l| l.ends_with("stopped")),
+        "{logged:#?}"
+    );
     let refused = std::net::TcpStream::connect(("127.0.0.1", public));
     assert!(refused.is_err(), "the demo's server is still running");
+}
+
+#[test]
+fn a_demo_whose_port_is_taken_stops_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let public = taken.local_addr().expect("addr").port();
+    let server = write_file(
+        "demo-taken-server",
+        &format!("listen = \"127.0.0.1:{public}\"\n[[hosts]]\nhost = \"demo.localhost\"\ntoken = \"demo-secret\"\n"),
+    );
+    let client = write_file(
+        "demo-taken-client",
+        &format!(
+            "server = \"ws://127.0.0.1:{public}/_burrow/connect\"\n[[tunnels]]\n\
+             host = \"demo.localhost\"\ntoken = \"demo-secret\"\nlocal = \"http://127.0.0.1:9\"\n"
+        ),
+    );
+    let out = Command::new(BIN)
+        .args(["demo", "--config"])
+        .arg(&client)
+        .arg("--server-config")
+        .arg(&server)
+        .output()
+        .expect("run burrow demo");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("port {public} is already in use")),
+        "{err}"
+    );
+    assert!(
+        err.contains("`listen`") && err.contains("`server`"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one sentence: {err}");
 }
 
 #[actix_rt::test]

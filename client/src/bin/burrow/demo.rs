@@ -34,22 +34,27 @@ pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
         .context("the client configuration has no tunnel")?
         .clone();
     let server_addr = resolve(config.server.host_port())?;
+    refuse_if_taken(server_addr, server_config, client_config)?;
     let mut server = ServerProcess::start(server_config)?;
-    server.wait_listening(server_addr)?;
-    let (host, port) = tunnel.local_url.socket();
-    let local = resolve((host.to_owned(), port))?;
-    let page = if TcpStream::connect_timeout(&local, Duration::from_millis(300)).is_ok() {
-        println!("Using the service already listening on {}", tunnel.local);
-        None
-    } else {
-        Some(TcpListener::bind(local).with_context(|| format!("cannot listen on {local}"))?)
-    };
     let requests = RequestLog::if_enabled().map(Arc::new);
     let observer = crate::serve::observer(&requests);
-    let result = actix_rt::System::new().block_on(async move {
-        let _page = match page {
-            Some(listener) => Some(serve_page(listener, &tunnel.local)?),
-            None => None,
+    let result = actix_rt::System::new().block_on(async {
+        // Ctrl-C works while the server starts, too.
+        tokio::select! {
+            listening = server.wait_listening(server_addr) => listening?,
+            () = crate::signals::next_signal() => return Ok(()),
+        }
+        let (host, port) = tunnel.local_url.socket();
+        let local = resolve((host.to_owned(), port))?;
+        let page = if TcpStream::connect_timeout(&local, Duration::from_millis(300)).is_ok() {
+            println!("Using the service already listening on {}", tunnel.local);
+            None
+        } else {
+            let listener = TcpListener::bind(local);
+            Some(serve_page(
+                listener.with_context(|| format!("cannot listen on {local}"))?,
+                &tunnel.local,
+            )?)
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let url = config.public_url(&tunnel.host);
@@ -60,17 +65,38 @@ pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
         };
         let announce = announce(rx, url, tunnel.host.clone(), server_addr);
         let client = burrow_client::run(config, options, crate::signals::stop_requested());
-        tokio::select! {
+        let result = tokio::select! {
             result = client => result.map_err(anyhow::Error::new),
             () = announce => Ok(()),
-        }
+        };
+        drop(page);
+        result
     });
     if let Some(requests) = requests {
         requests.flush();
     }
     // The client has stopped; now the server (see `ServerProcess`'s drop).
     drop(server);
-    result
+    result?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Stops before anything starts when the server's address is taken: by
+/// another demo, whose server the client would otherwise join, or by
+/// another program.
+fn refuse_if_taken(addr: SocketAddr, server: &Path, client: &Path) -> anyhow::Result<()> {
+    match TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+            "port {} is already in use (another burrow demo, or another program): stop it, or \
+             pick another port for `listen` in {} and for `server` in {}",
+            addr.port(),
+            server.display(),
+            client.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {addr}")),
+    }
 }
 
 /// The `burrow-server` child process.
@@ -94,9 +120,12 @@ impl ServerProcess {
                 bin.display()
             );
         }
+        // The demo's server listens where its configuration says: a PORT
+        // the shell exports (for the developer's own app) is not for it.
         let child = Command::new(&bin)
             .arg("--config")
             .arg(config)
+            .env_remove("PORT")
             .process_group(0)
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
@@ -104,19 +133,24 @@ impl ServerProcess {
     }
 
     /// Polls `addr` until the server accepts connections there.
-    fn wait_listening(&mut self, addr: SocketAddr) -> anyhow::Result<()> {
+    async fn wait_listening(&mut self, addr: SocketAddr) -> anyhow::Result<()> {
         let deadline = Instant::now() + SERVER_START;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!("{} exited ({status}) before listening", self.bin.display());
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            let attempt = tokio::net::TcpStream::connect(addr);
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), attempt).await {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{} is not listening on {addr}", self.bin.display());
+                bail!(
+                    "{} is not listening on {addr} after {} s",
+                    self.bin.display(),
+                    SERVER_START.as_secs()
+                );
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

@@ -17,7 +17,7 @@ pub async fn stop_requested() {
 }
 
 /// The next Ctrl-C or SIGTERM.
-async fn next_signal() {
+pub async fn next_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
