@@ -72,3 +72,15 @@ pub fn certificate_problem(e: &std::io::Error) -> Option<String> {
     };
     Some(why)
 }
+
+/// Whether a failed TLS connection met a server that answered in plain
+/// text: a `wss://` URL for a server that speaks plain HTTP on that port.
+pub fn plain_server(e: &std::io::Error) -> bool {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    matches!(
+        inner,
+        Some(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType
+        ))
+    )
+}

@@ -127,6 +127,53 @@ async fn a_client_that_does_not_trust_the_certificate_stops_with_one_clear_error
 }
 
 #[actix_rt::test]
+async fn a_scheme_the_server_does_not_speak_is_named_and_the_client_stops() {
+    let ca = TestCa::new("schemes");
+    let tls = tls_server(&[ca.issue("demo", &[HOST, "localhost"])], false);
+    let plain = start_server(server_config(""));
+    // ws:// to the HTTPS port, wss:// to the plain one.
+    let wrong = [
+        (
+            client_toml(tls.addr(), "http://127.0.0.1:9", TOKEN),
+            "use wss://",
+        ),
+        (
+            wss_client_toml(plain.addr(), Some(&ca.ca_path()), "http://127.0.0.1:9"),
+            "use ws://",
+        ),
+    ];
+    for (text, way_out) in wrong {
+        let (tx, _events) = tokio::sync::mpsc::unbounded_channel();
+        let cfg = client_config_text(&text);
+        let ended = tokio::time::timeout(Duration::from_secs(20), run_client(cfg, tx))
+            .await
+            .expect("the client stops instead of retrying");
+        let message = ended.expect_err("refused").to_string();
+        assert!(message.contains(way_out), "{message}");
+    }
+    // A caller that speaks plain HTTP to the HTTPS port is told in plain
+    // text, not with a TLS alert.
+    let mut tcp = tokio::net::TcpStream::connect(tls.addr())
+        .await
+        .expect("connect");
+    tcp.write_all(get(HOST, "/").as_bytes())
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.expect("read");
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    let (_, body) = answer.split_once("\r\n\r\n").expect("a head");
+    assert!(
+        answer.contains(&format!("Content-Length: {}\r\n", body.len())),
+        "{answer}"
+    );
+    assert!(body.contains("use https://"), "{body}");
+}
+
+#[actix_rt::test]
 async fn plain_http_is_sent_to_https_with_path_and_query() {
     let ca = TestCa::new("redirect");
     let pair = ca.issue("demo", &[HOST]);

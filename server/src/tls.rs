@@ -154,6 +154,15 @@ pub async fn wire(
     let Some(acceptor) = acceptor else {
         return Ok(Wire::Plain(tcp));
     };
+    let started = tokio::time::Instant::now();
+    let mut tcp = tcp;
+    if let Ok(true) = tokio::time::timeout(limit, refuse_plain_http(&mut tcp)).await {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "plain HTTP on the HTTPS listener (answered 400)",
+        ));
+    }
+    let limit = limit.saturating_sub(started.elapsed());
     // Boxed: the handshake's state is large, and held inline it would
     // grow every connection's task, plain ones too, for as long as the
     // connection lives (2.3 KiB per idle tunnel in the bench).
@@ -163,6 +172,28 @@ pub async fn wire(
             log::debug!("TLS handshake failed: {e}");
         })?;
     Ok(Wire::Tls(Box::new(tls)))
+}
+
+/// What plain HTTP sent to the HTTPS listener is answered with, rather
+/// than a TLS alert that curl or a client prints as garbage (nginx answers
+/// the same way).
+const PLAIN_ON_HTTPS: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+    Content-Type: text/plain; charset=utf-8\r\nContent-Length: 69\r\nConnection: close\r\n\r\n\
+    This port speaks HTTPS: use https:// (or wss:// for a burrow client)\n";
+
+/// Answers a connection whose first byte starts a plain HTTP request
+/// (a method's capital letter; a TLS hello starts with 0x16) with
+/// [`PLAIN_ON_HTTPS`]; `true` when it did.
+async fn refuse_plain_http(tcp: &mut TcpStream) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let mut first = [0u8; 1];
+    match tcp.peek(&mut first).await {
+        Ok(1) if first[0].is_ascii_uppercase() => {}
+        _ => return false,
+    }
+    let _ = tcp.write_all(PLAIN_ON_HTTPS).await;
+    let _ = tcp.shutdown().await;
+    true
 }
 
 /// Completes the TLS handshake of an accepted connection within `limit`

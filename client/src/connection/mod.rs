@@ -155,32 +155,35 @@ async fn connect(config: &ClientConfig, ctx: &ForwardContext) -> Result<Ws, Conn
 /// Why the WebSocket to the server did not open. A server that answers
 /// with a status other than 101 is not going to change its mind, unless
 /// the status says it is temporarily unavailable (a proxy in front of a
-/// restarting server).
+/// restarting server); nor is one that speaks another scheme than the URL.
 fn upgrade_failure(config: &ClientConfig, e: awc::error::WsClientError) -> ConnError {
+    use awc::error::WsClientError::InvalidResponseStatus;
     let url = config.server.as_str().to_owned();
+    let refused = |reason: String| ConnError::Refused {
+        reason,
+        retry: false,
+    };
+    let secure = config.server.is_secure();
     match e {
-        awc::error::WsClientError::InvalidResponseStatus(status)
-            if !matches!(status.as_u16(), 502..=504) =>
-        {
+        InvalidResponseStatus(status) if !matches!(status.as_u16(), 502..=504) => {
             let path = config.server.path();
-            ConnError::Refused {
-                reason: format!(
-                    "{url} answered {status} instead of opening a WebSocket: is it a \
-                     burrow-server, and is `{path}` its control path (by default \
-                     /_burrow/connect, as in ws://HOST:PORT/_burrow/connect)?"
-                ),
-                retry: false,
-            }
+            // A burrow-server's HTTPS port answers plain HTTP with 400.
+            let hint = match (secure, status.as_u16()) {
+                (false, 400) => "; if that port speaks HTTPS, use wss://",
+                _ => "",
+            };
+            refused(format!(
+                "{url} answered {status} instead of opening a WebSocket: is it a \
+                 burrow-server, and is `{path}` its control path (by default \
+                 /_burrow/connect, as in ws://HOST:PORT/_burrow/connect)?{hint}"
+            ))
         }
-        awc::error::WsClientError::InvalidResponseStatus(status) => ConnError::Connect {
+        InvalidResponseStatus(status) => ConnError::Connect {
             url,
             detail: format!("it answered {status}, unavailable for now"),
         },
-        e => match untrusted_certificate(&e) {
-            Some(why) => ConnError::Refused {
-                reason: format!("{url} presented a certificate this client does not trust: {why}"),
-                retry: false,
-            },
+        e => match scheme_mismatch(&e, secure) {
+            Some(why) => refused(format!("{url}: {why}")),
             None => ConnError::Connect {
                 url,
                 detail: e.to_string(),
@@ -189,14 +192,27 @@ fn upgrade_failure(config: &ClientConfig, e: awc::error::WsClientError) -> ConnE
     }
 }
 
-/// What is wrong with the server's certificate, when that is why the
-/// connection failed.
-fn untrusted_certificate(e: &awc::error::WsClientError) -> Option<String> {
+/// What is wrong when the failure says the server and the URL disagree:
+/// an untrusted certificate, or another scheme than the URL's.
+fn scheme_mismatch(e: &awc::error::WsClientError, secure: bool) -> Option<String> {
     use awc::error::{ConnectError, SendRequestError, WsClientError};
     match e {
         WsClientError::SendRequest(SendRequestError::Connect(ConnectError::Io(io))) => {
-            crate::tls::certificate_problem(io)
+            if let Some(why) = crate::tls::certificate_problem(io) {
+                return Some(format!(
+                    "it presented a certificate this client does not trust: {why}"
+                ));
+            }
+            crate::tls::plain_server(io).then(|| {
+                "it speaks plain HTTP, not TLS, on that port: use ws:// (or http://)".into()
+            })
         }
+        // TLS bytes where an HTTP answer should be.
+        WsClientError::SendRequest(SendRequestError::Response(
+            actix_http::error::ParseError::Version,
+        )) if !secure => Some(
+            "it did not answer in plain HTTP; if it speaks HTTPS on that port, use wss://".into(),
+        ),
         _ => None,
     }
 }
