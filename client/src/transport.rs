@@ -8,9 +8,10 @@ use std::{collections::HashMap, io, sync::Arc, time::Duration};
 use actix_rt::net::TcpStream;
 use actix_service::{Service, ServiceExt};
 use actix_tls::connect::{
-    ConnectError, ConnectInfo, Connection, Connector as TcpConnector, Resolver,
+    ConnectError, ConnectInfo, Connection, Connector as TcpConnector, Resolve, Resolver,
 };
 use awc::http::Uri;
+use futures_util::future::LocalBoxFuture;
 
 use crate::{
     local_io::LocalIo,
@@ -35,6 +36,44 @@ impl Default for Connector {
             tls: Arc::default(),
         }
     }
+}
+
+/// How the client finds the addresses of a host name: `localhost` and
+/// every name under `.localhost` are this machine (RFC 6761), as curl and
+/// browsers take them, whether or not the system's resolver knows them;
+/// other names are asked of the system's resolver (on a blocking thread,
+/// as its call blocks).
+struct Names;
+
+impl Resolve for Names {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> LocalBoxFuture<'a, Result<Vec<std::net::SocketAddr>, Box<dyn std::error::Error>>> {
+        Box::pin(async move {
+            if let Some(addrs) = loopback_name(host, port) {
+                return Ok(addrs);
+            }
+            let name = (host.to_owned(), port);
+            let found = tokio::task::spawn_blocking(move || {
+                std::net::ToSocketAddrs::to_socket_addrs(&name).map(Iterator::collect)
+            });
+            Ok(found.await??)
+        })
+    }
+}
+
+/// The addresses of a name under `.localhost`: IPv4's loopback first (what
+/// most development servers listen on), then IPv6's.
+fn loopback_name(host: &str, port: u16) -> Option<Vec<std::net::SocketAddr>> {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (host == "localhost" || host.ends_with(".localhost")).then(|| {
+        vec![
+            (std::net::Ipv4Addr::LOCALHOST, port).into(),
+            (std::net::Ipv6Addr::LOCALHOST, port).into(),
+        ]
+    })
 }
 
 fn set_nodelay(conn: Connection<Uri, TcpStream>) -> Connection<Uri, TcpStream> {
@@ -67,7 +106,7 @@ impl Connector {
         &self,
     ) -> impl Service<ConnectInfo<Uri>, Response = Connection<Uri, TcpStream>, Error = ConnectError>
            + Clone {
-        TcpConnector::new(Resolver::default())
+        TcpConnector::new(Resolver::custom(Names))
             .service()
             .map(set_nodelay as fn(Connection<Uri, TcpStream>) -> Connection<Uri, TcpStream>)
     }
@@ -133,5 +172,21 @@ impl Connector {
             .no_default_headers()
             .disable_timeout()
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_under_localhost_are_this_machine() {
+        for name in ["localhost", "app.localhost", "A.B.LOCALHOST", "x.localhost."] {
+            let addrs = loopback_name(name, 3000).expect(name);
+            assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 3000));
+        }
+        for name in ["localhost.example.com", "notlocalhost", "example.com"] {
+            assert!(loopback_name(name, 80).is_none(), "{name}");
+        }
     }
 }

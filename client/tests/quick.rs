@@ -295,3 +295,16 @@ fn a_restarted_client_gets_its_host_back_at_once_and_a_stranger_waits() {
     assert_eq!(again, url);
     assert!(get_via(port, &url).ends_with("after the restart"));
 }
+
+#[test]
+fn names_under_localhost_are_this_machine_for_the_server_and_the_service() {
+    let (_server, port) = server("quick-localhost");
+    let local = service("through names");
+    let home = home("localhost");
+    let target = format!("app.localhost:{local}");
+    let server = format!("tunnel.localhost:{port}");
+    let args = ["http", &target, "--server", &server, "--token", TOKEN];
+    let (_client, url, to) = forwarding(burrow(&home, &args));
+    assert_eq!(to, format!("http://app.localhost:{local}"));
+    assert!(get_via(port, &url).ends_with("through names"));
+}
