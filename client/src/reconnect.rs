@@ -100,7 +100,14 @@ impl Outage {
                     (true, ConnError::Connect { .. }) => log::Level::Warn,
                     (true, _) => log::Level::Info,
                 };
-                log::log!(level, "{err}; reconnecting");
+                // A refusal that may clear (a host another client holds,
+                // perhaps this one's own connection not yet seen to drop)
+                // is waited out: say so, and how to stop.
+                let next = match err {
+                    ConnError::Refused { .. } => "; trying again until it is free (Ctrl-C to stop)",
+                    _ => "; reconnecting",
+                };
+                log::log!(level, "{err}{next}");
             }
             Some((since, attempts, told)) if self.announce && told.elapsed() >= OUTAGE_REMINDER => {
                 let secs = since.elapsed().as_secs();
