@@ -181,9 +181,16 @@ mod tests {
 
     #[test]
     fn names_under_localhost_are_this_machine() {
-        for name in ["localhost", "app.localhost", "A.B.LOCALHOST", "x.localhost."] {
+        for name in [
+            "localhost",
+            "app.localhost",
+            "A.B.LOCALHOST",
+            "x.localhost.",
+        ] {
             let addrs = loopback_name(name, 3000).expect(name);
-            assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 3000));
+            assert!(addrs
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 3000));
         }
         for name in ["localhost.example.com", "notlocalhost", "example.com"] {
             assert!(loopback_name(name, 80).is_none(), "{name}");

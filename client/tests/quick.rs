@@ -283,10 +283,15 @@ fn a_restarted_client_gets_its_host_back_at_once_and_a_stranger_waits() {
         .expect("spawn burrow");
     let log = lines(stranger.stderr.take().expect("stderr"));
     let stranger = Reaper(stranger);
-    wait_for(
+    let seen = wait_for(
         &log,
         "already served by another client",
         Duration::from_secs(20),
+    );
+    let said = seen.last().expect("the line");
+    assert!(
+        said.contains("trying again until it is free (Ctrl-C to stop)"),
+        "{said}"
     );
     drop(stranger);
     // The same user's client, restarted: its host at once, not after the
