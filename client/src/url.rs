@@ -19,7 +19,12 @@ impl ServerUrl {
         let uri: Uri = text.parse().map_err(|_| format!("`{text}` is not a URL"))?;
         match uri.scheme_str() {
             Some("ws" | "http" | "wss" | "https") => {}
-            _ => return Err(format!("`{text}` must be a ws:// or wss:// URL")),
+            _ => {
+                return Err(format!(
+                    "`{text}` must be a ws://, wss://, http:// or https:// URL, like \
+                     wss://tunnel.example.com/_burrow/connect"
+                ))
+            }
         }
         if uri.host().is_none() {
             return Err(format!("`{text}` has no host"));

@@ -184,6 +184,8 @@ async fn a_reload_applies_new_limits_and_refuses_a_broken_file() {
         answer.contains("\"needs_restart\":[\"workers\"]"),
         "{answer}"
     );
+    // One host held by its client, one entry configured.
+    assert!(answer.contains("\"hosts\":1,\"configured\":1"), "{answer}");
     assert_eq!(
         post().await.expect("answer").status(),
         413,

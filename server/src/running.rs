@@ -51,8 +51,11 @@ pub struct ReloadSummary {
     /// Hosts whose client connections were closed: no longer configured,
     /// or no longer granted to the token their client holds them with.
     pub disconnected: Vec<String>,
-    /// Hosts held under the new configuration.
+    /// Hosts clients hold under the new configuration (not the entries
+    /// configured: see `configured`).
     pub hosts: usize,
+    /// `[[hosts]]` entries in the new configuration.
+    pub configured: usize,
     /// Settings that changed in the file but take a restart.
     pub needs_restart: Vec<&'static str>,
 }
@@ -86,6 +89,7 @@ impl Control {
         let summary = ReloadSummary {
             disconnected: done.disconnected,
             hosts: done.kept,
+            configured: new.hosts.len(),
             needs_restart: needs_restart(&old, &new),
         };
         let mut kept = self.lock();
@@ -103,7 +107,8 @@ impl Control {
         match &result {
             Ok(s) => {
                 log::info!(
-                    "configuration reloaded from {source}: {} host(s) held, {} disconnected{}",
+                    "configuration reloaded from {source}: {} [[hosts]] entries, {} host(s) held by clients, {} disconnected{}",
+                    s.configured,
                     s.hosts,
                     s.disconnected.len(),
                     if s.disconnected.is_empty() {

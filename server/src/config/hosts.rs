@@ -106,7 +106,10 @@ pub(super) fn secret(
 ) -> Result<Option<Secret>, ConfigError> {
     let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
     match (token, token_sha256) {
-        (Some(t), None) if !t.is_empty() => Ok(Some(Secret::Token(t))),
+        (Some(t), None) if !t.is_empty() => {
+            warn_if_short(&t, key, path);
+            Ok(Some(Secret::Token(t)))
+        }
         (Some(_), None) => Err(invalid(key, "must not be empty".into())),
         (None, Some(hex)) => parse_hex(&hex)
             .map(|h| Some(Secret::Sha256(h)))
@@ -125,6 +128,23 @@ pub(super) fn secret(
             ))
         }
         (None, None) => Ok(None),
+    }
+}
+
+/// Shortest token that is not warned about: 16 characters, as from
+/// `openssl rand -hex 8`; 32 random hex digits are better.
+pub const SHORT_TOKEN: usize = 16;
+
+/// Warns about a token short enough to guess: the server takes it (a demo
+/// on one machine needs no more), but says what a good one is.
+fn warn_if_short(token: &Token, key: &str, path: &Path) {
+    let len = token.expose().chars().count();
+    if len < SHORT_TOKEN {
+        log::warn!(
+            "{}: `{key}` is {len} character(s) long, short enough to guess; use at least \
+             {SHORT_TOKEN} random ones (`openssl rand -hex 16` prints 32)",
+            path.display()
+        );
     }
 }
 
