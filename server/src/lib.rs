@@ -211,11 +211,15 @@ fn start_acme(
             Transport::Plain => {}
         }
     }
+    // The exact hosts, and the name clients dial the server by.
+    let own = config.tls.as_ref().and_then(|t| t.server_name.clone());
     let hosts = config
         .hosts
         .iter()
         .filter(|h| h.wildcard_domain().is_none())
-        .map(|h| h.host.clone());
+        .map(|h| h.host.clone())
+        .chain(own)
+        .collect::<std::collections::BTreeSet<_>>();
     let acme = acme::Acme::start(settings, hosts, responders.clone())
         .map_err(|e| io::Error::other(format!("cannot start ACME: {e}")))?;
     Ok(Some((acme, responders)))

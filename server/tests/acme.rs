@@ -347,6 +347,31 @@ async fn a_host_claimed_under_a_wildcard_gets_its_certificate_when_registered() 
 }
 
 #[actix_rt::test]
+async fn the_servers_own_name_gets_its_certificate_without_a_hosts_entry() {
+    let dir = test_dir("server-name");
+    let ports = Pebble::prepare(&dir);
+    let own = "tunnel.burrow.test";
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nworkers = 1\nhttp_listen = \"127.0.0.1:0\"\n\
+         [[hosts]]\nhost = \"*.dev.burrow.test\"\ntoken = \"wild\"\n\
+         [tls]\nserver_name = \"{own}\"\n\
+         [tls.acme]\ndirectory = \"{}\"\nemail = \"ops@burrow.test\"\ncache = \"cache\"\n\
+         ca = \"pebble-ca.pem\"\n",
+        Pebble::directory(ports.0)
+    );
+    let config = ServerConfig::from_str(&text, &dir.join("server.toml")).expect("config");
+    let (pebble, server) = start(&dir, ports, config, options(None, true));
+    let root = pebble.issuing_root().await;
+    served(server.addr(), own, &root, |_| true).await;
+    assert_eq!(pebble.orders(), 1);
+    server.stop().await;
+    // Without [tls.acme] the setting would do nothing: refused, named.
+    let text = format!("listen = \"127.0.0.1:0\"\n[tls]\nserver_name = \"{own}\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n");
+    let e = ServerConfig::from_str(&text, &dir.join("server.toml")).expect_err("refused");
+    assert!(e.to_string().contains("tls.server_name"), "{e}");
+}
+
+#[actix_rt::test]
 async fn an_unreachable_authority_is_logged_with_its_reason_and_the_server_keeps_serving() {
     use std::process::{Command, Stdio};
     let dir = test_dir("unreachable");

@@ -113,9 +113,15 @@ fn port_variable_overrides_the_listen_port_and_sigterm_stops_promptly() {
         assert!(!line.contains("secret-token"), "token in log: {line}");
     }
     // Twelve characters: taken, with a word on what a good token is.
-    let short = server.start.iter().find(|l| l.contains("short enough to guess"));
+    let short = server
+        .start
+        .iter()
+        .find(|l| l.contains("short enough to guess"));
     let short = short.expect("a warning about the short token");
-    assert!(short.contains("`hosts[0].token` is 12 character(s) long"), "{short}");
+    assert!(
+        short.contains("`hosts[0].token` is 12 character(s) long"),
+        "{short}"
+    );
     assert!(short.contains("openssl rand -hex 16"), "{short}");
     let addr = &server.addr;
     assert!(!addr.ends_with(":9"), "PORT was ignored: {addr}");

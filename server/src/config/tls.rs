@@ -25,6 +25,7 @@ pub(super) struct RawTls {
     key: Option<PathBuf>,
     #[serde(default)]
     certificates: Vec<RawPair>,
+    server_name: Option<String>,
     acme: Option<RawAcme>,
 }
 
@@ -46,6 +47,9 @@ pub struct TlsSettings {
     /// Certificates obtained over ACME for the configured hosts, which
     /// take precedence over `certificates` for their hosts.
     pub acme: Option<AcmeSettings>,
+    /// The server's own name, the one clients dial (`wss://NAME/...`):
+    /// ACME keeps a certificate for it as for an exact `[[hosts]]` entry.
+    pub server_name: Option<String>,
 }
 
 /// Two settings are the same when they serve the same certificate chains
@@ -59,7 +63,9 @@ impl PartialEq for TlsSettings {
                 .map(|c| c.cert.clone())
                 .collect::<Vec<_>>()
         };
-        self.acme == other.acme && chains(self) == chains(other)
+        self.acme == other.acme
+            && self.server_name == other.server_name
+            && chains(self) == chains(other)
     }
 }
 
@@ -95,6 +101,11 @@ impl RawTls {
             pairs.push((format!("tls.certificates[{i}]"), pair));
         }
         let acme = self.acme.map(|a| a.load(path, dir)).transpose()?;
+        let server_name = self
+            .server_name
+            .map(|name| server_name(&name, acme.is_some()))
+            .transpose()
+            .map_err(|e| ConfigError::invalid(path, "tls.server_name", e))?;
         if pairs.is_empty() && acme.is_none() {
             return Err(ConfigError::invalid(
                 path,
@@ -109,8 +120,26 @@ impl RawTls {
                 load_pair(&pair, dir, &provider).map_err(|e| ConfigError::invalid(path, &key, e))
             })
             .collect::<Result<_, _>>()?;
-        Ok(TlsSettings { certificates, acme })
+        Ok(TlsSettings {
+            certificates,
+            acme,
+            server_name,
+        })
     }
+}
+
+/// `tls.server_name`, checked: a host name (not a wildcard), for ACME.
+fn server_name(name: &str, acme: bool) -> Result<String, String> {
+    if !acme {
+        return Err(
+            "asks ACME for the server's own certificate: set [tls.acme] too \
+             (with `cert` and `key`, name it in that certificate instead)"
+                .into(),
+        );
+    }
+    burrow_common::config::normalize_host(name)
+        .filter(|n| !n.starts_with('*'))
+        .ok_or_else(|| format!("`{name}` is not a host name like tunnel.example.com"))
 }
 
 /// One certificate chain and its private key, checked to belong together.
