@@ -106,13 +106,13 @@ pub fn forward(
             credit: &credit,
             answered: &answered,
         };
-        let mut trace = Trace::start(ctx.observer.as_deref(), id, &head);
+        let mut trace = Trace::start(ctx.observer.as_ref(), id, &head);
         let result = run(head, body, &ctx, reply, &mut trace, &exchange).await;
         if let Err(failure) = &result {
             log::debug!("stream {id}: {}: {}", failure.code, failure.reason);
             reply.reset(failure.clone());
         }
-        trace.finish(ctx.observer.as_deref(), result.err());
+        trace.finish(result.err());
     };
     Exchange::scope(scope, stream)
 }

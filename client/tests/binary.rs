@@ -58,14 +58,14 @@ fn the_demo_serves_its_page_and_stops_cleanly_on_ctrl_c() {
     let server = write_file(
         "demo-server",
         &format!(
-            "listen = \"127.0.0.1:{public}\"\n[[hosts]]\nhost = \"demo.localhost\"\ntoken = \"demo-secret\"\n"
+            "listen = \"127.0.0.1:{public}\"\n[[hosts]]\nhost = \"demo.localhost\"\ntoken = \"demo-secret-token-0123456789\"\n"
         ),
     );
     let client = write_file(
         "demo-client",
         &format!(
             "server = \"ws://127.0.0.1:{public}/_burrow/connect\"\n[[tunnels]]\n\
-             host = \"demo.localhost\"\ntoken = \"demo-secret\"\nlocal = \"http://127.0.0.1:{local}\"\n"
+             host = \"demo.localhost\"\ntoken = \"demo-secret-token-0123456789\"\nlocal = \"http://127.0.0.1:{local}\"\n"
         ),
     );
     let mut child = Command::new(BIN)
@@ -115,13 +115,13 @@ fn a_demo_whose_port_is_taken_stops_naming_it() {
     let public = taken.local_addr().expect("addr").port();
     let server = write_file(
         "demo-taken-server",
-        &format!("listen = \"127.0.0.1:{public}\"\n[[hosts]]\nhost = \"demo.localhost\"\ntoken = \"demo-secret\"\n"),
+        &format!("listen = \"127.0.0.1:{public}\"\n[[hosts]]\nhost = \"demo.localhost\"\ntoken = \"demo-secret-token-0123456789\"\n"),
     );
     let client = write_file(
         "demo-taken-client",
         &format!(
             "server = \"ws://127.0.0.1:{public}/_burrow/connect\"\n[[tunnels]]\n\
-             host = \"demo.localhost\"\ntoken = \"demo-secret\"\nlocal = \"http://127.0.0.1:9\"\n"
+             host = \"demo.localhost\"\ntoken = \"demo-secret-token-0123456789\"\nlocal = \"http://127.0.0.1:9\"\n"
         ),
     );
     let out = Command::new(BIN)

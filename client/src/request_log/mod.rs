@@ -15,7 +15,10 @@ use std::{
 
 use burrow_common::ResetCode;
 
-use crate::observe::{Exchange, ExchangeObserver};
+use crate::observe::{
+    hub::{Subscriber, TrafficEvent},
+    Capture, Exchange,
+};
 use log::{Level, LevelFilter};
 use sink::Sink;
 
@@ -60,11 +63,6 @@ impl RequestLog {
         })
     }
 
-    /// Writes the lines not written yet (before the process exits).
-    pub fn flush(&self) {
-        self.sink.flush();
-    }
-
     fn line(&self, level: Level, text: std::fmt::Arguments<'_>) {
         if level <= self.max {
             self.sink.line(level, TARGET, text);
@@ -88,7 +86,31 @@ impl RequestLog {
     }
 }
 
-impl ExchangeObserver for RequestLog {
+impl Subscriber for RequestLog {
+    fn capture(&self) -> Capture {
+        Capture::default()
+    }
+
+    fn events(&mut self, batch: &[TrafficEvent], dropped: u64) {
+        if dropped > 0 {
+            self.line(
+                Level::Warn,
+                format_args!("{dropped} exchanges left out of this log: they came faster than it was written"),
+            );
+        }
+        for event in batch {
+            if let TrafficEvent::Ended(e) = event {
+                self.exchange(e);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        self.sink.flush();
+    }
+}
+
+impl RequestLog {
     fn exchange(&self, e: &Exchange) {
         let ms = Millis(e.elapsed);
         let (method, uri) = (&e.method, &e.uri);

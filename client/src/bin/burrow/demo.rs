@@ -19,7 +19,7 @@ use std::{
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::{bail, Context};
-use burrow_client::{request_log::RequestLog, ClientConfig, ClientEvent, Options};
+use burrow_client::{observe::ExchangeObserver, ClientConfig, ClientEvent, Options};
 
 /// How long the server may take to start listening.
 const SERVER_START: Duration = Duration::from_secs(10);
@@ -36,8 +36,8 @@ pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
     let server_addr = resolve(config.server.host_port())?;
     refuse_if_taken(server_addr, server_config, client_config)?;
     let mut server = ServerProcess::start(server_config)?;
-    let requests = RequestLog::if_enabled().map(Arc::new);
-    let observer = crate::serve::observer(&requests);
+    let hub = crate::serve::hub(crate::serve::request_log())?;
+    let observer = hub.clone().map(|h| h as Arc<dyn ExchangeObserver>);
     let result = actix_rt::System::new().block_on(async {
         // Ctrl-C works while the server starts, too.
         tokio::select! {
@@ -72,8 +72,8 @@ pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
         drop(page);
         result
     });
-    if let Some(requests) = requests {
-        requests.flush();
+    if let Some(hub) = hub {
+        hub.close();
     }
     // The client has stopped; now the server (see `ServerProcess`'s drop).
     drop(server);

@@ -5,8 +5,13 @@
 use std::{io::Write, sync::Arc};
 
 use burrow_client::{
-    identity::Identity, observe::ExchangeObserver, request_log::RequestLog, ClientConfig,
-    ClientEvent, Options,
+    identity::Identity,
+    observe::{
+        hub::{Hub, Subscriber},
+        ExchangeObserver,
+    },
+    request_log::RequestLog,
+    ClientConfig, ClientEvent, Options,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -22,11 +27,11 @@ pub enum Tell {
 /// Serves `config` until a refusal or a signal ends the client.
 pub fn serve(config: ClientConfig, tell: Tell, stop_if_unreachable: bool) -> anyhow::Result<()> {
     let identity = Identity::kept_for(&config);
-    let requests = RequestLog::if_enabled().map(Arc::new);
+    let hub = hub(request_log())?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let options = Options {
         events: Some(tx),
-        observer: observer(&requests),
+        observer: hub.clone().map(|h| h as Arc<dyn ExchangeObserver>),
         instance: Some(identity.instance().to_owned()),
         stop_if_unreachable,
     };
@@ -34,17 +39,25 @@ pub fn serve(config: ClientConfig, tell: Tell, stop_if_unreachable: bool) -> any
         actix_rt::spawn(registered(rx, config.clone(), identity, tell));
         burrow_client::run(config, options, crate::signals::stop_requested()).await
     });
-    if let Some(requests) = requests {
-        requests.flush();
+    if let Some(hub) = hub {
+        hub.close();
     }
     result?;
     log::info!("stopped");
     Ok(())
 }
 
-/// The request log as the client's observer of exchanges.
-pub fn observer(requests: &Option<Arc<RequestLog>>) -> Option<Arc<dyn ExchangeObserver>> {
-    requests.clone().map(|l| l as Arc<dyn ExchangeObserver>)
+/// The request log, when its lines would be shown.
+pub fn request_log() -> Vec<Box<dyn Subscriber>> {
+    RequestLog::if_enabled()
+        .map(|l| Box::new(l) as Box<dyn Subscriber>)
+        .into_iter()
+        .collect()
+}
+
+/// The hub that hands the client's traffic to `subscribers`, if any.
+pub fn hub(subscribers: Vec<Box<dyn Subscriber>>) -> anyhow::Result<Option<Arc<Hub>>> {
+    Hub::start(subscribers).map_err(|e| anyhow::anyhow!("cannot start the event thread: {e}"))
 }
 
 /// Keeps the hosts the tunnels are registered as for the next run, and

@@ -1,14 +1,22 @@
 //! What an observer of the client's traffic sees: one [`Exchange`] per
 //! forwarded request (method, target, headers, status, sizes, timings and
-//! a bounded capture of each body), handed over when the exchange ends.
+//! a bounded capture of each body), handed over when the exchange ends,
+//! and, to an observer that asks ([`Capture::live`]), as it starts and as
+//! its answer's head comes.
 //!
 //! The forwarding path records an exchange only while an observer is set
 //! ([`crate::forward::ForwardContext::observer`]); without one, a request
-//! pays for one branch per stage and nothing else.
+//! pays for one branch per stage and nothing else. The observer is called
+//! on the forwarding thread, so the one the binary sets is [`hub::Hub`],
+//! which only queues: its subscribers (the request log, the terminal
+//! screen) take the events in batches on a thread of their own.
+
+pub mod hub;
 
 use std::{
     cell::RefCell,
     rc::Rc,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -25,6 +33,20 @@ pub struct Capture {
     pub headers: bool,
     /// Keep up to this many bytes of each body (0: none).
     pub body_bytes: usize,
+    /// Also tell when an exchange starts and when its answer's head comes,
+    /// not only when it ends.
+    pub live: bool,
+}
+
+impl Capture {
+    /// What either of two observers wants.
+    pub fn union(self, other: Capture) -> Capture {
+        Capture {
+            headers: self.headers || other.headers,
+            body_bytes: self.body_bytes.max(other.body_bytes),
+            live: self.live || other.live,
+        }
+    }
 }
 
 /// Sees every exchange the client forwards, on any of its connections
@@ -34,6 +56,14 @@ pub trait ExchangeObserver: Send + Sync {
     fn capture(&self) -> Capture {
         Capture::default()
     }
+
+    /// An exchange has started: the request arrived from the server (only
+    /// when [`Capture::live`]).
+    fn started(&self, _exchange: &Exchange) {}
+
+    /// The local service's response head came (only when
+    /// [`Capture::live`]).
+    fn head(&self, _exchange: &Exchange) {}
 
     /// One exchange has ended (answered, failed or cut).
     fn exchange(&self, exchange: &Exchange);
@@ -96,15 +126,21 @@ pub struct Trace(Option<Rc<RefCell<Recording>>>);
 
 struct Recording {
     capture: Capture,
+    observer: Arc<dyn ExchangeObserver>,
     exchange: Exchange,
 }
 
 impl Trace {
     /// Starts recording the exchange of `head` for `observer`, if any.
-    pub fn start(observer: Option<&dyn ExchangeObserver>, stream: u32, head: &RequestHead) -> Self {
+    pub fn start(
+        observer: Option<&Arc<dyn ExchangeObserver>>,
+        stream: u32,
+        head: &RequestHead,
+    ) -> Self {
         Trace(observer.map(|o| {
-            Rc::new(RefCell::new(Recording {
+            let recording = Recording {
                 capture: o.capture(),
+                observer: Arc::clone(o),
                 exchange: Exchange {
                     stream,
                     host: head.host.clone(),
@@ -121,7 +157,11 @@ impl Trace {
                     elapsed: Duration::ZERO,
                     failure: None,
                 },
-            }))
+            };
+            if recording.capture.live {
+                o.started(&recording.exchange);
+            }
+            Rc::new(RefCell::new(recording))
         }))
     }
 
@@ -158,6 +198,9 @@ impl Trace {
             }
             if let Some(body) = inline {
                 e.response_body.take(body, r.capture.body_bytes);
+            }
+            if r.capture.live {
+                r.observer.head(&r.exchange);
             }
         });
     }
@@ -211,14 +254,14 @@ impl Trace {
         }
     }
 
-    /// Ends the recording and hands the exchange to `observer`.
-    pub fn finish(self, observer: Option<&dyn ExchangeObserver>, failure: Option<StreamFailure>) {
-        let (Some(r), Some(observer)) = (self.0, observer) else {
+    /// Ends the recording and hands the exchange to its observer.
+    pub fn finish(self, failure: Option<StreamFailure>) {
+        let Some(r) = self.0 else {
             return;
         };
         let mut r = r.borrow_mut();
         r.exchange.elapsed = r.exchange.started.elapsed();
         r.exchange.failure = failure;
-        observer.exchange(&r.exchange);
+        r.observer.exchange(&r.exchange);
     }
 }

@@ -1,0 +1,221 @@
+//! The fan-out of traffic events: the forwarding threads queue them, and
+//! one thread hands them in batches to every subscriber (the request log,
+//! the terminal screen, the inspector to come), so that no subscriber runs
+//! on a forwarding thread or slows a request.
+//!
+//! Queueing costs a request a lock and a push; the hub's thread is woken
+//! by the first event after a batch only, waits [`GATHER`] for more, and
+//! takes them all, so a busy tunnel wakes it at most twenty times a second
+//! whatever its rate. Past [`MAX_QUEUED`] events (a subscriber that stalls)
+//! events are counted, not kept, and the count is handed over with the
+//! next batch.
+
+use std::{
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+    thread,
+    time::{Duration, Instant},
+};
+
+use super::{Capture, Exchange, ExchangeObserver};
+
+/// How long the hub waits, once woken, for more events to join a batch:
+/// short enough that a person watching sees a request at once.
+pub const GATHER: Duration = Duration::from_millis(50);
+
+/// Most events kept for the subscribers.
+pub const MAX_QUEUED: usize = 16 * 1024;
+
+/// What happened to the traffic.
+#[derive(Debug, Clone)]
+pub enum TrafficEvent {
+    /// A request arrived from the server.
+    Started {
+        /// Its stream on its connection (with `started`, tells exchanges
+        /// apart).
+        stream: u32,
+        /// The public host.
+        host: String,
+        /// The method.
+        method: String,
+        /// The target, as the caller sent it.
+        uri: String,
+        /// When it arrived.
+        started: Instant,
+    },
+    /// The local service's response head came.
+    Head {
+        /// The exchange's stream.
+        stream: u32,
+        /// When the exchange started.
+        started: Instant,
+        /// The status.
+        status: u16,
+    },
+    /// An exchange ended, with all that was recorded of it.
+    Ended(Arc<Exchange>),
+}
+
+/// Takes batches of events on the hub's thread.
+pub trait Subscriber: Send {
+    /// What this subscriber needs recorded.
+    fn capture(&self) -> Capture;
+    /// A batch of events, in the order they were queued; `dropped` were
+    /// left out before them (the queue was full).
+    fn events(&mut self, batch: &[TrafficEvent], dropped: u64);
+    /// The hub is closing (the client has stopped): finish what is kept.
+    fn flush(&mut self) {}
+}
+
+struct Queue {
+    events: Vec<TrafficEvent>,
+    dropped: u64,
+    /// The hub's thread waits for a first event (and must be woken by it).
+    waiting: bool,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    /// Held while a batch is delivered, so that a flush waits for it.
+    delivering: Mutex<Vec<Box<dyn Subscriber>>>,
+}
+
+/// The observer the binary gives the client: queues events for its
+/// subscribers.
+pub struct Hub {
+    shared: Arc<Shared>,
+    capture: Capture,
+}
+
+impl Hub {
+    /// A hub for `subscribers`, its thread started; `None` with no
+    /// subscriber, so that the client records nothing.
+    pub fn start(subscribers: Vec<Box<dyn Subscriber>>) -> std::io::Result<Option<Arc<Hub>>> {
+        if subscribers.is_empty() {
+            return Ok(None);
+        }
+        let capture = subscribers
+            .iter()
+            .fold(Capture::default(), |c, s| c.union(s.capture()));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                events: Vec::new(),
+                dropped: 0,
+                waiting: false,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            delivering: Mutex::new(subscribers),
+        });
+        let runner = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("burrow-events".into())
+            .spawn(move || runner.run())?;
+        Ok(Some(Arc::new(Hub { shared, capture })))
+    }
+
+    /// Hands what is queued to the subscribers now (before the process
+    /// exits), and stops the hub's thread.
+    pub fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_one();
+        self.shared.deliver(&mut Vec::new());
+        let mut subscribers = self.shared.subscribers();
+        subscribers.iter_mut().for_each(|s| s.flush());
+    }
+
+    fn push(&self, event: TrafficEvent) {
+        let wake = {
+            let mut q = self.shared.lock();
+            if q.events.len() >= MAX_QUEUED {
+                q.dropped += 1;
+                return;
+            }
+            q.events.push(event);
+            let wake = q.waiting;
+            q.waiting = false;
+            wake
+        };
+        if wake {
+            self.shared.ready.notify_one();
+        }
+    }
+}
+
+impl ExchangeObserver for Hub {
+    fn capture(&self) -> Capture {
+        self.capture
+    }
+
+    fn started(&self, e: &Exchange) {
+        self.push(TrafficEvent::Started {
+            stream: e.stream,
+            host: e.host.clone(),
+            method: e.method.clone(),
+            uri: e.uri.clone(),
+            started: e.started,
+        });
+    }
+
+    fn head(&self, e: &Exchange) {
+        if let Some(status) = e.status {
+            self.push(TrafficEvent::Head {
+                stream: e.stream,
+                started: e.started,
+                status,
+            });
+        }
+    }
+
+    fn exchange(&self, e: &Exchange) {
+        self.push(TrafficEvent::Ended(Arc::new(e.clone())));
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The hub's thread: a batch per wake-up, until closed.
+    fn run(&self) {
+        let mut batch = Vec::new();
+        loop {
+            let mut q = self.lock();
+            while q.events.is_empty() && q.dropped == 0 && !q.closed {
+                q.waiting = true;
+                q = self.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            if q.closed {
+                return;
+            }
+            drop(q);
+            thread::sleep(GATHER);
+            self.deliver(&mut batch);
+        }
+    }
+
+    /// Takes what is queued and hands it to every subscriber.
+    fn subscribers(&self) -> MutexGuard<'_, Vec<Box<dyn Subscriber>>> {
+        self.delivering.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn deliver(&self, batch: &mut Vec<TrafficEvent>) {
+        let mut subscribers = self.subscribers();
+        let dropped = {
+            let mut q = self.lock();
+            std::mem::swap(&mut q.events, batch);
+            std::mem::take(&mut q.dropped)
+        };
+        if !batch.is_empty() || dropped > 0 {
+            for s in subscribers.iter_mut() {
+                s.events(batch, dropped);
+            }
+        }
+        batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests;
