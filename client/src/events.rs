@@ -16,6 +16,9 @@ pub enum ClientEvent {
         /// Why it ended.
         reason: String,
     },
+    /// The round trip to the server, as the first connection measured it
+    /// (at each of the server's heartbeats).
+    RoundTrip(std::time::Duration),
 }
 
 /// Why the client stopped for good.

@@ -176,6 +176,12 @@ impl connection::Role for FirstConnection {
         self.claim.release();
     }
 
+    fn round_trip(&self, rtt: Duration) {
+        if let Some(events) = &self.events {
+            let _ = events.send(ClientEvent::RoundTrip(rtt));
+        }
+    }
+
     fn stream_opened(&self, open: usize) {
         // Load is back (requests overlap) after extra connections closed
         // for being idle. One request at a time needs no more connections.

@@ -163,6 +163,10 @@ impl Role for Watched {
     fn stream_opened(&self, open: usize) {
         self.role.stream_opened(open);
     }
+
+    fn round_trip(&self, rtt: Duration) {
+        self.role.round_trip(rtt);
+    }
 }
 
 /// What to do after a connection ended.

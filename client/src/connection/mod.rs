@@ -90,6 +90,8 @@ pub trait Role {
     /// The server opened a stream on the connection, which now has
     /// `_open` streams open.
     fn stream_opened(&self, _open: usize) {}
+    /// The connection measured its round trip to the server anew.
+    fn round_trip(&self, _rtt: Duration) {}
 }
 
 /// Connects, registers the tunnels as client `instance` and serves streams

@@ -180,7 +180,12 @@ impl Dispatcher {
             Some(Err(e)) => return Err(ConnError::Protocol(e.to_string())),
             Some(Ok(item)) => item,
         };
-        match self.link.receive(ws_in(item)) {
+        let pong = matches!(item, ws::Frame::Pong(_));
+        let received = self.link.receive(ws_in(item));
+        if let (true, Some(rtt)) = (pong, self.link.path().rtt()) {
+            self.role.round_trip(rtt);
+        }
+        match received {
             Ok(Incoming::Frames(frames)) => self.dispatch_frames(frames),
             Ok(Incoming::Closed(_)) if self.drain_sent => Err(ConnError::Drained),
             Ok(Incoming::Closed(_)) if self.server_leaving => Err(ConnError::ServerLeft),

@@ -184,10 +184,21 @@ pub async fn wait_registered(events: &mut UnboundedReceiver<ClientEvent>) {
         .expect("client registered in time");
 }
 
+/// The client's next event other than a measured round trip (which
+/// comes at the server's heartbeats, whenever they fall).
+pub async fn next_event(events: &mut UnboundedReceiver<ClientEvent>) -> Option<ClientEvent> {
+    loop {
+        match events.recv().await {
+            Some(ClientEvent::RoundTrip(_)) => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Waits for the client's next event, a disconnection whose reason holds
 /// `needle` (a refusal it will retry).
 pub async fn expect_refusal(events: &mut UnboundedReceiver<ClientEvent>, needle: &str) {
-    let refused = tokio::time::timeout(Duration::from_secs(20), events.recv())
+    let refused = tokio::time::timeout(Duration::from_secs(20), next_event(events))
         .await
         .expect("an answer");
     match refused {

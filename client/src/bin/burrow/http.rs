@@ -9,7 +9,10 @@ use burrow_client::{
 };
 use burrow_common::Token;
 
-use crate::serve::{serve, Tell};
+use crate::{
+    screen::state::Shared,
+    serve::{serve, Tell},
+};
 
 /// Where the configuration file is looked for when `--config` names none.
 pub const DEFAULT_CONFIG: &str = "config/client.toml";
@@ -47,10 +50,10 @@ pub struct LoginArgs {
 }
 
 /// Serves `args.target` until stopped; `config` is `--config` if given.
-pub fn run(args: HttpArgs, config: Option<&Path>) -> anyhow::Result<()> {
+pub fn run(args: HttpArgs, config: Option<&Path>, screen: Option<Shared>) -> anyhow::Result<()> {
     let places = places(&args, config)?;
     let config = quick::config(&args.target, &args.hosts, &places)?;
-    serve(config, Tell::Stdout, true)
+    serve(config, Tell::Stdout, true, screen)
 }
 
 /// Saves the server and token `burrow http` uses by default.

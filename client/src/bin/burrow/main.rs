@@ -2,6 +2,7 @@
 
 mod demo;
 mod http;
+mod screen;
 mod serve;
 mod signals;
 
@@ -24,6 +25,10 @@ struct Args {
     /// Configuration file [default: config/client.toml].
     #[arg(short, long, global = true)]
     config: Option<PathBuf>,
+    /// Plain log lines on standard error, not the live screen a terminal
+    /// gets.
+    #[arg(long, global = true)]
+    log: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -47,16 +52,26 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    // The screen is for the client's own commands, on a terminal.
+    let own = matches!(args.command, None | Some(Command::Http(_)));
+    let screen = (own && screen::wanted(args.log)).then(|| screen::state::Shared::new(Vec::new()));
     // Without RUST_LOG: the client's own lines, not the start-up chatter of
     // the HTTP server that `burrow demo` serves its page with.
     let quiet = "info,actix_server=warn";
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(quiet)).init();
-    let args = Args::parse();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(quiet));
+    if let Some(state) = &screen {
+        // The screen covers standard error: its lines are shown on it.
+        let lines = screen::state::LogLines::new(state.clone());
+        logger.target(env_logger::Target::Pipe(Box::new(lines)));
+    }
+    logger.init();
     let config = args.config.as_deref();
     let or_default = || config.unwrap_or(std::path::Path::new(http::DEFAULT_CONFIG));
     let result = match args.command {
-        None => run_client(or_default()),
-        Some(Command::Http(quick)) => http::run(quick, config),
+        None => run_client(or_default(), screen),
+        Some(Command::Http(quick)) => http::run(quick, config, screen),
         Some(Command::Login(login)) => http::login(login),
         Some(Command::Demo { server_config }) => demo::run(or_default(), &server_config),
     };
@@ -69,7 +84,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run_client(path: &std::path::Path) -> anyhow::Result<()> {
+fn run_client(path: &std::path::Path, screen: Option<screen::state::Shared>) -> anyhow::Result<()> {
     let config = ClientConfig::from_file(path).map_err(|e| anyhow::anyhow!(e.with_way_out()))?;
-    serve::serve(config, serve::Tell::Log, false)
+    serve::serve(config, serve::Tell::Log, false, screen)
 }

@@ -13,7 +13,9 @@ use burrow_client::{
     request_log::RequestLog,
     ClientConfig, ClientEvent, Options,
 };
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::{mpsc::UnboundedReceiver, Notify};
+
+use crate::screen::{state::Shared, Screen};
 
 /// How the tunnels' coming up is told.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -24,10 +26,20 @@ pub enum Tell {
     Stdout,
 }
 
-/// Serves `config` until a refusal or a signal ends the client.
-pub fn serve(config: ClientConfig, tell: Tell, stop_if_unreachable: bool) -> anyhow::Result<()> {
+/// Serves `config` until a refusal or a signal ends the client, drawing
+/// `screen` when given.
+pub fn serve(
+    config: ClientConfig,
+    tell: Tell,
+    stop_if_unreachable: bool,
+    screen: Option<Shared>,
+) -> anyhow::Result<()> {
     let identity = Identity::kept_for(&config);
-    let hub = hub(request_log())?;
+    // The screen covers standard error: it shows the requests itself.
+    let hub = hub(match &screen {
+        Some(screen) => vec![Box::new(screen.clone()) as Box<dyn Subscriber>],
+        None => request_log(),
+    })?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let options = Options {
         events: Some(tx),
@@ -35,10 +47,32 @@ pub fn serve(config: ClientConfig, tell: Tell, stop_if_unreachable: bool) -> any
         instance: Some(identity.instance().to_owned()),
         stop_if_unreachable,
     };
+    let asked = Arc::new(Notify::new());
+    let drawing = match &screen {
+        Some(state) => Some(Screen::start(state.clone(), asked.clone())?),
+        None => None,
+    };
+    let tell = match drawing {
+        Some(_) => Tell::Log,
+        None => tell,
+    };
     let result = actix_rt::System::new().block_on(async {
-        actix_rt::spawn(registered(rx, config.clone(), identity, tell));
-        burrow_client::run(config, options, crate::signals::stop_requested()).await
+        let seen = registered(rx, config.clone(), identity, tell, screen.clone());
+        actix_rt::spawn(seen);
+        let stop = async {
+            tokio::select! {
+                () = crate::signals::stop_requested() => {}
+                () = asked.notified() => {}
+            }
+            if let Some(screen) = &screen {
+                screen.stopping();
+            }
+        };
+        burrow_client::run(config, options, stop).await
     });
+    if let Some(drawing) = drawing {
+        drawing.close();
+    }
     if let Some(hub) = hub {
         hub.close();
     }
@@ -68,9 +102,13 @@ async fn registered(
     config: ClientConfig,
     identity: Identity,
     tell: Tell,
+    screen: Option<Shared>,
 ) {
     let mut shown: Vec<String> = Vec::new();
     while let Some(event) = events.recv().await {
+        if let Some(screen) = &screen {
+            screen.client_event(&event, || urls(&config));
+        }
         let ClientEvent::Registered { hosts } = event else {
             continue;
         };
@@ -88,4 +126,14 @@ async fn registered(
         }
         shown = hosts;
     }
+}
+
+/// Each tunnel's public URL and local service, as registered.
+fn urls(config: &ClientConfig) -> Vec<(String, String)> {
+    (0..config.tunnels.len())
+        .map(|i| {
+            let url = config.public_url(&config.host_of(i));
+            (url, config.tunnels[i].local.clone())
+        })
+        .collect()
 }

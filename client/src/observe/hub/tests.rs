@@ -73,7 +73,9 @@ fn subscribers_get_every_event_in_order_in_batches_off_the_callers_thread() {
         seen.extend(names);
     }
     assert_eq!(seen, ["started /a", "head 200", "ended /a"]);
-    let (names, _) = rx2.recv_timeout(Duration::from_secs(10)).expect("the other one");
+    let (names, _) = rx2
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the other one");
     assert_eq!(names[0], "started /a");
     hub.close();
 }
