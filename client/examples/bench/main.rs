@@ -1,7 +1,7 @@
 //! The burrow benchmark: direct access vs burrow vs bore and rathole (when
 //! installed), all in one run so the ratios hold on a noisy machine.
 //!
-//! Run from the workspace root (see README, "Benchmark"):
+//! Run from the workspace root (see docs/DEVELOPMENT.md, "Benchmark"):
 //!
 //! ```text
 //! cargo build --release && cargo run --release -p burrow --example bench

@@ -4,7 +4,7 @@
 //! and server freezes, at random moments; every answer is checked byte for
 //! byte.
 //!
-//! Run from the workspace root (see README, "Soak test"):
+//! Run from the workspace root (see docs/DEVELOPMENT.md, "Soak test"):
 //!
 //! ```text
 //! cargo build --release --bins --examples && target/release/examples/soak --secs 600
