@@ -5,12 +5,13 @@ use std::{cell::RefCell, rc::Rc, sync::Arc, time::Duration};
 
 use burrow_common::{
     batch,
-    connection::{Frames, Heartbeat, Link},
+    connection::{
+        streams::{self, Streams},
+        Frames, Heartbeat, Link,
+    },
     flow::{BodyEvent, CancelOnDrop, PathState, RecvBody, RecvCredit, SendCredit},
     protocol::RequestHead,
-    queue,
-    stream_map::{self, StreamMap},
-    DecodeError, Frame, Outbox, ResetCode,
+    queue, DecodeError, Frame, Outbox, ResetCode,
 };
 use tokio::{task::AbortHandle, time::Instant};
 
@@ -31,7 +32,25 @@ pub(super) struct StreamEntry {
     task: AbortHandle,
 }
 
-pub(super) type StreamTable = Rc<RefCell<StreamMap<StreamEntry>>>;
+impl streams::Entry for StreamEntry {
+    fn recv_credit(&self) -> &RecvCredit {
+        &self.recv_credit
+    }
+
+    fn send_credit(&self) -> &SendCredit {
+        &self.send_credit
+    }
+
+    fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+
+    fn answered(&self) -> bool {
+        self.answered.get()
+    }
+}
+
+pub(super) type StreamTable = Rc<RefCell<Streams<StreamEntry>>>;
 
 /// One connection's reading side and its streams.
 pub(super) struct Dispatcher {
@@ -72,7 +91,7 @@ impl Dispatcher {
             // The server sends the heartbeat; each of its pings is answered
             // with one of ours, which measures the path for request bodies.
             link: Link::new(outbox, path, Heartbeat::Follows),
-            streams: Rc::new(RefCell::new(StreamMap::default())),
+            streams: Rc::new(RefCell::new(Streams::default())),
             ctx,
             role,
             opened: 0,
@@ -118,23 +137,22 @@ impl Dispatcher {
             Frame::RequestHead { stream, head } => self.open(stream, head),
             Frame::Data { stream, data } => {
                 let mut streams = self.streams.borrow_mut();
-                let Some(entry) = streams.get_mut(&stream) else {
-                    return Ok(());
-                };
-                if !entry.recv_credit.take(data.len()) {
-                    if let Some(e) = streams.remove(&stream) {
+                match streams.data(stream, data.len()) {
+                    Ok(Some(entry)) => {
+                        if let Some(tx) = &entry.body_tx {
+                            let _ = tx.send(BodyEvent::Data(data));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
                         drop(streams);
                         self.reset(stream, e, "data beyond the granted window");
                     }
-                    return Ok(());
-                }
-                if let Some(tx) = &entry.body_tx {
-                    let _ = tx.send(BodyEvent::Data(data));
                 }
                 Ok(())
             }
             Frame::End { stream } => {
-                if let Some(entry) = self.streams.borrow_mut().get_mut(&stream) {
+                if let Some(entry) = self.streams.borrow_mut().get_mut(stream) {
                     if let Some(tx) = entry.body_tx.take() {
                         let _ = tx.send(BodyEvent::End);
                     }
@@ -150,9 +168,7 @@ impl Dispatcher {
                 Ok(())
             }
             Frame::Window { stream, increment } => {
-                if let Some(e) = self.streams.borrow().get(&stream) {
-                    e.send_credit.grant(increment);
-                }
+                self.streams.borrow().window(stream, increment);
                 Ok(())
             }
             Frame::GoAway => {
@@ -169,7 +185,7 @@ impl Dispatcher {
 
     /// The server reset a stream: its forwarding ends.
     fn on_reset(&mut self, stream: u32, code: ResetCode, reason: String) {
-        let entry = self.streams.borrow_mut().remove(&stream);
+        let entry = self.streams.borrow_mut().remove(stream);
         if let Some(e) = entry {
             log::debug!("stream {stream} reset by server: {code}");
             if let Some(tx) = e.body_tx {
@@ -195,34 +211,28 @@ impl Dispatcher {
     /// stream table once no stream is open.
     pub(super) fn sweep(&mut self) {
         let limit = self.ctx.local_timeout;
-        let late: Vec<u32> = self
-            .streams
-            .borrow()
-            .iter()
-            .filter(|(_, e)| !e.answered.get() && e.opened.elapsed() >= limit)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in late {
-            let entry = self.streams.borrow_mut().remove(&id);
-            if let Some(e) = entry {
-                log::debug!("stream {id}: no local response head in time");
-                e.task.abort();
-                e.send_credit.close();
-                let _ = self.link.outbox().send(&Frame::Reset {
-                    stream: id,
-                    code: ResetCode::LocalTimeout,
-                    reason: format!(
-                        "the local service sent no response head within {} s",
-                        limit.as_secs()
-                    ),
-                });
-            }
+        let limits = streams::Limits {
+            head: limit,
+            idle: None,
+        };
+        let late = self.streams.borrow_mut().expired(limits);
+        for (id, e, _) in late {
+            log::debug!("stream {id}: no local response head in time");
+            e.task.abort();
+            e.send_credit.close();
+            let _ = self.link.outbox().send(&Frame::Reset {
+                stream: id,
+                code: ResetCode::LocalTimeout,
+                reason: format!(
+                    "the local service sent no response head within {} s",
+                    limit.as_secs()
+                ),
+            });
         }
-        stream_map::release_if_empty(&mut self.streams.borrow_mut());
     }
 
     fn open(&mut self, id: u32, head: RequestHead) -> Result<(), ConnError> {
-        if self.streams.borrow().contains_key(&id) {
+        if self.streams.borrow().contains(id) {
             return Err(ConnError::Protocol(format!("stream {id} opened twice")));
         }
         self.opened += 1;
@@ -254,7 +264,7 @@ impl Dispatcher {
             let fut = Box::pin(forward(id, head, body, ctx, outbox, credit, answered));
             async move {
                 fut.await;
-                streams.borrow_mut().remove(&id);
+                streams.borrow_mut().remove(id);
             }
         });
         self.streams.borrow_mut().insert(

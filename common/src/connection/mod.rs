@@ -10,6 +10,7 @@
 //! answers, the client forwards them; both keep their streams' windows
 //! through [`crate::flow`], on the [`PathState`] the link measures.
 
+pub mod streams;
 pub mod writer;
 
 use std::sync::Arc;

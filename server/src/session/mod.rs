@@ -24,11 +24,10 @@ use actix::{
 };
 use actix_ws::{CloseCode, Message, ProtocolError};
 use burrow_common::{
-    connection::{Frames, Heartbeat, Incoming, Link, WsIn},
+    connection::{streams::Streams, Frames, Heartbeat, Incoming, Link, WsIn},
     flow::PathState,
     fragments::Piece,
     outbox::Pending,
-    stream_map::StreamMap,
     Frame, Outbox,
 };
 use tokio::sync::oneshot;
@@ -109,7 +108,7 @@ pub struct TunnelSession {
     worker: WorkerId,
     /// The client's address, for logs.
     peer: Option<SocketAddr>,
-    streams: StreamMap<StreamEntry>,
+    streams: Streams<StreamEntry>,
     /// Shared with the session's handles; see [`Gate`].
     gate: Arc<Gate>,
     /// Set once the client has asked for a drain (see [`Frame::Drain`]).
@@ -152,7 +151,7 @@ impl TunnelSession {
             shared,
             worker,
             peer,
-            streams: StreamMap::default(),
+            streams: Streams::default(),
             gate: Arc::new(Gate::default()),
             draining: false,
             finish_queued: false,
@@ -371,7 +370,7 @@ impl Handler<ToSession> for TunnelSession {
             ToSession::Open(open) => {
                 // Dropping `open` unanswered tells the opener the tunnel is
                 // gone (or, after 2^31 streams, that its id is still in use).
-                if self.state == State::Open && !self.streams.contains_key(&open.id) {
+                if self.state == State::Open && !self.streams.contains(open.id) {
                     let id = open.id;
                     self.streams.insert(id, StreamEntry::new(open));
                 }

@@ -7,10 +7,11 @@ use std::{
 };
 
 use burrow_common::{
+    connection::streams::{self, Expiry},
     flow::{Activity, BodyEvent, RecvCredit, SendCredit},
     protocol::ResponseHead,
     queue::Sender,
-    stream_map, Frame, ResetCode,
+    Frame, ResetCode,
 };
 use bytes::Bytes;
 
@@ -41,6 +42,28 @@ pub(super) struct StreamEntry {
     activity: Arc<Activity>,
 }
 
+impl streams::Entry for StreamEntry {
+    fn recv_credit(&self) -> &RecvCredit {
+        &self.recv_credit
+    }
+
+    fn send_credit(&self) -> &SendCredit {
+        &self.send_credit
+    }
+
+    fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+
+    fn answered(&self) -> bool {
+        self.answered
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.activity.idle_for()
+    }
+}
+
 impl StreamEntry {
     pub(super) fn new(msg: OpenStream) -> Self {
         StreamEntry {
@@ -68,7 +91,7 @@ impl StreamEntry {
 
 impl TunnelSession {
     pub(super) fn on_head(&mut self, stream: u32, head: ResponseHead) {
-        let Some(entry) = self.streams.get_mut(&stream) else {
+        let Some(entry) = self.streams.get_mut(stream) else {
             return;
         };
         if is_interim(head.status) && !entry.answered {
@@ -80,7 +103,7 @@ impl TunnelSession {
             return;
         }
         if entry.answered {
-            if let Some(e) = self.streams.remove(&stream) {
+            if let Some(e) = self.streams.remove(stream) {
                 let why = "second response head".to_owned();
                 self.reset(stream, e, ResetCode::ProtocolError, why);
             }
@@ -90,33 +113,36 @@ impl TunnelSession {
         let end_stream = head.end_stream;
         let _ = entry.events.send(BodyEvent::Head(Box::new(head)));
         if end_stream {
-            if let Some(e) = self.streams.remove(&stream) {
+            if let Some(e) = self.streams.remove(stream) {
                 e.send_credit.close();
             }
         }
     }
 
     pub(super) fn on_data(&mut self, stream: u32, data: Bytes) {
-        let Some(entry) = self.streams.get(&stream) else {
+        if self.streams.get(stream).is_some_and(|e| !e.answered) {
+            if let Some(e) = self.streams.remove(stream) {
+                let why = "data before the response head".to_owned();
+                self.reset(stream, e, ResetCode::ProtocolError, why);
+            }
             return;
-        };
-        let why = if !entry.answered {
-            "data before the response head"
-        } else if !entry.recv_credit.take(data.len()) {
-            "data beyond the granted window"
-        } else {
-            entry.activity.touch();
-            // A closed receiver means the caller left; its cancel is on the way.
-            let _ = entry.events.send(BodyEvent::Data(data));
-            return;
-        };
-        if let Some(e) = self.streams.remove(&stream) {
-            self.reset(stream, e, ResetCode::ProtocolError, why.to_owned());
+        }
+        match self.streams.data(stream, data.len()) {
+            Ok(Some(entry)) => {
+                entry.activity.touch();
+                // A closed receiver means the caller left; its cancel is on the way.
+                let _ = entry.events.send(BodyEvent::Data(data));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let why = "data beyond the granted window".to_owned();
+                self.reset(stream, e, ResetCode::ProtocolError, why);
+            }
         }
     }
 
     pub(super) fn on_end(&mut self, stream: u32) {
-        if let Some(e) = self.streams.remove(&stream) {
+        if let Some(e) = self.streams.remove(stream) {
             e.send_credit.close();
             if !e.answered {
                 let reason = "body ended before the response head".to_owned();
@@ -128,21 +154,20 @@ impl TunnelSession {
     }
 
     pub(super) fn on_reset(&mut self, stream: u32, code: ResetCode, reason: String) {
-        if let Some(e) = self.streams.remove(&stream) {
+        if let Some(e) = self.streams.remove(stream) {
             e.end(BodyEvent::Reset(code, reason));
         }
     }
 
     pub(super) fn on_window(&mut self, stream: u32, increment: u32) {
-        if let Some(e) = self.streams.get(&stream) {
+        if let Some(e) = self.streams.window(stream, increment) {
             e.activity.touch();
-            e.send_credit.grant(increment);
         }
     }
 
     /// The opener gave up on a stream: reset it on the client's side.
     pub(super) fn cancel(&mut self, id: u32, code: ResetCode) {
-        if let Some(e) = self.streams.remove(&id) {
+        if let Some(e) = self.streams.remove(id) {
             self.reset(id, e, code, String::new());
         }
     }
@@ -186,32 +211,22 @@ impl TunnelSession {
             idle_timeout,
             ..
         } = self.shared.limits;
-        let expired: Vec<(u32, bool)> = self
-            .streams
-            .iter()
-            .filter_map(|(id, e)| {
-                if !e.answered && e.opened.elapsed() >= request_timeout {
-                    Some((*id, true))
-                } else if e.answered && e.activity.idle_for() >= idle_timeout {
-                    Some((*id, false))
-                } else {
-                    None
+        let limits = streams::Limits {
+            head: request_timeout,
+            idle: Some(idle_timeout),
+        };
+        for (id, e, why) in self.streams.expired(limits) {
+            match why {
+                Expiry::NoHead => {
+                    let why = format!("no response head within {} s", request_timeout.as_secs());
+                    self.reset_with(id, e, ResetCode::Cancel, why, BodyEvent::Expired);
                 }
-            })
-            .collect();
-        for (id, waiting) in expired {
-            let Some(e) = self.streams.remove(&id) else {
-                continue;
-            };
-            if waiting {
-                let why = format!("no response head within {} s", request_timeout.as_secs());
-                self.reset_with(id, e, ResetCode::Cancel, why, BodyEvent::Expired);
-            } else {
-                let why = format!("no traffic for {} s", idle_timeout.as_secs());
-                self.reset(id, e, ResetCode::Cancel, why);
+                Expiry::Idle => {
+                    let why = format!("no traffic for {} s", idle_timeout.as_secs());
+                    self.reset(id, e, ResetCode::Cancel, why);
+                }
             }
         }
-        stream_map::release_if_empty(&mut self.streams);
     }
 }
 
