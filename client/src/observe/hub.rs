@@ -51,8 +51,10 @@ pub enum TrafficEvent {
         /// The status.
         status: u16,
     },
-    /// An exchange ended, with all that was recorded of it.
-    Ended(Arc<Exchange>),
+    /// An exchange ended, with all that was recorded of it (moved here
+    /// from the forwarding path, not copied; a subscriber that keeps it
+    /// clones what it keeps).
+    Ended(Box<Exchange>),
 }
 
 /// Takes batches of events on the hub's thread.
@@ -168,8 +170,8 @@ impl ExchangeObserver for Hub {
         }
     }
 
-    fn exchange(&self, e: &Exchange) {
-        self.push(TrafficEvent::Ended(Arc::new(e.clone())));
+    fn exchange(&self, e: Exchange) {
+        self.push(TrafficEvent::Ended(Box::new(e)));
     }
 }
 

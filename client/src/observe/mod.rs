@@ -65,8 +65,9 @@ pub trait ExchangeObserver: Send + Sync {
     /// [`Capture::live`]).
     fn head(&self, _exchange: &Exchange) {}
 
-    /// One exchange has ended (answered, failed or cut).
-    fn exchange(&self, exchange: &Exchange);
+    /// One exchange has ended (answered, failed or cut): the record, handed
+    /// over rather than copied.
+    fn exchange(&self, exchange: Exchange);
 }
 
 /// A body as far as it was captured.
@@ -118,6 +119,29 @@ pub struct Exchange {
     pub elapsed: Duration,
     /// Why it ended early, if it did.
     pub failure: Option<StreamFailure>,
+}
+
+impl Exchange {
+    /// What is left in a recording once its exchange was handed over: no
+    /// text, no bytes (nothing allocated).
+    fn emptied(started: Instant) -> Exchange {
+        Exchange {
+            stream: 0,
+            host: String::new(),
+            method: String::new(),
+            uri: String::new(),
+            upgrade: false,
+            request_headers: HeaderList::new(),
+            request_body: BodyCapture::default(),
+            status: None,
+            response_headers: HeaderList::new(),
+            response_body: BodyCapture::default(),
+            started,
+            head_after: None,
+            elapsed: Duration::ZERO,
+            failure: None,
+        }
+    }
 }
 
 /// The exchange being recorded for one stream, or nothing when no
@@ -260,8 +284,10 @@ impl Trace {
             return;
         };
         let mut r = r.borrow_mut();
-        r.exchange.elapsed = r.exchange.started.elapsed();
-        r.exchange.failure = failure;
-        r.observer.exchange(&r.exchange);
+        let started = r.exchange.started;
+        let mut exchange = std::mem::replace(&mut r.exchange, Exchange::emptied(started));
+        exchange.elapsed = started.elapsed();
+        exchange.failure = failure;
+        r.observer.exchange(exchange);
     }
 }

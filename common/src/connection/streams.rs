@@ -107,13 +107,11 @@ impl<E: Entry> Streams<E> {
     /// whose bytes are dropped), or, when the peer sent beyond what it was
     /// granted, the entry taken out of the table for the end to reset.
     pub fn data(&mut self, id: u32, len: usize) -> Result<Option<&mut E>, E> {
-        let within = match self.map.get(&id) {
-            None => return Ok(None),
-            Some(e) => e.recv_credit().take(len),
-        };
-        match within {
-            true => Ok(self.map.get_mut(&id)),
-            false => self.map.remove(&id).map_or(Ok(None), Err),
+        use std::collections::hash_map::Entry as Slot;
+        match self.map.entry(id) {
+            Slot::Vacant(_) => Ok(None),
+            Slot::Occupied(e) if e.get().recv_credit().take(len) => Ok(Some(e.into_mut())),
+            Slot::Occupied(e) => Err(e.remove()),
         }
     }
 

@@ -65,7 +65,7 @@ fn subscribers_get_every_event_in_order_in_batches_off_the_callers_thread() {
     let e = exchange("/a");
     hub.started(&e);
     hub.head(&e);
-    hub.exchange(&e);
+    hub.exchange(e.clone());
     let mut seen = Vec::new();
     while seen.len() < 3 {
         let (names, dropped) = rx.recv_timeout(Duration::from_secs(10)).expect("a batch");
@@ -91,7 +91,7 @@ fn a_stalled_subscriber_costs_the_callers_nothing_and_the_rest_are_counted() {
     let held = hub.shared.subscribers();
     let e = exchange("/b");
     for _ in 0..MAX_QUEUED + 10 {
-        hub.exchange(&e);
+        hub.exchange(e.clone());
     }
     drop(held);
     let mut total = 0;
