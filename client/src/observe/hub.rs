@@ -51,6 +51,18 @@ pub enum TrafficEvent {
         /// The status.
         status: u16,
     },
+    /// An exchange's bodies moved another
+    /// [`super::PROGRESS_STEP`] bytes.
+    Progress {
+        /// The exchange's stream.
+        stream: u32,
+        /// When the exchange started.
+        started: Instant,
+        /// Request body bytes so far.
+        sent: u64,
+        /// Response body bytes so far.
+        received: u64,
+    },
     /// An exchange ended, with all that was recorded of it (moved here
     /// from the forwarding path, not copied; a subscriber that keeps it
     /// clones what it keeps).
@@ -168,6 +180,15 @@ impl ExchangeObserver for Hub {
                 status,
             });
         }
+    }
+
+    fn progress(&self, e: &Exchange) {
+        self.push(TrafficEvent::Progress {
+            stream: e.stream,
+            started: e.started,
+            sent: e.request_body.total,
+            received: e.response_body.total,
+        });
     }
 
     fn exchange(&self, e: Exchange) {

@@ -26,6 +26,10 @@ use futures_util::{Stream, StreamExt};
 
 use crate::reply::StreamFailure;
 
+/// How many body bytes pass between two progress reports of one exchange:
+/// a long transfer is seen moving, a small one costs nothing.
+pub const PROGRESS_STEP: u64 = 256 * 1024;
+
 /// What an observer wants recorded beyond the summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capture {
@@ -64,6 +68,10 @@ pub trait ExchangeObserver: Send + Sync {
     /// The local service's response head came (only when
     /// [`Capture::live`]).
     fn head(&self, _exchange: &Exchange) {}
+
+    /// A body crossed another [`PROGRESS_STEP`] bytes, either way (only
+    /// when [`Capture::live`]).
+    fn progress(&self, _exchange: &Exchange) {}
 
     /// One exchange has ended (answered, failed or cut): the record, handed
     /// over rather than copied.
@@ -270,7 +278,13 @@ impl Trace {
                     if let Ok(chunk) = chunk {
                         let mut r = r.borrow_mut();
                         let limit = r.capture.body_bytes;
-                        which(&mut r.exchange).take(chunk, limit);
+                        let body = which(&mut r.exchange);
+                        let before = body.total / PROGRESS_STEP;
+                        body.take(chunk, limit);
+                        let stepped = body.total / PROGRESS_STEP != before;
+                        if stepped && r.capture.live {
+                            r.observer.progress(&r.exchange);
+                        }
                     }
                 })
                 .right_stream()
@@ -289,5 +303,78 @@ impl Trace {
         exchange.elapsed = started.elapsed();
         exchange.failure = failure;
         r.observer.exchange(exchange);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use futures_util::{stream, StreamExt};
+
+    use super::*;
+
+    /// Notes what it is told.
+    #[derive(Default)]
+    struct Notes(Mutex<Vec<String>>, bool);
+
+    impl ExchangeObserver for Notes {
+        fn capture(&self) -> Capture {
+            Capture {
+                live: self.1,
+                ..Capture::default()
+            }
+        }
+        fn started(&self, e: &Exchange) {
+            self.0.lock().unwrap().push(format!("started {}", e.uri));
+        }
+        fn progress(&self, e: &Exchange) {
+            let n = e.response_body.total;
+            self.0.lock().unwrap().push(format!("progress {n}"));
+        }
+        fn exchange(&self, e: Exchange) {
+            let n = e.response_body.total;
+            self.0.lock().unwrap().push(format!("ended {n}"));
+        }
+    }
+
+    fn head() -> RequestHead {
+        RequestHead {
+            host: "a.localhost".into(),
+            method: "GET".into(),
+            uri: "/big".into(),
+            headers: HeaderList::new(),
+            end_stream: true,
+            upgrade: false,
+        }
+    }
+
+    /// Runs a 600 KiB response body (in 100 KiB chunks) past a trace.
+    async fn big_body(observer: Arc<Notes>) -> Vec<String> {
+        let as_dyn: Arc<dyn ExchangeObserver> = observer.clone();
+        let trace = Trace::start(Some(&as_dyn), 1, &head());
+        let chunks = (0..6).map(|_| Ok::<_, ()>(Bytes::from(vec![0u8; 100 * 1024])));
+        let tapped = trace.tap_response(stream::iter(chunks));
+        assert_eq!(tapped.count().await, 6);
+        trace.finish(None);
+        let notes = observer.0.lock().unwrap().clone();
+        notes
+    }
+
+    #[tokio::test]
+    async fn a_live_observer_sees_a_body_move_a_step_at_a_time() {
+        let notes = big_body(Arc::new(Notes(Mutex::default(), true))).await;
+        assert_eq!(
+            notes,
+            [
+                "started /big",
+                "progress 307200",
+                "progress 614400",
+                "ended 614400"
+            ]
+        );
+        // One that does not ask is told only the end.
+        let notes = big_body(Arc::new(Notes(Mutex::default(), false))).await;
+        assert_eq!(notes, ["ended 614400"]);
     }
 }

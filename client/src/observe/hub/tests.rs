@@ -16,6 +16,7 @@ impl Subscriber for Probe {
             .map(|e| match e {
                 TrafficEvent::Started { uri, .. } => format!("started {uri}"),
                 TrafficEvent::Head { status, .. } => format!("head {status}"),
+                TrafficEvent::Progress { received, .. } => format!("progress {received}"),
                 TrafficEvent::Ended(e) => format!("ended {}", e.uri),
             })
             .collect();

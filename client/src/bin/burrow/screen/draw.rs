@@ -80,8 +80,12 @@ fn summary(s: &State) -> Vec<Line<'_>> {
         (Some(a), Some(b), Some(c)) => format!("   p50 {}  p90 {}  p99 {}", ms(a), ms(b), ms(c)),
         _ => String::new(),
     };
+    let moving = match s.moving() {
+        0 => String::new(),
+        bytes => format!(" ({} so far)", size(bytes)),
+    };
     lines.push(Line::raw(format!(
-        "Requests     {} done, {} open{percentiles}",
+        "Requests     {} done, {} open{moving}{percentiles}",
         s.requests,
         s.open.len()
     )));

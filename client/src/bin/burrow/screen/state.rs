@@ -57,8 +57,9 @@ pub struct State {
     pub rtt: Option<Duration>,
     pub reconnects: u32,
     pub requests: u64,
-    /// Requests started and not ended, by stream and start.
-    pub open: HashMap<(u32, Instant), ()>,
+    /// Requests started and not ended, by stream and start: their body
+    /// bytes so far, both ways.
+    pub open: HashMap<(u32, Instant), u64>,
     pub latencies: VecDeque<Duration>,
     pub recent: VecDeque<Row>,
     pub log: VecDeque<String>,
@@ -115,6 +116,11 @@ impl Shared {
 }
 
 impl State {
+    /// Body bytes the open requests have moved so far.
+    pub fn moving(&self) -> u64 {
+        self.open.values().sum()
+    }
+
     /// The `p`th percentile of the latest durations (`p` in 0..=100).
     pub fn percentile(&self, p: usize) -> Option<Duration> {
         if self.latencies.is_empty() {
@@ -169,9 +175,19 @@ impl Subscriber for Shared {
                 TrafficEvent::Started {
                     stream, started, ..
                 } => {
-                    s.open.insert((*stream, *started), ());
+                    s.open.insert((*stream, *started), 0);
                 }
                 TrafficEvent::Head { .. } => {}
+                TrafficEvent::Progress {
+                    stream,
+                    started,
+                    sent,
+                    received,
+                } => {
+                    if let Some(moved) = s.open.get_mut(&(*stream, *started)) {
+                        *moved = sent + received;
+                    }
+                }
                 TrafficEvent::Ended(e) => s.ended(e),
             }
         }
