@@ -101,7 +101,7 @@ pub fn target_url(target: &str) -> Result<String, QuickError> {
 pub fn server_url(server: &str) -> Result<String, QuickError> {
     let with_scheme = match server.split_once("://") {
         Some(_) => server.to_owned(),
-        None if is_loopback(server.split(['/', ':']).next().unwrap_or_default()) => {
+        None if is_loopback(host_part(server)) => {
             format!("ws://{server}")
         }
         None => format!("wss://{server}"),
@@ -121,6 +121,14 @@ pub fn server_url(server: &str) -> Result<String, QuickError> {
         ),
         None => format!("{with_scheme}{DEFAULT_CONTROL_PATH}"),
     })
+}
+
+/// The host of `host[:port][/path]`, an IPv6 address with its brackets.
+fn host_part(text: &str) -> &str {
+    match text.strip_prefix('[') {
+        Some(rest) => rest.find(']').map_or(text, |end| &text[..end + 2]),
+        None => text.split(['/', ':']).next().unwrap_or_default(),
+    }
 }
 
 /// `localhost`, a name under it, or a loopback address.
@@ -191,12 +199,7 @@ fn flag_of(key: &str) -> &'static str {
 
 fn local_is_loopback(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => h,
-        _ => authority,
-    };
-    is_loopback(host)
+    is_loopback(host_part(rest))
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ fn servers_get_a_scheme_and_the_control_path() {
         ),
         ("127.0.0.1:8080", "ws://127.0.0.1:8080/_burrow/connect"),
         ("localhost:8080", "ws://localhost:8080/_burrow/connect"),
+        ("[::1]:8080", "ws://[::1]:8080/_burrow/connect"),
         (
             "https://t.example.com/",
             "https://t.example.com/_burrow/connect",
@@ -98,5 +99,7 @@ fn a_service_on_this_machine_is_trusted_over_https() {
     let c = config("https://localhost:8443", &[], &places).unwrap();
     assert!(c.tunnels[0].local_tls.is_some());
     assert!(local_is_loopback("https://127.0.0.1:8443"));
+    assert!(local_is_loopback("https://[::1]:8443/app"));
+    assert!(local_is_loopback("https://localhost"));
     assert!(!local_is_loopback("https://intranet.example.com"));
 }
