@@ -48,6 +48,26 @@ pub struct TunnelConfig {
     pub local_tls: Option<LocalTls>,
 }
 
+impl TunnelConfig {
+    /// A tunnel to the service at `local` alone: no public host, no rules
+    /// (for sending saved requests to it); an `https://` service's
+    /// certificate is verified unless `verify_tls` is `false`.
+    pub fn to_local(local: &str, verify_tls: bool) -> Result<TunnelConfig, String> {
+        let (local, local_url) = LocalUrl::parse(local)?;
+        let verify = local_url.is_tls().then_some(verify_tls);
+        let local_tls = local_tls(&local_url, verify).map_err(|(_, msg)| msg)?;
+        Ok(TunnelConfig {
+            host: String::new(),
+            token: Token::new(""),
+            local,
+            local_url,
+            access: AccessRules::default(),
+            headers: None,
+            local_tls,
+        })
+    }
+}
+
 /// The names the server gave the tunnels that asked for none, by tunnel
 /// index, shared by every connection of the client: each connection after
 /// the first, and each reconnection, asks for the name given.
@@ -238,11 +258,28 @@ impl ClientConfig {
         }
     }
 
+    /// The tunnel serving `host`: the one configured for it, else the one
+    /// the server gave that name.
+    pub fn tunnel_for(&self, host: &str) -> Option<&TunnelConfig> {
+        find_tunnel(&self.tunnels, &self.given, host)
+    }
+
     /// The public URL of `host`, assuming the server's public port is the one
     /// clients connect to.
     pub fn public_url(&self, host: &str) -> String {
         self.server.public_url(host)
     }
+}
+
+/// The tunnel of `tunnels` serving `host`: a tunnel with a given name is
+/// looked up only when no other matches.
+pub fn find_tunnel<'a>(
+    tunnels: &'a [TunnelConfig],
+    given: &GivenNames,
+    host: &str,
+) -> Option<&'a TunnelConfig> {
+    let named = tunnels.iter().find(|t| t.host == host);
+    named.or_else(|| given.find(host).and_then(|i| tunnels.get(i)))
 }
 
 /// Validates the `[[tunnels]]` tables: at least one, hosts valid and

@@ -1,4 +1,5 @@
-//! A plain request sent again over a raw connection, for the one answer
+//! Requests over a raw connection of their own ([`send_raw`]: WebSocket
+//! upgrades use it too), and a plain request sent again that way, for the one answer
 //! the pooled HTTP client cannot read: a status other than 101 that
 //! carries `Upgrade: websocket` (a WebSocket server's 426 to a plain GET).
 //! The client's HTTP/1 decoder takes such a head for a switch of protocols
@@ -7,10 +8,10 @@
 
 use crate::{
     config::TunnelConfig,
-    observe::Trace,
-    reply::{Reply, StreamFailure},
+    failure::StreamFailure,
+    http1::{read_response_head, request_bytes, ResponseStart},
+    local_tls::LocalStream,
     transport::Connector,
-    upgrade::{refusal, send_raw},
 };
 use awc::{
     http::{header, Method},
@@ -22,6 +23,7 @@ use burrow_common::{
     ResetCode,
 };
 use bytes::Bytes;
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
 /// `true` when `resp` is an answer whose body the pooled client withheld.
 pub fn body_withheld(resp: &ClientResponse) -> bool {
@@ -40,15 +42,14 @@ pub fn body_withheld(resp: &ClientResponse) -> bool {
     sized || headers.contains_key(header::TRANSFER_ENCODING)
 }
 
-/// Sends `head` (a request without a body) over a connection of its own and
-/// relays the answer; returns the body bytes sent.
+/// Sends `head` (a request without a body) over a connection of its own;
+/// returns the answer's head (the tunnel's response rules applied) and the
+/// connection to read its body from.
 pub async fn exchange(
     head: &RequestHead,
     tunnel: &TunnelConfig,
     connector: &Connector,
-    reply: Reply<'_>,
-    trace: &mut Trace,
-) -> Result<u64, StreamFailure> {
+) -> Result<(ResponseStart, ReadHalf<LocalStream>), StreamFailure> {
     let local = tunnel.local.as_str();
     let method = Method::from_bytes(head.method.as_bytes()).ok();
     if !head.end_stream || !method.is_some_and(|m| m.is_safe()) {
@@ -64,8 +65,7 @@ pub async fn exchange(
             format!("{local} switched protocols unasked"),
         ));
     }
-    trace.response_head(start.status, start.fields(), None);
-    refusal(start, rd, local, reply).await
+    Ok((start, rd))
 }
 
 /// `headers` with `connection: close`: the connection is this request's
@@ -81,4 +81,43 @@ fn with_close(headers: &HeaderList) -> HeaderList {
         Bytes::from_static(b"close"),
     ));
     out
+}
+
+/// Sends `head` with `headers` over a connection of its own to the local
+/// service of `tunnel`; returns the response head and both halves of the
+/// connection.
+pub(crate) async fn send_raw(
+    head: &RequestHead,
+    headers: &HeaderList,
+    tunnel: &TunnelConfig,
+    connector: &Connector,
+) -> Result<(ResponseStart, ReadHalf<LocalStream>, WriteHalf<LocalStream>), StreamFailure> {
+    let local = tunnel.local.as_str();
+    let url = &tunnel.local_url;
+    let failed = |what: String| StreamFailure::new(ResetCode::LocalError, what);
+    let io = connector.connect(url.origin()).await.map_err(|e| {
+        StreamFailure::new(
+            ResetCode::LocalUnreachable,
+            format!("cannot connect to {local}: {e}"),
+        )
+    })?;
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let request = match &tunnel.headers {
+        None => request_bytes(&head.method, url.prefix(), &head.uri, headers),
+        Some(rules) => {
+            let mut headers = headers.clone();
+            rules.apply_request_list(&mut headers);
+            request_bytes(&head.method, url.prefix(), &head.uri, &headers)
+        }
+    };
+    wr.write_all(&request)
+        .await
+        .map_err(|e| failed(format!("writing to {local}: {e}")))?;
+    let mut start = read_response_head(&mut rd)
+        .await
+        .map_err(|e| failed(format!("{local}: {e}")))?;
+    if let Some(rules) = &tunnel.headers {
+        rules.response.apply_list(&mut start.headers);
+    }
+    Ok((start, rd, wr))
 }

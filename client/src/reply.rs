@@ -3,12 +3,15 @@
 
 use std::{cell::Cell, rc::Rc};
 
-use awc::error::{ConnectError, SendRequestError};
 use burrow_common::{
     flow::{pump_body, PumpError, SendCredit},
-    protocol::ResponseHead,
+    frame::encode_response_head_from,
+    protocol::{ResponseHead, MAX_INLINE_BODY},
     Frame, Outbox, ResetCode,
 };
+
+pub use crate::failure::StreamFailure;
+use crate::{local::Answer, observe::Trace, upload::OnContinue};
 
 /// Whether a stream's response head has been queued. The connection resets
 /// streams still unanswered after the local timeout on a periodic sweep, so
@@ -40,26 +43,6 @@ pub struct Reply<'a> {
     pub credit: &'a SendCredit,
     /// Set once the response head is queued.
     pub answered: &'a Answered,
-}
-
-/// A stream ending early: the `Reset` sent to the server, which turns it
-/// into the caller's status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamFailure {
-    /// The reset code.
-    pub code: ResetCode,
-    /// What went wrong, for the server's error page and logs.
-    pub reason: String,
-}
-
-impl StreamFailure {
-    /// A failure with `code` and `reason`.
-    pub fn new(code: ResetCode, reason: impl Into<String>) -> Self {
-        StreamFailure {
-            code,
-            reason: reason.into(),
-        }
-    }
 }
 
 impl Reply<'_> {
@@ -98,6 +81,62 @@ impl Reply<'_> {
         }
     }
 
+    /// Sends the local service's `answer` back: its head, then its body
+    /// under the stream's credit. A small body of known length travels
+    /// inside the head, one frame for the whole answer (waiting for it
+    /// holds at most [`MAX_INLINE_BODY`] bytes).
+    pub async fn answer(
+        self,
+        mut answer: Answer,
+        local: &str,
+        trace: &mut Trace,
+    ) -> Result<(), StreamFailure> {
+        let mut end_stream = answer.ends_here();
+        let mut inline = None;
+        if let Some(len) = answer
+            .length()
+            .filter(|n| !end_stream && *n <= MAX_INLINE_BODY as u64)
+        {
+            inline = answer.read_whole(len as usize, local).await?;
+            end_stream = inline.is_some();
+        }
+        let status = answer.status();
+        trace.response_head(status, answer.fields(), inline.as_deref());
+        // Encoded straight from the answer's fields: no intermediate list.
+        let frame = encode_response_head_from(
+            self.id,
+            status,
+            answer.fields(),
+            end_stream,
+            inline.as_deref(),
+        )
+        .map_err(head_failure)?;
+        self.send_encoded_head(frame)?;
+        if end_stream {
+            return Ok(());
+        }
+        let sent = self
+            .pump_local(trace.tap_response(answer.body()), local)
+            .await?;
+        trace.response_bytes(sent);
+        Ok(())
+    }
+
+    /// What lets the caller send the body of a request that expects
+    /// `100-continue`, once the local service asked for it: a `100` head.
+    pub fn on_continue(self) -> OnContinue {
+        let (stream, outbox) = (self.id, self.outbox.clone());
+        Box::new(move || {
+            let head = ResponseHead {
+                status: 100,
+                headers: Vec::new(),
+                end_stream: false,
+                body: None,
+            };
+            let _ = outbox.send(&Frame::ResponseHead { stream, head });
+        })
+    }
+
     /// Resets the stream with `failure`'s code and reason.
     pub fn reset(self, failure: StreamFailure) {
         let _ = self.outbox.send(&Frame::Reset {
@@ -114,31 +153,4 @@ pub fn head_failure(e: impl std::fmt::Display) -> StreamFailure {
         ResetCode::LocalError,
         format!("cannot send the response head: {e}"),
     )
-}
-
-/// A request to the local service at `local` that the pooled HTTP client
-/// could not send, or that got no answer.
-pub fn local_failure(local: &str, e: SendRequestError) -> StreamFailure {
-    match e {
-        // The client library's name for a connection that ended before
-        // the answer's head.
-        SendRequestError::Connect(ConnectError::Disconnected) => StreamFailure::new(
-            ResetCode::LocalError,
-            format!("{local} closed the connection without answering"),
-        ),
-        SendRequestError::Connect(e) => StreamFailure::new(
-            ResetCode::LocalUnreachable,
-            format!("cannot connect to {local}: {e}"),
-        ),
-        SendRequestError::Url(e) => {
-            StreamFailure::new(ResetCode::BadRequest, format!("invalid URL: {e}"))
-        }
-        SendRequestError::Body(e) => {
-            StreamFailure::new(ResetCode::Cancel, format!("request body ended early: {e}"))
-        }
-        other => StreamFailure::new(
-            ResetCode::LocalError,
-            format!("request to {local} failed: {other}"),
-        ),
-    }
 }

@@ -29,8 +29,8 @@ use awc::{
 use burrow_common::{headers::find, protocol::RequestHead, ResetCode};
 
 use crate::{
+    failure::{local_failure, StreamFailure},
     local_io::Exchange,
-    reply::{local_failure, StreamFailure},
 };
 
 /// What the local service did, in the words of the caller's 502.

@@ -12,7 +12,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use burrow_common::{flow::BodyError, protocol::ResponseHead, Frame, Outbox};
+use burrow_common::flow::BodyError;
 use bytes::Bytes;
 use futures_util::Stream;
 use thiserror::Error;
@@ -30,23 +30,26 @@ pub enum UploadError {
     Body(#[from] BodyError),
 }
 
+/// What to do when the local service asks for the body of a request that
+/// expects `100-continue` (a forwarded one lets its caller send).
+pub type OnContinue = Box<dyn FnOnce()>;
+
 /// A request body watched for the local service's answers.
 pub struct Upload<B> {
     body: B,
     exchange: Rc<Exchange>,
-    /// The stream and its connection's frame queue, while the caller still
-    /// waits for `100 Continue`.
-    to_continue: Option<(u32, Outbox)>,
+    /// Runs at the first ask for the body.
+    on_continue: Option<OnContinue>,
 }
 
 impl<B> Upload<B> {
-    /// `body` for the request of `exchange`; `expect` (the stream and the
-    /// connection's frame queue) when the caller waits for `100 Continue`.
-    pub fn new(body: B, exchange: Rc<Exchange>, expect: Option<(u32, Outbox)>) -> Self {
+    /// `body` for the request of `exchange`; `on_continue` runs at the
+    /// client library's first ask for it.
+    pub fn new(body: B, exchange: Rc<Exchange>, on_continue: Option<OnContinue>) -> Self {
         Upload {
             body,
             exchange,
-            to_continue: expect,
+            on_continue,
         }
     }
 }
@@ -58,14 +61,8 @@ where
     type Item = Result<Bytes, UploadError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some((stream, outbox)) = self.to_continue.take() {
-            let head = ResponseHead {
-                status: 100,
-                headers: Vec::new(),
-                end_stream: false,
-                body: None,
-            };
-            let _ = outbox.send(&Frame::ResponseHead { stream, head });
+        if let Some(on_continue) = self.on_continue.take() {
+            on_continue();
         }
         if self.exchange.poll_answer(cx, false) {
             return Poll::Ready(Some(Err(UploadError::Answered)));

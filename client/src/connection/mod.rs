@@ -144,7 +144,8 @@ pub async fn serve(
 /// The WebSocket to the server's control endpoint.
 async fn connect(config: &ClientConfig, ctx: &ForwardContext) -> Result<Ws, ConnError> {
     let (_, framed) = ctx
-        .connector
+        .local
+        .connector()
         .control_client(config.server_tls.clone())
         .ws(config.server.as_str())
         .max_frame_size(MAX_MESSAGE_SIZE)

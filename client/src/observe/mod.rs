@@ -24,7 +24,7 @@ use burrow_common::protocol::{HeaderList, RequestHead};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use crate::reply::StreamFailure;
+use crate::failure::StreamFailure;
 
 /// How many body bytes pass between two progress reports of one exchange:
 /// a long transfer is seen moving, a small one costs nothing.
@@ -130,6 +130,17 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// An exchange of `method` `uri` on `host`, starting now, with nothing
+    /// recorded yet.
+    pub fn new_for(host: &str, method: &str, uri: &str) -> Exchange {
+        Exchange {
+            host: host.to_owned(),
+            method: method.to_owned(),
+            uri: uri.to_owned(),
+            ..Exchange::emptied(Instant::now())
+        }
+    }
+
     /// What is left in a recording once its exchange was handed over: no
     /// text, no bytes (nothing allocated).
     fn emptied(started: Instant) -> Exchange {
@@ -175,19 +186,8 @@ impl Trace {
                 observer: Arc::clone(o),
                 exchange: Exchange {
                     stream,
-                    host: head.host.clone(),
-                    method: head.method.clone(),
-                    uri: head.uri.clone(),
                     upgrade: head.upgrade,
-                    request_headers: HeaderList::new(),
-                    request_body: BodyCapture::default(),
-                    status: None,
-                    response_headers: HeaderList::new(),
-                    response_body: BodyCapture::default(),
-                    started: Instant::now(),
-                    head_after: None,
-                    elapsed: Duration::ZERO,
-                    failure: None,
+                    ..Exchange::new_for(&head.host, &head.method, &head.uri)
                 },
             };
             if recording.capture.live {

@@ -3,7 +3,7 @@
 //! request. The lines are gathered and written in batches off the
 //! forwarding threads ([`sink`]).
 
-mod sink;
+pub(crate) mod sink;
 
 use std::{
     collections::HashSet,

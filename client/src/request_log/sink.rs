@@ -203,7 +203,7 @@ fn now_secs() -> u64 {
 
 /// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`, as the other log
 /// lines show time (days to a civil date as in H. Hinnant's algorithm).
-fn utc(secs: u64) -> [u8; 20] {
+pub(crate) fn utc(secs: u64) -> [u8; 20] {
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

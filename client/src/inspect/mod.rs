@@ -1,0 +1,98 @@
+//! The request inspector: a page and a JSON API, served by the client on
+//! `127.0.0.1:4040`, that show every exchange as it passes (headers,
+//! bodies, timings, a WebSocket's messages), send one again as it was or
+//! edited and show what changed in the answer, and export as curl or HAR.
+//!
+//! It is a subscriber of the event hub ([`store::Keeper`]): the forwarding
+//! path records exchanges only while a subscriber asks, and hands each over
+//! as it ends; the inspector keeps the newest within [`Limits`]. Replays go
+//! through the same local leg as forwarding ([`crate::local`]).
+
+pub mod api;
+pub mod capture;
+pub mod diff;
+pub mod export;
+pub mod replay;
+pub mod settings;
+pub mod store;
+
+use std::net::{SocketAddr, TcpListener};
+
+use serde_json::Value;
+
+pub use settings::{Limits, Settings};
+
+use capture::SavedRequest;
+use store::Record;
+
+/// The request of a kept record.
+pub fn saved_of(r: &Record) -> SavedRequest {
+    let e = &r.exchange;
+    SavedRequest {
+        method: e.method.clone(),
+        path: e.uri.clone(),
+        host: Some(e.host.clone()),
+        local: Some(r.local.clone()),
+        headers: e.request_headers.clone(),
+        body: e.request_body.bytes.clone().into(),
+        missing: e.request_body.total - e.request_body.bytes.len() as u64,
+    }
+}
+
+/// `saved` with `edits` (`{method, path, headers, body}`, each optional)
+/// made; the error says which edit is wrong.
+pub fn edited(mut saved: SavedRequest, edits: &Value) -> Result<SavedRequest, String> {
+    if edits.is_null() {
+        return Ok(saved);
+    }
+    if !edits.is_object() {
+        return Err("the edits must be a JSON object: {method, path, headers, body}".into());
+    }
+    let text = |key: &str| -> Result<Option<String>, String> {
+        match edits.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("`{key}` must be a string")),
+        }
+    };
+    if let Some(method) = text("method")? {
+        saved.method = method;
+    }
+    if let Some(path) = text("path")? {
+        saved.path = path;
+    }
+    if let Some(headers) = edits.get("headers").filter(|h| !h.is_null()) {
+        saved.headers = capture::parse_fields(headers)?;
+    }
+    if let Some(body) = edits.get("body").filter(|b| !b.is_null()) {
+        saved.body = capture::parse_body(body)?.0;
+        saved.missing = 0;
+    }
+    Ok(saved)
+}
+
+/// Binds the inspector's address: the one given, or the default and, when
+/// it is taken, the next free of [`settings::NEXT_PORTS`] ports after it.
+pub fn bind(settings: &Settings) -> Result<Option<TcpListener>, String> {
+    let Some(addr) = settings.listen else {
+        return Ok(None);
+    };
+    let tries = if settings.given {
+        1
+    } else {
+        settings::NEXT_PORTS + 1
+    };
+    let mut last = None;
+    for i in 0..tries {
+        let at = SocketAddr::new(addr.ip(), addr.port().saturating_add(i));
+        match TcpListener::bind(at) {
+            Ok(listener) => return Ok(Some(listener)),
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.map(|e| e.to_string()).unwrap_or_default();
+    Err(match settings.given {
+        true => format!("the inspector cannot listen on {addr}: {e}; give another address with --inspect ADDR, or --inspect off"),
+        false => format!("the inspector found no free port from {addr} on: {e}; give one with --inspect ADDR"),
+    })
+}

@@ -1,0 +1,213 @@
+//! What the inspector keeps: the newest exchanges, each with an id, within
+//! the limits of [`Limits`] (so many exchanges, so many bytes of each
+//! body, so many bytes in all), filled by the event hub on its own thread
+//! and read by the inspector's handlers.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Instant, SystemTime},
+};
+
+use tokio::sync::broadcast;
+
+use super::settings::Limits;
+use crate::observe::{
+    hub::{Subscriber, TrafficEvent},
+    Capture, Exchange,
+};
+
+/// One exchange as kept.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The inspector's id for it, counting from 1.
+    pub id: u64,
+    /// When it started, by the wall clock.
+    pub at: SystemTime,
+    /// The exchange of which this one is a replay.
+    pub replay_of: Option<u64>,
+    /// The local service it went to (`http://localhost:3000`).
+    pub local: String,
+    /// What was recorded of it.
+    pub exchange: Exchange,
+}
+
+impl Record {
+    /// Bytes it holds, as counted against the total.
+    fn weight(&self) -> usize {
+        let e = &self.exchange;
+        let fields = |h: &burrow_common::protocol::HeaderList| -> usize {
+            h.iter().map(|(n, v)| n.len() + v.len()).sum()
+        };
+        256 + e.uri.len()
+            + fields(&e.request_headers)
+            + fields(&e.response_headers)
+            + e.request_body.bytes.len()
+            + e.response_body.bytes.len()
+    }
+}
+
+/// The records, newest last.
+pub struct Store {
+    records: VecDeque<Record>,
+    next_id: u64,
+    bytes: usize,
+    limits: Limits,
+    /// Which local service serves each public host.
+    locals: Box<dyn Fn(&str) -> String + Send>,
+    /// Tells the open event streams of each new record (its id).
+    news: broadcast::Sender<u64>,
+}
+
+/// The store, shared by the hub's thread and the inspector's handlers.
+#[derive(Clone)]
+pub struct Shared(Arc<Mutex<Store>>);
+
+impl Shared {
+    /// An empty store within `limits`; `locals` names the local service of
+    /// a public host.
+    pub fn new(limits: Limits, locals: impl Fn(&str) -> String + Send + 'static) -> Self {
+        let (news, _) = broadcast::channel(256);
+        Shared(Arc::new(Mutex::new(Store {
+            records: VecDeque::new(),
+            next_id: 1,
+            bytes: 0,
+            limits,
+            locals: Box::new(locals),
+            news,
+        })))
+    }
+
+    /// The store, locked.
+    pub fn lock(&self) -> MutexGuard<'_, Store> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A receiver of the ids of new records.
+    pub fn subscribe(&self) -> broadcast::Receiver<u64> {
+        self.lock().news.subscribe()
+    }
+}
+
+impl Store {
+    /// The limits it keeps to.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Keeps `exchange` (a replay of `replay_of`, if given); returns its id.
+    pub fn add(&mut self, exchange: Exchange, replay_of: Option<u64>) -> u64 {
+        let elapsed = Instant::now().saturating_duration_since(exchange.started);
+        let at = SystemTime::now()
+            .checked_sub(elapsed)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let id = self.next_id;
+        self.next_id += 1;
+        let record = Record {
+            id,
+            at,
+            replay_of,
+            local: (self.locals)(&exchange.host),
+            exchange,
+        };
+        self.bytes += record.weight();
+        self.records.push_back(record);
+        while self.records.len() > self.limits.entries
+            || (self.bytes > self.limits.total_bytes && self.records.len() > 1)
+        {
+            if let Some(old) = self.records.pop_front() {
+                self.bytes -= old.weight();
+            }
+        }
+        let _ = self.news.send(id);
+        id
+    }
+
+    /// The record `id`, if still kept.
+    pub fn get(&self, id: u64) -> Option<&Record> {
+        let first = self.records.front()?.id;
+        let at = usize::try_from(id.checked_sub(first)?).ok()?;
+        self.records.get(at).filter(|r| r.id == id)
+    }
+
+    /// The records, newest first.
+    pub fn newest_first(&self) -> impl Iterator<Item = &Record> {
+        self.records.iter().rev()
+    }
+
+    /// Bytes held in all.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Forgets every record (ids keep counting).
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.bytes = 0;
+    }
+}
+
+/// The store as a subscriber of the event hub: it keeps each exchange as
+/// it ends.
+pub struct Keeper(pub Shared);
+
+impl Subscriber for Keeper {
+    fn capture(&self) -> Capture {
+        Capture {
+            headers: true,
+            body_bytes: self.0.lock().limits.body_bytes,
+            live: false,
+        }
+    }
+
+    fn events(&mut self, batch: &[TrafficEvent], _dropped: u64) {
+        let mut store = self.0.lock();
+        for event in batch {
+            if let TrafficEvent::Ended(e) = event {
+                store.add((**e).clone(), None);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::BodyCapture;
+
+    fn exchange(body: usize) -> Exchange {
+        let mut e = Exchange::new_for("a.localhost", "POST", "/x");
+        e.request_body = BodyCapture {
+            bytes: vec![b'x'; body],
+            total: body as u64,
+        };
+        e
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_within_its_counts_and_bytes() {
+        let limits = Limits {
+            entries: 3,
+            body_bytes: 1024,
+            total_bytes: 10_000,
+        };
+        let shared = Shared::new(limits, |_| "http://localhost:3000".into());
+        let mut store = shared.lock();
+        for _ in 0..5 {
+            store.add(exchange(10), None);
+        }
+        let ids: Vec<u64> = store.newest_first().map(|r| r.id).collect();
+        assert_eq!(ids, [5, 4, 3]);
+        assert!(store.get(2).is_none() && store.get(4).is_some());
+        // Big ones push out old ones to stay within the bytes.
+        for _ in 0..3 {
+            store.add(exchange(4_000), None);
+        }
+        assert!(store.bytes() <= 10_000, "{}", store.bytes());
+        let ids: Vec<u64> = store.newest_first().map(|r| r.id).collect();
+        assert_eq!(ids, [8, 7]);
+        store.clear();
+        assert_eq!((store.newest_first().count(), store.bytes()), (0, 0));
+        assert_eq!(store.add(exchange(1), None), 9);
+    }
+}
