@@ -13,6 +13,9 @@ pub use burrow_common::{
 };
 use serde::Deserialize;
 
+use crate::inspect::settings::{
+    Limits, RawInspect, Settings, DEFAULT_BODY_BYTES, DEFAULT_ENTRIES, DEFAULT_TOTAL_BYTES,
+};
 pub use crate::url::{LocalUrl, ServerUrl};
 use crate::{
     header_rules::{HeaderRules, RawFieldRules},
@@ -122,6 +125,8 @@ pub struct ClientConfig {
     pub idle_connection: Option<Duration>,
     /// Names the server gave tunnels that asked for none.
     pub given: GivenNames,
+    /// The request inspector: where it listens, what it keeps.
+    pub inspect: crate::inspect::Settings,
 }
 
 /// Most connections one client opens, whatever the server suggests.
@@ -136,6 +141,10 @@ pub(crate) struct RawConfig {
     pub(crate) max_reconnect_delay_secs: Option<u64>,
     pub(crate) connections: Option<u32>,
     pub(crate) idle_connection_secs: Option<u64>,
+    pub(crate) inspect: Option<RawInspect>,
+    pub(crate) inspect_entries: Option<usize>,
+    pub(crate) inspect_body_kib: Option<usize>,
+    pub(crate) inspect_memory_mib: Option<usize>,
     pub(crate) tunnels: Vec<RawTunnel>,
 }
 
@@ -232,9 +241,21 @@ impl ClientConfig {
                 ));
             }
         }
+        let limits = Limits {
+            entries: raw.inspect_entries.unwrap_or(DEFAULT_ENTRIES),
+            body_bytes: raw
+                .inspect_body_kib
+                .map_or(DEFAULT_BODY_BYTES, |k| k * 1024),
+            total_bytes: raw
+                .inspect_memory_mib
+                .map_or(DEFAULT_TOTAL_BYTES, |m| m << 20),
+        };
+        let inspect =
+            Settings::new(raw.inspect.as_ref(), limits).map_err(|m| invalid("inspect", m))?;
         Ok(ClientConfig {
             server,
             server_tls,
+            inspect,
             tunnels,
             local_timeout: Duration::from_secs(secs),
             max_backoff: Duration::from_secs(backoff),

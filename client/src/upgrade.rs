@@ -6,7 +6,7 @@
 
 use burrow_common::{
     flow::RecvBody,
-    headers::strip_hop_by_hop_for_upgrade,
+    headers::{find, strip_hop_by_hop_for_upgrade},
     protocol::{RequestHead, ResponseHead},
 };
 use futures_util::StreamExt;
@@ -41,14 +41,19 @@ pub async fn relay(
         return reply.answer(answer, local, trace).await;
     }
     trace.response_head(start.status, start.fields(), None);
-    let sent = switch(start, caller, rd, wr, local, reply).await?;
+    let websocket =
+        find(&head.headers, b"upgrade").is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"));
+    drop(head);
+    let watched = websocket.then_some(&*trace);
+    let sent = switch(start, caller, rd, wr, local, reply, watched).await?;
     trace.response_bytes(sent);
     Ok(())
 }
 
 /// After a 101: relays the upgraded connection both ways. The local side
 /// closing ends the stream; the caller closing only ends its direction, and
-/// the local service answers with its close.
+/// the local service answers with its close. A WebSocket's messages are
+/// recorded in `watched`, when given.
 async fn switch(
     mut start: ResponseStart,
     caller: RecvBody,
@@ -56,7 +61,10 @@ async fn switch(
     mut wr: impl AsyncWrite + Unpin,
     local: &str,
     reply: Reply<'_>,
+    watched: Option<&Trace>,
 ) -> Result<u64, StreamFailure> {
+    let idle = Trace::idle();
+    let trace = watched.unwrap_or(&idle);
     strip_hop_by_hop_for_upgrade(&mut start.headers);
     reply.send_head(ResponseHead {
         status: start.status,
@@ -64,6 +72,7 @@ async fn switch(
         end_stream: false,
         body: None,
     })?;
+    let caller = trace.tap_messages(true, caller);
     let to_local = async move {
         let mut caller = std::pin::pin!(caller);
         while let Some(Ok(bytes)) = caller.next().await {
@@ -74,7 +83,8 @@ async fn switch(
         // The caller closed its side (or left): pass the close on.
         let _ = wr.shutdown().await;
     };
-    let from_local = reply.pump_local(read_stream(start.rest, rd), local);
+    let from_local = trace.tap_messages(false, read_stream(start.rest, rd));
+    let from_local = reply.pump_local(from_local, local);
     let mut from_local = std::pin::pin!(from_local);
     let mut to_local = std::pin::pin!(to_local);
     tokio::select! {

@@ -12,7 +12,10 @@
 //! ```
 //!
 //! Header fields are `[name, value]` pairs in order (a name may repeat);
-//! a body is `utf8` text when it is valid UTF-8, else `base64`.
+//! a body is `utf8` text when it is valid UTF-8, else `base64`. An
+//! upgraded WebSocket adds `messages` (`{direction: "in"|"out", at_ms,
+//! kind, compressed, payload}`, `in` being from the caller) and
+//! `messages_dropped`.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -22,7 +25,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::store::Record;
-use crate::observe::BodyCapture;
+use crate::observe::{ws::WsMessage, BodyCapture};
 
 /// Milliseconds, to the microsecond.
 fn ms(d: Duration) -> f64 {
@@ -74,8 +77,29 @@ pub fn detail(r: &Record) -> Value {
             "response".into(),
             json!({"headers": fields(&e.response_headers), "body": body(&e.response_body)}),
         );
+        if e.upgrade {
+            let messages: Vec<Value> = e.messages.iter().map(message).collect();
+            map.insert("messages".into(), Value::Array(messages));
+            map.insert("messages_dropped".into(), json!(e.messages_dropped));
+        }
     }
     value
+}
+
+/// A WebSocket message: `in` from the caller to the local service, `out`
+/// back; its payload as a body is.
+fn message(m: &WsMessage) -> Value {
+    let payload = body(&BodyCapture {
+        bytes: m.data.clone(),
+        total: m.size,
+    });
+    json!({
+        "direction": if m.from_caller { "in" } else { "out" },
+        "at_ms": ms(m.at),
+        "kind": m.kind.name(),
+        "compressed": m.compressed,
+        "payload": payload,
+    })
 }
 
 /// Header fields as `[name, value]` pairs.

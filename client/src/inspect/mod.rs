@@ -22,8 +22,63 @@ use serde_json::Value;
 
 pub use settings::{Limits, Settings};
 
+use crate::{config::ClientConfig, observe::hub::Subscriber};
 use capture::SavedRequest;
 use store::Record;
+
+/// The inspector, bound and with its store, before its server runs.
+pub struct Inspector {
+    listener: TcpListener,
+    addr: SocketAddr,
+    store: store::Shared,
+}
+
+impl Inspector {
+    /// The inspector `settings` ask for, its address bound; `None` when
+    /// it is off. `config` names each host's local service.
+    pub fn bind(settings: &Settings, config: &ClientConfig) -> Result<Option<Inspector>, String> {
+        let Some(listener) = bind(settings)? else {
+            return Ok(None);
+        };
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let config = config.clone();
+        let locals = move |host: &str| {
+            config
+                .tunnel_for(host)
+                .map(|t| t.local.clone())
+                .unwrap_or_default()
+        };
+        Ok(Some(Inspector {
+            listener,
+            addr,
+            store: store::Shared::new(settings.limits, locals),
+        }))
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its page's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What keeps the exchanges: a subscriber for the event hub.
+    pub fn subscriber(&self) -> Box<dyn Subscriber> {
+        Box::new(store::Keeper(self.store.clone()))
+    }
+
+    /// Starts its server on the running actix system; replays go to the
+    /// services of `config`.
+    pub fn start(self, config: ClientConfig) -> std::io::Result<actix_web::dev::ServerHandle> {
+        let server = api::server(self.listener, self.store, config)?;
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        Ok(handle)
+    }
+}
 
 /// The request of a kept record.
 pub fn saved_of(r: &Record) -> SavedRequest {

@@ -12,9 +12,11 @@
 //! screen) take the events in batches on a thread of their own.
 
 pub mod hub;
+pub mod ws;
 
 use std::{
     cell::RefCell,
+    collections::VecDeque,
     rc::Rc,
     sync::Arc,
     time::{Duration, Instant},
@@ -127,6 +129,11 @@ pub struct Exchange {
     pub elapsed: Duration,
     /// Why it ended early, if it did.
     pub failure: Option<StreamFailure>,
+    /// An upgraded connection's messages, each way, the newest
+    /// [`ws::MAX_MESSAGES`] (when headers are captured).
+    pub messages: VecDeque<ws::WsMessage>,
+    /// Messages left out of `messages` (older ones, past the bound).
+    pub messages_dropped: u64,
 }
 
 impl Exchange {
@@ -159,6 +166,8 @@ impl Exchange {
             head_after: None,
             elapsed: Duration::ZERO,
             failure: None,
+            messages: VecDeque::new(),
+            messages_dropped: 0,
         }
     }
 }
@@ -195,6 +204,11 @@ impl Trace {
             }
             Rc::new(RefCell::new(recording))
         }))
+    }
+
+    /// A trace that records nothing.
+    pub fn idle() -> Self {
+        Trace(None)
     }
 
     fn with(&self, f: impl FnOnce(&mut Recording)) {
@@ -288,6 +302,42 @@ impl Trace {
                     }
                 })
                 .right_stream()
+            }
+        }
+    }
+
+    /// The bytes of one direction of an upgraded connection, whose
+    /// messages are recorded as they pass when headers are captured.
+    pub fn tap_messages<S, E>(
+        &self,
+        from_caller: bool,
+        bytes: S,
+    ) -> impl Stream<Item = Result<Bytes, E>>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+    {
+        let recording = self.0.as_ref().filter(|r| r.borrow().capture.headers);
+        match recording {
+            None => bytes.left_stream(),
+            Some(r) => {
+                let r = r.clone();
+                let mut reader = ws::FrameReader::new(from_caller);
+                bytes
+                    .inspect(move |chunk| {
+                        if let Ok(chunk) = chunk {
+                            let mut r = r.borrow_mut();
+                            let e = &mut r.exchange;
+                            let at = e.started.elapsed();
+                            reader.feed(chunk, at, &mut |m| {
+                                if e.messages.len() == ws::MAX_MESSAGES {
+                                    e.messages.pop_front();
+                                    e.messages_dropped += 1;
+                                }
+                                e.messages.push_back(m);
+                            });
+                        }
+                    })
+                    .right_stream()
             }
         }
     }

@@ -50,9 +50,15 @@ pub struct LoginArgs {
 }
 
 /// Serves `args.target` until stopped; `config` is `--config` if given.
-pub fn run(args: HttpArgs, config: Option<&Path>, screen: Option<Shared>) -> anyhow::Result<()> {
+pub fn run(
+    args: HttpArgs,
+    config: Option<&Path>,
+    inspect: Option<&str>,
+    screen: Option<Shared>,
+) -> anyhow::Result<()> {
     let places = places(&args, config)?;
     let config = quick::config(&args.target, &args.hosts, &places)?;
+    let config = crate::serve::inspecting(config, inspect)?;
     serve(config, Tell::Stdout, true, screen)
 }
 

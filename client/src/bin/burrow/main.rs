@@ -29,6 +29,11 @@ struct Args {
     /// gets.
     #[arg(long, global = true)]
     log: bool,
+    /// Where the request inspector listens (HOST:PORT or a port), or `off`
+    /// [default: `inspect` in the configuration file, else 127.0.0.1:4040,
+    /// or the next free port after it].
+    #[arg(long, global = true, value_name = "ADDR|off")]
+    inspect: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -69,9 +74,10 @@ fn main() -> std::process::ExitCode {
     logger.init();
     let config = args.config.as_deref();
     let or_default = || config.unwrap_or(std::path::Path::new(http::DEFAULT_CONFIG));
+    let inspect = args.inspect.as_deref();
     let result = match args.command {
-        None => run_client(or_default(), screen),
-        Some(Command::Http(quick)) => http::run(quick, config, screen),
+        None => run_client(or_default(), inspect, screen),
+        Some(Command::Http(quick)) => http::run(quick, config, inspect, screen),
         Some(Command::Login(login)) => http::login(login),
         Some(Command::Demo { server_config }) => demo::run(or_default(), &server_config),
     };
@@ -84,7 +90,12 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run_client(path: &std::path::Path, screen: Option<screen::state::Shared>) -> anyhow::Result<()> {
+fn run_client(
+    path: &std::path::Path,
+    inspect: Option<&str>,
+    screen: Option<screen::state::Shared>,
+) -> anyhow::Result<()> {
     let config = ClientConfig::from_file(path).map_err(|e| anyhow::anyhow!(e.with_way_out()))?;
+    let config = serve::inspecting(config, inspect)?;
     serve::serve(config, serve::Tell::Log, false, screen)
 }

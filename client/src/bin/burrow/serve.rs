@@ -6,6 +6,7 @@ use std::{io::Write, sync::Arc};
 
 use burrow_client::{
     identity::Identity,
+    inspect::Inspector,
     observe::{
         hub::{Hub, Subscriber},
         ExchangeObserver,
@@ -35,11 +36,15 @@ pub fn serve(
     screen: Option<Shared>,
 ) -> anyhow::Result<()> {
     let identity = Identity::kept_for(&config);
+    let inspector = inspector(&config)?;
+    let inspector_url = inspector.as_ref().map(Inspector::url);
     // The screen covers standard error: it shows the requests itself.
-    let hub = hub(match &screen {
+    let mut subscribers = match &screen {
         Some(screen) => vec![Box::new(screen.clone()) as Box<dyn Subscriber>],
         None => request_log(),
-    })?;
+    };
+    subscribers.extend(inspector.as_ref().map(Inspector::subscriber));
+    let hub = hub(subscribers)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let options = Options {
         events: Some(tx),
@@ -56,8 +61,19 @@ pub fn serve(
         Some(_) => Tell::Log,
         None => tell,
     };
+    if let (Some(screen), Some(url)) = (&screen, &inspector_url) {
+        screen.lock().inspector = Some(url.clone());
+    }
     let result = actix_rt::System::new().block_on(async {
-        let seen = registered(rx, config.clone(), identity, tell, screen.clone());
+        let inspecting = match inspector {
+            Some(inspector) => Some(inspector.start(config.clone())?),
+            None => None,
+        };
+        let told = Told {
+            tell,
+            inspector: inspector_url,
+        };
+        let seen = registered(rx, config.clone(), identity, told, screen.clone());
         actix_rt::spawn(seen);
         let stop = async {
             tokio::select! {
@@ -68,7 +84,11 @@ pub fn serve(
                 screen.stopping();
             }
         };
-        burrow_client::run(config, options, stop).await
+        let result = burrow_client::run(config, options, stop).await;
+        if let Some(inspecting) = inspecting {
+            inspecting.stop(false).await;
+        }
+        result.map_err(anyhow::Error::new)
     });
     if let Some(drawing) = drawing {
         drawing.close();
@@ -79,6 +99,33 @@ pub fn serve(
     result?;
     log::info!("stopped");
     Ok(())
+}
+
+/// `config` with the command line's `--inspect`, if given.
+pub fn inspecting(mut config: ClientConfig, flag: Option<&str>) -> anyhow::Result<ClientConfig> {
+    if let Some(flag) = flag {
+        config.inspect = config.inspect.with_flag(flag).map_err(anyhow::Error::msg)?;
+    }
+    Ok(config)
+}
+
+/// The inspector the configuration asks for, its address bound. A taken
+/// default address is only a warning: the tunnel matters more.
+fn inspector(config: &ClientConfig) -> anyhow::Result<Option<Inspector>> {
+    match Inspector::bind(&config.inspect, config) {
+        Ok(inspector) => Ok(inspector),
+        Err(why) if !config.inspect.given => {
+            log::warn!("{why}; going on without the inspector");
+            Ok(None)
+        }
+        Err(why) => Err(anyhow::anyhow!(why)),
+    }
+}
+
+/// How the tunnels' coming up is told, and the inspector's address.
+struct Told {
+    tell: Tell,
+    inspector: Option<String>,
 }
 
 /// The request log, when its lines would be shown.
@@ -101,10 +148,14 @@ async fn registered(
     mut events: UnboundedReceiver<ClientEvent>,
     config: ClientConfig,
     identity: Identity,
-    tell: Tell,
+    told: Told,
     screen: Option<Shared>,
 ) {
     let mut shown: Vec<String> = Vec::new();
+    let mut inspector = told.inspector;
+    if let (Tell::Log, Some(url)) = (told.tell, &inspector) {
+        log::info!("inspector: {url}");
+    }
     while let Some(event) = events.recv().await {
         if let Some(screen) = &screen {
             screen.client_event(&event, || urls(&config));
@@ -116,11 +167,15 @@ async fn registered(
             continue;
         }
         identity.remember(&hosts);
-        if tell == Tell::Stdout {
+        if told.tell == Tell::Stdout {
             let mut out = std::io::stdout().lock();
             for (host, tunnel) in hosts.iter().zip(&config.tunnels) {
                 let url = config.public_url(host);
                 let _ = writeln!(out, "Forwarding {url} -> {}", tunnel.local);
+            }
+            // Once, after the first URLs.
+            if let Some(url) = inspector.take() {
+                let _ = writeln!(out, "Inspector  {url}");
             }
             let _ = out.flush();
         }

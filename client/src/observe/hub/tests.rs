@@ -27,19 +27,8 @@ impl Subscriber for Probe {
 fn exchange(uri: &str) -> Exchange {
     Exchange {
         stream: 1,
-        host: "a.localhost".into(),
-        method: "GET".into(),
-        uri: uri.into(),
-        upgrade: false,
-        request_headers: Vec::new().into_iter().collect(),
-        request_body: Default::default(),
         status: Some(200),
-        response_headers: Vec::new().into_iter().collect(),
-        response_body: Default::default(),
-        started: Instant::now(),
-        head_after: None,
-        elapsed: Duration::ZERO,
-        failure: None,
+        ..Exchange::new_for("a.localhost", "GET", uri)
     }
 }
 

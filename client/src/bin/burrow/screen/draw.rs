@@ -15,7 +15,7 @@ use super::state::{Link, State};
 
 /// Draws `s` over the whole frame.
 pub fn frame(f: &mut Frame<'_>, s: &State) {
-    let head_rows = 3 + s.tunnels.len().max(1) as u16;
+    let head_rows = 3 + s.tunnels.len().max(1) as u16 + u16::from(s.inspector.is_some());
     let [head, requests, log, foot] = Layout::vertical([
         Constraint::Length(head_rows),
         Constraint::Min(3),
@@ -74,6 +74,12 @@ fn summary(s: &State) -> Vec<Line<'_>> {
             Span::raw("Forwarding   "),
             Span::styled(url.as_str(), bold()),
             Span::raw(format!(" -> {local}")),
+        ]));
+    }
+    if let Some(url) = &s.inspector {
+        lines.push(Line::from(vec![
+            Span::raw("Inspector    "),
+            Span::styled(url.as_str(), bold()),
         ]));
     }
     let percentiles = match (s.percentile(50), s.percentile(90), s.percentile(99)) {

@@ -53,6 +53,8 @@ pub struct Row {
 #[derive(Debug)]
 pub struct State {
     pub tunnels: Vec<(String, String)>,
+    /// The inspector's page, when it runs.
+    pub inspector: Option<String>,
     pub link: Link,
     pub rtt: Option<Duration>,
     pub reconnects: u32,
@@ -75,6 +77,7 @@ impl Shared {
     pub fn new(tunnels: Vec<(String, String)>) -> Shared {
         Shared(Arc::new(Mutex::new(State {
             tunnels,
+            inspector: None,
             link: Link::Connecting,
             rtt: None,
             reconnects: 0,
