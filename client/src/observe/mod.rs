@@ -22,7 +22,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use burrow_common::protocol::{HeaderList, RequestHead};
+use burrow_common::{
+    protocol::{HeaderList, RequestHead},
+    ResetCode,
+};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
@@ -343,8 +346,12 @@ impl Trace {
     }
 
     /// Ends the recording and hands the exchange to its observer.
-    pub fn finish(self, failure: Option<StreamFailure>) {
-        let Some(r) = self.0 else {
+    pub fn finish(mut self, failure: Option<StreamFailure>) {
+        self.hand(failure);
+    }
+
+    fn hand(&mut self, failure: Option<StreamFailure>) {
+        let Some(r) = self.0.take() else {
             return;
         };
         let mut r = r.borrow_mut();
@@ -353,6 +360,24 @@ impl Trace {
         exchange.elapsed = started.elapsed();
         exchange.failure = failure;
         r.observer.exchange(exchange);
+    }
+}
+
+/// A stream the server cancelled drops its forwarding task: the exchange
+/// is handed over all the same, as cancelled (the caller went away), or as
+/// ended for a switched connection the caller closed, its usual end.
+impl Drop for Trace {
+    fn drop(&mut self) {
+        let Some(r) = &self.0 else {
+            return;
+        };
+        let switched = {
+            let e = &r.borrow().exchange;
+            e.upgrade && e.status == Some(101)
+        };
+        let why = "cancelled: the caller went away";
+        let failure = (!switched).then(|| StreamFailure::new(ResetCode::Cancel, why));
+        self.hand(failure);
     }
 }
 
@@ -409,6 +434,14 @@ mod tests {
         trace.finish(None);
         let notes = observer.0.lock().unwrap().clone();
         notes
+    }
+
+    #[test]
+    fn an_exchange_dropped_unfinished_is_handed_over_as_cancelled() {
+        let notes = Arc::new(Notes(Mutex::default(), false));
+        let as_dyn: Arc<dyn ExchangeObserver> = notes.clone();
+        drop(Trace::start(Some(&as_dyn), 1, &head()));
+        assert_eq!(*notes.0.lock().unwrap(), ["ended 0"]);
     }
 
     #[tokio::test]

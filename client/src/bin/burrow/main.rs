@@ -2,6 +2,7 @@
 
 mod demo;
 mod http;
+mod replay;
 mod screen;
 mod serve;
 mod signals;
@@ -46,6 +47,9 @@ enum Command {
     /// Saves the server and token `burrow http` uses, in a file only you
     /// can read.
     Login(http::LoginArgs),
+    /// Sends saved requests (the inspector's JSON of one, or a HAR file) to
+    /// a local service again: `burrow replay hook.json --expect 2xx`.
+    Replay(replay::ReplayArgs),
     /// Runs the whole tunnel on this machine: a burrow-server from
     /// config/server.toml, this client, and a demo page if nothing listens
     /// on the local port.
@@ -79,6 +83,11 @@ fn main() -> std::process::ExitCode {
         None => run_client(or_default(), inspect, screen),
         Some(Command::Http(quick)) => http::run(quick, config, inspect, screen),
         Some(Command::Login(login)) => http::login(login),
+        Some(Command::Replay(replay)) => match replay::run(replay) {
+            Ok(true) => Ok(()),
+            Ok(false) => return std::process::ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         Some(Command::Demo { server_config }) => demo::run(or_default(), &server_config),
     };
     match result {
