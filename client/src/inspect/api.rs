@@ -257,6 +257,10 @@ async fn replay_one(
         let Some(r) = store.get(*id) else {
             return not_kept(*id);
         };
+        if r.exchange.upgrade {
+            let why = "a WebSocket upgrade is not replayed: its messages belong to the connection";
+            return error(StatusCode::BAD_REQUEST, why);
+        }
         (super::saved_of(r), store.limits())
     };
     let edits = edits.map(|e| e.into_inner()).unwrap_or(Value::Null);

@@ -13,14 +13,13 @@ pub mod capture;
 pub mod diff;
 pub mod export;
 pub mod replay;
-pub mod settings;
 pub mod store;
 
 use std::net::{SocketAddr, TcpListener};
 
 use serde_json::Value;
 
-pub use settings::{Limits, Settings};
+pub use crate::config::inspect::{Limits, Settings};
 
 use crate::{config::ClientConfig, observe::hub::Subscriber};
 use capture::SavedRequest;
@@ -127,7 +126,7 @@ pub fn edited(mut saved: SavedRequest, edits: &Value) -> Result<SavedRequest, St
 }
 
 /// Binds the inspector's address: the one given, or the default and, when
-/// it is taken, the next free of [`settings::NEXT_PORTS`] ports after it.
+/// it is taken, the next free of [`crate::config::inspect::NEXT_PORTS`] ports after it.
 pub fn bind(settings: &Settings) -> Result<Option<TcpListener>, String> {
     let Some(addr) = settings.listen else {
         return Ok(None);
@@ -135,7 +134,7 @@ pub fn bind(settings: &Settings) -> Result<Option<TcpListener>, String> {
     let tries = if settings.given {
         1
     } else {
-        settings::NEXT_PORTS + 1
+        crate::config::inspect::NEXT_PORTS + 1
     };
     let mut last = None;
     for i in 0..tries {

@@ -11,7 +11,7 @@ use std::{
 
 use tokio::sync::broadcast;
 
-use super::settings::Limits;
+use crate::config::inspect::Limits;
 use crate::observe::{
     hub::{Subscriber, TrafficEvent},
     Capture, Exchange,

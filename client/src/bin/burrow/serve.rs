@@ -38,13 +38,7 @@ pub fn serve(
     let identity = Identity::kept_for(&config);
     let inspector = inspector(&config)?;
     let inspector_url = inspector.as_ref().map(Inspector::url);
-    // The screen covers standard error: it shows the requests itself.
-    let mut subscribers = match &screen {
-        Some(screen) => vec![Box::new(screen.clone()) as Box<dyn Subscriber>],
-        None => request_log(),
-    };
-    subscribers.extend(inspector.as_ref().map(Inspector::subscriber));
-    let hub = hub(subscribers)?;
+    let hub = hub(subscribers(screen.as_ref(), inspector.as_ref()))?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let options = Options {
         events: Some(tx),
@@ -61,9 +55,6 @@ pub fn serve(
         Some(_) => Tell::Log,
         None => tell,
     };
-    if let (Some(screen), Some(url)) = (&screen, &inspector_url) {
-        screen.lock().inspector = Some(url.clone());
-    }
     let result = actix_rt::System::new().block_on(async {
         let inspecting = match inspector {
             Some(inspector) => Some(inspector.start(config.clone())?),
@@ -75,15 +66,7 @@ pub fn serve(
         };
         let seen = registered(rx, config.clone(), identity, told, screen.clone());
         actix_rt::spawn(seen);
-        let stop = async {
-            tokio::select! {
-                () = crate::signals::stop_requested() => {}
-                () = asked.notified() => {}
-            }
-            if let Some(screen) = &screen {
-                screen.stopping();
-            }
-        };
+        let stop = stop_asked(&asked, screen.as_ref());
         let result = burrow_client::run(config, options, stop).await;
         if let Some(inspecting) = inspecting {
             inspecting.stop(false).await;
@@ -99,6 +82,34 @@ pub fn serve(
     result?;
     log::info!("stopped");
     Ok(())
+}
+
+/// Who takes the traffic's events: the screen (which covers standard
+/// error and shows the requests itself) or the request log, and the
+/// inspector.
+fn subscribers(screen: Option<&Shared>, inspector: Option<&Inspector>) -> Vec<Box<dyn Subscriber>> {
+    let mut subscribers = match screen {
+        Some(screen) => vec![Box::new(screen.clone()) as Box<dyn Subscriber>],
+        None => request_log(),
+    };
+    if let Some(inspector) = inspector {
+        if let Some(screen) = screen {
+            screen.lock().inspector = Some(inspector.url());
+        }
+        subscribers.push(inspector.subscriber());
+    }
+    subscribers
+}
+
+/// Ends when a signal or the screen's Ctrl-C asks the client to stop.
+async fn stop_asked(asked: &Notify, screen: Option<&Shared>) {
+    tokio::select! {
+        () = crate::signals::stop_requested() => {}
+        () = asked.notified() => {}
+    }
+    if let Some(screen) = screen {
+        screen.stopping();
+    }
 }
 
 /// `config` with the command line's `--inspect`, if given.

@@ -1,5 +1,6 @@
-//! The inspector's settings: where it listens (or that it is off) and what
-//! it keeps, from `client.toml` or the command line.
+//! The request inspector's settings ([`crate::inspect`]): where it listens
+//! (or that it is off) and what it keeps, from `client.toml` or the command
+//! line.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -29,6 +30,19 @@ pub struct Limits {
     pub body_bytes: usize,
     /// Bytes of bodies kept in all; the oldest exchanges go first.
     pub total_bytes: usize,
+}
+
+impl Limits {
+    /// The limits `client.toml` gives (`inspect_entries`,
+    /// `inspect_body_kib`, `inspect_memory_mib`), the defaults for those
+    /// it does not.
+    pub fn new(entries: Option<usize>, body_kib: Option<usize>, memory_mib: Option<usize>) -> Self {
+        Limits {
+            entries: entries.unwrap_or(DEFAULT_ENTRIES),
+            body_bytes: body_kib.map_or(DEFAULT_BODY_BYTES, |k| k.saturating_mul(1024)),
+            total_bytes: memory_mib.map_or(DEFAULT_TOTAL_BYTES, |m| m.saturating_mul(1 << 20)),
+        }
+    }
 }
 
 impl Default for Limits {
@@ -74,6 +88,16 @@ pub enum RawInspect {
 }
 
 impl Settings {
+    /// The settings a configuration file gives.
+    pub(crate) fn of(raw: &super::RawConfig) -> Result<Settings, String> {
+        let limits = Limits::new(
+            raw.inspect_entries,
+            raw.inspect_body_kib,
+            raw.inspect_memory_mib,
+        );
+        Settings::new(raw.inspect.as_ref(), limits)
+    }
+
     /// The settings `inspect` (`None`: not written) and the limits give;
     /// the error says what is wrong with the value.
     pub fn new(inspect: Option<&RawInspect>, limits: Limits) -> Result<Settings, String> {

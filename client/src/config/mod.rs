@@ -1,5 +1,6 @@
 //! Client configuration: read from a TOML file and validated.
 
+pub mod inspect;
 use std::{
     collections::HashSet,
     path::{Path, PathBuf},
@@ -13,9 +14,6 @@ pub use burrow_common::{
 };
 use serde::Deserialize;
 
-use crate::inspect::settings::{
-    Limits, RawInspect, Settings, DEFAULT_BODY_BYTES, DEFAULT_ENTRIES, DEFAULT_TOTAL_BYTES,
-};
 pub use crate::url::{LocalUrl, ServerUrl};
 use crate::{
     header_rules::{HeaderRules, RawFieldRules},
@@ -126,7 +124,7 @@ pub struct ClientConfig {
     /// Names the server gave tunnels that asked for none.
     pub given: GivenNames,
     /// The request inspector: where it listens, what it keeps.
-    pub inspect: crate::inspect::Settings,
+    pub inspect: inspect::Settings,
 }
 
 /// Most connections one client opens, whatever the server suggests.
@@ -141,7 +139,7 @@ pub(crate) struct RawConfig {
     pub(crate) max_reconnect_delay_secs: Option<u64>,
     pub(crate) connections: Option<u32>,
     pub(crate) idle_connection_secs: Option<u64>,
-    pub(crate) inspect: Option<RawInspect>,
+    pub(crate) inspect: Option<inspect::RawInspect>,
     pub(crate) inspect_entries: Option<usize>,
     pub(crate) inspect_body_kib: Option<usize>,
     pub(crate) inspect_memory_mib: Option<usize>,
@@ -207,6 +205,7 @@ impl ClientConfig {
     pub(crate) fn from_raw(raw: RawConfig, path: &Path) -> Result<Self, ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
         let server = ServerUrl::parse(&raw.server).map_err(|m| invalid("server", m))?;
+        let inspect = inspect::Settings::of(&raw).map_err(|m| invalid("inspect", m))?;
         let server_tls = match (server.is_secure(), raw.ca) {
             (true, ca) => {
                 let dir = path.parent().unwrap_or(Path::new(""));
@@ -241,17 +240,6 @@ impl ClientConfig {
                 ));
             }
         }
-        let limits = Limits {
-            entries: raw.inspect_entries.unwrap_or(DEFAULT_ENTRIES),
-            body_bytes: raw
-                .inspect_body_kib
-                .map_or(DEFAULT_BODY_BYTES, |k| k * 1024),
-            total_bytes: raw
-                .inspect_memory_mib
-                .map_or(DEFAULT_TOTAL_BYTES, |m| m << 20),
-        };
-        let inspect =
-            Settings::new(raw.inspect.as_ref(), limits).map_err(|m| invalid("inspect", m))?;
         Ok(ClientConfig {
             server,
             server_tls,
