@@ -67,7 +67,7 @@ pub fn read() -> Result<Option<Known>, LoginError> {
     Ok(Some(Known {
         server: Some(saved.server),
         token: Some(saved.token),
-        ca: None,
+        ..Known::default()
     }))
 }
 

@@ -290,7 +290,7 @@ async fn replay_one(
     match replay(&leg, tunnel, &saved, capture).await {
         Ok(exchange) => {
             let mut store = state.store.lock();
-            let new = store.add(exchange, Some(*id));
+            let new = store.add(std::sync::Arc::new(exchange), Some(*id));
             match store.get(new) {
                 Some(r) => HttpResponse::Ok().json(capture::detail(r)),
                 None => not_kept(new),

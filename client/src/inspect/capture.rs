@@ -64,7 +64,7 @@ pub fn detail(r: &Record) -> Value {
     let e = &r.exchange;
     let mut value = summary(r);
     if let Value::Object(map) = &mut value {
-        map.insert("local".into(), json!(r.local));
+        map.insert("local".into(), json!(&*r.local));
         map.insert(
             "timings".into(),
             json!({"head_ms": e.head_after.map(ms), "done_ms": ms(e.elapsed)}),
@@ -226,7 +226,7 @@ mod tests {
             at: UNIX_EPOCH + Duration::from_millis(1_796_397_107_250),
             replay_of: None,
             local: "http://localhost:3000".into(),
-            exchange: e,
+            exchange: std::sync::Arc::new(e),
         };
         let value = detail(&record);
         assert_eq!(value["started"], "2026-12-04T15:11:47.250Z");

@@ -227,8 +227,8 @@ mod tests {
             id: 1,
             at: std::time::SystemTime::now(),
             replay_of: None,
-            local: String::new(),
-            exchange: e,
+            local: "".into(),
+            exchange: std::sync::Arc::new(e),
         };
         let cmd = curl(&r, "http://a.localhost:8080/x");
         assert_eq!(

@@ -4,7 +4,7 @@
 //! and read by the inspector's handlers.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
     time::{Instant, SystemTime},
 };
@@ -27,9 +27,9 @@ pub struct Record {
     /// The exchange of which this one is a replay.
     pub replay_of: Option<u64>,
     /// The local service it went to (`http://localhost:3000`).
-    pub local: String,
-    /// What was recorded of it.
-    pub exchange: Exchange,
+    pub local: Arc<str>,
+    /// What was recorded of it (shared with the hub's other subscribers).
+    pub exchange: Arc<Exchange>,
 }
 
 impl Record {
@@ -55,6 +55,8 @@ pub struct Store {
     limits: Limits,
     /// Which local service serves each public host.
     locals: Box<dyn Fn(&str) -> String + Send>,
+    /// Its answers so far, so that a record costs no lookup and no copy.
+    known: HashMap<String, Arc<str>>,
     /// Tells the open event streams of each new record (its id).
     news: broadcast::Sender<u64>,
 }
@@ -74,6 +76,7 @@ impl Shared {
             bytes: 0,
             limits,
             locals: Box::new(locals),
+            known: HashMap::new(),
             news,
         })))
     }
@@ -96,18 +99,26 @@ impl Store {
     }
 
     /// Keeps `exchange` (a replay of `replay_of`, if given); returns its id.
-    pub fn add(&mut self, exchange: Exchange, replay_of: Option<u64>) -> u64 {
+    pub fn add(&mut self, exchange: Arc<Exchange>, replay_of: Option<u64>) -> u64 {
         let elapsed = Instant::now().saturating_duration_since(exchange.started);
         let at = SystemTime::now()
             .checked_sub(elapsed)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let id = self.next_id;
         self.next_id += 1;
+        let local = match self.known.get(&exchange.host) {
+            Some(local) => Arc::clone(local),
+            None => {
+                let local: Arc<str> = (self.locals)(&exchange.host).into();
+                self.known.insert(exchange.host.clone(), Arc::clone(&local));
+                local
+            }
+        };
         let record = Record {
             id,
             at,
             replay_of,
-            local: (self.locals)(&exchange.host),
+            local,
             exchange,
         };
         self.bytes += record.weight();
@@ -164,7 +175,7 @@ impl Subscriber for Keeper {
         let mut store = self.0.lock();
         for event in batch {
             if let TrafficEvent::Ended(e) = event {
-                store.add((**e).clone(), None);
+                store.add(Arc::clone(e), None);
             }
         }
     }
@@ -194,20 +205,20 @@ mod tests {
         let shared = Shared::new(limits, |_| "http://localhost:3000".into());
         let mut store = shared.lock();
         for _ in 0..5 {
-            store.add(exchange(10), None);
+            store.add(Arc::new(exchange(10)), None);
         }
         let ids: Vec<u64> = store.newest_first().map(|r| r.id).collect();
         assert_eq!(ids, [5, 4, 3]);
         assert!(store.get(2).is_none() && store.get(4).is_some());
         // Big ones push out old ones to stay within the bytes.
         for _ in 0..3 {
-            store.add(exchange(4_000), None);
+            store.add(Arc::new(exchange(4_000)), None);
         }
         assert!(store.bytes() <= 10_000, "{}", store.bytes());
         let ids: Vec<u64> = store.newest_first().map(|r| r.id).collect();
         assert_eq!(ids, [8, 7]);
         store.clear();
         assert_eq!((store.newest_first().count(), store.bytes()), (0, 0));
-        assert_eq!(store.add(exchange(1), None), 9);
+        assert_eq!(store.add(Arc::new(exchange(1)), None), 9);
     }
 }

@@ -65,8 +65,8 @@ pub enum TrafficEvent {
     },
     /// An exchange ended, with all that was recorded of it (moved here
     /// from the forwarding path, not copied; a subscriber that keeps it
-    /// clones what it keeps).
-    Ended(Box<Exchange>),
+    /// keeps a share of it, not a copy).
+    Ended(Arc<Exchange>),
 }
 
 /// Takes batches of events on the hub's thread.
@@ -192,7 +192,7 @@ impl ExchangeObserver for Hub {
     }
 
     fn exchange(&self, e: Exchange) {
-        self.push(TrafficEvent::Ended(Box::new(e)));
+        self.push(TrafficEvent::Ended(Arc::new(e)));
     }
 }
 

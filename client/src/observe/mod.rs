@@ -175,6 +175,27 @@ impl Exchange {
     }
 }
 
+/// Header fields copied into one buffer of their own, each name and value
+/// a slice of it: three allocations whatever their number, and a kept
+/// record holds only its own bytes (not the message its head came in).
+fn compact<'a>(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> HeaderList {
+    let fields: Vec<(&[u8], &[u8])> = fields.collect();
+    let size = fields.iter().map(|(n, v)| n.len() + v.len()).sum();
+    let mut buffer = bytes::BytesMut::with_capacity(size);
+    for (n, v) in &fields {
+        buffer.extend_from_slice(n);
+        buffer.extend_from_slice(v);
+    }
+    let mut all = buffer.freeze();
+    fields
+        .iter()
+        .map(|(n, v)| {
+            let name = all.split_to(n.len());
+            (name, all.split_to(v.len()))
+        })
+        .collect()
+}
+
 /// The exchange being recorded for one stream, or nothing when no
 /// observer is set.
 pub struct Trace(Option<Rc<RefCell<Recording>>>);
@@ -224,7 +245,8 @@ impl Trace {
     pub fn request_headers(&mut self, headers: &HeaderList) {
         self.with(|r| {
             if r.capture.headers {
-                r.exchange.request_headers = headers.clone();
+                let fields = headers.iter().map(|(n, v)| (&n[..], &v[..]));
+                r.exchange.request_headers = compact(fields);
             }
         });
     }
@@ -241,9 +263,7 @@ impl Trace {
             e.status = Some(status);
             e.head_after = Some(e.started.elapsed());
             if r.capture.headers {
-                e.response_headers = fields
-                    .map(|(n, v)| (Bytes::copy_from_slice(n), Bytes::copy_from_slice(v)))
-                    .collect();
+                e.response_headers = compact(fields);
             }
             if let Some(body) = inline {
                 e.response_body.take(body, r.capture.body_bytes);

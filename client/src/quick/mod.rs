@@ -12,7 +12,8 @@ use thiserror::Error;
 use crate::config::{ClientConfig, RawConfig, RawTunnel};
 
 /// A server, a token and the CA to trust the server by, each if known:
-/// what one place (flags, environment, login, file) says.
+/// what one place (flags, environment, login, file) says; and a file's
+/// inspector settings.
 #[derive(Debug, Clone, Default)]
 pub struct Known {
     /// The server's URL, as given.
@@ -21,6 +22,8 @@ pub struct Known {
     pub token: Option<Token>,
     /// A CA file for a `wss://` server, kept with the server it came with.
     pub ca: Option<PathBuf>,
+    /// The inspector's settings (a configuration file's).
+    pub inspect: Option<crate::config::inspect::Settings>,
 }
 
 impl Known {
@@ -30,7 +33,7 @@ impl Known {
         Known {
             server: var("BURROW_SERVER"),
             token: var("BURROW_TOKEN").map(Token::new),
-            ca: None,
+            ..Known::default()
         }
     }
 
@@ -40,7 +43,10 @@ impl Known {
         let text = burrow_common::config::read(path)?;
         let raw: RawConfig = burrow_common::config::parse(&text, path)?;
         let dir = path.parent().unwrap_or(Path::new(""));
+        let inspect = crate::config::inspect::Settings::of(&raw)
+            .map_err(|m| ConfigError::invalid(path, "inspect", m))?;
         Ok(Known {
+            inspect: Some(inspect),
             server: Some(raw.server),
             token: raw.tunnels.into_iter().next().map(|t| t.token),
             ca: raw.ca.map(|ca| dir.join(ca)),
@@ -178,12 +184,16 @@ pub fn config(
         tunnels,
         ..RawConfig::default()
     };
-    ClientConfig::from_raw(raw, Path::new("the command line")).map_err(|e| {
+    let mut config = ClientConfig::from_raw(raw, Path::new("the command line")).map_err(|e| {
         QuickError::Config(match e {
             ConfigError::Invalid { key, message, .. } => format!("{}: {message}", flag_of(&key)),
             e => e.to_string(),
         })
-    })
+    })?;
+    if let Some(inspect) = places.iter().find_map(|k| k.inspect) {
+        config.inspect = inspect;
+    }
+    Ok(config)
 }
 
 /// The command-line flag behind a configuration key quick mode sets.

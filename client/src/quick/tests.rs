@@ -4,7 +4,7 @@ fn known(server: Option<&str>, token: Option<&str>) -> Known {
     Known {
         server: server.map(str::to_owned),
         token: token.map(Token::from),
-        ca: None,
+        ..Known::default()
     }
 }
 
@@ -102,4 +102,22 @@ fn a_service_on_this_machine_is_trusted_over_https() {
     assert!(local_is_loopback("https://[::1]:8443/app"));
     assert!(local_is_loopback("https://localhost"));
     assert!(!local_is_loopback("https://intranet.example.com"));
+}
+
+#[test]
+fn the_files_inspector_settings_hold_in_quick_mode() {
+    let dir = std::env::temp_dir().join(format!("burrow-quick-inspect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("client.toml");
+    let text = "server = \"ws://127.0.0.1:8080/_burrow/connect\"\ninspect = false\n\
+                [[tunnels]]\nhost = \"a.localhost\"\ntoken = \"t\"\nlocal = \"http://localhost:3000\"\n";
+    std::fs::write(&path, text).expect("write");
+    let file = Known::from_file(&path).expect("the file");
+    let config = super::config("3000", &[], &[known(None, None), file]).expect("config");
+    assert_eq!(config.inspect.listen, None);
+    // Without a file's word, it is on at its default address.
+    let config =
+        super::config("3000", &[], &[known(Some("127.0.0.1:8080"), Some("t"))]).expect("config");
+    assert!(config.inspect.listen.is_some());
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -82,7 +82,7 @@ fn places(args: &HttpArgs, config: Option<&Path>) -> anyhow::Result<Vec<Known>> 
     let flags = Known {
         server: args.server.clone(),
         token: args.token.clone().map(Token::new),
-        ca: None,
+        ..Known::default()
     };
     let mut places = vec![flags, Known::from_env()];
     places.extend(login::read()?);
