@@ -101,6 +101,9 @@ async fn run(
         return upgrade(head, body, tunnel, ctx, reply, trace).await;
     }
     let on_continue = call.expects().then(|| reply.on_continue());
+    if body.is_none() {
+        trace.request_sent();
+    }
     let body = body.map(|b| trace.tap_request(b));
     let answer = ctx
         .local

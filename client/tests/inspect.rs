@@ -10,9 +10,9 @@ mod support;
 use std::time::Duration;
 
 use awc::http::StatusCode;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
-use support::{caller, inspected::*, HOST};
+use support::{inspected::*, HOST};
 
 const POSTED: &str = r#"{"n": 1, "list": [1, 2], "note": "it's"}"#;
 
@@ -71,7 +71,13 @@ async fn the_api_lists_shows_replays_and_exports_what_passed() {
         has(&hook["response"]["headers"], "x-echo-method", "POST"),
         "{hook}"
     );
-    assert!(hook["timings"]["head_ms"].as_f64().is_some(), "{hook}");
+    let timing = |k: &str| hook["timings"][k].as_f64().unwrap_or(-1.0);
+    assert!(
+        0.0 <= timing("sent_ms")
+            && timing("sent_ms") <= timing("head_ms")
+            && timing("head_ms") <= timing("done_ms"),
+        "{hook}"
+    );
     assert_eq!(hook["local"], t.upstream.url());
 
     // Replayed with edits: the local service gets the edited request.
@@ -303,29 +309,14 @@ async fn the_ring_keeps_its_bounds_and_a_cut_body_is_not_replayed() {
 async fn a_websockets_messages_are_kept_each_way() {
     use awc::ws::{Frame, Message};
     let t = Inspected::start("ws").await;
-    let (_, mut socket) = caller()
-        .ws(format!("ws://127.0.0.1:{}/ws", t.port))
-        .set_header("host", HOST)
-        .connect()
-        .await
-        .expect("websocket");
-    socket
-        .send(Message::Text("hello".into()))
-        .await
-        .expect("send");
-    assert!(matches!(socket.next().await, Some(Ok(Frame::Text(t))) if t == "hello"));
-    socket
-        .send(Message::Binary(vec![0u8, 1, 2, 255].into()))
-        .await
-        .expect("send");
-    assert!(matches!(socket.next().await, Some(Ok(Frame::Binary(_)))));
-    socket.send(Message::Close(None)).await.expect("close");
-    while let Some(Ok(frame)) = socket.next().await {
-        if matches!(frame, Frame::Close(_)) {
-            break;
-        }
-    }
-    drop(socket);
+    let echoes = t
+        .websocket(vec![
+            Message::Text("hello".into()),
+            Message::Binary(vec![0u8, 1, 2, 255].into()),
+        ])
+        .await;
+    assert!(matches!(&echoes[0], Frame::Text(t) if t == "hello"));
+    assert!(matches!(&echoes[1], Frame::Binary(_)));
     let list = t.list_of(1).await;
     assert_eq!(list[0]["websocket"], true);
     assert_eq!(list[0]["status"], 101);

@@ -13,8 +13,7 @@ use std::time::Duration;
 use awc::{http::Method, ws::Message};
 use browser::Browser;
 use fantoccini::{elements::Element, Client, Locator};
-use futures_util::{SinkExt, StreamExt};
-use support::{caller, inspected::Inspected, HOST};
+use support::inspected::Inspected;
 
 /// The element `css` once it exists.
 async fn find(c: &Client, css: &str) -> Element {
@@ -102,24 +101,10 @@ async fn drive(t: &Inspected, browser: &Browser) {
     browser.screenshot("inspector-replay").await;
 
     // A WebSocket's messages.
-    let (_, mut socket) = caller()
-        .ws(format!("ws://127.0.0.1:{}/ws", t.port))
-        .set_header("host", HOST)
-        .connect()
-        .await
-        .expect("websocket");
-    socket
-        .send(Message::Text("hello from the test".into()))
-        .await
-        .expect("send");
-    let _ = socket.next().await;
-    socket.send(Message::Close(None)).await.expect("close");
-    while let Some(Ok(frame)) = socket.next().await {
-        if matches!(frame, awc::ws::Frame::Close(_)) {
-            break;
-        }
-    }
-    drop(socket);
+    let echoes = t
+        .websocket(vec![Message::Text("hello from the test".into())])
+        .await;
+    assert_eq!(echoes.len(), 1);
     let ws_row = text_with(c, "#list", "(WebSocket)").await;
     assert!(ws_row.contains("/ws"), "{ws_row}");
     let rows = c.find_all(Locator::Css("#list tr")).await.expect("rows");

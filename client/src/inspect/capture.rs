@@ -5,7 +5,7 @@
 //! {"id": 7, "method": "POST", "path": "/hook", "status": 200,
 //!  "duration_ms": 1.42, "tunnel": "app.example.com", "started": "2026-...Z",
 //!  "local": "http://localhost:3000", "replay_of": null, "error": null,
-//!  "websocket": false, "timings": {"head_ms": 1.1, "done_ms": 1.42},
+//!  "websocket": false, "timings": {"sent_ms": 0.1, "head_ms": 1.1, "done_ms": 1.42},
 //!  "request": {"headers": [["content-type", "application/json"]],
 //!              "body": {"size": 17, "captured": 17, "encoding": "utf8", "data": "{...}"}},
 //!  "response": {"headers": [...], "body": {...}}}
@@ -67,7 +67,11 @@ pub fn detail(r: &Record) -> Value {
         map.insert("local".into(), json!(&*r.local));
         map.insert(
             "timings".into(),
-            json!({"head_ms": e.head_after.map(ms), "done_ms": ms(e.elapsed)}),
+            json!({
+                "sent_ms": e.sent_after.map(ms),
+                "head_ms": e.head_after.map(ms),
+                "done_ms": ms(e.elapsed),
+            }),
         );
         map.insert(
             "request".into(),

@@ -87,7 +87,11 @@ fn content(body: &BodyCapture, mime: &str) -> Value {
 fn entry(r: &Record, url: &str) -> Value {
     let e = &r.exchange;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    let wait = e.head_after.map_or(ms(e.elapsed), ms);
+    // HAR's send, wait and receive: the request handed over, the answer's
+    // head awaited, its body read.
+    let head = e.head_after.map_or(ms(e.elapsed), ms);
+    let send = e.sent_after.map_or(0.0, ms).min(head);
+    let wait = head - send;
     let query: Vec<Value> = e
         .uri
         .split_once('?')
@@ -126,7 +130,7 @@ fn entry(r: &Record, url: &str) -> Value {
             "headersSize": -1, "bodySize": e.response_body.total,
         },
         "cache": {},
-        "timings": {"send": 0, "wait": wait, "receive": ms(e.elapsed) - wait},
+        "timings": {"send": send, "wait": wait, "receive": ms(e.elapsed) - head},
         "_burrowId": r.id,
     })
 }

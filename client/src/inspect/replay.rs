@@ -91,6 +91,9 @@ pub async fn replay(
     let call = Call::new(&head);
     let body =
         (!saved.body.is_empty()).then(|| stream::iter([Ok::<_, BodyError>(saved.body.clone())]));
+    if body.is_none() {
+        trace.request_sent();
+    }
     let exchange = call.scope(async {
         let body = body.map(|b| trace.tap_request(b));
         let answer = leg.send(tunnel, &call, &head, body, None).await?;

@@ -128,6 +128,9 @@ pub struct Exchange {
     pub started: Instant,
     /// How long the local service took to send its response head.
     pub head_after: Option<Duration>,
+    /// How long it took to hand the whole request to the local service
+    /// (its head, and its body when it has one).
+    pub sent_after: Option<Duration>,
     /// How long the whole exchange took.
     pub elapsed: Duration,
     /// Why it ended early, if it did.
@@ -167,6 +170,7 @@ impl Exchange {
             response_body: BodyCapture::default(),
             started,
             head_after: None,
+            sent_after: None,
             elapsed: Duration::ZERO,
             failure: None,
             messages: VecDeque::new(),
@@ -283,12 +287,29 @@ impl Trace {
         });
     }
 
-    /// The request body, recorded as it passes when observed.
+    /// The request body, recorded as it passes when observed; its end is
+    /// when the request was sent.
     pub fn tap_request<S, E>(&self, body: S) -> impl Stream<Item = Result<Bytes, E>>
     where
         S: Stream<Item = Result<Bytes, E>>,
     {
-        self.tap(body, |e| &mut e.request_body)
+        let end = self.0.clone().map(|r| {
+            futures_util::stream::poll_fn(move |_| {
+                let e = &mut r.borrow_mut().exchange;
+                e.sent_after = Some(e.started.elapsed());
+                std::task::Poll::Ready(None)
+            })
+        });
+        let end = futures_util::stream::iter(end).flatten();
+        self.tap(body, |e| &mut e.request_body).chain(end)
+    }
+
+    /// A request without a body is handed to the local service now.
+    pub fn request_sent(&mut self) {
+        self.with(|r| {
+            let e = &mut r.exchange;
+            e.sent_after = Some(e.started.elapsed());
+        });
     }
 
     /// The response body, recorded as it passes when observed.

@@ -138,6 +138,33 @@ impl Inspected {
         resp.json().limit(64 << 20).await.expect("json")
     }
 
+    /// A WebSocket to the echo service through the tunnel: each message
+    /// sent and its echo read, then the close handshake; the echoes.
+    pub async fn websocket(&self, messages: Vec<awc::ws::Message>) -> Vec<awc::ws::Frame> {
+        use futures_util::{SinkExt, StreamExt};
+        let (_, mut socket) = caller()
+            .ws(format!("ws://127.0.0.1:{}/ws", self.port))
+            .set_header("host", HOST)
+            .connect()
+            .await
+            .expect("websocket");
+        let mut echoes = Vec::new();
+        for message in messages {
+            socket.send(message).await.expect("send");
+            echoes.push(socket.next().await.expect("an echo").expect("a frame"));
+        }
+        socket
+            .send(awc::ws::Message::Close(None))
+            .await
+            .expect("close");
+        while let Some(Ok(frame)) = socket.next().await {
+            if matches!(frame, awc::ws::Frame::Close(_)) {
+                break;
+            }
+        }
+        echoes
+    }
+
     /// The list, once it holds `n` requests.
     pub async fn list_of(&self, n: usize) -> Vec<Value> {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
