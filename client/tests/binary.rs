@@ -69,7 +69,7 @@ fn the_demo_serves_its_page_and_stops_cleanly_on_ctrl_c() {
         ),
     );
     let mut child = Command::new(BIN)
-        .args(["demo", "--config"])
+        .args(["demo", "--inspect", "127.0.0.1:0", "--config"])
         .arg(&client)
         .arg("--server-config")
         .arg(&server)
@@ -87,6 +87,12 @@ fn the_demo_serves_its_page_and_stops_cleanly_on_ctrl_c() {
     let printed = wait_for(&out, "Press Ctrl-C to stop.", Duration::from_secs(20));
     assert!(
         printed.iter().any(|l| l.contains("Serving a demo page")),
+        "{printed:#?}"
+    );
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains("Inspector:   http://127.0.0.1:")),
         "{printed:#?}"
     );
     let page = get(public, "demo.localhost");

@@ -9,7 +9,8 @@ use serde::Deserialize;
 /// The address the inspector takes when none is given: ngrok's.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4040);
 
-/// Ports tried after a default address that is taken (4041, 4042...).
+/// Ports tried after a default address that is taken (4041, 4042...),
+/// before any free one.
 pub const NEXT_PORTS: u16 = 10;
 
 /// Exchanges kept by default.

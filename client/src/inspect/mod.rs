@@ -126,27 +126,30 @@ pub fn edited(mut saved: SavedRequest, edits: &Value) -> Result<SavedRequest, St
 }
 
 /// Binds the inspector's address: the one given, or the default and, when
-/// it is taken, the next free of [`crate::config::inspect::NEXT_PORTS`] ports after it.
+/// it is taken, the next free of [`crate::config::inspect::NEXT_PORTS`]
+/// ports after it, then any free port.
 pub fn bind(settings: &Settings) -> Result<Option<TcpListener>, String> {
     let Some(addr) = settings.listen else {
         return Ok(None);
     };
-    let tries = if settings.given {
-        1
-    } else {
-        crate::config::inspect::NEXT_PORTS + 1
-    };
+    if settings.given {
+        return TcpListener::bind(addr).map(Some).map_err(|e| {
+            format!("the inspector cannot listen on {addr}: {e}; give another address with --inspect ADDR, or --inspect off")
+        });
+    }
+    let next = (0..=crate::config::inspect::NEXT_PORTS)
+        .map(|i| addr.port().saturating_add(i))
+        .chain([0]);
     let mut last = None;
-    for i in 0..tries {
-        let at = SocketAddr::new(addr.ip(), addr.port().saturating_add(i));
-        match TcpListener::bind(at) {
+    for port in next {
+        match TcpListener::bind(SocketAddr::new(addr.ip(), port)) {
             Ok(listener) => return Ok(Some(listener)),
             Err(e) => last = Some(e),
         }
     }
     let e = last.map(|e| e.to_string()).unwrap_or_default();
-    Err(match settings.given {
-        true => format!("the inspector cannot listen on {addr}: {e}; give another address with --inspect ADDR, or --inspect off"),
-        false => format!("the inspector found no free port from {addr} on: {e}; give one with --inspect ADDR"),
-    })
+    Err(format!(
+        "the inspector cannot listen on {}: {e}; give an address with --inspect ADDR",
+        addr.ip()
+    ))
 }

@@ -17,17 +17,36 @@ use std::{
     time::{Duration, Instant},
 };
 
+use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::{bail, Context};
-use burrow_client::{observe::ExchangeObserver, ClientConfig, ClientEvent, Options};
+use burrow_client::{
+    config::TunnelConfig,
+    inspect::Inspector,
+    observe::{hub::Hub, ExchangeObserver},
+    ClientConfig, ClientEvent, Options,
+};
+
+/// What the demo tells once its tunnel is up.
+struct Banner {
+    url: String,
+    host: String,
+    server: SocketAddr,
+    inspector: Option<String>,
+}
 
 /// How long the server may take to start listening.
 const SERVER_START: Duration = Duration::from_secs(10);
 
-/// Runs the demo until Ctrl-C or SIGTERM.
-pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
+/// Runs the demo until Ctrl-C or SIGTERM; `inspect` is `--inspect`.
+pub fn run(
+    client_config: &Path,
+    server_config: &Path,
+    inspect: Option<&str>,
+) -> anyhow::Result<()> {
     let config =
         ClientConfig::from_file(client_config).map_err(|e| anyhow::anyhow!(e.with_way_out()))?;
+    let config = crate::serve::inspecting(config, inspect)?;
     let tunnel = config
         .tunnels
         .first()
@@ -36,40 +55,39 @@ pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
     let server_addr = resolve(config.server.host_port())?;
     refuse_if_taken(server_addr, server_config, client_config)?;
     let mut server = ServerProcess::start(server_config)?;
-    let hub = crate::serve::hub(crate::serve::request_log())?;
-    let observer = hub.clone().map(|h| h as Arc<dyn ExchangeObserver>);
+    let (inspector, hub) = watch(&config)?;
+    let banner = Banner {
+        url: config.public_url(&tunnel.host),
+        host: tunnel.host.clone(),
+        server: server_addr,
+        inspector: inspector.as_ref().map(Inspector::url),
+    };
     let result = actix_rt::System::new().block_on(async {
         // Ctrl-C works while the server starts, too.
         tokio::select! {
             listening = server.wait_listening(server_addr) => listening?,
             () = crate::signals::next_signal() => return Ok(()),
         }
-        let (host, port) = tunnel.local_url.socket();
-        let local = resolve((host.to_owned(), port))?;
-        let page = if TcpStream::connect_timeout(&local, Duration::from_millis(300)).is_ok() {
-            println!("Using the service already listening on {}", tunnel.local);
-            None
-        } else {
-            let listener = TcpListener::bind(local);
-            Some(serve_page(
-                listener.with_context(|| format!("cannot listen on {local}"))?,
-                &tunnel.local,
-            )?)
+        let page = page_unless_served(&tunnel)?;
+        let inspecting = match inspector {
+            Some(inspector) => Some(inspector.start(config.clone())?),
+            None => None,
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let url = config.public_url(&tunnel.host);
         let options = Options {
             events: Some(tx),
-            observer,
+            observer: hub.clone().map(|h| h as Arc<dyn ExchangeObserver>),
             ..Options::default()
         };
-        let announce = announce(rx, url, tunnel.host.clone(), server_addr);
         let client = burrow_client::run(config, options, crate::signals::stop_requested());
         let result = tokio::select! {
             result = client => result.map_err(anyhow::Error::new),
-            () = announce => Ok(()),
+            () = announce(rx, banner) => Ok(()),
         };
         drop(page);
+        if let Some(inspecting) = inspecting {
+            inspecting.stop(false).await;
+        }
         result
     });
     if let Some(hub) = hub {
@@ -80,6 +98,28 @@ pub fn run(client_config: &Path, server_config: &Path) -> anyhow::Result<()> {
     result?;
     log::info!("stopped");
     Ok(())
+}
+
+/// The inspector and the request log, and the hub that feeds them.
+fn watch(config: &ClientConfig) -> anyhow::Result<(Option<Inspector>, Option<Arc<Hub>>)> {
+    let inspector = crate::serve::inspector(config)?;
+    let mut subscribers = crate::serve::request_log();
+    subscribers.extend(inspector.as_ref().map(Inspector::subscriber));
+    Ok((inspector, crate::serve::hub(subscribers)?))
+}
+
+/// The demo page on the tunnel's local address, unless a service listens
+/// there already.
+fn page_unless_served(tunnel: &TunnelConfig) -> anyhow::Result<Option<ServerHandle>> {
+    let (host, port) = tunnel.local_url.socket();
+    let local = resolve((host.to_owned(), port))?;
+    if TcpStream::connect_timeout(&local, Duration::from_millis(300)).is_ok() {
+        println!("Using the service already listening on {}", tunnel.local);
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(local);
+    let listener = listener.with_context(|| format!("cannot listen on {local}"))?;
+    Ok(Some(serve_page(listener, &tunnel.local)?))
 }
 
 /// Stops before anything starts when the server's address is taken: by
@@ -165,12 +205,13 @@ impl Drop for ServerProcess {
 }
 
 /// Prints how to reach the tunnel once it is up, then waits forever.
-async fn announce(
-    mut events: tokio::sync::mpsc::UnboundedReceiver<ClientEvent>,
-    url: String,
-    host: String,
-    server: SocketAddr,
-) {
+async fn announce(mut events: tokio::sync::mpsc::UnboundedReceiver<ClientEvent>, banner: Banner) {
+    let Banner {
+        url,
+        host,
+        server,
+        inspector,
+    } = banner;
     while let Some(event) = events.recv().await {
         if let ClientEvent::Registered { .. } = event {
             println!();
@@ -178,6 +219,9 @@ async fn announce(
             println!("  Try:         curl -i {url}");
             println!("  (or, where *.localhost does not resolve:");
             println!("               curl -i -H 'Host: {host}' http://{server}/ )");
+            if let Some(inspector) = inspector {
+                println!("  Inspector:   {inspector}  (every request, with replay)");
+            }
             println!();
             println!("Press Ctrl-C to stop.");
             break;

@@ -88,7 +88,7 @@ fn main() -> std::process::ExitCode {
             Ok(false) => return std::process::ExitCode::FAILURE,
             Err(e) => Err(e),
         },
-        Some(Command::Demo { server_config }) => demo::run(or_default(), &server_config),
+        Some(Command::Demo { server_config }) => demo::run(or_default(), &server_config, inspect),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

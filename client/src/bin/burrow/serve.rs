@@ -122,7 +122,7 @@ pub fn inspecting(mut config: ClientConfig, flag: Option<&str>) -> anyhow::Resul
 
 /// The inspector the configuration asks for, its address bound. A taken
 /// default address is only a warning: the tunnel matters more.
-fn inspector(config: &ClientConfig) -> anyhow::Result<Option<Inspector>> {
+pub fn inspector(config: &ClientConfig) -> anyhow::Result<Option<Inspector>> {
     match Inspector::bind(&config.inspect, config) {
         Ok(inspector) => Ok(inspector),
         Err(why) if !config.inspect.given => {
