@@ -337,8 +337,9 @@ pub struct HostSessions {
     /// What the workers share about the host (caller rules, streams in
     /// flight, request rate).
     pub tunnel: Arc<crate::tunnel::TunnelState>,
-    /// Bumped by the registry whenever a pool of sessions changes (for any
-    /// host), so that a copy can tell it may be out of date.
+    /// Bumped by the registry whenever this host's sessions or state
+    /// change (a session joins or leaves, a reload), so that a copy can
+    /// tell it may be out of date; other hosts' changes leave it alone.
     pub generation: Arc<AtomicU64>,
     /// The value of `generation` this copy was taken at.
     pub seen: u64,

@@ -58,11 +58,6 @@ pub struct Registry {
     on_demand: Option<OnDemand>,
     /// Refused registrations by address.
     failed: FailedAttempts,
-    /// Bumped whenever a host's sessions change while others keep serving
-    /// it (a session joins or leaves a pool); see [`HostSessions`]. A host
-    /// whose only session goes away needs no bump: copies notice that the
-    /// session they use has stopped.
-    generation: Arc<AtomicU64>,
     /// How long a host whose client dropped stays reserved for it.
     grace: Duration,
     /// When the server started: for a grace as long, its exact hosts wait
@@ -96,6 +91,9 @@ struct Holders {
     stats: Arc<TunnelStats>,
     /// Since when its client holds it.
     since: SystemTime,
+    /// Bumped whenever its sessions or its state change, so that the
+    /// workers' copies of it (and of no other host) are looked up again.
+    generation: Arc<AtomicU64>,
 }
 
 impl Holders {
@@ -109,7 +107,14 @@ impl Holders {
             token: None,
             stats: Arc::default(),
             since: SystemTime::now(),
+            generation: Arc::default(),
         }
+    }
+
+    /// Tells every copy of this host's lookup answer that it may be out of
+    /// date.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -131,17 +136,11 @@ impl Registry {
             wildcard: wildcards(&config.hosts),
             on_demand,
             failed: FailedAttempts::default(),
-            generation: Arc::new(AtomicU64::new(0)),
             grace: config.reconnect_grace,
             started: Instant::now(),
             next_reservation: 1,
             draining: false,
         }
-    }
-
-    /// Tells every copy of a lookup answer that it may be out of date.
-    fn changed(&self) {
-        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Checks one requested tunnel: the host it may claim, the entry that
@@ -216,14 +215,12 @@ impl Registry {
             }
         }
         holders.sessions.push(session.clone());
+        // Workers should pick again.
+        holders.changed();
         self.by_session
             .entry(session.id)
             .or_default()
             .push(host.clone());
-        if joins_pool {
-            // Workers should pick again.
-            self.changed();
-        }
         Ok(Granted {
             host,
             joined: joins_pool,
@@ -306,8 +303,8 @@ impl Handler<Lookup> for Registry {
         self.hosts.get(&msg.host).map(|h| HostSessions {
             sessions: h.sessions.clone(),
             tunnel: h.tunnel.clone(),
-            generation: self.generation.clone(),
-            seen: self.generation.load(Ordering::Acquire),
+            generation: h.generation.clone(),
+            seen: h.generation.load(Ordering::Acquire),
             reserved: h.reserved.as_ref().map(Reservation::ticket),
         })
     }

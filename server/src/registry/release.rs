@@ -15,7 +15,6 @@ impl Handler<Unregister> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Unregister, ctx: &mut Context<Self>) {
-        let mut pool_changed = false;
         let mut emptied = Vec::new();
         let granted = self.by_session.remove(&msg.session_id);
         for host in granted.into_iter().flatten() {
@@ -27,9 +26,9 @@ impl Handler<Unregister> for Registry {
             if holders.sessions.len() == before {
                 continue;
             }
-            match holders.sessions.is_empty() {
-                false => pool_changed = true,
-                true => emptied.push(host),
+            holders.changed();
+            if holders.sessions.is_empty() {
+                emptied.push(host);
             }
         }
         let keep = msg.lost && !self.grace.is_zero() && !self.draining;
@@ -38,9 +37,6 @@ impl Handler<Unregister> for Registry {
                 true => self.reserve(host, ctx),
                 false => self.free(&host),
             }
-        }
-        if pool_changed {
-            self.changed();
         }
     }
 }

@@ -45,6 +45,7 @@ impl Handler<Reload> for Registry {
         }
         for host in &disconnected {
             if let Some(holders) = self.hosts.remove(host) {
+                holders.changed();
                 for session in &holders.sessions {
                     session.close("its host is no longer in the server's configuration");
                 }
@@ -53,9 +54,9 @@ impl Handler<Reload> for Registry {
         self.held.clear();
         for holders in self.hosts.values() {
             *self.held.entry(holders.entry).or_default() += 1;
+            // Every worker looks the host up again, and so sees its new state.
+            holders.changed();
         }
-        // Every worker looks its hosts up again, and so sees the new state.
-        self.changed();
         MessageResult(Reloaded {
             disconnected,
             kept: self.hosts.len(),

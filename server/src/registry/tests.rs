@@ -111,6 +111,53 @@ async fn a_session_leaving_frees_its_own_hosts_only() {
     assert!(sessions_of(&mut r, "one.localhost").is_empty());
 }
 
+/// A reload to the configuration `text`.
+fn reload_of(text: &str) -> Reload {
+    let config = ServerConfig::from_str(text, Path::new("server.toml")).expect("config");
+    Reload {
+        hosts: config.hosts.clone(),
+        limits: config.limits.clone(),
+        access: config.access.clone(),
+        grace: config.reconnect_grace,
+    }
+}
+
+fn copy_of(r: &mut Registry, host: &str) -> crate::handle::HostSessions {
+    let found = r.handle(Lookup { host: host.into() }, &mut Context::new());
+    found.unwrap_or_else(|| panic!("{host} is not registered"))
+}
+
+#[actix_rt::test]
+async fn a_change_to_one_host_leaves_the_copies_of_others_current() {
+    let to = Nobody.start().recipient();
+    let mut r = registry();
+    register(&mut r, &to, 1, "a", &["pool.localhost", "alone.localhost"]);
+    register(&mut r, &to, 2, "b", &["other.localhost"]);
+    let (pool, alone, other) = (
+        copy_of(&mut r, "pool.localhost"),
+        copy_of(&mut r, "alone.localhost"),
+        copy_of(&mut r, "other.localhost"),
+    );
+    // A second session of the first client joins one of its hosts.
+    register(&mut r, &to, 3, "a", &["pool.localhost"]);
+    assert!(
+        !pool.is_current(),
+        "the pool that changed is looked up again"
+    );
+    assert!(alone.is_current() && other.is_current(), "no other host is");
+    // Another client's session leaving touches its own host only.
+    let (pool, alone) = (
+        copy_of(&mut r, "pool.localhost"),
+        copy_of(&mut r, "alone.localhost"),
+    );
+    leave(&mut r, 2);
+    assert!(!other.is_current());
+    assert!(pool.is_current() && alone.is_current());
+    // A reload may change every host's state: every copy is looked up again.
+    r.handle(reload_of(TEXT), &mut Context::new());
+    assert!(!pool.is_current() && !alone.is_current());
+}
+
 #[actix_rt::test]
 async fn a_reload_keeps_the_rate_a_host_has_spent() {
     let to = Nobody.start().recipient();
@@ -128,14 +175,7 @@ async fn a_reload_keeps_the_rate_a_host_has_spent() {
     let before = state(&mut r);
     let bucket = before.rate.as_ref().expect("a rate");
     while bucket.take().is_ok() {}
-    let config = ServerConfig::from_str(TEXT, Path::new("server.toml")).expect("config");
-    let reload = Reload {
-        hosts: config.hosts.clone(),
-        limits: config.limits.clone(),
-        access: config.access.clone(),
-        grace: config.reconnect_grace,
-    };
-    r.handle(reload, &mut Context::new());
+    r.handle(reload_of(TEXT), &mut Context::new());
     let after = state(&mut r);
     assert!(
         !Arc::ptr_eq(&before, &after),
