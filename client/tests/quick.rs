@@ -7,7 +7,7 @@ mod support;
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Duration,
@@ -36,28 +36,6 @@ fn server_with_grace(name: &str, grace: u64) -> (Reaper, u16) {
         spawn_server_with(&write_file(name, &text), port, Stdio::null()),
         port,
     )
-}
-
-/// A local service answering every request with `body`; its port.
-fn service(body: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
-                head.push(byte[0]);
-            }
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = conn.write_all(answer.as_bytes());
-        }
-    });
-    port
 }
 
 /// An empty folder for one test: its working directory and its user's

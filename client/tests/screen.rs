@@ -6,7 +6,7 @@ mod support;
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -75,25 +75,6 @@ impl Drop for Tmux {
     }
 }
 
-/// A local service answering every request with `hello`; its port.
-fn service() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
-                head.push(byte[0]);
-            }
-            let answer = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
-            let _ = conn.write_all(answer.as_bytes());
-        }
-    });
-    port
-}
-
 #[test]
 fn the_screen_shows_the_url_and_requests_follows_a_resize_and_ctrl_c_restores_the_terminal() {
     let port = free_port();
@@ -102,7 +83,7 @@ fn the_screen_shows_the_url_and_requests_follows_a_resize_and_ctrl_c_restores_th
          [[hosts]]\nhost = \"*.screen.localhost\"\ntoken = \"{TOKEN}\"\nrandom = true\n"
     );
     let _server = spawn_server_with(&write_file("screen-server", &text), port, Stdio::null());
-    let local = service();
+    let local = service("hello");
     let home = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screen-home");
     std::fs::create_dir_all(&home).expect("mkdir");
     let command = format!(
