@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::{
     caller_io::{self, CallerIo, HeadProblem},
+    cluster::Cluster,
     error::ProxyError,
     expect,
     placement::WorkerIds,
@@ -37,6 +38,12 @@ pub(crate) struct AppParts {
     pub tls: Option<TlsAcceptor>,
     /// Longest a caller may take over its TLS handshake and each head.
     pub head_timeout: Duration,
+    /// In a cluster: the other nodes, to which requests for hosts held
+    /// there are forwarded (public listeners only).
+    pub relay_to: Option<Arc<Cluster>>,
+    /// In a cluster, for the internal listener: the cluster whose secret
+    /// each request must carry (and no control path).
+    pub internal: Option<Arc<Cluster>>,
 }
 
 impl AppParts {
@@ -58,22 +65,31 @@ impl AppParts {
             worker: self.ids.this_worker(),
             proto: self.proto,
             port: addr.port(),
+            relay: self.relay_to.clone().map(proxy::Relay::new),
+            internal: self.internal.clone(),
         });
+        // Clients connect to public listeners only.
+        let control_path = match self.internal {
+            Some(_) => None,
+            None => Some(self.control_path.clone()),
+        };
         let control = web::Data::new(ControlState {
             sessions: self.sessions.clone(),
         });
         // Twice: the expectation handler starts requests with its own.
         let app = || {
-            let app = App::new()
+            let mut app = App::new()
                 .app_data(state.clone())
                 .app_data(control.clone())
                 .service(
                     web::resource(caller_io::REFUSED_PATH)
                         .guard(actix_web::guard::fn_guard(is_stand_in))
                         .to(refused),
-                )
-                .route(&self.control_path, web::get().to(connect))
-                .default_service(web::to(proxy::proxy));
+                );
+            if let Some(path) = &control_path {
+                app = app.route(path, web::get().to(connect));
+            }
+            let app = app.default_service(web::to(proxy::proxy));
             map_config(
                 app.into_factory().map_err(|err: actix_web::Error| {
                     expect::Answer::from(err.as_response_error().error_response())

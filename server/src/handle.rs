@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::{
     callers::CallerRules,
+    cluster::{ClaimError, Cluster},
     config::{HostConfig, Limits},
     error::RegisterError,
     gate::{Gate, Opening},
@@ -65,6 +66,17 @@ pub struct Unregister {
     /// purpose): the hosts it was the last to serve are kept for its
     /// client for the reconnect grace.
     pub lost: bool,
+}
+
+/// Take one host back from one session: the cluster's directory refused
+/// it after the registry granted it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Withdraw {
+    /// The session it was granted to.
+    pub session_id: u64,
+    /// The host.
+    pub host: String,
 }
 
 /// Find the sessions serving a host.
@@ -154,12 +166,15 @@ pub struct RegistryHandle {
     reload: Recipient<Reload>,
     report: Recipient<Report>,
     disconnect: Recipient<Disconnect>,
+    withdraw: Recipient<Withdraw>,
+    /// In a cluster: the directory each granted host is claimed in.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl RegistryHandle {
-    /// A handle on any registry actor that takes its eight messages
+    /// A handle on any registry actor that takes its nine messages
     /// (`Register`, `Unregister`, `Lookup`, `CloseAll`, `Drain`, `Reload`,
-    /// `Report`, `Disconnect`).
+    /// `Report`, `Disconnect`, `Withdraw`).
     pub fn new<A>(addr: Addr<A>) -> Self
     where
         A: Actor<Context = actix::Context<A>>
@@ -170,7 +185,8 @@ impl RegistryHandle {
             + Handler<Drain>
             + Handler<Reload>
             + Handler<Report>
-            + Handler<Disconnect>,
+            + Handler<Disconnect>
+            + Handler<Withdraw>,
     {
         RegistryHandle {
             register: addr.clone().recipient(),
@@ -180,8 +196,16 @@ impl RegistryHandle {
             drain: addr.clone().recipient(),
             reload: addr.clone().recipient(),
             report: addr.clone().recipient(),
-            disconnect: addr.recipient(),
+            disconnect: addr.clone().recipient(),
+            withdraw: addr.recipient(),
+            cluster: None,
         }
+    }
+
+    /// The same handle, claiming each host it grants in `cluster`'s
+    /// directory too.
+    pub fn in_cluster(self, cluster: Option<Arc<Cluster>>) -> Self {
+        RegistryHandle { cluster, ..self }
     }
 
     /// Registers the hosts of a client's hello for `session`: one answer
@@ -193,17 +217,41 @@ impl RegistryHandle {
         instance: Option<String>,
     ) -> Vec<Result<Granted, RegisterError>> {
         let count = tunnels.len();
+        let session_id = session.id;
         let msg = Register {
             session,
             tunnels,
-            instance,
+            instance: instance.clone(),
         };
-        match self.register.send(msg).await {
+        let mut answers = match self.register.send(msg).await {
             Ok(answers) => answers,
             Err(_) => (0..count)
                 .map(|_| Err(RegisterError::Unavailable))
                 .collect(),
+        };
+        if let Some(cluster) = &self.cluster {
+            // A client without an instance id shares its hosts with no
+            // other connection: its session stands for it.
+            let instance = instance.unwrap_or_else(|| {
+                format!("{}/session-{session_id}", cluster.settings().node_id)
+            });
+            for answer in &mut answers {
+                let Ok(granted) = answer else { continue };
+                let Err(refused) = cluster.claim(&granted.host, &instance).await else {
+                    continue;
+                };
+                let host = granted.host.clone();
+                self.withdraw.do_send(Withdraw {
+                    session_id,
+                    host: host.clone(),
+                });
+                *answer = Err(match refused {
+                    ClaimError::HeldElsewhere => RegisterError::HeldByAnotherClient(host),
+                    ClaimError::DirectoryDown => RegisterError::DirectoryDown(host),
+                });
+            }
         }
+        answers
     }
 
     /// Removes the hosts `session_id` holds (hosts since taken by another

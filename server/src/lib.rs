@@ -26,6 +26,7 @@ pub mod admin;
 mod app;
 pub(crate) mod caller_io;
 pub(crate) mod callers;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub(crate) mod expect;
@@ -97,8 +98,14 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
     let acme = start_acme(&listeners, &config)?;
     let on_demand = acme.as_ref().map(|(acme, _)| acme.on_demand());
     let metrics = Metrics::new();
-    let registry = Registry::new(&config, on_demand, metrics.clone());
-    let registry = RegistryHandle::new(registry.start());
+    let cluster = config
+        .cluster
+        .clone()
+        .map(cluster::Cluster::start)
+        .transpose()
+        .map_err(io::Error::other)?;
+    let registry = Registry::new(&config, on_demand, metrics.clone(), cluster.clone());
+    let registry = RegistryHandle::new(registry.start()).in_cluster(cluster.clone());
     let head_timeout = config.limits.head_timeout;
     let workers = config.workers.unwrap_or_else(config::default_workers);
     let ids = Arc::new(WorkerIds::default());
@@ -120,11 +127,16 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         proto: "http",
         tls: None,
         head_timeout,
+        relay_to: cluster.clone(),
+        internal: None,
     };
     let mut addrs = Vec::with_capacity(listeners.len());
     for listener in listeners {
         addrs.push(listener.local_addr()?);
         builder = listen(builder, listener, &template, http01.clone())?;
+    }
+    if let Some(cluster) = cluster {
+        builder = listen_internal(builder, cluster, &template)?;
     }
     let server = builder.run();
     let http = server.handle();
@@ -187,6 +199,33 @@ fn listen(
         ..template.clone()
     };
     builder.listen(name, listener.tcp, move || app.service(addr))
+}
+
+/// Adds the internal listener, where the other nodes of the cluster send
+/// requests for the tunnels this node holds.
+fn listen_internal(
+    builder: actix_server::ServerBuilder,
+    cluster: Arc<cluster::Cluster>,
+    template: &AppParts,
+) -> io::Result<actix_server::ServerBuilder> {
+    let addr = cluster.settings().internal_listen;
+    let tcp = std::net::TcpListener::bind(addr).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on cluster.internal_listen {addr}: {e}"),
+        )
+    })?;
+    let addr = tcp.local_addr()?;
+    log::info!(
+        "cluster: node {} takes the other nodes' requests on http://{addr}",
+        cluster.settings().node_id
+    );
+    let app = AppParts {
+        relay_to: None,
+        internal: Some(cluster),
+        ..template.clone()
+    };
+    builder.listen("burrow-internal", tcp, move || app.service(addr))
 }
 
 /// Starts ACME for the configured exact hosts when `[tls.acme]` is set

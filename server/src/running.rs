@@ -149,6 +149,7 @@ fn needs_restart(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static str> {
         tls,
         http_listen,
         admin,
+        cluster,
         // What a reload puts in force.
         hosts: _,
         limits: _,
@@ -157,7 +158,7 @@ fn needs_restart(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static str> {
         // Where the file is.
         source: _,
     } = old;
-    let changed: [(&'static str, bool); 11] = [
+    let changed: [(&'static str, bool); 12] = [
         ("listen", *listen != new.listen),
         ("control_path", *control_path != new.control_path),
         (
@@ -175,6 +176,7 @@ fn needs_restart(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static str> {
         ("tls", *tls != new.tls),
         ("http_listen", *http_listen != new.http_listen),
         ("admin_listen", *admin != new.admin),
+        ("cluster", *cluster != new.cluster),
     ];
     changed
         .into_iter()

@@ -11,11 +11,13 @@ use serde::Deserialize;
 
 mod acme;
 mod admin;
+mod cluster;
 mod hosts;
 mod limits;
 mod tls;
 pub use acme::AcmeSettings;
 pub use admin::AdminSettings;
+pub use cluster::{ClusterSettings, DEFAULT_LEASE_SECS};
 pub use hosts::{sha256_hex, HostConfig, Secret};
 pub use limits::Limits;
 pub use tls::{provider, TlsSettings};
@@ -72,6 +74,9 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// The admin listener, with `admin_listen`.
     pub admin: Option<AdminSettings>,
+    /// `[cluster]`: this node's place among several sharing one host
+    /// directory; `None`: the node runs alone.
+    pub cluster: Option<ClusterSettings>,
     /// The file the configuration was read from (reloads read it again).
     pub source: std::path::PathBuf,
 }
@@ -97,6 +102,7 @@ struct RawConfig {
     admin_listen: Option<String>,
     admin_token: Option<Token>,
     admin_token_sha256: Option<String>,
+    cluster: Option<cluster::RawCluster>,
 }
 
 /// `[access]` as written: the server-wide address rules.
@@ -183,6 +189,7 @@ impl ServerConfig {
                 raw.admin_token_sha256,
                 path,
             )?,
+            cluster: raw.cluster.map(|c| c.validate(path)).transpose()?,
             source: path.to_path_buf(),
         })
     }

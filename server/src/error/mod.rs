@@ -118,6 +118,13 @@ pub enum ProxyError {
     /// The tunnel asks for credentials the caller did not give.
     #[error("{0} asks for a user name and password")]
     Unauthorized(String),
+    /// The node holding the host's tunnel (in a cluster) did not take the
+    /// request.
+    #[error("the server node holding the tunnel for {0} cannot be reached; try again shortly")]
+    NodeUnreachable(String),
+    /// A request on a node's internal listener without the cluster's secret.
+    #[error("this listener takes requests from the cluster's own nodes only")]
+    NotFromCluster,
     /// The client broke the protocol on this stream.
     #[error("the tunnel for {host} answered with an invalid response: {detail}")]
     BadResponse {
@@ -140,10 +147,12 @@ impl ProxyError {
             | ProxyError::BadRequest(_)
             | ProxyError::Forbidden(_)
             | ProxyError::BodyTooLarge(_)
+            | ProxyError::NotFromCluster
             | ProxyError::Unauthorized(_) => Side::Caller,
-            ProxyError::Busy { .. } | ProxyError::RateLimited { .. } | ProxyError::ShuttingDown => {
-                Side::Server
-            }
+            ProxyError::Busy { .. }
+            | ProxyError::RateLimited { .. }
+            | ProxyError::ShuttingDown
+            | ProxyError::NodeUnreachable(_) => Side::Server,
             ProxyError::TunnelGone(_)
             | ProxyError::Reconnecting(_)
             | ProxyError::BadResponse { .. } => Side::Tunnel,
@@ -159,7 +168,9 @@ impl ProxyError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ProxyError::Busy { .. } => Some(1),
-            ProxyError::Reconnecting(_) | ProxyError::ShuttingDown => Some(RETRY_AFTER_RECONNECT),
+            ProxyError::Reconnecting(_)
+            | ProxyError::ShuttingDown
+            | ProxyError::NodeUnreachable(_) => Some(RETRY_AFTER_RECONNECT),
             ProxyError::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
@@ -199,7 +210,7 @@ impl ProxyError {
             ProxyError::UnknownHost(_) => "unknown_host",
             ProxyError::BadRequest(_) | ProxyError::UpgradeUnsupported(_) => "bad_request",
             ProxyError::Unauthorized(_) => "unauthorized",
-            ProxyError::Forbidden(_) => "forbidden",
+            ProxyError::Forbidden(_) | ProxyError::NotFromCluster => "forbidden",
             ProxyError::BodyTooLarge(_) => "body_too_large",
             ProxyError::HeadTooLarge => "head_too_large",
             ProxyError::Busy { .. } => "busy",
@@ -239,7 +250,7 @@ impl ResponseError for ProxyError {
                 StatusCode::BAD_REQUEST
             }
             ProxyError::UnknownHost(_) => StatusCode::NOT_FOUND,
-            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::Forbidden(_) | ProxyError::NotFromCluster => StatusCode::FORBIDDEN,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Busy { .. } | ProxyError::Reconnecting(_) | ProxyError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -249,7 +260,8 @@ impl ResponseError for ProxyError {
             ProxyError::TunnelGone(_)
             | ProxyError::LocalUnreachable { .. }
             | ProxyError::LocalError { .. }
-            | ProxyError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
+            | ProxyError::BadResponse { .. }
+            | ProxyError::NodeUnreachable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } | ProxyError::LocalTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -310,6 +322,10 @@ pub enum RegisterError {
     /// The registry is not running (the server is stopping).
     #[error("the server is shutting down")]
     Unavailable,
+    /// The cluster's host directory (Redis) cannot be reached: no node
+    /// can tell whether another client holds the host.
+    #[error("host {0} cannot be registered now: the cluster's host directory is unreachable")]
+    DirectoryDown(String),
 }
 
 impl RegisterError {
@@ -333,6 +349,7 @@ impl RegisterError {
             self,
             RegisterError::HeldByAnotherClient(_)
                 | RegisterError::Unavailable
+                | RegisterError::DirectoryDown(_)
                 | RegisterError::TooManyFailures(_)
         )
     }
@@ -348,7 +365,9 @@ impl RegisterError {
             RegisterError::NoRandomNames => "no_random_names",
             RegisterError::TooManyFailures(_) => "too_many_failures",
             RegisterError::TooManyTunnels(..) => "too_many_tunnels",
-            RegisterError::BadRules(..) | RegisterError::Unavailable => "other",
+            RegisterError::BadRules(..)
+            | RegisterError::Unavailable
+            | RegisterError::DirectoryDown(_) => "other",
         }
     }
 
@@ -363,7 +382,9 @@ impl RegisterError {
             | RegisterError::NoRandomNames => log::Level::Debug,
             RegisterError::TooManyTunnels(..) => log::Level::Info,
             RegisterError::TooManyFailures(_) => log::Level::Debug,
-            RegisterError::HeldByAnotherClient(_) | RegisterError::Unavailable => log::Level::Info,
+            RegisterError::HeldByAnotherClient(_)
+            | RegisterError::Unavailable
+            | RegisterError::DirectoryDown(_) => log::Level::Info,
         }
     }
 }

@@ -6,9 +6,12 @@
 
 mod authorize;
 mod counted;
+mod relay;
 mod request;
 mod response;
 pub(crate) mod route;
+
+pub(crate) use relay::Relay;
 
 use std::{
     borrow::Cow,
@@ -69,6 +72,21 @@ pub struct ProxyState {
     pub proto: &'static str,
     /// The listener's port.
     pub port: u16,
+    /// In a cluster, on a public listener: the way to the other nodes, for
+    /// hosts this node holds no connection of.
+    pub relay: Option<Rc<Relay>>,
+    /// In a cluster, on the internal listener: the cluster, whose secret
+    /// every request must carry.
+    pub internal: Option<Arc<crate::cluster::Cluster>>,
+}
+
+impl ProxyState {
+    /// Whether the forwarding fields of requests here are kept: behind a
+    /// trusted reverse proxy, and on the internal listener (where they
+    /// come from the node the caller reached).
+    fn trusts_forwarded(&self) -> bool {
+        self.shared.trust_forwarded_headers || self.internal.is_some()
+    }
 }
 
 /// A request routed to a host.
@@ -115,6 +133,11 @@ async fn forward(
     if state.shared.draining.load(Ordering::Relaxed) {
         return (Err(ProxyError::ShuttingDown), None);
     }
+    if let Some(cluster) = &state.internal {
+        if !from_cluster(req, cluster) {
+            return (Err(ProxyError::NotFromCluster), None);
+        }
+    }
     let routed = match route(req) {
         Ok(routed) => routed,
         Err(e) => return (Err(e), None),
@@ -127,8 +150,40 @@ async fn forward(
                 Some(tunnel),
             )
         }
+        Err(Refused {
+            error: ProxyError::UnknownHost(_),
+            tunnel: None,
+        }) if state.relay.is_some() && !routed.upgrade => (relayed(req, payload, &routed, state).await, None),
         Err(Refused { error, tunnel }) => (Err(error), tunnel),
     }
+}
+
+/// Forwards a request for a host this node holds no connection of to a
+/// node that does.
+async fn relayed(
+    req: &HttpRequest,
+    payload: web::Payload,
+    routed: &Routed<'_>,
+    state: &ProxyState,
+) -> Result<HttpResponse, ProxyError> {
+    let Some(relay) = &state.relay else {
+        return Err(ProxyError::UnknownHost(routed.host.to_string()));
+    };
+    let how = relay::Arrival {
+        host: &routed.host,
+        public_host: routed.public_host,
+        proto: state.proto,
+        trust: state.trusts_forwarded(),
+    };
+    relay.forward(req, payload, &how).await
+}
+
+/// `true` when `req` carries the cluster's secret.
+fn from_cluster(req: &HttpRequest, cluster: &crate::cluster::Cluster) -> bool {
+    req.headers()
+        .get(crate::cluster::SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| cluster.secret().matches(v))
 }
 
 /// Sends the body of a request whose stream is open, and answers with the
@@ -242,7 +297,7 @@ async fn open(
         host: &routed.host,
         public_host: routed.public_host,
         proto: state.proto,
-        trust: state.shared.trust_forwarded_headers,
+        trust: state.trusts_forwarded(),
         upgrade: routed.upgrade,
     };
     let mut paid: Option<InFlightSlot> = None;

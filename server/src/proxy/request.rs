@@ -35,6 +35,8 @@ pub(super) fn request_frame(
     let map = req.headers();
     let fields: Vec<Field<'_>> = map
         .iter()
+        // A node's secret never goes past the node.
+        .filter(|(n, _)| n.as_str() != crate::cluster::SECRET_HEADER)
         .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
         .collect();
     let mut rule = HopByHop::new(map.get_all(header::CONNECTION).map(|v| v.as_bytes()));

@@ -78,7 +78,7 @@ pub(super) fn response(
 
 /// A response without body bytes, keeping the length the local service
 /// gave where HTTP lets it stand.
-fn bodiless(
+pub(super) fn bodiless(
     mut builder: HttpResponseBuilder,
     status: StatusCode,
     content_length: Option<(u64, HeaderValue)>,

@@ -25,6 +25,7 @@ use burrow_common::{protocol::TunnelRequest, Token};
 use crate::{
     acme::{OnDemand, RequestError, Requested},
     callers::CallerRules,
+    cluster::Cluster,
     config::{HostConfig, Limits, ServerConfig},
     error::RegisterError,
     grace::Reservation,
@@ -67,6 +68,9 @@ pub struct Registry {
     next_reservation: u64,
     /// Set once the server drains: no registration, no reservation.
     draining: bool,
+    /// In a cluster: the host directory the nodes share, told when this
+    /// node stops holding a host.
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// A host a client may claim, the entry that grants it, and the rules for
@@ -122,8 +126,14 @@ impl Registry {
     /// A registry that accepts the configured hosts, within the
     /// configured limits, counting into `metrics`; with `on_demand`, a
     /// host claimed under a wildcard entry gets its certificate when first
-    /// claimed.
-    pub fn new(config: &ServerConfig, on_demand: Option<OnDemand>, metrics: Arc<Metrics>) -> Self {
+    /// claimed; with `cluster`, the directory learns of hosts it stops
+    /// holding.
+    pub fn new(
+        config: &ServerConfig,
+        on_demand: Option<OnDemand>,
+        metrics: Arc<Metrics>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Self {
         Registry {
             policy: HostPolicy::new(&config.hosts),
             limits: Arc::new(config.limits.clone()),
@@ -140,6 +150,7 @@ impl Registry {
             started: Instant::now(),
             next_reservation: 1,
             draining: false,
+            cluster,
         }
     }
 

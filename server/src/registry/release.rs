@@ -9,7 +9,10 @@ use std::time::Instant;
 use actix::{AsyncContext, Context, Handler};
 
 use super::{Holders, Registry};
-use crate::{grace::Reservation, handle::Unregister};
+use crate::{
+    grace::Reservation,
+    handle::{Unregister, Withdraw},
+};
 
 impl Handler<Unregister> for Registry {
     type Result = ();
@@ -41,6 +44,24 @@ impl Handler<Unregister> for Registry {
     }
 }
 
+impl Handler<Withdraw> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Withdraw, _: &mut Context<Self>) {
+        if let Some(hosts) = self.by_session.get_mut(&msg.session_id) {
+            hosts.retain(|h| *h != msg.host);
+        }
+        let Some(holders) = self.hosts.get_mut(&msg.host) else {
+            return;
+        };
+        holders.sessions.retain(|s| s.id != msg.session_id);
+        holders.changed();
+        if holders.sessions.is_empty() && holders.reserved.is_none() {
+            self.free(&msg.host);
+        }
+    }
+}
+
 impl Registry {
     /// Removes `host` and its count against its entry.
     pub(super) fn free(&mut self, host: &str) {
@@ -48,6 +69,9 @@ impl Registry {
             self.held
                 .entry(holders.entry)
                 .and_modify(|n| *n = n.saturating_sub(1));
+            if let Some(cluster) = &self.cluster {
+                cluster.release(host);
+            }
         }
     }
 

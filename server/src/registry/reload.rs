@@ -45,6 +45,9 @@ impl Handler<Reload> for Registry {
         }
         for host in &disconnected {
             if let Some(holders) = self.hosts.remove(host) {
+                if let Some(cluster) = &self.cluster {
+                    cluster.release(host);
+                }
                 holders.changed();
                 for session in &holders.sessions {
                     session.close("its host is no longer in the server's configuration");

@@ -34,7 +34,7 @@ const TEXT: &str = "listen = \"127.0.0.1:0\"\nreconnect_grace_secs = 0\n\
 
 fn registry() -> Registry {
     let config = ServerConfig::from_str(TEXT, Path::new("server.toml")).expect("config");
-    Registry::new(&config, None, Metrics::new())
+    Registry::new(&config, None, Metrics::new(), None)
 }
 
 /// Registers session `id` of client `instance` for `hosts`.

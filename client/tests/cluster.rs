@@ -1,0 +1,226 @@
+//! Several server nodes sharing one host directory in a real Redis:
+//! requests reach the right client through any node, byte-exact and
+//! concurrently; a host held through one node is refused to another
+//! client on any node; the internal listener takes only the nodes'
+//! requests; tunnels keep serving while Redis is down.
+
+mod support;
+
+use std::time::Duration;
+
+use awc::http::StatusCode;
+use futures_util::{future::join_all, StreamExt};
+use support::{cluster::*, *};
+
+/// A client for `host` (with `token`) connected to `node`, its local
+/// service, and its events.
+struct Client {
+    upstream: upstream::Upstream,
+    task: tokio::task::JoinHandle<Result<(), burrow_client::ClientError>>,
+    events: tokio::sync::mpsc::UnboundedReceiver<burrow_client::ClientEvent>,
+}
+
+fn client(node: &Node, host: &str, token: &str) -> Client {
+    let upstream = upstream::Upstream::start();
+    let text = format!(
+        "server = \"ws://{}/_burrow/connect\"\nmax_reconnect_delay_secs = 1\n\
+         [[tunnels]]\nhost = \"{host}\"\ntoken = \"{token}\"\nlocal = \"{}\"\n",
+        node.server.addr(),
+        upstream.url()
+    );
+    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+    let task = actix_rt::spawn(run_client(client_config_text(&text), tx));
+    Client {
+        upstream,
+        task,
+        events,
+    }
+}
+
+/// GET `path` for `host` through `node`: status and body.
+async fn get(node: &Node, host: &str, path: &str) -> (StatusCode, Vec<u8>) {
+    let mut resp = caller()
+        .get(format!("{}{path}", node.public()))
+        .insert_header(("host", host))
+        .send()
+        .await
+        .expect("an answer");
+    let body = resp.body().limit(8 << 20).await.expect("body");
+    (resp.status(), body.to_vec())
+}
+
+#[actix_rt::test]
+async fn requests_reach_the_right_client_through_every_node() {
+    let redis = Redis::start();
+    let nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Node::start(&redis, n, ""))
+        .collect();
+    let mut one = client(&nodes[0], HOST, TOKEN);
+    let mut two = client(&nodes[1], "other.localhost", "other-token");
+    wait_registered(&mut one.events).await;
+    wait_registered(&mut two.events).await;
+
+    // Every node, both hosts, at once.
+    let calls = nodes.iter().flat_map(|node| {
+        [(HOST, 1), ("other.localhost", 2)]
+            .into_iter()
+            .map(move |(host, n)| async move {
+                let path = format!("/id/{n}");
+                (node.name.clone(), host, get(node, host, &path).await)
+            })
+    });
+    for (node, host, (status, body)) in join_all(calls).await {
+        assert_eq!(status, StatusCode::OK, "{host} through {node}");
+        let want = if host == HOST { "id-1" } else { "id-2" };
+        assert_eq!(String::from_utf8_lossy(&body), want, "{host} through {node}");
+    }
+    assert!(one.upstream.control.hits.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+    assert!(two.upstream.control.hits.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+
+    // 100 MiB each way through a node that holds no connection of HOST's client.
+    let far = &nodes[2];
+    let n: u64 = 100 << 20;
+    let mut down = caller()
+        .get(format!("{}/bytes/{n}", far.public()))
+        .insert_header(("host", HOST))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(down.status(), StatusCode::OK);
+    let mut offset = 0u64;
+    while let Some(chunk) = down.next().await {
+        let chunk = chunk.expect("chunk");
+        for (i, b) in chunk.iter().enumerate() {
+            assert_eq!(*b, pattern_byte(offset + i as u64), "byte {}", offset + i as u64);
+        }
+        offset += chunk.len() as u64;
+    }
+    assert_eq!(offset, n);
+    let body = futures_util::stream::iter((0..n).step_by(1 << 16).map(move |start| {
+        let end = (start + (1 << 16)).min(n);
+        Ok::<_, std::io::Error>(bytes::Bytes::from(
+            (start..end).map(pattern_byte).collect::<Vec<u8>>(),
+        ))
+    }));
+    let mut up = caller()
+        .post(format!("{}/sum", far.public()))
+        .insert_header(("host", HOST))
+        .send_stream(body)
+        .await
+        .expect("upload");
+    let summed = up.body().await.expect("sum");
+    let summed = String::from_utf8_lossy(&summed);
+    assert!(summed.starts_with(&format!("{n} ")), "{summed}");
+    assert!(summed.ends_with("true"), "{summed}");
+
+    // An unknown host is unknown on every node.
+    let (status, _) = get(far, "nobody.localhost", "/").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    one.task.abort();
+    two.task.abort();
+}
+
+#[actix_rt::test]
+async fn a_host_held_through_one_node_is_refused_on_another_until_released() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", "");
+    let b = Node::start(&redis, "b", "");
+    let mut first = client(&a, HOST, TOKEN);
+    wait_registered(&mut first.events).await;
+    assert_ne!(redis.cli(&["GET", &format!("burrow:lease:{HOST}")]), "");
+
+    let mut second = client(&b, HOST, TOKEN);
+    expect_refusal(&mut second.events, "already served by another client").await;
+    // Still the first client's, through either node.
+    let (status, _) = get(&b, HOST, "/id/7").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        second.upstream.control.hits.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+
+    // The holder leaves (no grace here): the second client, retrying, gets it.
+    first.task.abort();
+    wait_registered(&mut second.events).await;
+    let (status, _) = get(&a, HOST, "/id/8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(second.upstream.control.hits.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    second.task.abort();
+}
+
+#[actix_rt::test]
+async fn the_internal_listener_refuses_requests_without_the_secret() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", "");
+    let mut one = client(&a, HOST, TOKEN);
+    wait_registered(&mut one.events).await;
+    let internal = format!("http://{}/id/1", a.internal);
+    for secret in [None, Some("wrong"), Some("")] {
+        let mut req = caller().get(&internal).insert_header(("host", HOST));
+        if let Some(secret) = secret {
+            req = req.insert_header(("x-burrow-cluster", secret));
+        }
+        let resp = req.send().await.expect("an answer");
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "secret {secret:?}");
+    }
+    // Nor does it take clients.
+    let resp = caller()
+        .get(format!("http://{}/_burrow/connect", a.internal))
+        .insert_header(("x-burrow-cluster", SECRET))
+        .insert_header(("host", HOST))
+        .send()
+        .await
+        .expect("an answer");
+    assert_ne!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    // The secret never reaches the local service.
+    let mut resp = caller()
+        .get(format!("http://{}/echo", a.internal))
+        .insert_header(("x-burrow-cluster", SECRET))
+        .insert_header(("host", HOST))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.body().await.expect("body");
+    assert!(!String::from_utf8_lossy(&body).contains(SECRET));
+    assert!(resp.headers().keys().all(|k| !k.as_str().contains("cluster")));
+    // None of the forged requests reached it.
+    assert_eq!(
+        one.upstream.control.hits.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    one.task.abort();
+}
+
+#[actix_rt::test]
+async fn tunnels_keep_serving_while_redis_is_down_and_leases_come_back() {
+    let mut redis = Redis::start();
+    let a = Node::start(&redis, "a", "");
+    let b = Node::start(&redis, "b", "");
+    let mut one = client(&a, HOST, TOKEN);
+    wait_registered(&mut one.events).await;
+    // b learns where HOST lives.
+    assert_eq!(get(&b, HOST, "/id/1").await.0, StatusCode::OK);
+
+    redis.stop();
+    for node in [&a, &b] {
+        assert_eq!(get(node, HOST, "/id/2").await.0, StatusCode::OK, "{}", node.name);
+    }
+    // A new registration is refused, saying why.
+    let mut two = client(&b, "other.localhost", "other-token");
+    expect_refusal(&mut two.events, "host directory is unreachable").await;
+
+    // Back, empty: the lease is taken again and registrations resume.
+    redis.restart();
+    wait_registered(&mut two.events).await;
+    let lease = format!("burrow:lease:{HOST}");
+    let back = eventually(Duration::from_secs(10), || async {
+        !redis.cli(&["GET", &lease]).is_empty()
+    })
+    .await;
+    assert!(back, "the lease was not taken again");
+    assert_eq!(get(&a, "other.localhost", "/id/3").await.0, StatusCode::OK);
+    one.task.abort();
+    two.task.abort();
+}

@@ -1,0 +1,172 @@
+//! The host directory in Redis: who holds each host (a client instance,
+//! under a lease) and which nodes have a connection of that instance.
+//!
+//! Two keys per host, changed only by the scripts below so that each step
+//! is one atomic compare-and-set on the Redis server:
+//! - `burrow:lease:{host}`: the instance holding it, expiring after the
+//!   lease unless a node renews it;
+//! - `burrow:nodes:{host}`: a hash from node id to `"{expiry ms} {url}"`,
+//!   one field per node with a connection of the instance (a field past
+//!   its expiry belongs to a node that stopped renewing: a dead one).
+//!
+//! Times come from the Redis server's clock (`TIME`), so the nodes' clocks
+//! need not agree. Every change of holder or of node publishes the host on
+//! [`CHANGES`], so the nodes' caches of where hosts live are dropped.
+
+use std::time::Duration;
+
+use redis::{aio::ConnectionManager, RedisResult, Script};
+
+/// The channel every change of a host's holder or nodes is published on.
+pub const CHANGES: &str = "burrow:changes";
+
+/// Takes or renews `host` for an instance and records this node as one of
+/// its holders. 0: another instance holds it; 1: renewed; 2: new here.
+const CLAIM: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+local known = redis.call('HEXISTS', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('HSET', KEYS[2], ARGV[3], string.format('%d %s', now + ttl, ARGV[4]))
+redis.call('PEXPIRE', KEYS[2], ttl)
+if (not held) or known == 0 then
+  redis.call('PUBLISH', ARGV[5], ARGV[6])
+  return 2
+end
+return 1
+";
+
+/// Removes this node from `host`'s holders; when no live node is left,
+/// ends the lease if the instance still holds it. Answers how many live
+/// nodes are left.
+const RELEASE: &str = r"
+redis.call('HDEL', KEYS[2], ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = 0
+local fields = redis.call('HGETALL', KEYS[2])
+for i = 1, #fields, 2 do
+  local expiry = tonumber(string.match(fields[i + 1], '^(%d+)'))
+  if expiry and expiry > now then live = live + 1 else redis.call('HDEL', KEYS[2], fields[i]) end
+end
+if live == 0 then
+  if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+  redis.call('DEL', KEYS[2])
+end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return live
+";
+
+/// The URLs of the live nodes holding `host`, other than the asking one.
+const LOCATE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local urls = {}
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local expiry, url = string.match(fields[i + 1], '^(%d+) (.*)$')
+  if fields[i] ~= ARGV[1] and expiry and tonumber(expiry) > now then
+    table.insert(urls, url)
+  end
+end
+return urls
+";
+
+/// What a claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Held by another instance.
+    Refused,
+    /// Held by this instance already, through this node.
+    Renewed,
+    /// New to this node (or to the instance).
+    Taken,
+}
+
+/// This node's view of the directory.
+pub struct Directory {
+    conn: ConnectionManager,
+    claim: Script,
+    release: Script,
+    locate: Script,
+    node: String,
+    url: String,
+    lease_ms: u64,
+}
+
+impl Directory {
+    /// The directory on `conn` for node `node`, reached by the others at
+    /// `url`.
+    pub fn new(conn: ConnectionManager, node: &str, url: &str, lease: Duration) -> Self {
+        Directory {
+            conn,
+            claim: Script::new(CLAIM),
+            release: Script::new(RELEASE),
+            locate: Script::new(LOCATE),
+            node: node.to_owned(),
+            url: url.to_owned(),
+            lease_ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Takes or renews `host` for `instance`, with this node among its
+    /// holders.
+    pub async fn claim(&self, host: &str, instance: &str) -> RedisResult<Claim> {
+        let mut conn = self.conn.clone();
+        let answer: i64 = self
+            .claim
+            .key(lease_key(host))
+            .key(nodes_key(host))
+            .arg(instance)
+            .arg(self.lease_ms)
+            .arg(&self.node)
+            .arg(&self.url)
+            .arg(CHANGES)
+            .arg(host)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match answer {
+            0 => Claim::Refused,
+            1 => Claim::Renewed,
+            _ => Claim::Taken,
+        })
+    }
+
+    /// Takes this node off `host`'s holders, ending `instance`'s lease when
+    /// no live node is left.
+    pub async fn release(&self, host: &str, instance: &str) -> RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let _left: i64 = self
+            .release
+            .key(lease_key(host))
+            .key(nodes_key(host))
+            .arg(instance)
+            .arg(&self.node)
+            .arg(CHANGES)
+            .arg(host)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The internal URLs of the other live nodes holding `host`.
+    pub async fn locate(&self, host: &str) -> RedisResult<Vec<String>> {
+        let mut conn = self.conn.clone();
+        self.locate
+            .key(nodes_key(host))
+            .arg(&self.node)
+            .invoke_async(&mut conn)
+            .await
+    }
+}
+
+fn lease_key(host: &str) -> String {
+    format!("burrow:lease:{host}")
+}
+
+fn nodes_key(host: &str) -> String {
+    format!("burrow:nodes:{host}")
+}

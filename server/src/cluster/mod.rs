@@ -1,0 +1,201 @@
+//! Several nodes behind one address (docs/CLUSTER.md). The registry actor
+//! still decides everything about the sessions of its own node; this
+//! module adds what the nodes share through Redis: which client instance
+//! holds each host (a lease, claimed when a client registers and renewed
+//! while any node has a connection of it), which nodes have such a
+//! connection, and, for a request that reaches a node holding no
+//! connection of its host's client, the node to forward it to (the proxy's
+//! `relay` does the forwarding).
+
+mod directory;
+mod routes;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use burrow_common::Token;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::config::ClusterSettings;
+pub use directory::Claim;
+use directory::Directory;
+use routes::Routes;
+
+/// The header node-to-node requests carry the cluster's secret in.
+pub const SECRET_HEADER: &str = "x-burrow-cluster";
+
+/// Why a host could not be claimed in the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimError {
+    /// Another client instance holds it, through some node.
+    HeldElsewhere,
+    /// Redis cannot be reached.
+    DirectoryDown,
+}
+
+/// This node's membership in a cluster.
+pub struct Cluster {
+    settings: ClusterSettings,
+    directory: Directory,
+    /// The hosts this node holds for a client instance, renewed every
+    /// third of the lease.
+    held: Mutex<HashMap<String, Arc<str>>>,
+    routes: Routes,
+    /// Set while Redis cannot be reached (logged once each way).
+    down: AtomicBool,
+}
+
+impl Cluster {
+    /// Joins the cluster: the directory on `settings.redis` (connected
+    /// lazily: a node starts while Redis is down, and registers hosts once
+    /// it is back), with the renewal and the change listener running.
+    /// Must be called inside an actix system.
+    pub fn start(settings: ClusterSettings) -> Result<Arc<Self>, String> {
+        let client = redis::Client::open(settings.redis.as_str())
+            .map_err(|e| format!("cluster.redis `{}`: {e}", settings.redis))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| format!("cluster.redis `{}`: {e}", settings.redis))?;
+        let directory = Directory::new(
+            conn,
+            &settings.node_id,
+            &settings.internal_url,
+            settings.lease,
+        );
+        let cluster = Arc::new(Cluster {
+            settings,
+            directory,
+            held: Mutex::default(),
+            routes: Routes::default(),
+            down: AtomicBool::new(false),
+        });
+        actix_web::rt::spawn(renew(cluster.clone()));
+        actix_web::rt::spawn(routes::listen(client, cluster.clone()));
+        Ok(cluster)
+    }
+
+    /// This node's settings.
+    pub fn settings(&self) -> &ClusterSettings {
+        &self.settings
+    }
+
+    /// The secret node-to-node requests carry.
+    pub fn secret(&self) -> &Token {
+        &self.settings.secret
+    }
+
+    /// Takes `host` for client `instance` in the directory (or renews it
+    /// there when the instance holds it already, through any node).
+    pub async fn claim(&self, host: &str, instance: &str) -> Result<(), ClaimError> {
+        let claimed = self.directory.claim(host, instance).await;
+        match self.reached(claimed) {
+            Some(Claim::Refused) => Err(ClaimError::HeldElsewhere),
+            Some(_) => {
+                self.lock_held().insert(host.to_owned(), instance.into());
+                Ok(())
+            }
+            None => Err(ClaimError::DirectoryDown),
+        }
+    }
+
+    /// This node no longer holds `host`: its last connection of the host's
+    /// client left (after the reconnect grace). Other nodes' connections
+    /// of the client keep the lease; with none, it ends.
+    pub fn release(self: &Arc<Self>, host: &str) {
+        let Some(instance) = self.lock_held().remove(host) else {
+            return;
+        };
+        let (cluster, host) = (self.clone(), host.to_owned());
+        actix_web::rt::spawn(async move {
+            let released = cluster.directory.release(&host, &instance).await;
+            // Missed, the lease ends by itself once no node renews it.
+            cluster.reached(released);
+        });
+    }
+
+    /// The internal URLs of the nodes that hold `host`, this one aside:
+    /// from the cache while it is fresh (or while Redis is down), else
+    /// from the directory.
+    pub async fn locate(&self, host: &str) -> Vec<Arc<str>> {
+        if let Some(urls) = self.routes.fresh(host) {
+            return urls;
+        }
+        match self.reached(self.directory.locate(host).await) {
+            Some(urls) => self.routes.put(host, urls),
+            None => self.routes.stale(host),
+        }
+    }
+
+    /// Forgets where `host` lives (a node there did not answer).
+    pub fn forget(&self, host: &str) {
+        self.routes.forget(host);
+    }
+
+    /// `Some` with the answer when Redis answered; notes (once) when it
+    /// stops or starts answering.
+    fn reached<T>(&self, result: redis::RedisResult<T>) -> Option<T> {
+        match result {
+            Ok(answer) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    log::info!("cluster: the host directory answers again");
+                }
+                Some(answer)
+            }
+            Err(e) => {
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    log::error!(
+                        "cluster: the host directory ({}) cannot be reached: {e}; \
+                         serving the tunnels held, registering none until it is back",
+                        self.settings.redis
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<str>>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Renews this node's hosts every third of the lease. The same step takes
+/// them again after Redis lost them (restarted empty): nothing to do by
+/// hand once it is back.
+async fn renew(cluster: Arc<Cluster>) {
+    let every = cluster.settings.lease / 3;
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let held: Vec<_> = cluster
+            .lock_held()
+            .iter()
+            .map(|(h, i)| (h.clone(), i.clone()))
+            .collect();
+        for (host, instance) in held {
+            if !cluster.lock_held().contains_key(&host) {
+                continue;
+            }
+            match cluster.reached(cluster.directory.claim(&host, &instance).await) {
+                Some(Claim::Refused) => log::warn!(
+                    "cluster: {host} is leased to another client now \
+                     (this node lost the directory longer than the lease)"
+                ),
+                Some(_) => {}
+                // Down: the next tick tries again.
+                None => break,
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! A request for a host this node holds no connection of, forwarded to a
+//! node that does (`[cluster]`, docs/CLUSTER.md): to its internal
+//! listener, with the cluster's secret, the caller's address in
+//! `X-Forwarded-For` and the caller's view in `X-Forwarded-Proto`/`-Host`.
+//! Bodies stream both ways; the node holding the tunnel applies its rules
+//! and limits, once, as it does to its own callers.
+
+use std::{rc::Rc, sync::Arc, time::Duration};
+
+use actix_web::{
+    body::SizedStream,
+    http::{header, Method, StatusCode},
+    web, HttpMessage, HttpRequest, HttpResponse,
+};
+use awc::error::SendRequestError;
+use burrow_common::{
+    headers::{forward_request_fields, is_hop_by_hop, Forwarded, HopByHop},
+    http1::{parse_content_length, status_has_no_body},
+};
+
+use super::response::bodiless;
+use crate::{cluster::Cluster, error::ProxyError};
+
+/// How long an idle connection to another node is kept for the next
+/// request.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// One worker's way to the other nodes.
+pub struct Relay {
+    client: awc::Client,
+    cluster: Arc<Cluster>,
+}
+
+/// What the caller's request looked like where it arrived.
+pub(super) struct Arrival<'a> {
+    pub host: &'a str,
+    pub public_host: &'a str,
+    pub proto: &'a str,
+    pub trust: bool,
+}
+
+impl Relay {
+    /// A relay for this worker (an HTTP client lives on one thread).
+    pub fn new(cluster: Arc<Cluster>) -> Rc<Self> {
+        let connector = awc::Connector::new()
+            .limit(0)
+            .conn_keep_alive(KEEP_ALIVE)
+            .max_http_version(awc::http::Version::HTTP_11);
+        let client = awc::Client::builder()
+            .connector(connector)
+            .disable_timeout()
+            .disable_redirects()
+            .no_default_headers()
+            .finish();
+        Rc::new(Relay { client, cluster })
+    }
+
+    /// Forwards the request to a node holding `how.host`; `UnknownHost`
+    /// when no node does.
+    pub(super) async fn forward(
+        &self,
+        req: &HttpRequest,
+        payload: web::Payload,
+        how: &Arrival<'_>,
+    ) -> Result<HttpResponse, ProxyError> {
+        let urls = self.cluster.locate(how.host).await;
+        let Some(first) = urls.first() else {
+            return Err(ProxyError::UnknownHost(how.host.to_owned()));
+        };
+        // This node takes the caller's body at once: the node holding the
+        // tunnel asks the local service, and a proxy may say go ahead.
+        crate::expect::let_caller_send(&req.extensions());
+        let length = body_length(req)?;
+        let sent = match length {
+            // Without a body, a node that does not answer is passed over.
+            Some(0) => self.send_bodiless(req, how, &urls).await,
+            Some(len) => self
+                .request(req, how, first)
+                .send_body(SizedStream::new(len, payload))
+                .await
+                .map_err(|e| (first.clone(), e)),
+            None => self
+                .request(req, how, first)
+                .send_stream(payload)
+                .await
+                .map_err(|e| (first.clone(), e)),
+        };
+        let answer: awc::ClientResponse = sent.map_err(|(url, e)| {
+            log::debug!("cluster: {url} did not take a request for {}: {e}", how.host);
+            if matches!(e, SendRequestError::Connect(_)) {
+                self.cluster.forget(how.host);
+            }
+            ProxyError::NodeUnreachable(how.host.to_owned())
+        })?;
+        Ok(response(req, answer))
+    }
+
+    /// Sends a request without a body to the first of `urls` that takes
+    /// a connection.
+    async fn send_bodiless(
+        &self,
+        req: &HttpRequest,
+        how: &Arrival<'_>,
+        urls: &[Arc<str>],
+    ) -> Result<awc::ClientResponse, (Arc<str>, SendRequestError)> {
+        let mut failed = None;
+        for url in urls {
+            match self.request(req, how, url).send().await {
+                Ok(answer) => return Ok(answer),
+                Err(e @ SendRequestError::Connect(_)) => failed = Some((url.clone(), e)),
+                Err(e) => return Err((url.clone(), e)),
+            }
+        }
+        Err(failed.unwrap_or_else(|| (Arc::from("?"), SendRequestError::Timeout)))
+    }
+
+    /// The request to the node at `url`: the caller's method and target,
+    /// its end-to-end fields, the forwarding fields and the secret.
+    fn request(&self, req: &HttpRequest, how: &Arrival<'_>, url: &str) -> awc::ClientRequest {
+        let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let mut out = self
+            .client
+            .request(req.method().clone(), format!("{url}{target}"));
+        let map = req.headers();
+        let fields: Vec<(&[u8], &[u8])> = map
+            .iter()
+            .filter(|(n, _)| *n != header::EXPECT)
+            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+            .collect();
+        let rule = HopByHop::new(map.get_all(header::CONNECTION).map(|v| v.as_bytes()));
+        let peer = req.peer_addr().map(|a| a.ip().to_string());
+        let fwd = Forwarded {
+            client_ip: peer.as_deref(),
+            proto: how.proto,
+            host: how.public_host,
+            trust_incoming: how.trust,
+        };
+        let mut chain = Vec::new();
+        for (name, value) in forward_request_fields(&fields, &rule, false, None, &fwd, &mut chain) {
+            out = out.append_header((name, value));
+        }
+        out.insert_header((crate::cluster::SECRET_HEADER, self.cluster.secret().expose()))
+    }
+}
+
+/// The request body's length: `Some(0)` for none, `None` for chunked.
+fn body_length(req: &HttpRequest) -> Result<Option<u64>, ProxyError> {
+    if req.headers().contains_key(header::TRANSFER_ENCODING) {
+        return Ok(None);
+    }
+    match req.headers().get(header::CONTENT_LENGTH) {
+        None => Ok(Some(0)),
+        Some(v) => parse_content_length(v.as_bytes())
+            .map(Some)
+            .ok_or_else(|| ProxyError::BadRequest("invalid content-length".into())),
+    }
+}
+
+/// The caller's response from the other node's.
+fn response(req: &HttpRequest, answer: awc::ClientResponse) -> HttpResponse {
+    let status = answer.status();
+    let mut builder = HttpResponse::build(status);
+    let mut length = None;
+    for (name, value) in answer.headers() {
+        if name == header::CONTENT_LENGTH {
+            length = parse_content_length(value.as_bytes()).map(|l| (l, value.clone()));
+        } else if !is_hop_by_hop(name.as_str().as_bytes()) {
+            builder.append_header((name.clone(), value.clone()));
+        }
+    }
+    let is_head = req.method() == Method::HEAD;
+    if is_head || status_has_no_body(status.as_u16()) || status == StatusCode::NO_CONTENT {
+        return bodiless(builder, status, length, is_head);
+    }
+    match length {
+        Some((len, _)) => builder.body(SizedStream::new(len, answer)),
+        None => builder.streaming(answer),
+    }
+}
