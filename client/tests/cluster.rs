@@ -73,10 +73,26 @@ async fn requests_reach_the_right_client_through_every_node() {
     for (node, host, (status, body)) in join_all(calls).await {
         assert_eq!(status, StatusCode::OK, "{host} through {node}");
         let want = if host == HOST { "id-1" } else { "id-2" };
-        assert_eq!(String::from_utf8_lossy(&body), want, "{host} through {node}");
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            want,
+            "{host} through {node}"
+        );
     }
-    assert!(one.upstream.control.hits.load(std::sync::atomic::Ordering::Relaxed) >= 3);
-    assert!(two.upstream.control.hits.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+    assert!(
+        one.upstream
+            .control
+            .hits
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
+    );
+    assert!(
+        two.upstream
+            .control
+            .hits
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
+    );
 
     // 100 MiB each way through a node that holds no connection of HOST's client.
     let far = &nodes[2];
@@ -92,7 +108,12 @@ async fn requests_reach_the_right_client_through_every_node() {
     while let Some(chunk) = down.next().await {
         let chunk = chunk.expect("chunk");
         for (i, b) in chunk.iter().enumerate() {
-            assert_eq!(*b, pattern_byte(offset + i as u64), "byte {}", offset + i as u64);
+            assert_eq!(
+                *b,
+                pattern_byte(offset + i as u64),
+                "byte {}",
+                offset + i as u64
+            );
         }
         offset += chunk.len() as u64;
     }
@@ -122,6 +143,63 @@ async fn requests_reach_the_right_client_through_every_node() {
 }
 
 #[actix_rt::test]
+async fn websockets_cross_nodes_both_ways() {
+    use awc::ws;
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", "");
+    let b = Node::start(&redis, "b", "");
+    let mut one = client(&a, HOST, TOKEN);
+    wait_registered(&mut one.events).await;
+    let (resp, mut socket) = caller()
+        .ws(format!("ws://{}/ws", b.server.addr()))
+        .set_header("host", HOST)
+        .max_frame_size(4 << 20)
+        .connect()
+        .await
+        .expect("a WebSocket through the node without the client");
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let big = bytes::Bytes::from(pattern(1 << 20));
+    let sent = [
+        ws::Message::Text("hello".into()),
+        ws::Message::Binary(big.clone()),
+    ];
+    let want = [
+        ws::Frame::Text(bytes::Bytes::from_static(b"hello")),
+        ws::Frame::Binary(big),
+    ];
+    for (message, want) in sent.into_iter().zip(want) {
+        futures_util::SinkExt::send(&mut socket, message)
+            .await
+            .expect("send");
+        let got = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("an echo in time")
+            .expect("an echo")
+            .expect("a frame");
+        assert_eq!(got, want);
+    }
+    futures_util::SinkExt::send(&mut socket, ws::Message::Close(None))
+        .await
+        .expect("close");
+    // A refused upgrade comes back as the local service gave it.
+    let refused = caller()
+        .ws(format!("ws://{}/ws-refuse", b.server.addr()))
+        .set_header("host", HOST)
+        .connect()
+        .await;
+    match refused {
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+            assert_eq!(status, StatusCode::FORBIDDEN)
+        }
+        other => panic!(
+            "expected the refusal, got {:?}",
+            other.map(|r| r.0.status())
+        ),
+    }
+    one.task.abort();
+}
+
+#[actix_rt::test]
 async fn a_host_held_through_one_node_is_refused_on_another_until_released() {
     let redis = Redis::start();
     let a = Node::start(&redis, "a", "");
@@ -136,7 +214,11 @@ async fn a_host_held_through_one_node_is_refused_on_another_until_released() {
     let (status, _) = get(&b, HOST, "/id/7").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        second.upstream.control.hits.load(std::sync::atomic::Ordering::Relaxed),
+        second
+            .upstream
+            .control
+            .hits
+            .load(std::sync::atomic::Ordering::Relaxed),
         0
     );
 
@@ -145,7 +227,14 @@ async fn a_host_held_through_one_node_is_refused_on_another_until_released() {
     wait_registered(&mut second.events).await;
     let (status, _) = get(&a, HOST, "/id/8").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(second.upstream.control.hits.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(
+        second
+            .upstream
+            .control
+            .hits
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
     second.task.abort();
 }
 
@@ -184,10 +273,16 @@ async fn the_internal_listener_refuses_requests_without_the_secret() {
     assert_eq!(resp.status(), StatusCode::OK);
     let body = resp.body().await.expect("body");
     assert!(!String::from_utf8_lossy(&body).contains(SECRET));
-    assert!(resp.headers().keys().all(|k| !k.as_str().contains("cluster")));
+    assert!(resp
+        .headers()
+        .keys()
+        .all(|k| !k.as_str().contains("cluster")));
     // None of the forged requests reached it.
     assert_eq!(
-        one.upstream.control.hits.load(std::sync::atomic::Ordering::Relaxed),
+        one.upstream
+            .control
+            .hits
+            .load(std::sync::atomic::Ordering::Relaxed),
         0
     );
     one.task.abort();
@@ -205,7 +300,12 @@ async fn tunnels_keep_serving_while_redis_is_down_and_leases_come_back() {
 
     redis.stop();
     for node in [&a, &b] {
-        assert_eq!(get(node, HOST, "/id/2").await.0, StatusCode::OK, "{}", node.name);
+        assert_eq!(
+            get(node, HOST, "/id/2").await.0,
+            StatusCode::OK,
+            "{}",
+            node.name
+        );
     }
     // A new registration is refused, saying why.
     let mut two = client(&b, "other.localhost", "other-token");

@@ -232,9 +232,8 @@ impl RegistryHandle {
         if let Some(cluster) = &self.cluster {
             // A client without an instance id shares its hosts with no
             // other connection: its session stands for it.
-            let instance = instance.unwrap_or_else(|| {
-                format!("{}/session-{session_id}", cluster.settings().node_id)
-            });
+            let instance = instance
+                .unwrap_or_else(|| format!("{}/session-{session_id}", cluster.settings().node_id));
             for answer in &mut answers {
                 let Ok(granted) = answer else { continue };
                 let Err(refused) = cluster.claim(&granted.host, &instance).await else {

@@ -53,23 +53,22 @@ impl RawCluster {
             ));
         }
         let internal_listen = address(&self.internal_listen, "cluster.internal_listen", path)?;
-        let internal_url = match self.internal_url {
-            Some(url) if url.starts_with("http://") => url.trim_end_matches('/').to_owned(),
-            Some(_) => {
-                return Err(invalid(
+        let internal_url =
+            match self.internal_url {
+                Some(url) if url.starts_with("http://") => url.trim_end_matches('/').to_owned(),
+                Some(_) => return Err(invalid(
                     "cluster.internal_url",
                     "must be an http:// URL the other nodes reach this node's internal_listen by",
-                ))
-            }
-            None if internal_listen.ip().is_unspecified() => {
-                return Err(invalid(
-                    "cluster.internal_url",
-                    "is needed when internal_listen is a wildcard address: \
+                )),
+                None if internal_listen.ip().is_unspecified() => {
+                    return Err(invalid(
+                        "cluster.internal_url",
+                        "is needed when internal_listen is a wildcard address: \
                      say how the other nodes reach this one",
-                ))
-            }
-            None => format!("http://{internal_listen}"),
-        };
+                    ))
+                }
+                None => format!("http://{internal_listen}"),
+            };
         // Every node both sends the secret and checks it, so it must know
         // the secret itself: a hash alone could check but not send.
         let secret = match (self.secret, self.secret_sha256) {

@@ -153,7 +153,7 @@ async fn forward(
         Err(Refused {
             error: ProxyError::UnknownHost(_),
             tunnel: None,
-        }) if state.relay.is_some() && !routed.upgrade => (relayed(req, payload, &routed, state).await, None),
+        }) if state.relay.is_some() => (relayed(req, payload, &routed, state).await, None),
         Err(Refused { error, tunnel }) => (Err(error), tunnel),
     }
 }
@@ -174,6 +174,7 @@ async fn relayed(
         public_host: routed.public_host,
         proto: state.proto,
         trust: state.trusts_forwarded(),
+        upgrade: routed.upgrade,
     };
     relay.forward(req, payload, &how).await
 }

@@ -5,6 +5,8 @@
 //! Bodies stream both ways; the node holding the tunnel applies its rules
 //! and limits, once, as it does to its own callers.
 
+mod upgrade;
+
 use std::{rc::Rc, sync::Arc, time::Duration};
 
 use actix_web::{
@@ -19,7 +21,10 @@ use burrow_common::{
 };
 
 use super::response::bodiless;
-use crate::{cluster::Cluster, error::ProxyError};
+use crate::{
+    cluster::{Cluster, SECRET_HEADER},
+    error::ProxyError,
+};
 
 /// How long an idle connection to another node is kept for the next
 /// request.
@@ -37,6 +42,8 @@ pub(super) struct Arrival<'a> {
     pub public_host: &'a str,
     pub proto: &'a str,
     pub trust: bool,
+    /// A WebSocket upgrade.
+    pub upgrade: bool,
 }
 
 impl Relay {
@@ -67,6 +74,9 @@ impl Relay {
         let Some(first) = urls.first() else {
             return Err(ProxyError::UnknownHost(how.host.to_owned()));
         };
+        if how.upgrade {
+            return self.upgrade(req, payload, how, first).await;
+        }
         // This node takes the caller's body at once: the node holding the
         // tunnel asks the local service, and a proxy may say go ahead.
         crate::expect::let_caller_send(&req.extensions());
@@ -86,7 +96,10 @@ impl Relay {
                 .map_err(|e| (first.clone(), e)),
         };
         let answer: awc::ClientResponse = sent.map_err(|(url, e)| {
-            log::debug!("cluster: {url} did not take a request for {}: {e}", how.host);
+            log::debug!(
+                "cluster: {url} did not take a request for {}: {e}",
+                how.host
+            );
             if matches!(e, SendRequestError::Connect(_)) {
                 self.cluster.forget(how.host);
             }
@@ -121,25 +134,47 @@ impl Relay {
         let mut out = self
             .client
             .request(req.method().clone(), format!("{url}{target}"));
-        let map = req.headers();
-        let fields: Vec<(&[u8], &[u8])> = map
-            .iter()
-            .filter(|(n, _)| *n != header::EXPECT)
-            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
-            .collect();
-        let rule = HopByHop::new(map.get_all(header::CONNECTION).map(|v| v.as_bytes()));
-        let peer = req.peer_addr().map(|a| a.ip().to_string());
-        let fwd = Forwarded {
-            client_ip: peer.as_deref(),
-            proto: how.proto,
-            host: how.public_host,
-            trust_incoming: how.trust,
-        };
-        let mut chain = Vec::new();
-        for (name, value) in forward_request_fields(&fields, &rule, false, None, &fwd, &mut chain) {
-            out = out.append_header((name, value));
+        each_field(req, how, false, |name, value| {
+            out.headers_mut().append(name, value);
+        });
+        out.insert_header((SECRET_HEADER, self.cluster.secret().expose()))
+    }
+}
+
+/// Calls `each` on every field the request carries to the other node:
+/// the caller's end-to-end ones (with `Upgrade` for an `upgrade`) and the
+/// forwarding fields (the secret aside). Fields that are not valid
+/// as header values were refused with the caller's head.
+fn each_field(
+    req: &HttpRequest,
+    how: &Arrival<'_>,
+    upgrade: bool,
+    mut each: impl FnMut(header::HeaderName, header::HeaderValue),
+) {
+    let map = req.headers();
+    let fields: Vec<(&[u8], &[u8])> = map
+        .iter()
+        .filter(|(n, _)| *n != header::EXPECT && n.as_str() != SECRET_HEADER)
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+        .collect();
+    let mut rule = HopByHop::new(map.get_all(header::CONNECTION).map(|v| v.as_bytes()));
+    if upgrade {
+        rule = rule.keeping_upgrade();
+    }
+    let peer = req.peer_addr().map(|a| a.ip().to_string());
+    let fwd = Forwarded {
+        client_ip: peer.as_deref(),
+        proto: how.proto,
+        host: how.public_host,
+        trust_incoming: how.trust,
+    };
+    let mut chain = Vec::new();
+    for (name, value) in forward_request_fields(&fields, &rule, upgrade, None, &fwd, &mut chain) {
+        let name = header::HeaderName::from_bytes(name);
+        let value = header::HeaderValue::from_bytes(value);
+        if let (Ok(name), Ok(value)) = (name, value) {
+            each(name, value);
         }
-        out.insert_header((crate::cluster::SECRET_HEADER, self.cluster.secret().expose()))
     }
 }
 
