@@ -143,6 +143,45 @@ async fn requests_reach_the_right_client_through_every_node() {
 }
 
 #[actix_rt::test]
+async fn a_client_that_lost_its_node_comes_back_through_another_and_its_host_follows() {
+    let redis = Redis::start();
+    // A grace long enough that only the handover can answer in time.
+    let a = Node::start(&redis, "a", "reconnect_grace_secs = 30");
+    let b = Node::start(&redis, "b", "reconnect_grace_secs = 30");
+    let link = link::FreezingLink::start(a.server.addr()).await;
+    let upstream = upstream::Upstream::start();
+    let text = format!(
+        "server = [\"ws://{}/_burrow/connect\", \"ws://{}/_burrow/connect\"]\n\
+         max_reconnect_delay_secs = 1\nconnections = 1\n\
+         [[tunnels]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\nlocal = \"{}\"\n",
+        link.addr,
+        b.server.addr(),
+        upstream.url()
+    );
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let task = actix_rt::spawn(run_client(client_config_text(&text), tx));
+    wait_registered(&mut events).await;
+    assert_eq!(get(&b, HOST, "/id/1").await.0, StatusCode::OK);
+
+    // The client's way to a breaks; a keeps the host for it, but it comes
+    // back through b, and a hands the host over.
+    link.refuse(true);
+    link.cut();
+    wait_registered(&mut events).await;
+    let started = std::time::Instant::now();
+    for node in [&a, &b] {
+        let (status, body) = get(node, HOST, "/id/2").await;
+        assert_eq!(status, StatusCode::OK, "through {}", node.name);
+        assert_eq!(body, b"id-2");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "a waited out its grace instead of handing the host over"
+    );
+    task.abort();
+}
+
+#[actix_rt::test]
 async fn websockets_cross_nodes_both_ways() {
     use awc::ws;
     let redis = Redis::start();

@@ -105,7 +105,11 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         .transpose()
         .map_err(io::Error::other)?;
     let registry = Registry::new(&config, on_demand, metrics.clone(), cluster.clone());
-    let registry = RegistryHandle::new(registry.start()).in_cluster(cluster.clone());
+    let registry = registry.start();
+    if let Some(cluster) = &cluster {
+        cluster.attach(registry.clone().recipient());
+    }
+    let registry = RegistryHandle::new(registry).in_cluster(cluster.clone());
     let head_timeout = config.limits.head_timeout;
     let workers = config.workers.unwrap_or_else(config::default_workers);
     let ids = Arc::new(WorkerIds::default());
@@ -289,6 +293,7 @@ fn shared(
         trust_forwarded_headers: config.trust_forwarded_headers,
         draining: AtomicBool::new(false),
         metrics: metrics.clone(),
+        failover_wait: config.reconnect_grace,
     });
     (sessions, proxy)
 }

@@ -1,6 +1,7 @@
 //! Client configuration: read from a TOML file and validated.
 
 pub mod inspect;
+pub mod servers;
 use std::{
     collections::HashSet,
     path::{Path, PathBuf},
@@ -103,8 +104,11 @@ impl GivenNames {
 /// Validated client configuration.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The server's control endpoint.
+    /// The server's control endpoint (the first, when `server` lists
+    /// several).
     pub server: ServerUrl,
+    /// Every control endpoint `server` lists, in the order to try them.
+    pub servers: servers::Servers,
     /// TLS for a `wss://` server: the roots of `ca`, or the platform's.
     pub server_tls: Option<Arc<rustls::ClientConfig>>,
     /// The tunnels to serve over the one connection.
@@ -133,7 +137,7 @@ pub const MAX_CONNECTIONS: u32 = 16;
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
-    pub(crate) server: String,
+    pub(crate) server: servers::RawServers,
     pub(crate) ca: Option<PathBuf>,
     pub(crate) local_timeout_secs: Option<u64>,
     pub(crate) max_reconnect_delay_secs: Option<u64>,
@@ -204,7 +208,8 @@ impl ClientConfig {
     /// errors, and relative paths are taken from its directory.
     pub(crate) fn from_raw(raw: RawConfig, path: &Path) -> Result<Self, ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::invalid(path, key, message);
-        let server = ServerUrl::parse(&raw.server).map_err(|m| invalid("server", m))?;
+        let servers = raw.server.parse().map_err(|m| invalid("server", m))?;
+        let server = servers.first().clone();
         let inspect = inspect::Settings::of(&raw).map_err(|m| invalid("inspect", m))?;
         let server_tls = match (server.is_secure(), raw.ca) {
             (true, ca) => {
@@ -242,6 +247,7 @@ impl ClientConfig {
         }
         Ok(ClientConfig {
             server,
+            servers,
             server_tls,
             inspect,
             tunnels,

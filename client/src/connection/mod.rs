@@ -141,35 +141,52 @@ pub async fn serve(
     result
 }
 
-/// The WebSocket to the server's control endpoint.
+/// The WebSocket to the server's control endpoint: the one that answered
+/// last, or, when it cannot be reached, the next `server` lists.
 async fn connect(config: &ClientConfig, ctx: &ForwardContext) -> Result<Ws, ConnError> {
-    let (_, framed) = ctx
-        .local
-        .connector()
-        .control_client(config.server_tls.clone())
-        .ws(config.server.as_str())
-        .max_frame_size(MAX_MESSAGE_SIZE)
-        .connect()
-        .await
-        .map_err(|e| upgrade_failure(config, e))?;
-    Ok(framed)
+    let mut failed = None;
+    for (index, url) in config.servers.in_turn() {
+        let opened = ctx
+            .local
+            .connector()
+            .control_client(config.server_tls.clone())
+            .ws(url.as_str())
+            .max_frame_size(MAX_MESSAGE_SIZE)
+            .connect()
+            .await;
+        match opened.map_err(|e| upgrade_failure(url, e)) {
+            Ok((_, framed)) => {
+                config.servers.answered(index);
+                return Ok(framed);
+            }
+            Err(e @ ConnError::Connect { .. }) => {
+                log::debug!("{e}");
+                failed = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(failed.unwrap_or(ConnError::Connect {
+        url: config.server.as_str().to_owned(),
+        detail: "no server to connect to".into(),
+    }))
 }
 
 /// Why the WebSocket to the server did not open. A server that answers
 /// with a status other than 101 is not going to change its mind, unless
 /// the status says it is temporarily unavailable (a proxy in front of a
 /// restarting server); nor is one that speaks another scheme than the URL.
-fn upgrade_failure(config: &ClientConfig, e: awc::error::WsClientError) -> ConnError {
+fn upgrade_failure(server: &crate::url::ServerUrl, e: awc::error::WsClientError) -> ConnError {
     use awc::error::WsClientError::InvalidResponseStatus;
-    let url = config.server.as_str().to_owned();
+    let url = server.as_str().to_owned();
     let refused = |reason: String| ConnError::Refused {
         reason,
         retry: false,
     };
-    let secure = config.server.is_secure();
+    let secure = server.is_secure();
     match e {
         InvalidResponseStatus(status) if !matches!(status.as_u16(), 502..=504) => {
-            let path = config.server.path();
+            let path = server.path();
             // A burrow-server's HTTPS port answers plain HTTP with 400.
             let hint = match (secure, status.as_u16()) {
                 (false, 400) => "; if that port speaks HTTPS, use wss://",

@@ -47,7 +47,7 @@ impl Known {
             .map_err(|m| ConfigError::invalid(path, "inspect", m))?;
         Ok(Known {
             inspect: Some(inspect),
-            server: Some(raw.server),
+            server: Some(raw.server.first()),
             token: raw.tunnels.into_iter().next().map(|t| t.token),
             ca: raw.ca.map(|ca| dir.join(ca)),
         })
@@ -179,7 +179,7 @@ pub fn config(
         hosts => hosts.iter().map(|h| tunnel(Some(h.clone()))).collect(),
     };
     let raw = RawConfig {
-        server,
+        server: crate::config::servers::RawServers::One(server),
         ca: place.ca.clone(),
         tunnels,
         ..RawConfig::default()

@@ -60,18 +60,22 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return live
 ";
 
-/// The URLs of the live nodes holding `host`, other than the asking one.
+/// The URLs of the live nodes holding `host`, other than the asking one,
+/// the one renewed last first (a node that died renews no more).
 const LOCATE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local urls = {}
+local live = {}
 local fields = redis.call('HGETALL', KEYS[1])
 for i = 1, #fields, 2 do
   local expiry, url = string.match(fields[i + 1], '^(%d+) (.*)$')
   if fields[i] ~= ARGV[1] and expiry and tonumber(expiry) > now then
-    table.insert(urls, url)
+    table.insert(live, {tonumber(expiry), url})
   end
 end
+table.sort(live, function(a, b) return a[1] > b[1] end)
+local urls = {}
+for i = 1, #live do urls[i] = live[i][2] end
 return urls
 ";
 

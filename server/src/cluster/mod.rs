@@ -30,6 +30,17 @@ use routes::Routes;
 /// The header node-to-node requests carry the cluster's secret in.
 pub const SECRET_HEADER: &str = "x-burrow-cluster";
 
+/// Tells the registry that another node now serves `host`: if this node
+/// only keeps it for a client that went away (the reconnect grace), the
+/// client came back elsewhere, so it lets the host go (requests waiting
+/// for it are forwarded there).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Handover {
+    /// The host.
+    pub host: String,
+}
+
 /// Why a host could not be claimed in the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimError {
@@ -49,6 +60,8 @@ pub struct Cluster {
     routes: Routes,
     /// Set while Redis cannot be reached (logged once each way).
     down: AtomicBool,
+    /// The registry, told of hosts served elsewhere now.
+    registry: std::sync::OnceLock<actix::Recipient<Handover>>,
 }
 
 impl Cluster {
@@ -78,10 +91,35 @@ impl Cluster {
             held: Mutex::default(),
             routes: Routes::default(),
             down: AtomicBool::new(false),
+            registry: std::sync::OnceLock::new(),
         });
         actix_web::rt::spawn(renew(cluster.clone()));
         actix_web::rt::spawn(routes::listen(client, cluster.clone()));
         Ok(cluster)
+    }
+
+    /// Gives the cluster the registry to tell of hosts served elsewhere.
+    pub fn attach(&self, registry: actix::Recipient<Handover>) {
+        let _ = self.registry.set(registry);
+    }
+
+    /// A change of `host` was published: the route to it is forgotten,
+    /// and if this node holds it, the registry hears whether another node
+    /// serves it now.
+    fn changed(self: &Arc<Self>, host: &str) {
+        self.routes.changed(host);
+        if !self.lock_held().contains_key(host) {
+            return;
+        }
+        let (cluster, host) = (self.clone(), host.to_owned());
+        actix_web::rt::spawn(async move {
+            let elsewhere = cluster.reached(cluster.directory.locate(&host).await);
+            if let (Some(urls), Some(registry)) = (elsewhere, cluster.registry.get()) {
+                if !urls.is_empty() {
+                    registry.do_send(Handover { host });
+                }
+            }
+        });
     }
 
     /// This node's settings.
@@ -134,6 +172,12 @@ impl Cluster {
             Some(urls) => self.routes.put(host, urls),
             None => self.routes.stale(host),
         }
+    }
+
+    /// Wakes on the next change of any host published after this call
+    /// (a client registering through some node, or leaving).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.routes.changes()
     }
 
     /// Forgets where `host` lives (a node there did not answer).

@@ -30,9 +30,20 @@ struct Route {
 }
 
 /// The cache of routes.
-#[derive(Default)]
 pub(super) struct Routes {
     map: Mutex<HashMap<String, Route>>,
+    /// Counts the changes published, for requests waiting for a host to
+    /// come back.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes {
+            map: Mutex::default(),
+            changes: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl Routes {
@@ -78,6 +89,18 @@ impl Routes {
 
     fn forget_all(&self) {
         self.lock().clear();
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// A host's change was published.
+    pub(super) fn changed(&self, host: &str) {
+        self.forget(host);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Wakes on the next change published after this call.
+    pub(super) fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Route>> {
@@ -97,7 +120,7 @@ pub(super) async fn listen(client: redis::Client, cluster: Arc<Cluster>) {
                     let mut changes = pubsub.on_message();
                     while let Some(change) = changes.next().await {
                         if let Ok(host) = std::str::from_utf8(change.get_payload_bytes()) {
-                            cluster.routes.forget(host);
+                            cluster.changed(host);
                         }
                     }
                     log::debug!("cluster: the change channel dropped; listening again");

@@ -60,6 +60,10 @@ pub struct ProxyShared {
     pub draining: AtomicBool,
     /// The server's counts.
     pub metrics: Arc<Metrics>,
+    /// In a cluster, how long a request for a host whose node stopped
+    /// answering waits for its client to come back through another node
+    /// (the reconnect grace).
+    pub failover_wait: Duration,
 }
 
 /// One worker's proxy state: what all share, and the worker's placement.
@@ -150,33 +154,17 @@ async fn forward(
                 Some(tunnel),
             )
         }
+        // Unknown here, or no longer here: the host may be served through
+        // another node.
         Err(Refused {
-            error: ProxyError::UnknownHost(_),
+            error: error @ (ProxyError::UnknownHost(_) | ProxyError::Reconnecting(_)),
             tunnel: None,
-        }) if state.relay.is_some() => (relayed(req, payload, &routed, state).await, None),
+        }) if state.relay.is_some() => match relay::relayed(req, payload, &routed, state).await {
+            (Err(ProxyError::UnknownHost(_)), None) => (Err(error), None),
+            relayed => relayed,
+        },
         Err(Refused { error, tunnel }) => (Err(error), tunnel),
     }
-}
-
-/// Forwards a request for a host this node holds no connection of to a
-/// node that does.
-async fn relayed(
-    req: &HttpRequest,
-    payload: web::Payload,
-    routed: &Routed<'_>,
-    state: &ProxyState,
-) -> Result<HttpResponse, ProxyError> {
-    let Some(relay) = &state.relay else {
-        return Err(ProxyError::UnknownHost(routed.host.to_string()));
-    };
-    let how = relay::Arrival {
-        host: &routed.host,
-        public_host: routed.public_host,
-        proto: state.proto,
-        trust: state.trusts_forwarded(),
-        upgrade: routed.upgrade,
-    };
-    relay.forward(req, payload, &how).await
 }
 
 /// `true` when `req` carries the cluster's secret.

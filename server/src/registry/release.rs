@@ -10,6 +10,7 @@ use actix::{AsyncContext, Context, Handler};
 
 use super::{Holders, Registry};
 use crate::{
+    cluster::Handover,
     grace::Reservation,
     handle::{Unregister, Withdraw},
 };
@@ -62,6 +63,24 @@ impl Handler<Withdraw> for Registry {
     }
 }
 
+impl Handler<Handover> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Handover, _: &mut Context<Self>) {
+        let kept_only = self
+            .hosts
+            .get(&msg.host)
+            .is_some_and(|h| h.sessions.is_empty() && h.reserved.is_some());
+        if kept_only {
+            log::info!(
+                "{}: its client came back through another node; requests go there",
+                msg.host
+            );
+            self.free(&msg.host);
+        }
+    }
+}
+
 impl Registry {
     /// Removes `host` and its count against its entry.
     pub(super) fn free(&mut self, host: &str) {
@@ -106,6 +125,11 @@ impl Registry {
         host: &str,
         ctx: &mut Context<Self>,
     ) -> Option<()> {
+        // In a cluster the directory's lease keeps the host for its
+        // client, which may well be connected through another node.
+        if self.cluster.is_some() {
+            return None;
+        }
         let left = self.grace.checked_sub(self.started.elapsed())?;
         let entry = self.policy.exact_entry(host)?;
         if self.draining || left.is_zero() {

@@ -7,7 +7,11 @@
 
 mod upgrade;
 
-use std::{rc::Rc, sync::Arc, time::Duration};
+use std::{
+    rc::Rc,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use actix_web::{
     body::SizedStream,
@@ -20,10 +24,11 @@ use burrow_common::{
     http1::{parse_content_length, status_has_no_body},
 };
 
-use super::response::bodiless;
+use super::{response::bodiless, ProxyState, Routed};
 use crate::{
     cluster::{Cluster, SECRET_HEADER},
     error::ProxyError,
+    tunnel::TunnelState,
 };
 
 /// How long an idle connection to another node is kept for the next
@@ -37,7 +42,7 @@ pub struct Relay {
 }
 
 /// What the caller's request looked like where it arrived.
-pub(super) struct Arrival<'a> {
+struct Arrival<'a> {
     pub host: &'a str,
     pub public_host: &'a str,
     pub proto: &'a str,
@@ -64,36 +69,38 @@ impl Relay {
 
     /// Forwards the request to a node holding `how.host`; `UnknownHost`
     /// when no node does.
-    pub(super) async fn forward(
+    /// Forwards the request; `payload` is `None` for one without a body.
+    async fn forward(
         &self,
         req: &HttpRequest,
-        payload: web::Payload,
+        payload: Option<web::Payload>,
         how: &Arrival<'_>,
     ) -> Result<HttpResponse, ProxyError> {
         let urls = self.cluster.locate(how.host).await;
         let Some(first) = urls.first() else {
             return Err(ProxyError::UnknownHost(how.host.to_owned()));
         };
-        if how.upgrade {
-            return self.upgrade(req, payload, how, first).await;
-        }
+        let payload = match (payload, how.upgrade) {
+            (Some(payload), true) => return self.upgrade(req, payload, how, first).await,
+            (payload, _) => payload,
+        };
         // This node takes the caller's body at once: the node holding the
         // tunnel asks the local service, and a proxy may say go ahead.
         crate::expect::let_caller_send(&req.extensions());
         let length = body_length(req)?;
-        let sent = match length {
-            // Without a body, a node that does not answer is passed over.
-            Some(0) => self.send_bodiless(req, how, &urls).await,
-            Some(len) => self
+        let sent = match (length, payload) {
+            (Some(len), Some(payload)) if len > 0 => self
                 .request(req, how, first)
                 .send_body(SizedStream::new(len, payload))
                 .await
                 .map_err(|e| (first.clone(), e)),
-            None => self
+            (None, Some(payload)) => self
                 .request(req, how, first)
                 .send_stream(payload)
                 .await
                 .map_err(|e| (first.clone(), e)),
+            // Without a body, a node that does not answer is passed over.
+            _ => self.send_bodiless(req, how, &urls).await,
         };
         let answer: awc::ClientResponse = sent.map_err(|(url, e)| {
             log::debug!(
@@ -174,6 +181,50 @@ fn each_field(
         let value = header::HeaderValue::from_bytes(value);
         if let (Ok(name), Ok(value)) = (name, value) {
             each(name, value);
+        }
+    }
+}
+
+/// Forwards a request for a host this node holds no connection of to a
+/// node that does. A request without a body whose node does not answer
+/// (it died) waits, within the reconnect grace, for its client to
+/// register again through some node (this one, or another), and goes
+/// there.
+pub(super) async fn relayed(
+    req: &HttpRequest,
+    payload: web::Payload,
+    routed: &Routed<'_>,
+    state: &ProxyState,
+) -> (Result<HttpResponse, ProxyError>, Option<Arc<TunnelState>>) {
+    let Some(relay) = &state.relay else {
+        return (Err(ProxyError::UnknownHost(routed.host.to_string())), None);
+    };
+    let how = Arrival {
+        host: &routed.host,
+        public_host: routed.public_host,
+        proto: state.proto,
+        trust: state.trusts_forwarded(),
+        upgrade: routed.upgrade,
+    };
+    let bodiless = !routed.upgrade && matches!(body_length(req), Ok(Some(0)));
+    if !bodiless {
+        return (relay.forward(req, Some(payload), &how).await, None);
+    }
+    let until = Instant::now() + state.shared.failover_wait;
+    loop {
+        let changes = relay.cluster.changes();
+        match relay.forward(req, None, &how).await {
+            Err(ProxyError::NodeUnreachable(_)) if Instant::now() < until => {}
+            answered => return (answered, None),
+        }
+        let mut changes = changes;
+        let left = until.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(left, changes.changed()).await;
+        // The client may have come back through this node.
+        if let Ok(opened) = super::open(req, routed, state).await {
+            let tunnel = opened.tunnel.clone();
+            let answer = super::answer(req, payload, routed, opened, state).await;
+            return (answer, Some(tunnel));
         }
     }
 }
