@@ -278,6 +278,37 @@ async fn a_host_held_through_one_node_is_refused_on_another_until_released() {
 }
 
 #[actix_rt::test]
+async fn a_tokens_tunnel_limit_counts_across_nodes() {
+    let redis = Redis::start();
+    let limit = "[limits]\nmax_tunnels_per_token = 1\n";
+    let a = Node::start(&redis, "a", limit);
+    let b = Node::start(&redis, "b", limit);
+    let mut one = client(&a, "one.wild.localhost", "wild-token");
+    wait_registered(&mut one.events).await;
+    let two = client(&b, "two.wild.localhost", "wild-token");
+    let refused = tokio::time::timeout(Duration::from_secs(20), two.task)
+        .await
+        .expect("refused in time")
+        .expect("the client's task");
+    let refused = refused.expect_err("a refusal").to_string();
+    assert!(refused.contains("already holds 1 hosts"), "{refused}");
+    // The first leaves: its place is free on every node.
+    one.task.abort();
+    let freed = eventually(Duration::from_secs(10), || async {
+        redis.cli(&["ZCARD", "burrow:entry:*.wild.localhost"]) == "0"
+    })
+    .await;
+    assert!(freed, "the first client's host still counts");
+    let mut two = client(&b, "two.wild.localhost", "wild-token");
+    wait_registered(&mut two.events).await;
+    assert_eq!(
+        get(&a, "two.wild.localhost", "/id/4").await.0,
+        StatusCode::OK
+    );
+    two.task.abort();
+}
+
+#[actix_rt::test]
 async fn the_internal_listener_refuses_requests_without_the_secret() {
     let redis = Redis::start();
     let a = Node::start(&redis, "a", "");

@@ -38,6 +38,10 @@ pub struct Granted {
     /// `true` when the session joined other connections of its client
     /// that already serve the host; `false` when it is the first.
     pub joined: bool,
+    /// The `[[hosts]]` entry it counts against (its `host` as written),
+    /// and how many hosts that entry's token may hold: what a cluster
+    /// counts across its nodes.
+    pub quota: (Arc<str>, usize),
 }
 
 /// Ask the registry for the hosts in a client's handshake. The answer has
@@ -236,7 +240,7 @@ impl RegistryHandle {
                 .unwrap_or_else(|| format!("{}/session-{session_id}", cluster.settings().node_id));
             for answer in &mut answers {
                 let Ok(granted) = answer else { continue };
-                let Err(refused) = cluster.claim(&granted.host, &instance).await else {
+                let Err(refused) = cluster.claim(granted, &instance).await else {
                     continue;
                 };
                 let host = granted.host.clone();
@@ -247,6 +251,7 @@ impl RegistryHandle {
                 *answer = Err(match refused {
                     ClaimError::HeldElsewhere => RegisterError::HeldByAnotherClient(host),
                     ClaimError::DirectoryDown => RegisterError::DirectoryDown(host),
+                    ClaimError::TooMany(most) => RegisterError::TooManyTunnels(host, most),
                 });
             }
         }

@@ -97,6 +97,7 @@ impl Node {
             "listen = \"127.0.0.1:0\"\nworkers = 2\n{grace}{extra}\n\
              [[hosts]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\n\
              [[hosts]]\nhost = \"other.localhost\"\ntoken = \"other-token\"\n\
+             [[hosts]]\nhost = \"*.wild.localhost\"\ntoken = \"wild-token\"\n\
              [cluster]\nredis = \"{}\"\nnode_id = \"{name}\"\n\
              internal_listen = \"{internal}\"\nsecret = \"{SECRET}\"\nlease_secs = 3\n",
             redis.url()

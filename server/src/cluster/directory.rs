@@ -9,6 +9,9 @@
 //!   one field per node with a connection of the instance (a field past
 //!   its expiry belongs to a node that stopped renewing: a dead one).
 //!
+//! - `burrow:entry:{pattern}`: the hosts held under one `[[hosts]]` entry,
+//!   scored by when their leases end, for its limit across the nodes.
+//!
 //! Times come from the Redis server's clock (`TIME`), so the nodes' clocks
 //! need not agree. Every change of holder or of node publishes the host on
 //! [`CHANGES`], so the nodes' caches of where hosts live are dropped.
@@ -21,17 +24,25 @@ use redis::{aio::ConnectionManager, RedisResult, Script};
 pub const CHANGES: &str = "burrow:changes";
 
 /// Takes or renews `host` for an instance and records this node as one of
-/// its holders. 0: another instance holds it; 1: renewed; 2: new here.
+/// its holders; counts it among its entry's hosts (KEYS[3], a sorted set
+/// scored by expiry), refusing a new one past the entry's limit (ARGV[7]).
+/// 0: another instance holds it; 1: renewed; 2: new here; 3: too many.
 const CLAIM: &str = r"
 local held = redis.call('GET', KEYS[1])
 if held and held ~= ARGV[1] then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if not redis.call('ZSCORE', KEYS[3], ARGV[6]) then
+  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[7]) then return 3 end
+end
 local known = redis.call('HEXISTS', KEYS[2], ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 redis.call('HSET', KEYS[2], ARGV[3], string.format('%d %s', now + ttl, ARGV[4]))
 redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('ZADD', KEYS[3], now + ttl, ARGV[6])
+redis.call('PEXPIRE', KEYS[3], ttl)
 if (not held) or known == 0 then
   redis.call('PUBLISH', ARGV[5], ARGV[6])
   return 2
@@ -53,7 +64,10 @@ for i = 1, #fields, 2 do
   if expiry and expiry > now then live = live + 1 else redis.call('HDEL', KEYS[2], fields[i]) end
 end
 if live == 0 then
-  if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+  if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('DEL', KEYS[1])
+    redis.call('ZREM', KEYS[3], ARGV[4])
+  end
   redis.call('DEL', KEYS[2])
 end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
@@ -79,11 +93,16 @@ for i = 1, #live do urls[i] = live[i][2] end
 return urls
 ";
 
+/// The `[[hosts]]` entry a host counts against, and how many it may hold.
+pub type Quota = (std::sync::Arc<str>, usize);
+
 /// What a claim found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
     /// Held by another instance.
     Refused,
+    /// New, and its entry holds as many hosts as it may already.
+    TooMany,
     /// Held by this instance already, through this node.
     Renewed,
     /// New to this node (or to the instance).
@@ -117,36 +136,41 @@ impl Directory {
     }
 
     /// Takes or renews `host` for `instance`, with this node among its
-    /// holders.
-    pub async fn claim(&self, host: &str, instance: &str) -> RedisResult<Claim> {
+    /// holders, counted among the hosts of `entry` (of which there may be
+    /// `most`).
+    pub async fn claim(&self, host: &str, instance: &str, entry: &Quota) -> RedisResult<Claim> {
         let mut conn = self.conn.clone();
         let answer: i64 = self
             .claim
             .key(lease_key(host))
             .key(nodes_key(host))
+            .key(entry_key(&entry.0))
             .arg(instance)
             .arg(self.lease_ms)
             .arg(&self.node)
             .arg(&self.url)
             .arg(CHANGES)
             .arg(host)
+            .arg(entry.1)
             .invoke_async(&mut conn)
             .await?;
         Ok(match answer {
             0 => Claim::Refused,
             1 => Claim::Renewed,
+            3 => Claim::TooMany,
             _ => Claim::Taken,
         })
     }
 
     /// Takes this node off `host`'s holders, ending `instance`'s lease when
     /// no live node is left.
-    pub async fn release(&self, host: &str, instance: &str) -> RedisResult<()> {
+    pub async fn release(&self, host: &str, instance: &str, entry: &Quota) -> RedisResult<()> {
         let mut conn = self.conn.clone();
         let _left: i64 = self
             .release
             .key(lease_key(host))
             .key(nodes_key(host))
+            .key(entry_key(&entry.0))
             .arg(instance)
             .arg(&self.node)
             .arg(CHANGES)
@@ -169,6 +193,10 @@ impl Directory {
 
 fn lease_key(host: &str) -> String {
     format!("burrow:lease:{host}")
+}
+
+fn entry_key(entry: &str) -> String {
+    format!("burrow:entry:{entry}")
 }
 
 fn nodes_key(host: &str) -> String {

@@ -22,9 +22,9 @@ use std::{
 use burrow_common::Token;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::config::ClusterSettings;
+use crate::{config::ClusterSettings, handle::Granted};
 pub use directory::Claim;
-use directory::Directory;
+use directory::{Directory, Quota};
 use routes::Routes;
 
 /// The header node-to-node requests carry the cluster's secret in.
@@ -46,8 +46,17 @@ pub struct Handover {
 pub enum ClaimError {
     /// Another client instance holds it, through some node.
     HeldElsewhere,
+    /// Its entry's token holds this many hosts already, across the nodes.
+    TooMany(usize),
     /// Redis cannot be reached.
     DirectoryDown,
+}
+
+/// A host this node holds: for which instance, counted against which entry.
+#[derive(Clone)]
+struct Held {
+    instance: Arc<str>,
+    quota: Quota,
 }
 
 /// This node's membership in a cluster.
@@ -56,7 +65,7 @@ pub struct Cluster {
     directory: Directory,
     /// The hosts this node holds for a client instance, renewed every
     /// third of the lease.
-    held: Mutex<HashMap<String, Arc<str>>>,
+    held: Mutex<HashMap<String, Held>>,
     routes: Routes,
     /// Set while Redis cannot be reached (logged once each way).
     down: AtomicBool,
@@ -132,14 +141,21 @@ impl Cluster {
         &self.settings.secret
     }
 
-    /// Takes `host` for client `instance` in the directory (or renews it
-    /// there when the instance holds it already, through any node).
-    pub async fn claim(&self, host: &str, instance: &str) -> Result<(), ClaimError> {
-        let claimed = self.directory.claim(host, instance).await;
+    /// Takes the host just `granted` for client `instance` in the
+    /// directory (or renews it there when the instance holds it already,
+    /// through any node).
+    pub async fn claim(&self, granted: &Granted, instance: &str) -> Result<(), ClaimError> {
+        let host = &granted.host;
+        let claimed = self.directory.claim(host, instance, &granted.quota).await;
         match self.reached(claimed) {
             Some(Claim::Refused) => Err(ClaimError::HeldElsewhere),
-            Some(_) => {
-                self.lock_held().insert(host.to_owned(), instance.into());
+            Some(Claim::TooMany) => Err(ClaimError::TooMany(granted.quota.1)),
+            Some(Claim::Renewed | Claim::Taken) => {
+                let held = Held {
+                    instance: instance.into(),
+                    quota: granted.quota.clone(),
+                };
+                self.lock_held().insert(host.clone(), held);
                 Ok(())
             }
             None => Err(ClaimError::DirectoryDown),
@@ -150,12 +166,15 @@ impl Cluster {
     /// client left (after the reconnect grace). Other nodes' connections
     /// of the client keep the lease; with none, it ends.
     pub fn release(self: &Arc<Self>, host: &str) {
-        let Some(instance) = self.lock_held().remove(host) else {
+        let Some(held) = self.lock_held().remove(host) else {
             return;
         };
         let (cluster, host) = (self.clone(), host.to_owned());
         actix_web::rt::spawn(async move {
-            let released = cluster.directory.release(&host, &instance).await;
+            let released = cluster
+                .directory
+                .release(&host, &held.instance, &held.quota)
+                .await;
             // Missed, the lease ends by itself once no node renews it.
             cluster.reached(released);
         });
@@ -208,7 +227,7 @@ impl Cluster {
         }
     }
 
-    fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<str>>> {
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -227,12 +246,16 @@ async fn renew(cluster: Arc<Cluster>) {
             .iter()
             .map(|(h, i)| (h.clone(), i.clone()))
             .collect();
-        for (host, instance) in held {
+        for (host, held) in held {
             if !cluster.lock_held().contains_key(&host) {
                 continue;
             }
-            match cluster.reached(cluster.directory.claim(&host, &instance).await) {
-                Some(Claim::Refused) => log::warn!(
+            let renewed = cluster
+                .directory
+                .claim(&host, &held.instance, &held.quota)
+                .await;
+            match cluster.reached(renewed) {
+                Some(Claim::Refused | Claim::TooMany) => log::warn!(
                     "cluster: {host} is leased to another client now \
                      (this node lost the directory longer than the lease)"
                 ),

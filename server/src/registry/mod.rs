@@ -55,6 +55,9 @@ pub struct Registry {
     held: HashMap<usize, usize>,
     /// Whether each entry (by index) is a wildcard.
     wildcard: Vec<bool>,
+    /// Each entry's `host` as written (by index): what its hosts count
+    /// against across a cluster's nodes.
+    patterns: Vec<Arc<str>>,
     /// Certificates for a wildcard entry's hosts as they are claimed.
     on_demand: Option<OnDemand>,
     /// Refused registrations by address.
@@ -144,6 +147,7 @@ impl Registry {
             by_session: HashMap::new(),
             held: HashMap::new(),
             wildcard: wildcards(&config.hosts),
+            patterns: patterns(&config.hosts),
             on_demand,
             failed: FailedAttempts::default(),
             grace: config.reconnect_grace,
@@ -232,11 +236,18 @@ impl Registry {
             .entry(session.id)
             .or_default()
             .push(host.clone());
+        let pattern = self.patterns.get(entry).cloned().unwrap_or_default();
         Ok(Granted {
             host,
             joined: joins_pool,
+            quota: (pattern, limit),
         })
     }
+}
+
+/// Each entry's `host` as written (by index).
+fn patterns(hosts: &[HostConfig]) -> Vec<Arc<str>> {
+    hosts.iter().map(|h| Arc::from(h.host.as_str())).collect()
 }
 
 /// Whether each entry (by index) is a wildcard.

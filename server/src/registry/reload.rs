@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actix::{Context, Handler, MessageResult};
 
-use super::{wildcards, Registry};
+use super::{patterns, wildcards, Registry};
 use crate::{
     handle::{Reload, Reloaded},
     policy::HostPolicy,
@@ -20,6 +20,7 @@ impl Handler<Reload> for Registry {
     fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
         self.policy = HostPolicy::new(&msg.hosts);
         self.wildcard = wildcards(&msg.hosts);
+        self.patterns = patterns(&msg.hosts);
         self.limits = Arc::new(msg.limits);
         self.access = msg.access;
         self.grace = msg.grace;
