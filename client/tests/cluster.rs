@@ -182,6 +182,41 @@ async fn a_client_that_lost_its_node_comes_back_through_another_and_its_host_fol
 }
 
 #[actix_rt::test]
+async fn one_clients_connections_on_two_nodes_serve_through_both() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "a", "");
+    let b = Node::start(&redis, "b", "");
+    let front = RoundRobin::start(vec![a.server.addr(), b.server.addr()]).await;
+    let upstream = upstream::Upstream::start();
+    let text = format!(
+        "server = \"ws://{}/_burrow/connect\"\nmax_reconnect_delay_secs = 1\n\
+         connections = 2\n\
+         [[tunnels]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\nlocal = \"{}\"\n",
+        front.addr,
+        upstream.url()
+    );
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let task = actix_rt::spawn(run_client(client_config_text(&text), tx));
+    wait_registered(&mut events).await;
+    let both = eventually(Duration::from_secs(20), || async {
+        let mut held = 0;
+        for node in [&a, &b] {
+            let sessions = node.server.registry().lookup(HOST).await;
+            held += usize::from(sessions.is_some_and(|h| !h.sessions.is_empty()));
+        }
+        held == 2
+    })
+    .await;
+    assert!(both, "the client's connections do not serve through both nodes");
+    for (i, node) in [&a, &b].into_iter().enumerate() {
+        let (status, body) = get(node, HOST, &format!("/id/{i}")).await;
+        assert_eq!(status, StatusCode::OK, "through {}", node.name);
+        assert_eq!(body, format!("id-{i}").as_bytes());
+    }
+    task.abort();
+}
+
+#[actix_rt::test]
 async fn websockets_cross_nodes_both_ways() {
     use awc::ws;
     let redis = Redis::start();

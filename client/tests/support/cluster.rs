@@ -115,3 +115,32 @@ impl Node {
         format!("http://{}", self.server.addr())
     }
 }
+
+/// An L4 balancer in front of several nodes: each new connection goes to
+/// the next node in turn, as DNS round-robin or a TCP load balancer would
+/// send a client's connections.
+pub struct RoundRobin {
+    pub addr: SocketAddr,
+}
+
+impl RoundRobin {
+    pub async fn start(targets: Vec<SocketAddr>) -> RoundRobin {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        actix_rt::spawn(async move {
+            let mut next = 0;
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = targets[next % targets.len()];
+                next += 1;
+                actix_rt::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        RoundRobin { addr }
+    }
+}
