@@ -207,7 +207,10 @@ async fn one_clients_connections_on_two_nodes_serve_through_both() {
         held == 2
     })
     .await;
-    assert!(both, "the client's connections do not serve through both nodes");
+    assert!(
+        both,
+        "the client's connections do not serve through both nodes"
+    );
     for (i, node) in [&a, &b].into_iter().enumerate() {
         let (status, body) = get(node, HOST, &format!("/id/{i}")).await;
         assert_eq!(status, StatusCode::OK, "through {}", node.name);
@@ -341,6 +344,52 @@ async fn a_tokens_tunnel_limit_counts_across_nodes() {
         StatusCode::OK
     );
     two.task.abort();
+}
+
+#[actix_rt::test]
+async fn every_nodes_admin_lists_the_clusters_tunnels_and_counts_what_crossed() {
+    let redis = Redis::start();
+    let admin =
+        |port: u16| format!("admin_listen = \"127.0.0.1:{port}\"\nadmin_token = \"{SECRET}\"\n");
+    let ports = (procs::free_port(), procs::free_port());
+    let a = Node::start(&redis, "a", &admin(ports.0));
+    let b = Node::start(&redis, "b", &admin(ports.1));
+    let mut one = client(&a, HOST, TOKEN);
+    wait_registered(&mut one.events).await;
+    assert_eq!(get(&b, HOST, "/id/5").await.0, StatusCode::OK);
+    let api = |port: u16, path: &str| {
+        caller()
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .insert_header(("authorization", format!("Bearer {SECRET}")))
+    };
+    for (port, here) in [(ports.0, true), (ports.1, false)] {
+        let mut resp = api(port, "/api/tunnels").send().await.expect("tunnels");
+        let list: serde_json::Value = resp.json().await.expect("json");
+        let entry = list
+            .as_array()
+            .and_then(|l| l.iter().find(|t| t["host"] == HOST))
+            .unwrap_or_else(|| panic!("{HOST} missing from {list}"));
+        assert_eq!(entry["nodes"], serde_json::json!(["a"]), "{entry}");
+        assert_eq!(entry["here"], here, "{entry}");
+    }
+    let metrics = |port: u16| async move {
+        let mut resp = api(port, "/metrics").send().await.expect("metrics");
+        String::from_utf8_lossy(&resp.body().await.expect("body")).into_owned()
+    };
+    let (on_a, on_b) = (metrics(ports.0).await, metrics(ports.1).await);
+    assert!(
+        on_b.contains("burrow_cluster_forwarded_total{direction=\"out\"} 1"),
+        "{on_b}"
+    );
+    assert!(
+        on_a.contains("burrow_cluster_forwarded_total{direction=\"in\"} 1"),
+        "{on_a}"
+    );
+    assert!(
+        !on_a.contains("burrow_cluster_lease_operations_total 0"),
+        "{on_a}"
+    );
+    one.task.abort();
 }
 
 #[actix_rt::test]

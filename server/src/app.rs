@@ -60,19 +60,9 @@ impl AppParts {
         Error = actix_http::error::DispatchError,
         InitError = (),
     > {
-        let state = web::Data::new(ProxyState {
-            shared: self.proxy.clone(),
-            worker: self.ids.this_worker(),
-            proto: self.proto,
-            port: addr.port(),
-            relay: self.relay_to.clone().map(proxy::Relay::new),
-            internal: self.internal.clone(),
-        });
+        let state = web::Data::new(self.proxy_state(addr));
         // Clients connect to public listeners only.
-        let control_path = match self.internal {
-            Some(_) => None,
-            None => Some(self.control_path.clone()),
-        };
+        let control_path = self.internal.is_none().then(|| self.control_path.clone());
         let control = web::Data::new(ControlState {
             sessions: self.sessions.clone(),
         });
@@ -109,6 +99,21 @@ impl AppParts {
             .expect(expect::expectation(app()))
             .h1(expect::main(app()));
         accept(self.tls.clone(), self.head_timeout).and_then(http)
+    }
+}
+
+impl AppParts {
+    /// One worker's proxy state for a listener on `addr`.
+    fn proxy_state(&self, addr: SocketAddr) -> ProxyState {
+        let metrics = &self.proxy.metrics;
+        ProxyState {
+            shared: self.proxy.clone(),
+            worker: self.ids.this_worker(),
+            proto: self.proto,
+            port: addr.port(),
+            relay: (self.relay_to.clone()).map(|c| proxy::Relay::new(c, metrics.clone())),
+            internal: self.internal.clone(),
+        }
     }
 }
 

@@ -240,7 +240,8 @@ impl RegistryHandle {
                 .unwrap_or_else(|| format!("{}/session-{session_id}", cluster.settings().node_id));
             for answer in &mut answers {
                 let Ok(granted) = answer else { continue };
-                let Err(refused) = cluster.claim(granted, &instance).await else {
+                let claimed = cluster.claim(&granted.host, &instance, &granted.quota);
+                let Err(refused) = claimed.await else {
                     continue;
                 };
                 let host = granted.host.clone();

@@ -90,26 +90,13 @@ pub async fn run(
 /// [`RunningServer::stop`].
 pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result<RunningServer> {
     if listeners.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the server needs at least one listener",
-        ));
+        let why = "the server needs at least one listener";
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
     }
     let acme = start_acme(&listeners, &config)?;
     let on_demand = acme.as_ref().map(|(acme, _)| acme.on_demand());
     let metrics = Metrics::new();
-    let cluster = config
-        .cluster
-        .clone()
-        .map(cluster::Cluster::start)
-        .transpose()
-        .map_err(io::Error::other)?;
-    let registry = Registry::new(&config, on_demand, metrics.clone(), cluster.clone());
-    let registry = registry.start();
-    if let Some(cluster) = &cluster {
-        cluster.attach(registry.clone().recipient());
-    }
-    let registry = RegistryHandle::new(registry).in_cluster(cluster.clone());
+    let (registry, cluster) = start_registry(&config, on_demand, &metrics)?;
     let head_timeout = config.limits.head_timeout;
     let workers = config.workers.unwrap_or_else(config::default_workers);
     let ids = Arc::new(WorkerIds::default());
@@ -119,6 +106,7 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         metrics,
         sessions: sessions.clone(),
         proxy: proxy.clone(),
+        cluster: cluster.clone(),
         config: std::sync::Mutex::new(config.clone()),
     });
     let mut builder = builder(&config, workers);
@@ -158,6 +146,27 @@ pub fn start(listeners: Vec<PublicListener>, config: ServerConfig) -> io::Result
         control,
         drain_timeout: config.drain_timeout,
     })
+}
+
+/// The registry actor and, with `[cluster]`, this node's membership in
+/// the cluster, each knowing the other.
+fn start_registry(
+    config: &ServerConfig,
+    on_demand: Option<acme::OnDemand>,
+    metrics: &Arc<Metrics>,
+) -> io::Result<(RegistryHandle, Option<Arc<cluster::Cluster>>)> {
+    let cluster = config
+        .cluster
+        .clone()
+        .map(|settings| cluster::Cluster::start(settings, metrics.clone()))
+        .transpose()
+        .map_err(io::Error::other)?;
+    let registry = Registry::new(config, on_demand, metrics.clone(), cluster.clone()).start();
+    if let Some(cluster) = &cluster {
+        cluster.attach(registry.clone().recipient());
+    }
+    let handle = RegistryHandle::new(registry).in_cluster(cluster.clone());
+    Ok((handle, cluster))
 }
 
 /// The HTTP server's builder. The drain decides when sessions end; the

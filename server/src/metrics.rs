@@ -99,6 +99,21 @@ pub struct Metrics {
     registration_refusals: [AtomicU64; REGISTRATION_REFUSALS.len()],
     /// Hosts taken back by their client within the reconnect grace.
     pub reconnects: AtomicU64,
+    /// In a cluster: what went between the nodes and to Redis.
+    pub cluster: ClusterCounts,
+}
+
+/// A cluster node's counts (all zero on a node that runs alone).
+#[derive(Debug, Default)]
+pub struct ClusterCounts {
+    /// Requests this node forwarded to the node holding their tunnel.
+    pub forwarded_out: AtomicU64,
+    /// Requests other nodes forwarded to this one.
+    pub forwarded_in: AtomicU64,
+    /// Leases claimed, renewed and released in the host directory.
+    pub lease_operations: AtomicU64,
+    /// Calls to the host directory that failed (Redis unreachable).
+    pub directory_errors: AtomicU64,
 }
 
 impl Metrics {

@@ -41,6 +41,8 @@ pub struct Control {
     pub metrics: Arc<Metrics>,
     pub(crate) sessions: Arc<SessionShared>,
     pub(crate) proxy: Arc<ProxyShared>,
+    /// In a cluster: this node's membership.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// The configuration in force.
     pub(crate) config: Mutex<ServerConfig>,
 }

@@ -88,6 +88,13 @@ struct TunnelJson {
     requests: u64,
     bytes_in: u64,
     bytes_out: u64,
+    /// In a cluster: the nodes its client is connected through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<Vec<String>>,
+    /// In a cluster: whether this node holds a connection of it (the
+    /// counts are this node's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    here: Option<bool>,
 }
 
 async fn tunnels(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
@@ -113,9 +120,43 @@ async fn tunnels(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
             bytes_in: t.stats.bytes_in(),
             bytes_out: t.stats.bytes_out(),
             host: t.host,
+            nodes: None,
+            here: None,
         })
         .collect();
+    let list = match &state.control.cluster {
+        Some(cluster) => with_cluster(list, cluster.listing().await.unwrap_or_default()),
+        None => list,
+    };
     HttpResponse::Ok().json(list)
+}
+
+/// This node's tunnels and the cluster's: each with the nodes serving it,
+/// those held through other nodes only added without counts.
+fn with_cluster(mine: Vec<TunnelJson>, all: Vec<(String, Vec<String>)>) -> Vec<TunnelJson> {
+    let mut all: std::collections::BTreeMap<_, _> = all.into_iter().collect();
+    let mut list: Vec<TunnelJson> = mine
+        .into_iter()
+        .map(|t| TunnelJson {
+            nodes: Some(all.remove(&t.host).unwrap_or_default()),
+            here: Some(true),
+            ..t
+        })
+        .collect();
+    list.extend(all.into_iter().map(|(host, nodes)| TunnelJson {
+        host,
+        client: None,
+        since_unix: 0,
+        connections: 0,
+        reconnecting: false,
+        in_flight: 0,
+        requests: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        nodes: Some(nodes),
+        here: Some(false),
+    }));
+    list
 }
 
 async fn disconnect(

@@ -33,6 +33,9 @@ pub(super) async fn render(control: &Control) -> String {
     );
     per_host(&mut out, &tunnels);
     counts(&mut out, &control.metrics);
+    if control.cluster.is_some() {
+        cluster(&mut out, &control.metrics);
+    }
     out
 }
 
@@ -89,6 +92,43 @@ fn counts(out: &mut String, m: &Metrics) {
         .collect();
     let help = "Requests and registrations the server turned away, by reason.";
     family(out, "burrow_refusals_total", "counter", help, refusals);
+}
+
+/// A cluster node's counts: requests between the nodes, the directory.
+fn cluster(out: &mut String, m: &Metrics) {
+    let c = &m.cluster;
+    let n = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+    let forwarded = vec![
+        format!("{{direction=\"out\"}} {}", n(&c.forwarded_out)),
+        format!("{{direction=\"in\"}} {}", n(&c.forwarded_in)),
+    ];
+    let help =
+        "Requests forwarded to the node holding their tunnel (out), or from another node (in).";
+    family(
+        out,
+        "burrow_cluster_forwarded_total",
+        "counter",
+        help,
+        forwarded,
+    );
+    let leases = vec![format!(" {}", n(&c.lease_operations))];
+    let help = "Leases claimed, renewed and released in the host directory.";
+    family(
+        out,
+        "burrow_cluster_lease_operations_total",
+        "counter",
+        help,
+        leases,
+    );
+    let errors = vec![format!(" {}", n(&c.directory_errors))];
+    let help = "Calls to the host directory (Redis) that failed.";
+    family(
+        out,
+        "burrow_cluster_directory_errors_total",
+        "counter",
+        help,
+        errors,
+    );
 }
 
 /// One metric family: its help and type, then each sample (`{labels} value`

@@ -93,6 +93,19 @@ for i = 1, #live do urls[i] = live[i][2] end
 return urls
 ";
 
+/// The live nodes holding the host of `burrow:nodes:{host}` (KEYS[1]).
+const NODES: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local nodes = {}
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local expiry = tonumber(string.match(fields[i + 1], '^(%d+)'))
+  if expiry and expiry > now then table.insert(nodes, fields[i]) end
+end
+return nodes
+";
+
 /// The `[[hosts]]` entry a host counts against, and how many it may hold.
 pub type Quota = (std::sync::Arc<str>, usize);
 
@@ -115,6 +128,7 @@ pub struct Directory {
     claim: Script,
     release: Script,
     locate: Script,
+    nodes: Script,
     node: String,
     url: String,
     lease_ms: u64,
@@ -129,6 +143,7 @@ impl Directory {
             claim: Script::new(CLAIM),
             release: Script::new(RELEASE),
             locate: Script::new(LOCATE),
+            nodes: Script::new(NODES),
             node: node.to_owned(),
             url: url.to_owned(),
             lease_ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
@@ -188,6 +203,38 @@ impl Directory {
             .arg(&self.node)
             .invoke_async(&mut conn)
             .await
+    }
+}
+
+impl Directory {
+    /// Every host some live node holds, with those nodes' ids.
+    pub async fn listing(&self) -> RedisResult<Vec<(String, Vec<String>)>> {
+        let mut conn = self.conn.clone();
+        let mut keys = std::collections::BTreeSet::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(nodes_key("*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut hosts = Vec::with_capacity(keys.len());
+        for key in keys {
+            let nodes: Vec<String> = self.nodes.key(&key).invoke_async(&mut conn).await?;
+            if let (Some(host), false) = (key.strip_prefix("burrow:nodes:"), nodes.is_empty()) {
+                hosts.push((host.to_owned(), nodes));
+            }
+        }
+        Ok(hosts)
     }
 }
 

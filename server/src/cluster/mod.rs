@@ -22,9 +22,10 @@ use std::{
 use burrow_common::Token;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::{config::ClusterSettings, handle::Granted};
+use crate::{config::ClusterSettings, metrics::Metrics};
 pub use directory::Claim;
-use directory::{Directory, Quota};
+use directory::Directory;
+pub use directory::Quota;
 use routes::Routes;
 
 /// The header node-to-node requests carry the cluster's secret in.
@@ -71,6 +72,8 @@ pub struct Cluster {
     down: AtomicBool,
     /// The registry, told of hosts served elsewhere now.
     registry: std::sync::OnceLock<actix::Recipient<Handover>>,
+    /// The node's counts: lease operations and directory errors here.
+    metrics: Arc<Metrics>,
 }
 
 impl Cluster {
@@ -78,7 +81,7 @@ impl Cluster {
     /// lazily: a node starts while Redis is down, and registers hosts once
     /// it is back), with the renewal and the change listener running.
     /// Must be called inside an actix system.
-    pub fn start(settings: ClusterSettings) -> Result<Arc<Self>, String> {
+    pub fn start(settings: ClusterSettings, metrics: Arc<Metrics>) -> Result<Arc<Self>, String> {
         let client = redis::Client::open(settings.redis.as_str())
             .map_err(|e| format!("cluster.redis `{}`: {e}", settings.redis))?;
         let config = ConnectionManagerConfig::new()
@@ -101,6 +104,7 @@ impl Cluster {
             routes: Routes::default(),
             down: AtomicBool::new(false),
             registry: std::sync::OnceLock::new(),
+            metrics,
         });
         actix_web::rt::spawn(renew(cluster.clone()));
         actix_web::rt::spawn(routes::listen(client, cluster.clone()));
@@ -141,21 +145,21 @@ impl Cluster {
         &self.settings.secret
     }
 
-    /// Takes the host just `granted` for client `instance` in the
-    /// directory (or renews it there when the instance holds it already,
-    /// through any node).
-    pub async fn claim(&self, granted: &Granted, instance: &str) -> Result<(), ClaimError> {
-        let host = &granted.host;
-        let claimed = self.directory.claim(host, instance, &granted.quota).await;
+    /// Takes `host`, just granted, for client `instance` in the directory
+    /// (or renews it there when the instance holds it already, through
+    /// any node), counted against its entry's `quota`.
+    pub async fn claim(&self, host: &str, instance: &str, quota: &Quota) -> Result<(), ClaimError> {
+        self.leased();
+        let claimed = self.directory.claim(host, instance, quota).await;
         match self.reached(claimed) {
             Some(Claim::Refused) => Err(ClaimError::HeldElsewhere),
-            Some(Claim::TooMany) => Err(ClaimError::TooMany(granted.quota.1)),
+            Some(Claim::TooMany) => Err(ClaimError::TooMany(quota.1)),
             Some(Claim::Renewed | Claim::Taken) => {
                 let held = Held {
                     instance: instance.into(),
-                    quota: granted.quota.clone(),
+                    quota: quota.clone(),
                 };
-                self.lock_held().insert(host.clone(), held);
+                self.lock_held().insert(host.to_owned(), held);
                 Ok(())
             }
             None => Err(ClaimError::DirectoryDown),
@@ -170,6 +174,7 @@ impl Cluster {
             return;
         };
         let (cluster, host) = (self.clone(), host.to_owned());
+        self.leased();
         actix_web::rt::spawn(async move {
             let released = cluster
                 .directory
@@ -199,6 +204,12 @@ impl Cluster {
         self.routes.changes()
     }
 
+    /// Every host held through some node, with those nodes' ids; `None`
+    /// while Redis cannot be reached.
+    pub async fn listing(&self) -> Option<Vec<(String, Vec<String>)>> {
+        self.reached(self.directory.listing().await)
+    }
+
     /// Forgets where `host` lives (a node there did not answer).
     pub fn forget(&self, host: &str) {
         self.routes.forget(host);
@@ -215,6 +226,8 @@ impl Cluster {
                 Some(answer)
             }
             Err(e) => {
+                let errors = &self.metrics.cluster.directory_errors;
+                errors.fetch_add(1, Ordering::Relaxed);
                 if !self.down.swap(true, Ordering::Relaxed) {
                     log::error!(
                         "cluster: the host directory ({}) cannot be reached: {e}; \
@@ -225,6 +238,11 @@ impl Cluster {
                 None
             }
         }
+    }
+
+    fn leased(&self) {
+        let ops = &self.metrics.cluster.lease_operations;
+        ops.fetch_add(1, Ordering::Relaxed);
     }
 
     fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
@@ -250,6 +268,7 @@ async fn renew(cluster: Arc<Cluster>) {
             if !cluster.lock_held().contains_key(&host) {
                 continue;
             }
+            cluster.leased();
             let renewed = cluster
                 .directory
                 .claim(&host, &held.instance, &held.quota)

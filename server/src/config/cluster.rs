@@ -69,25 +69,7 @@ impl RawCluster {
                 }
                 None => format!("http://{internal_listen}"),
             };
-        // Every node both sends the secret and checks it, so it must know
-        // the secret itself: a hash alone could check but not send.
-        let secret = match (self.secret, self.secret_sha256) {
-            (_, Some(_)) => {
-                return Err(invalid(
-                    "cluster.secret_sha256",
-                    "cannot be used: every node sends the secret to the others, \
-                     so each needs `secret` itself",
-                ))
-            }
-            (None, None) => return Err(invalid("cluster.secret", "is required")),
-            (Some(secret), None) if secret.expose().len() < 16 => {
-                return Err(invalid(
-                    "cluster.secret",
-                    "must be at least 16 characters (try `openssl rand -hex 32`)",
-                ))
-            }
-            (Some(secret), None) => secret,
-        };
+        let secret = secret(self.secret, self.secret_sha256, path)?;
         let lease = Duration::from_secs(self.lease_secs.unwrap_or(DEFAULT_LEASE_SECS));
         if lease < Duration::from_secs(3) {
             return Err(invalid("cluster.lease_secs", "must be at least 3"));
@@ -104,5 +86,77 @@ impl RawCluster {
             secret,
             lease,
         })
+    }
+}
+
+/// The cluster's secret, checked. Every node both sends it and checks it,
+/// so each must know the secret itself: a hash alone could check but not
+/// send.
+fn secret(
+    secret: Option<Token>,
+    sha256: Option<String>,
+    path: &Path,
+) -> Result<Token, ConfigError> {
+    let invalid = |key: &str, m: &str| ConfigError::invalid(path, key, m.to_owned());
+    match (secret, sha256) {
+        (_, Some(_)) => Err(invalid(
+            "cluster.secret_sha256",
+            "cannot be used: every node sends the secret to the others, \
+             so each needs `secret` itself",
+        )),
+        (None, None) => Err(invalid("cluster.secret", "is required")),
+        (Some(secret), None) if secret.expose().len() < 16 => Err(invalid(
+            "cluster.secret",
+            "must be at least 16 characters (try `openssl rand -hex 32`)",
+        )),
+        (Some(secret), None) => Ok(secret),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::ServerConfig;
+
+    fn parse(cluster: &str) -> Result<ServerConfig, String> {
+        let text = format!("listen = \"127.0.0.1:0\"\n[cluster]\n{cluster}");
+        ServerConfig::from_str(&text, std::path::Path::new("s.toml")).map_err(|e| e.to_string())
+    }
+
+    const GOOD: &str = "redis = \"redis://127.0.0.1:6379\"\n\
+                        internal_listen = \"127.0.0.1:7000\"\n\
+                        secret = \"0123456789abcdef0123\"\n";
+
+    #[test]
+    fn a_cluster_table_is_read_with_its_defaults() {
+        let config = parse(GOOD).expect("valid");
+        let cluster = config.cluster.expect("a cluster");
+        assert_eq!(cluster.internal_url, "http://127.0.0.1:7000");
+        assert_eq!(cluster.node_id, "http://127.0.0.1:7000");
+        assert_eq!(cluster.lease.as_secs(), super::DEFAULT_LEASE_SECS);
+        assert!(parse("").is_err(), "redis is required");
+    }
+
+    #[test]
+    fn each_mistake_is_named() {
+        let cases = [
+            (GOOD.replace("redis://", "http://"), "Redis URL"),
+            (
+                GOOD.replace("secret = \"0123456789abcdef0123\"", ""),
+                "is required",
+            ),
+            (GOOD.replace("0123456789abcdef0123", "short"), "at least 16"),
+            (
+                GOOD.replace("secret = ", "secret_sha256 = "),
+                "every node sends the secret",
+            ),
+            (GOOD.replace("127.0.0.1:7000", "0.0.0.0:7000"), "wildcard"),
+            (format!("{GOOD}internal_url = \"ftp://x\"\n"), "http://"),
+            (format!("{GOOD}lease_secs = 1\n"), "at least 3"),
+            (format!("{GOOD}node_id = \"a b\"\n"), "without spaces"),
+        ];
+        for (text, needle) in cases {
+            let e = parse(&text).expect_err(&text);
+            assert!(e.contains(needle), "{e} lacks {needle:?}");
+        }
     }
 }

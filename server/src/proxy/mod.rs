@@ -6,6 +6,7 @@
 
 mod authorize;
 mod counted;
+mod placed;
 mod relay;
 mod request;
 mod response;
@@ -41,7 +42,7 @@ use crate::{
     handle::{RegistryHandle, SessionHandle},
     messages::OpenStream,
     metrics::Metrics,
-    placement::{Placement, Wait, Worker},
+    placement::Worker,
     tunnel::TunnelState,
 };
 use counted::Counted;
@@ -138,9 +139,11 @@ async fn forward(
         return (Err(ProxyError::ShuttingDown), None);
     }
     if let Some(cluster) = &state.internal {
-        if !from_cluster(req, cluster) {
+        if !relay::from_cluster(req, cluster) {
             return (Err(ProxyError::NotFromCluster), None);
         }
+        let forwarded = &state.shared.metrics.cluster.forwarded_in;
+        forwarded.fetch_add(1, Ordering::Relaxed);
     }
     let routed = match route(req) {
         Ok(routed) => routed,
@@ -165,14 +168,6 @@ async fn forward(
         },
         Err(Refused { error, tunnel }) => (Err(error), tunnel),
     }
-}
-
-/// `true` when `req` carries the cluster's secret.
-fn from_cluster(req: &HttpRequest, cluster: &crate::cluster::Cluster) -> bool {
-    req.headers()
-        .get(crate::cluster::SECRET_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| cluster.secret().matches(v))
 }
 
 /// Sends the body of a request whose stream is open, and answers with the
@@ -228,33 +223,6 @@ fn route(req: &HttpRequest) -> Result<Routed<'_>, ProxyError> {
     })
 }
 
-/// The ready session serving the host, waiting for one while its client
-/// reconnects (or its session finishes its handshake).
-async fn placed(
-    routed: &Routed<'_>,
-    state: &ProxyState,
-) -> Result<(Arc<SessionHandle>, Arc<TunnelState>), ProxyError> {
-    let mut waited = false;
-    loop {
-        let placed = state
-            .worker
-            .session_for(&state.shared.registry, &routed.host)
-            .await;
-        match placed {
-            Placement::Ready(session, tunnel) => return Ok((session, tunnel)),
-            Placement::Wait(wait) => {
-                waited = true;
-                wait_for(wait, &routed.host).await?;
-            }
-            // A host that was waited for and is gone now was given up.
-            Placement::Unknown if waited => {
-                return Err(ProxyError::Reconnecting(routed.host.to_string()))
-            }
-            Placement::Unknown => return Err(ProxyError::UnknownHost(routed.host.to_string())),
-        }
-    }
-}
-
 /// A request turned away before its stream opened, with its host's state
 /// if the host was found.
 struct Refused {
@@ -291,7 +259,7 @@ async fn open(
     };
     let mut paid: Option<InFlightSlot> = None;
     loop {
-        let (session, tunnel) = placed(routed, state).await?;
+        let (session, tunnel) = placed::placed(routed, state).await?;
         let refused = |error| Refused {
             error,
             tunnel: Some(tunnel.clone()),
@@ -364,22 +332,6 @@ fn new_stream(
         tunnel,
     };
     (stream, opened)
-}
-
-/// Longest wait for a session that registered a host to open to streams
-/// (it has its handshake answer to queue first: microseconds, normally).
-const OPENING_WAIT: Duration = Duration::from_secs(5);
-
-/// Waits for a host without a ready session (as one of the few requests
-/// that may); then its sessions are looked up again.
-async fn wait_for(wait: Wait, host: &str) -> Result<(), ProxyError> {
-    let gone = || ProxyError::Reconnecting(host.to_owned());
-    match wait {
-        Wait::Reconnecting(reserved) => reserved.wait().await.map_err(|_| gone()),
-        Wait::Opening(session) => tokio::time::timeout(OPENING_WAIT, session.gate.wait_open())
-            .await
-            .map_err(|_| gone()),
-    }
 }
 
 /// Pumps the caller's body (for an upgrade, the caller's side of the

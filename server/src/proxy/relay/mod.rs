@@ -28,6 +28,7 @@ use super::{response::bodiless, ProxyState, Routed};
 use crate::{
     cluster::{Cluster, SECRET_HEADER},
     error::ProxyError,
+    metrics::Metrics,
     tunnel::TunnelState,
 };
 
@@ -39,6 +40,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(30);
 pub struct Relay {
     client: awc::Client,
     cluster: Arc<Cluster>,
+    metrics: Arc<Metrics>,
 }
 
 /// What the caller's request looked like where it arrived.
@@ -53,7 +55,7 @@ struct Arrival<'a> {
 
 impl Relay {
     /// A relay for this worker (an HTTP client lives on one thread).
-    pub fn new(cluster: Arc<Cluster>) -> Rc<Self> {
+    pub fn new(cluster: Arc<Cluster>, metrics: Arc<Metrics>) -> Rc<Self> {
         let connector = awc::Connector::new()
             .limit(0)
             .conn_keep_alive(KEEP_ALIVE)
@@ -64,7 +66,11 @@ impl Relay {
             .disable_redirects()
             .no_default_headers()
             .finish();
-        Rc::new(Relay { client, cluster })
+        Rc::new(Relay {
+            client,
+            cluster,
+            metrics,
+        })
     }
 
     /// Forwards the request to a node holding `how.host`; `UnknownHost`
@@ -80,6 +86,8 @@ impl Relay {
         let Some(first) = urls.first() else {
             return Err(ProxyError::UnknownHost(how.host.to_owned()));
         };
+        let forwarded = &self.metrics.cluster.forwarded_out;
+        forwarded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let payload = match (payload, how.upgrade) {
             (Some(payload), true) => return self.upgrade(req, payload, how, first).await,
             (payload, _) => payload,
@@ -227,6 +235,14 @@ pub(super) async fn relayed(
             return (answer, Some(tunnel));
         }
     }
+}
+
+/// `true` when `req` carries the cluster's secret.
+pub(super) fn from_cluster(req: &HttpRequest, cluster: &Cluster) -> bool {
+    req.headers()
+        .get(crate::cluster::SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| cluster.secret().matches(v))
 }
 
 /// The request body's length: `Some(0)` for none, `None` for chunked.
