@@ -153,7 +153,7 @@ pub fn wrk_version(wrk: &Path) -> String {
 pub struct WrkResult {
     pub rps: f64,
     pub requests: u64,
-    p50: String,
+    pub p50: String,
     p99: String,
 }
 

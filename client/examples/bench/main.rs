@@ -16,10 +16,13 @@
 //! burrow's binaries from DIR instead of target/release, to compare builds.
 //! `--rtt 0,20,50,100` runs only the long-link figures at those round trips
 //! (ms), with a link holding at most `--link-window BYTES` (3 MiB) in
-//! flight each way.
+//! flight each way. `--cluster` runs only the cross-node figures: two
+//! nodes sharing a `redis-server`, requests through the node holding the
+//! client and through the other one.
 
 mod bulk;
 mod calls;
+mod cluster;
 mod link;
 mod load;
 mod longlink;
@@ -89,6 +92,10 @@ fn run() -> Res<()> {
     }
     let nginx = which("nginx").ok_or("nginx not found (apt-get install nginx-light)")?;
     let upstream = start_upstream(&nginx, &setup.work)?;
+    // `--cluster`: only the cross-node figures.
+    if args.iter().any(|a| a == "--cluster") {
+        return cluster::run(&setup, upstream.addr);
+    }
     let kinds = columns();
     // `--rtt 0,20,50,100`: only the long-link figures, at those round trips.
     if let Some(list) = value(&args, "--rtt")? {
