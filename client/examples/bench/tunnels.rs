@@ -308,7 +308,12 @@ fn abs(path: &Path) -> Res<String> {
 }
 
 /// A GET over a fresh connection; returns status and body.
-pub fn http_get(addr: SocketAddr, host: Option<&str>, tls: bool, path: &str) -> Res<(u16, Vec<u8>)> {
+pub fn http_get(
+    addr: SocketAddr,
+    host: Option<&str>,
+    tls: bool,
+    path: &str,
+) -> Res<(u16, Vec<u8>)> {
     let mut s = crate::tls::connect(addr, tls)?;
     let host = host.map_or_else(|| addr.to_string(), str::to_owned);
     write!(
