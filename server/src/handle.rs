@@ -173,6 +173,8 @@ pub struct RegistryHandle {
     withdraw: Recipient<Withdraw>,
     /// In a cluster: the directory each granted host is claimed in.
     cluster: Option<Arc<Cluster>>,
+    /// How many hosts the registry has taken in (see [`Self::hosts_added`]).
+    added: Arc<AtomicU64>,
 }
 
 impl RegistryHandle {
@@ -203,7 +205,21 @@ impl RegistryHandle {
             disconnect: addr.clone().recipient(),
             withdraw: addr.recipient(),
             cluster: None,
+            added: Arc::default(),
         }
+    }
+
+    /// The same handle, reading the registry's count of hosts taken in
+    /// from `added` (which the registry bumps whenever it takes in a host
+    /// it did not hold).
+    pub fn counting(self, added: Arc<AtomicU64>) -> Self {
+        RegistryHandle { added, ..self }
+    }
+
+    /// How many hosts the registry has taken in so far: a host it did not
+    /// know is still unknown while this has not moved.
+    pub fn hosts_added(&self) -> u64 {
+        self.added.load(Ordering::Acquire)
     }
 
     /// The same handle, claiming each host it grants in `cluster`'s

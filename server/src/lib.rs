@@ -161,11 +161,15 @@ fn start_registry(
         .map(|settings| cluster::Cluster::start(settings, metrics.clone()))
         .transpose()
         .map_err(io::Error::other)?;
-    let registry = Registry::new(config, on_demand, metrics.clone(), cluster.clone()).start();
+    let registry = Registry::new(config, on_demand, metrics.clone(), cluster.clone());
+    let added = registry.hosts_added();
+    let registry = registry.start();
     if let Some(cluster) = &cluster {
         cluster.attach(registry.clone().recipient());
     }
-    let handle = RegistryHandle::new(registry).in_cluster(cluster.clone());
+    let handle = RegistryHandle::new(registry)
+        .in_cluster(cluster.clone())
+        .counting(added);
     Ok((handle, cluster))
 }
 

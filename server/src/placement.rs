@@ -61,6 +61,7 @@ impl WorkerIds {
         Worker {
             id,
             chosen: RefCell::default(),
+            unknown: RefCell::default(),
         }
     }
 
@@ -80,7 +81,16 @@ pub struct Worker {
     /// answer is current (no session joined or left the host since) and
     /// its session is ready; otherwise the registry is asked again.
     chosen: RefCell<HashMap<String, Cached, BuildHasherDefault<HostHasher>>>,
+    /// Hosts the registry did not know, with the count of hosts it had
+    /// taken in by then: while no host was taken in since, they are still
+    /// unknown, and a request for one (a stranger's, or in a cluster one
+    /// for a host held through another node) does not ask again. Keyed by
+    /// a hash a stranger cannot aim at, and bounded.
+    unknown: RefCell<HashMap<String, u64>>,
 }
+
+/// Most unknown hosts a worker remembers; beyond, it starts over.
+const MOST_UNKNOWN: usize = 4096;
 
 /// Where a request for a host goes.
 pub enum Placement {
@@ -117,6 +127,11 @@ impl Worker {
         if let Some(cached) = cached {
             return cached;
         }
+        // Read before the lookup: a host taken in meanwhile counts as news.
+        let added = registry.hosts_added();
+        if self.unknown.borrow().get(host) == Some(&added) {
+            return Placement::Unknown;
+        }
         let found = registry.lookup(host).await;
         let session = found.as_ref().and_then(|f| pick(f, self.id)).cloned();
         let mut chosen = self.chosen.borrow_mut();
@@ -136,6 +151,11 @@ impl Worker {
             }
             (None, _) => {
                 chosen.remove(host);
+                let mut unknown = self.unknown.borrow_mut();
+                if unknown.len() >= MOST_UNKNOWN {
+                    unknown.clear();
+                }
+                unknown.insert(host.to_owned(), added);
                 Placement::Unknown
             }
         }

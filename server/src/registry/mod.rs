@@ -74,6 +74,9 @@ pub struct Registry {
     /// In a cluster: the host directory the nodes share, told when this
     /// node stops holding a host.
     cluster: Option<Arc<Cluster>>,
+    /// Bumped whenever a host is taken in, so that the workers' notes of
+    /// hosts that were unknown are looked up again.
+    added: Arc<AtomicU64>,
 }
 
 /// A host a client may claim, the entry that grants it, and the rules for
@@ -155,7 +158,13 @@ impl Registry {
             next_reservation: 1,
             draining: false,
             cluster,
+            added: Arc::default(),
         }
+    }
+
+    /// The count of hosts taken in, for [`RegistryHandle::counting`](crate::handle::RegistryHandle::counting).
+    pub fn hosts_added(&self) -> Arc<AtomicU64> {
+        self.added.clone()
     }
 
     /// Checks one requested tunnel: the host it may claim, the entry that
@@ -195,8 +204,10 @@ impl Registry {
         if !self.hosts.contains_key(&host) && *held >= limit {
             return Err(RegisterError::TooManyTunnels(host, limit));
         }
+        let added = &self.added;
         let holders = self.hosts.entry(host.clone()).or_insert_with(|| {
             *held += 1;
+            added.fetch_add(1, Ordering::Release);
             Holders::new(entry)
         });
         holders.sessions.retain(|s| s.is_alive());
@@ -236,11 +247,12 @@ impl Registry {
             .entry(session.id)
             .or_default()
             .push(host.clone());
-        let pattern = self.patterns.get(entry).cloned().unwrap_or_default();
+        let quota = (self.patterns.get(entry).cloned().unwrap_or_default(), limit);
+        let joined = joins_pool;
         Ok(Granted {
             host,
-            joined: joins_pool,
-            quota: (pattern, limit),
+            joined,
+            quota,
         })
     }
 }

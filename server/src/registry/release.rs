@@ -142,6 +142,8 @@ impl Registry {
         holders.reserved = Some(Reservation::new(id, None, left, max));
         *self.held.entry(entry).or_default() += 1;
         self.hosts.insert(host.to_owned(), holders);
+        self.added
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         self.expire_later(host.to_owned(), id, left, ctx);
         Some(())
     }

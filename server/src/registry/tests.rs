@@ -214,3 +214,42 @@ async fn release_of_many_sessions() {
         assert!(r.hosts.is_empty());
     }
 }
+
+#[actix_rt::test]
+async fn a_worker_remembers_an_unknown_host_only_until_a_host_is_taken_in() {
+    use crate::placement::{Placement, WorkerIds};
+    let mut r = registry();
+    let added = r.hosts_added();
+    let to = Nobody.start().recipient();
+    register(&mut r, &to, 1, "a", &["one.localhost"]);
+    assert_eq!(added.load(std::sync::atomic::Ordering::Acquire), 1);
+    let handle = crate::handle::RegistryHandle::new(r.start()).counting(added.clone());
+    let worker = WorkerIds::default().this_worker();
+    let unknown = |p: &Placement| matches!(p, Placement::Unknown);
+    assert!(unknown(&worker.session_for(&handle, "two.localhost").await));
+    // Known hosts and the unknown one alike are asked about again once a
+    // host is taken in: the note does not hide a host registered since.
+    assert!(unknown(&worker.session_for(&handle, "two.localhost").await));
+    let session = SessionHandle {
+        id: 2,
+        to_session: to.clone(),
+        outbox: Outbox::new().0,
+        gate: Arc::new(Gate::default()),
+        path: Default::default(),
+        worker: WorkerId(0),
+        peer: None,
+    };
+    let tunnels = vec![TunnelRequest {
+        host: "two.localhost".into(),
+        token: "t".into(),
+        access: Default::default(),
+    }];
+    let granted = handle.register(session, tunnels, Some("b".into())).await;
+    assert!(granted.iter().all(Result::is_ok), "{granted:?}");
+    assert_eq!(handle.hosts_added(), 2);
+    let placed = worker.session_for(&handle, "two.localhost").await;
+    assert!(
+        !unknown(&placed),
+        "the host registered since is still unknown"
+    );
+}
