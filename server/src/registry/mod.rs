@@ -243,16 +243,12 @@ impl Registry {
         holders.sessions.push(session.clone());
         // Workers should pick again.
         holders.changed();
-        self.by_session
-            .entry(session.id)
-            .or_default()
-            .push(host.clone());
-        let quota = (self.patterns.get(entry).cloned().unwrap_or_default(), limit);
-        let joined = joins_pool;
+        let hosts = self.by_session.entry(session.id).or_default();
+        hosts.push(host.clone());
         Ok(Granted {
             host,
-            joined,
-            quota,
+            joined: joins_pool,
+            quota: (self.patterns.get(entry).cloned().unwrap_or_default(), limit),
         })
     }
 }
