@@ -220,6 +220,35 @@ async fn one_clients_connections_on_two_nodes_serve_through_both() {
 }
 
 #[actix_rt::test]
+async fn a_server_name_with_several_addresses_is_tried_address_by_address() {
+    // `localhost` is 127.0.0.1 then ::1 to the client; the server listens
+    // on ::1 only, so the first address refuses and the second answers.
+    let listener = std::net::TcpListener::bind("[::1]:0").expect("IPv6 loopback");
+    let port = listener.local_addr().expect("addr").port();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the IPv4 port must be closed for this test"
+    );
+    let server = start_server_on(listener, server_config(""));
+    let upstream = upstream::Upstream::start();
+    let text = format!(
+        "server = \"ws://localhost:{port}/_burrow/connect\"\nmax_reconnect_delay_secs = 1\n\
+         [[tunnels]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\nlocal = \"{}\"\n",
+        upstream.url()
+    );
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let task = actix_rt::spawn(run_client(client_config_text(&text), tx));
+    wait_registered(&mut events).await;
+    let sessions = server
+        .registry()
+        .lookup(HOST)
+        .await
+        .map(|h| h.sessions.len());
+    assert!(sessions.unwrap_or(0) >= 1);
+    task.abort();
+}
+
+#[actix_rt::test]
 async fn websockets_cross_nodes_both_ways() {
     use awc::ws;
     let redis = Redis::start();
