@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use burrow_common::flow::InFlight;
+use burrow_common::flow::{InFlight, WindowMemory};
 
 use crate::{callers::CallerRules, config::Limits, metrics::TunnelStats};
 
@@ -28,6 +28,9 @@ pub struct TunnelState {
     pub in_flight: Arc<InFlight>,
     /// Its request rate, when the server limits it.
     pub rate: Option<Rate>,
+    /// The widest window its answers grew to, over all its client's
+    /// connections: what an answer on a long path opens with.
+    pub window_memory: Arc<WindowMemory>,
 }
 
 impl TunnelState {
@@ -53,6 +56,7 @@ impl TunnelState {
             limits,
             stats,
             in_flight: before.map_or_else(Arc::default, |b| b.in_flight.clone()),
+            window_memory: before.map_or_else(Arc::default, |b| b.window_memory.clone()),
         }
     }
 }

@@ -17,7 +17,7 @@ use super::{
     credit::RecvCredit,
     in_flight::InFlightSlot,
     path::PathState,
-    window::{unmeasured, ReceiveWindow, WIDE_WINDOW_BUDGET},
+    window::{unmeasured, OpenedWindow, ReceiveWindow, WIDE_WINDOW_BUDGET},
 };
 use crate::{frame::Frame, outbox::Outbox, protocol::ResetCode, queue::Receiver};
 
@@ -127,6 +127,13 @@ impl RecvBody {
     /// its budget).
     pub fn on_path(mut self, path: Arc<PathState>) -> Self {
         self.window = ReceiveWindow::new(&WIDE_WINDOW_BUDGET, path);
+        self
+    }
+
+    /// Takes the window made when the stream opened (see
+    /// [`OpenedWindow::on`]).
+    pub fn with_window(mut self, window: OpenedWindow) -> Self {
+        self.window = window.0;
         self
     }
 

@@ -29,7 +29,8 @@ pub use in_flight::{InFlight, InFlightSlot};
 pub use path::{PathState, CONNECTION_WINDOW_BUDGET};
 pub use pump::{pump_body, PumpError, MIN_PIECE};
 pub use window::{
-    WindowBudget, GROW_WITHIN, MAX_WINDOW, SHORT_MAX_WINDOW, SHRINK_AFTER, WIDE_WINDOW_BUDGET,
+    OpenedWindow, WindowBudget, WindowMemory, GROW_WITHIN, MAX_WINDOW, SHORT_MAX_WINDOW,
+    SHRINK_AFTER, WIDE_WINDOW_BUDGET,
 };
 
 #[cfg(test)]

@@ -24,7 +24,7 @@
 //! of their initial windows. A slow reader holds back only its own stream.
 
 use std::sync::{
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicU32, AtomicU64, Ordering},
     Arc,
 };
 
@@ -113,6 +113,25 @@ pub(crate) struct ReceiveWindow {
     /// the connection's budget.
     budget: &'static WindowBudget,
     path: Arc<PathState>,
+    /// Where the window's widest size is noted for the streams that open
+    /// after it, if anywhere.
+    memory: Option<Arc<WindowMemory>>,
+}
+
+/// The widest window the streams of one peer's connections grew to
+/// (shared by a client's connections to one host, which cross the same
+/// path): what a stream opening on a long path starts with.
+#[derive(Debug, Default)]
+pub struct WindowMemory(AtomicU32);
+
+impl WindowMemory {
+    fn grew_to(&self, size: u32) {
+        self.0.fetch_max(size, Ordering::Relaxed);
+    }
+
+    fn widest(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl ReceiveWindow {
@@ -126,7 +145,29 @@ impl ReceiveWindow {
             since: None,
             budget,
             path,
+            memory: None,
         }
+    }
+
+    /// A window on `path` that opens as wide as the widest `memory` holds,
+    /// when the path is long (two round trips beyond
+    /// [`GROW_WITHIN`]) and the budgets allow; with the widening, to grant
+    /// the peer at once.
+    pub(crate) fn opening(
+        budget: &'static WindowBudget,
+        path: Arc<PathState>,
+        memory: Arc<WindowMemory>,
+    ) -> (Self, u32) {
+        let mut window = ReceiveWindow::new(budget, path);
+        let long = window.path.rtt().is_some_and(|rtt| rtt * 2 > GROW_WITHIN);
+        let wanted = memory.widest().min(MAX_WINDOW);
+        window.memory = Some(memory);
+        let extra = wanted.saturating_sub(window.size);
+        if long && extra > 0 && window.take(extra) {
+            window.size += extra;
+            return (window, extra);
+        }
+        (window, 0)
     }
 
     /// Records `n` bytes consumed by the reader; returns the credit to
@@ -181,6 +222,9 @@ impl ReceiveWindow {
             let extra = wider.min(limit).saturating_sub(self.size);
             if extra > 0 && self.take(extra) {
                 self.size += extra;
+                if let Some(memory) = &self.memory {
+                    memory.grew_to(self.size);
+                }
                 return extra;
             }
         }
@@ -218,6 +262,23 @@ impl ReceiveWindow {
     }
 }
 
+/// A stream's receive window made as the stream opens, before its body's
+/// reader exists: see [`OpenedWindow::on`].
+#[derive(Debug)]
+pub struct OpenedWindow(pub(crate) ReceiveWindow);
+
+impl OpenedWindow {
+    /// The window of a stream opening on `path`, noting in `memory` how
+    /// wide it grows, and the credit beyond the initial window to grant
+    /// the peer with the request (0: none). The opener must send that
+    /// grant, and give it to the stream's `RecvCredit`, before any frame
+    /// that lets the peer answer.
+    pub fn on(path: Arc<PathState>, memory: Arc<WindowMemory>) -> (OpenedWindow, u32) {
+        let (window, extra) = ReceiveWindow::opening(&WIDE_WINDOW_BUDGET, path, memory);
+        (OpenedWindow(window), extra)
+    }
+}
+
 impl Drop for ReceiveWindow {
     fn drop(&mut self) {
         self.give(self.size - INITIAL_WINDOW + self.owed);
@@ -251,6 +312,36 @@ mod tests {
             sizes.push(w.size() / K);
         }
         assert_eq!(sizes, [1024, 2048, 4096, 8192, 16384, 16384, 16384]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_on_a_long_path_opens_as_wide_as_the_widest_before_it_within_the_budgets() {
+        static BUDGET: WindowBudget = WindowBudget::new(1 << 30);
+        let memory = Arc::new(WindowMemory::default());
+        let long = Arc::new(PathState::with_budget(12 << 20));
+        long.sample(Duration::from_millis(50));
+        // Nothing widened yet: the initial window, no grant ahead.
+        let (mut first, ahead) = ReceiveWindow::opening(&BUDGET, long.clone(), memory.clone());
+        assert_eq!((first.size(), ahead), (INITIAL_WINDOW, 0));
+        first.consumed(0);
+        half_after(&mut first, Duration::from_millis(5)).await;
+        assert_eq!(first.size(), 5 << 20);
+        // The next stream (on this connection or another of the same
+        // memory) opens at 5 MiB, granting the difference ahead.
+        let (second, ahead) = ReceiveWindow::opening(&BUDGET, long.clone(), memory.clone());
+        assert_eq!(second.size(), 5 << 20);
+        assert_eq!(ahead, (5 << 20) - INITIAL_WINDOW);
+        // 3 MiB of the connection's 12 are left: a third opens at the
+        // initial window.
+        let (third, ahead) = ReceiveWindow::opening(&BUDGET, long.clone(), memory.clone());
+        assert_eq!((third.size(), ahead), (INITIAL_WINDOW, 0));
+        drop((first, second, third));
+        assert_eq!(long.budget.left(), 12 << 20, "every widening given back");
+        // A short path never opens wide, whatever the memory holds.
+        let short = Arc::new(PathState::with_budget(8 << 20));
+        short.sample(Duration::from_millis(1));
+        let (w, ahead) = ReceiveWindow::opening(&BUDGET, short, memory);
+        assert_eq!((w.size(), ahead), (INITIAL_WINDOW, 0));
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,13 +25,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use burrow_common::{
     flow::{
-        pump_body, Activity, BodyEvent, CancelOnDrop, InFlightSlot, PumpError, RecvBody,
-        RecvCredit, SendCredit,
+        pump_body, Activity, BodyEvent, CancelOnDrop, InFlightSlot, OpenedWindow, PumpError,
+        RecvBody, RecvCredit, SendCredit,
     },
-    protocol::ResponseHead,
+    frame::Frame,
     queue::{queue, Receiver},
     ResetCode,
 };
@@ -114,6 +114,10 @@ struct Opened {
     slot: InFlightSlot,
     /// The host's state the request was authorized against.
     tunnel: Arc<TunnelState>,
+    /// The answer's receive window, and the credit to grant with the head
+    /// (on a long path whose streams have widened).
+    window: OpenedWindow,
+    ahead: u32,
 }
 
 /// Forwards one public request through its tunnel, and counts it.
@@ -196,9 +200,10 @@ async fn answer(
         recv_credit,
         slot,
         tunnel,
+        window,
         ..
     } = opened;
-    let waited = await_head(req, &routed.host, events, &mut guard, state).await;
+    let waited = response::await_head(req, &routed.host, events, &mut guard, state).await;
     let (head, events) = waited.map_err(|e| match too_large.is_some_and(|f| f.get()) {
         true => ProxyError::BodyTooLarge(max_body),
         false => e,
@@ -206,8 +211,8 @@ async fn answer(
     if head.end_stream {
         guard.disarm();
     }
-    let body = RecvBody::new(id, events, session.outbox.clone(), recv_credit, guard)
-        .on_path(session.path.clone());
+    let body =
+        RecvBody::new(id, events, session.outbox.clone(), recv_credit, guard).with_window(window);
     let body = Counted::new(body.holding(Some(slot)), tunnel);
     response::response(req, &routed.host, head, body, routed.upgrade)
 }
@@ -285,6 +290,15 @@ async fn open(
             .outbox
             .send_encoded(frame)
             .map_err(|_| refused(ProxyError::TunnelGone(routed.host.to_string())))?;
+        if opened.ahead > 0 {
+            // Right behind the head: the answer may start at the path's rate.
+            opened.recv_credit.give(opened.ahead);
+            let increment = opened.ahead;
+            let _ = session.outbox.send(&Frame::Window {
+                stream: id,
+                increment,
+            });
+        }
         drop(pass);
         return Ok(opened);
     }
@@ -320,6 +334,8 @@ fn new_stream(
         send_credit: SendCredit::new(),
         activity: Activity::new(),
     };
+    let memory = tunnel.window_memory.clone();
+    let (window, ahead) = OpenedWindow::on(session.path.clone(), memory);
     let opened = Opened {
         session: session.clone(),
         id,
@@ -330,6 +346,8 @@ fn new_stream(
         activity: stream.activity.clone(),
         slot,
         tunnel,
+        window,
+        ahead,
     };
     (stream, opened)
 }
@@ -368,40 +386,6 @@ fn send_body(
             session.cancel(id, ResetCode::Cancel);
         }
     });
-}
-
-/// Waits for the response head. The session enforces the request timeout
-/// on its periodic sweep: a timer per request would cost more than the
-/// rest of this wait.
-async fn await_head(
-    req: &HttpRequest,
-    host: &str,
-    mut events: Receiver<BodyEvent>,
-    guard: &mut CancelOnDrop,
-    state: &ProxyState,
-) -> Result<(ResponseHead, Receiver<BodyEvent>), ProxyError> {
-    let mut event = events.recv().await;
-    while let Some(BodyEvent::Continue) = event {
-        crate::expect::let_caller_send(&req.extensions());
-        event = events.recv().await;
-    }
-    match event {
-        Some(BodyEvent::Head(head)) => Ok((*head, events)),
-        Some(BodyEvent::Reset(code, reason)) => {
-            guard.disarm();
-            Err(ProxyError::from_reset(host, code, reason))
-        }
-        Some(BodyEvent::Expired) => {
-            guard.disarm();
-            Err(ProxyError::Timeout {
-                host: host.to_owned(),
-                secs: state.shared.request_timeout.as_secs(),
-            })
-        }
-        Some(BodyEvent::Data(_) | BodyEvent::End | BodyEvent::Continue) | None => {
-            Err(ProxyError::TunnelGone(host.to_owned()))
-        }
-    }
 }
 
 fn cancel_guard(session: &Arc<SessionHandle>, id: u32) -> CancelOnDrop {

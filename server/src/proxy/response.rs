@@ -1,6 +1,7 @@
-//! The caller's response, built from the local service's head and the
-//! stream's body.
+//! The caller's response: the wait for the local service's head, then
+//! the response built from it and the stream's body.
 
+use actix_web::HttpMessage;
 use actix_web::{
     body::{self, SizedStream},
     http::{
@@ -10,14 +11,15 @@ use actix_web::{
     HttpRequest, HttpResponse, HttpResponseBuilder,
 };
 use burrow_common::{
-    flow::BodyError,
+    flow::{BodyError, BodyEvent, CancelOnDrop},
     headers::to_http,
     http1::{parse_content_length, status_has_no_body},
     protocol::ResponseHead,
+    queue::Receiver,
 };
 use bytes::Bytes;
 
-use super::Counted;
+use super::{Counted, ProxyState};
 use crate::error::ProxyError;
 
 /// The response for `req` from the local service's `head`, its body coming
@@ -99,5 +101,39 @@ pub(super) fn bodiless(
             .body(body::None::new()),
         _ if bodiless_status => builder.body(body::None::new()),
         _ => builder.body(()),
+    }
+}
+
+/// Waits for the response head. The session enforces the request timeout
+/// on its periodic sweep: a timer per request would cost more than the
+/// rest of this wait.
+pub(super) async fn await_head(
+    req: &HttpRequest,
+    host: &str,
+    mut events: Receiver<BodyEvent>,
+    guard: &mut CancelOnDrop,
+    state: &ProxyState,
+) -> Result<(ResponseHead, Receiver<BodyEvent>), ProxyError> {
+    let mut event = events.recv().await;
+    while let Some(BodyEvent::Continue) = event {
+        crate::expect::let_caller_send(&req.extensions());
+        event = events.recv().await;
+    }
+    match event {
+        Some(BodyEvent::Head(head)) => Ok((*head, events)),
+        Some(BodyEvent::Reset(code, reason)) => {
+            guard.disarm();
+            Err(ProxyError::from_reset(host, code, reason))
+        }
+        Some(BodyEvent::Expired) => {
+            guard.disarm();
+            Err(ProxyError::Timeout {
+                host: host.to_owned(),
+                secs: state.shared.request_timeout.as_secs(),
+            })
+        }
+        Some(BodyEvent::Data(_) | BodyEvent::End | BodyEvent::Continue) | None => {
+            Err(ProxyError::TunnelGone(host.to_owned()))
+        }
     }
 }
