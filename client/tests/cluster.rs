@@ -21,11 +21,21 @@ struct Client {
 }
 
 fn client(node: &Node, host: &str, token: &str) -> Client {
+    client_of(&[node.server.addr().to_string()], "", host, token)
+}
+
+/// A client for `host` (with `token`) whose `server` lists the servers at
+/// `addrs` (`host:port`), with `extra` settings.
+fn client_of(addrs: &[String], extra: &str, host: &str, token: &str) -> Client {
     let upstream = upstream::Upstream::start();
+    let servers: Vec<String> = addrs
+        .iter()
+        .map(|a| format!("\"ws://{a}/_burrow/connect\""))
+        .collect();
     let text = format!(
-        "server = \"ws://{}/_burrow/connect\"\nmax_reconnect_delay_secs = 1\n\
+        "server = [{}]\nmax_reconnect_delay_secs = 1\n{extra}\n\
          [[tunnels]]\nhost = \"{host}\"\ntoken = \"{token}\"\nlocal = \"{}\"\n",
-        node.server.addr(),
+        servers.join(", "),
         upstream.url()
     );
     let (tx, events) = tokio::sync::mpsc::unbounded_channel();
@@ -34,6 +44,14 @@ fn client(node: &Node, host: &str, token: &str) -> Client {
         upstream,
         task,
         events,
+    }
+}
+
+/// The status a WebSocket upgrade was refused with (a panic if it opened).
+async fn refused_upgrade(upgrade: awc::ws::WebsocketsRequest) -> StatusCode {
+    match upgrade.connect().await {
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => status,
+        other => panic!("expected a refusal, got {:?}", other.map(|r| r.0.status())),
     }
 }
 
@@ -149,25 +167,16 @@ async fn a_client_that_lost_its_node_comes_back_through_another_and_its_host_fol
     let a = Node::start(&redis, "a", "reconnect_grace_secs = 30");
     let b = Node::start(&redis, "b", "reconnect_grace_secs = 30");
     let link = link::FreezingLink::start(a.server.addr()).await;
-    let upstream = upstream::Upstream::start();
-    let text = format!(
-        "server = [\"ws://{}/_burrow/connect\", \"ws://{}/_burrow/connect\"]\n\
-         max_reconnect_delay_secs = 1\nconnections = 1\n\
-         [[tunnels]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\nlocal = \"{}\"\n",
-        link.addr,
-        b.server.addr(),
-        upstream.url()
-    );
-    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let task = actix_rt::spawn(run_client(client_config_text(&text), tx));
-    wait_registered(&mut events).await;
+    let addrs = [link.addr.to_string(), b.server.addr().to_string()];
+    let mut one = client_of(&addrs, "connections = 1", HOST, TOKEN);
+    wait_registered(&mut one.events).await;
     assert_eq!(get(&b, HOST, "/id/1").await.0, StatusCode::OK);
 
     // The client's way to a breaks; a keeps the host for it, but it comes
     // back through b, and a hands the host over.
     link.refuse(true);
     link.cut();
-    wait_registered(&mut events).await;
+    wait_registered(&mut one.events).await;
     let started = std::time::Instant::now();
     for node in [&a, &b] {
         let (status, body) = get(node, HOST, "/id/2").await;
@@ -178,7 +187,7 @@ async fn a_client_that_lost_its_node_comes_back_through_another_and_its_host_fol
         started.elapsed() < Duration::from_secs(20),
         "a waited out its grace instead of handing the host over"
     );
-    task.abort();
+    one.task.abort();
 }
 
 #[actix_rt::test]
@@ -187,17 +196,8 @@ async fn one_clients_connections_on_two_nodes_serve_through_both() {
     let a = Node::start(&redis, "a", "");
     let b = Node::start(&redis, "b", "");
     let front = RoundRobin::start(vec![a.server.addr(), b.server.addr()]).await;
-    let upstream = upstream::Upstream::start();
-    let text = format!(
-        "server = \"ws://{}/_burrow/connect\"\nmax_reconnect_delay_secs = 1\n\
-         connections = 2\n\
-         [[tunnels]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\nlocal = \"{}\"\n",
-        front.addr,
-        upstream.url()
-    );
-    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let task = actix_rt::spawn(run_client(client_config_text(&text), tx));
-    wait_registered(&mut events).await;
+    let mut one = client_of(&[front.addr.to_string()], "connections = 2", HOST, TOKEN);
+    wait_registered(&mut one.events).await;
     let both = eventually(Duration::from_secs(20), || async {
         let mut held = 0;
         for node in [&a, &b] {
@@ -216,7 +216,7 @@ async fn one_clients_connections_on_two_nodes_serve_through_both() {
         assert_eq!(status, StatusCode::OK, "through {}", node.name);
         assert_eq!(body, format!("id-{i}").as_bytes());
     }
-    task.abort();
+    one.task.abort();
 }
 
 #[actix_rt::test]
@@ -230,22 +230,15 @@ async fn a_server_name_with_several_addresses_is_tried_address_by_address() {
         "the IPv4 port must be closed for this test"
     );
     let server = start_server_on(listener, server_config(""));
-    let upstream = upstream::Upstream::start();
-    let text = format!(
-        "server = \"ws://localhost:{port}/_burrow/connect\"\nmax_reconnect_delay_secs = 1\n\
-         [[tunnels]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\nlocal = \"{}\"\n",
-        upstream.url()
-    );
-    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let task = actix_rt::spawn(run_client(client_config_text(&text), tx));
-    wait_registered(&mut events).await;
+    let mut one = client_of(&[format!("localhost:{port}")], "", HOST, TOKEN);
+    wait_registered(&mut one.events).await;
     let sessions = server
         .registry()
         .lookup(HOST)
         .await
         .map(|h| h.sessions.len());
     assert!(sessions.unwrap_or(0) >= 1);
-    task.abort();
+    one.task.abort();
 }
 
 #[actix_rt::test]
@@ -290,18 +283,8 @@ async fn websockets_cross_nodes_both_ways() {
     // A refused upgrade comes back as the local service gave it.
     let refused = caller()
         .ws(format!("ws://{}/ws-refuse", b.server.addr()))
-        .set_header("host", HOST)
-        .connect()
-        .await;
-    match refused {
-        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
-            assert_eq!(status, StatusCode::FORBIDDEN)
-        }
-        other => panic!(
-            "expected the refusal, got {:?}",
-            other.map(|r| r.0.status())
-        ),
-    }
+        .set_header("host", HOST);
+    assert_eq!(refused_upgrade(refused).await, StatusCode::FORBIDDEN);
     one.task.abort();
 }
 
@@ -436,15 +419,12 @@ async fn the_internal_listener_refuses_requests_without_the_secret() {
         let resp = req.send().await.expect("an answer");
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "secret {secret:?}");
     }
-    // Nor does it take clients.
-    let resp = caller()
-        .get(format!("http://{}/_burrow/connect", a.internal))
-        .insert_header(("x-burrow-cluster", SECRET))
-        .insert_header(("host", HOST))
-        .send()
-        .await
-        .expect("an answer");
-    assert_ne!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    // Nor does it take clients: a client's upgrade to the control path,
+    // secret and all, is a request for an unknown host there.
+    let control = caller()
+        .ws(format!("ws://{}/_burrow/connect", a.internal))
+        .set_header("x-burrow-cluster", SECRET);
+    assert_eq!(refused_upgrade(control).await, StatusCode::NOT_FOUND);
     // The secret never reaches the local service.
     let mut resp = caller()
         .get(format!("http://{}/echo", a.internal))

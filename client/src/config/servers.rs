@@ -86,16 +86,6 @@ impl Servers {
     pub fn first(&self) -> &ServerUrl {
         &self.list[0]
     }
-
-    /// How many there are.
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    /// Never: a list has at least one URL.
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -126,6 +116,6 @@ mod tests {
             .unwrap_err()
             .contains("empty"));
         let one = RawServers::One("ws://a.test".into()).parse().expect("one");
-        assert_eq!(one.len(), 1);
+        assert_eq!(one.in_turn().count(), 1);
     }
 }

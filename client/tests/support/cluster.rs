@@ -10,7 +10,7 @@ use std::{
 
 use burrow_server::{RunningServer, ServerConfig};
 
-use super::{procs::free_port, procs::Reaper, start_server, HOST, TOKEN};
+use super::{procs::free_port, procs::Reaper, server_toml, start_server};
 
 /// The secret the test nodes share.
 pub const SECRET: &str = "test-cluster-secret-0123456789";
@@ -89,17 +89,11 @@ impl Node {
     /// `extra` settings.
     pub fn start(redis: &Redis, name: &str, extra: &str) -> Node {
         let internal = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let grace = match extra.contains("reconnect_grace_secs") {
-            true => "",
-            false => "reconnect_grace_secs = 0\n",
-        };
         let text = format!(
-            "listen = \"127.0.0.1:0\"\nworkers = 2\n{grace}{extra}\n\
-             [[hosts]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\n\
-             [[hosts]]\nhost = \"other.localhost\"\ntoken = \"other-token\"\n\
-             [[hosts]]\nhost = \"*.wild.localhost\"\ntoken = \"wild-token\"\n\
+            "{}[[hosts]]\nhost = \"*.wild.localhost\"\ntoken = \"wild-token\"\n\
              [cluster]\nredis = \"{}\"\nnode_id = \"{name}\"\n\
              internal_listen = \"{internal}\"\nsecret = \"{SECRET}\"\nlease_secs = 3\n",
+            server_toml(extra),
             redis.url()
         );
         let config = ServerConfig::from_str(&text, Path::new("node.toml")).expect("node config");

@@ -28,16 +28,21 @@ pub const TOKEN: &str = "test-token";
 /// it, hosts are not kept for a client that drops (most tests want to see
 /// a host freed at once).
 pub fn server_config(extra: &str) -> ServerConfig {
+    let text = server_toml(extra);
+    ServerConfig::from_str(&text, Path::new("test-server.toml")).expect("server config")
+}
+
+/// [`server_config`]'s text, for tests that add tables to it.
+pub fn server_toml(extra: &str) -> String {
     let grace = match extra.contains("reconnect_grace_secs") {
         true => "",
         false => "reconnect_grace_secs = 0\n",
     };
-    let text = format!(
+    format!(
         "listen = \"127.0.0.1:0\"\nworkers = 2\n{grace}{extra}\n\
          [[hosts]]\nhost = \"{HOST}\"\ntoken = \"{TOKEN}\"\n\
          [[hosts]]\nhost = \"other.localhost\"\ntoken = \"other-token\"\n"
-    );
-    ServerConfig::from_str(&text, Path::new("test-server.toml")).expect("server config")
+    )
 }
 
 pub fn client_config(server: SocketAddr, local: &str, token: &str) -> ClientConfig {

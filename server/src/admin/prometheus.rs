@@ -98,37 +98,29 @@ fn counts(out: &mut String, m: &Metrics) {
 fn cluster(out: &mut String, m: &Metrics) {
     let c = &m.cluster;
     let n = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
-    let forwarded = vec![
-        format!("{{direction=\"out\"}} {}", n(&c.forwarded_out)),
-        format!("{{direction=\"in\"}} {}", n(&c.forwarded_in)),
+    let families = [
+        (
+            "burrow_cluster_forwarded_total",
+            "Requests forwarded to the node holding their tunnel (out), or from another node (in).",
+            vec![
+                format!("{{direction=\"out\"}} {}", n(&c.forwarded_out)),
+                format!("{{direction=\"in\"}} {}", n(&c.forwarded_in)),
+            ],
+        ),
+        (
+            "burrow_cluster_lease_operations_total",
+            "Leases claimed, renewed and released in the host directory.",
+            vec![format!(" {}", n(&c.lease_operations))],
+        ),
+        (
+            "burrow_cluster_directory_errors_total",
+            "Calls to the host directory (Redis) that failed.",
+            vec![format!(" {}", n(&c.directory_errors))],
+        ),
     ];
-    let help =
-        "Requests forwarded to the node holding their tunnel (out), or from another node (in).";
-    family(
-        out,
-        "burrow_cluster_forwarded_total",
-        "counter",
-        help,
-        forwarded,
-    );
-    let leases = vec![format!(" {}", n(&c.lease_operations))];
-    let help = "Leases claimed, renewed and released in the host directory.";
-    family(
-        out,
-        "burrow_cluster_lease_operations_total",
-        "counter",
-        help,
-        leases,
-    );
-    let errors = vec![format!(" {}", n(&c.directory_errors))];
-    let help = "Calls to the host directory (Redis) that failed.";
-    family(
-        out,
-        "burrow_cluster_directory_errors_total",
-        "counter",
-        help,
-        errors,
-    );
+    for (name, help, samples) in families {
+        family(out, name, "counter", help, samples);
+    }
 }
 
 /// One metric family: its help and type, then each sample (`{labels} value`

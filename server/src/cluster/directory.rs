@@ -1,14 +1,14 @@
 //! The host directory in Redis: who holds each host (a client instance,
 //! under a lease) and which nodes have a connection of that instance.
 //!
-//! Two keys per host, changed only by the scripts below so that each step
-//! is one atomic compare-and-set on the Redis server:
+//! Two keys per host and one per `[[hosts]]` entry, changed only by the
+//! scripts below so that each step is one atomic compare-and-set on the
+//! Redis server:
 //! - `burrow:lease:{host}`: the instance holding it, expiring after the
 //!   lease unless a node renews it;
 //! - `burrow:nodes:{host}`: a hash from node id to `"{expiry ms} {url}"`,
 //!   one field per node with a connection of the instance (a field past
-//!   its expiry belongs to a node that stopped renewing: a dead one).
-//!
+//!   its expiry belongs to a node that stopped renewing: a dead one);
 //! - `burrow:entry:{pattern}`: the hosts held under one `[[hosts]]` entry,
 //!   scored by when their leases end, for its limit across the nodes.
 //!
@@ -20,6 +20,18 @@ use std::time::Duration;
 
 use redis::{aio::ConnectionManager, RedisResult, Script};
 
+/// A script whose body starts with `now`, the Redis server's clock in
+/// milliseconds.
+macro_rules! timed_script {
+    ($body:literal) => {
+        concat!(
+            "local t = redis.call('TIME')\n",
+            "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n",
+            $body
+        )
+    };
+}
+
 /// The channel every change of a host's holder or nodes is published on.
 pub const CHANGES: &str = "burrow:changes";
 
@@ -27,11 +39,10 @@ pub const CHANGES: &str = "burrow:changes";
 /// its holders; counts it among its entry's hosts (KEYS[3], a sorted set
 /// scored by expiry), refusing a new one past the entry's limit (ARGV[7]).
 /// 0: another instance holds it; 1: renewed; 2: new here; 3: too many.
-const CLAIM: &str = r"
+const CLAIM: &str = timed_script!(
+    r"
 local held = redis.call('GET', KEYS[1])
 if held and held ~= ARGV[1] then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if not redis.call('ZSCORE', KEYS[3], ARGV[6]) then
@@ -48,15 +59,15 @@ if (not held) or known == 0 then
   return 2
 end
 return 1
-";
+"
+);
 
 /// Removes this node from `host`'s holders; when no live node is left,
 /// ends the lease if the instance still holds it. Answers how many live
 /// nodes are left.
-const RELEASE: &str = r"
+const RELEASE: &str = timed_script!(
+    r"
 redis.call('HDEL', KEYS[2], ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live = 0
 local fields = redis.call('HGETALL', KEYS[2])
 for i = 1, #fields, 2 do
@@ -72,39 +83,34 @@ if live == 0 then
 end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return live
-";
+"
+);
 
-/// The URLs of the live nodes holding `host`, other than the asking one,
-/// the one renewed last first (a node that died renews no more).
-const LOCATE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+/// The live fields of `burrow:nodes:{host}` (KEYS[1]), flat: node id,
+/// expiry, URL, for each node whose entry has not expired.
+const LIVE: &str = timed_script!(
+    r"
 local live = {}
 local fields = redis.call('HGETALL', KEYS[1])
 for i = 1, #fields, 2 do
   local expiry, url = string.match(fields[i + 1], '^(%d+) (.*)$')
-  if fields[i] ~= ARGV[1] and expiry and tonumber(expiry) > now then
-    table.insert(live, {tonumber(expiry), url})
+  if expiry and tonumber(expiry) > now then
+    table.insert(live, fields[i])
+    table.insert(live, expiry)
+    table.insert(live, url)
   end
 end
-table.sort(live, function(a, b) return a[1] > b[1] end)
-local urls = {}
-for i = 1, #live do urls[i] = live[i][2] end
-return urls
-";
+return live
+"
+);
 
-/// The live nodes holding the host of `burrow:nodes:{host}` (KEYS[1]).
-const NODES: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local nodes = {}
-local fields = redis.call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  local expiry = tonumber(string.match(fields[i + 1], '^(%d+)'))
-  if expiry and expiry > now then table.insert(nodes, fields[i]) end
-end
-return nodes
-";
+/// One live node holding a host.
+struct LiveNode {
+    node: String,
+    /// When its entry expires, in the Redis server's milliseconds.
+    until: u64,
+    url: String,
+}
 
 /// The `[[hosts]]` entry a host counts against, and how many it may hold.
 pub type Quota = (std::sync::Arc<str>, usize);
@@ -127,8 +133,7 @@ pub struct Directory {
     conn: ConnectionManager,
     claim: Script,
     release: Script,
-    locate: Script,
-    nodes: Script,
+    live: Script,
     node: String,
     url: String,
     lease_ms: u64,
@@ -142,8 +147,7 @@ impl Directory {
             conn,
             claim: Script::new(CLAIM),
             release: Script::new(RELEASE),
-            locate: Script::new(LOCATE),
-            nodes: Script::new(NODES),
+            live: Script::new(LIVE),
             node: node.to_owned(),
             url: url.to_owned(),
             lease_ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
@@ -195,14 +199,25 @@ impl Directory {
         Ok(())
     }
 
-    /// The internal URLs of the other live nodes holding `host`.
+    /// The internal URLs of the other live nodes holding `host`, the one
+    /// renewed last first (a node that died renews no more).
     pub async fn locate(&self, host: &str) -> RedisResult<Vec<String>> {
+        let mut nodes = self.live(&nodes_key(host)).await?;
+        nodes.retain(|n| n.node != self.node);
+        nodes.sort_by_key(|n| std::cmp::Reverse(n.until));
+        Ok(nodes.into_iter().map(|n| n.url).collect())
+    }
+
+    /// The live nodes of the `burrow:nodes:` key `key`.
+    async fn live(&self, key: &str) -> RedisResult<Vec<LiveNode>> {
         let mut conn = self.conn.clone();
-        self.locate
-            .key(nodes_key(host))
-            .arg(&self.node)
-            .invoke_async(&mut conn)
-            .await
+        let flat: Vec<String> = self.live.key(key).invoke_async(&mut conn).await?;
+        let nodes = flat.chunks_exact(3).map(|n| LiveNode {
+            node: n[0].clone(),
+            until: n[1].parse().unwrap_or(0),
+            url: n[2].clone(),
+        });
+        Ok(nodes.collect())
     }
 }
 
@@ -229,7 +244,7 @@ impl Directory {
         }
         let mut hosts = Vec::with_capacity(keys.len());
         for key in keys {
-            let nodes: Vec<String> = self.nodes.key(&key).invoke_async(&mut conn).await?;
+            let nodes: Vec<String> = self.live(&key).await?.into_iter().map(|n| n.node).collect();
             if let (Some(host), false) = (key.strip_prefix("burrow:nodes:"), nodes.is_empty()) {
                 hosts.push((host.to_owned(), nodes));
             }

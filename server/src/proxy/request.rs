@@ -33,9 +33,41 @@ pub(super) fn request_frame(
     how: &Forwarding<'_>,
 ) -> Result<(Bytes, bool), ProxyError> {
     let map = req.headers();
+    let chunked = map.contains_key(header::TRANSFER_ENCODING);
+    let sized = map
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0");
+    let end_stream = !how.upgrade && !chunked && !sized;
+    let target = RequestTarget {
+        host: how.host,
+        method: req.method().as_str(),
+        uri: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+        end_stream,
+        upgrade: how.upgrade,
+    };
+    // An absolute-form target overrides Host (RFC 9112, 3.2.2): the local
+    // service sees the host the request was routed by.
+    let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
+    let frame = forwarded_fields(req, how, authority, |fields| {
+        encode_request_head_from(id, &target, fields)
+    });
+    let frame = frame.map_err(|_| ProxyError::HeadTooLarge)?;
+    Ok((frame, !end_stream))
+}
+
+/// Calls `f` with `req`'s fields as they travel on from this node: its
+/// end-to-end ones (and `Upgrade`, for an upgrade), `Host` replaced by
+/// `authority` when given, and the forwarding fields `how` asks for; a
+/// node's secret never goes past the node.
+pub(super) fn forwarded_fields<R>(
+    req: &HttpRequest,
+    how: &Forwarding<'_>,
+    authority: Option<&[u8]>,
+    f: impl FnOnce(Vec<Field<'_>>) -> R,
+) -> R {
+    let map = req.headers();
     let fields: Vec<Field<'_>> = map
         .iter()
-        // A node's secret never goes past the node.
         .filter(|(n, _)| n.as_str() != crate::cluster::SECRET_HEADER)
         .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
         .collect();
@@ -50,25 +82,13 @@ pub(super) fn request_frame(
         host: how.public_host,
         trust_incoming: how.trust,
     };
-    // An absolute-form target overrides Host (RFC 9112, 3.2.2): the local
-    // service sees the host the request was routed by.
-    let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
     let mut chain = Vec::new();
-    let forwarded =
-        forward_request_fields(&fields, &rule, how.upgrade, authority, &fwd, &mut chain);
-    let chunked = map.contains_key(header::TRANSFER_ENCODING);
-    let sized = map
-        .get(header::CONTENT_LENGTH)
-        .is_some_and(|v| v.as_bytes() != b"0");
-    let end_stream = !how.upgrade && !chunked && !sized;
-    let target = RequestTarget {
-        host: how.host,
-        method: req.method().as_str(),
-        uri: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
-        end_stream,
-        upgrade: how.upgrade,
-    };
-    let frame =
-        encode_request_head_from(id, &target, forwarded).map_err(|_| ProxyError::HeadTooLarge)?;
-    Ok((frame, !end_stream))
+    f(forward_request_fields(
+        &fields,
+        &rule,
+        how.upgrade,
+        authority,
+        &fwd,
+        &mut chain,
+    ))
 }

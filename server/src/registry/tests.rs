@@ -37,9 +37,9 @@ fn registry() -> Registry {
     Registry::new(&config, None, Metrics::new(), None)
 }
 
-/// Registers session `id` of client `instance` for `hosts`.
-fn register(r: &mut Registry, to: &Recipient<ToSession>, id: u64, instance: &str, hosts: &[&str]) {
-    let session = SessionHandle {
+/// Session `id`, its actor standing in as `to`.
+fn session(to: &Recipient<ToSession>, id: u64) -> SessionHandle {
+    SessionHandle {
         id,
         to_session: to.clone(),
         outbox: Outbox::new().0,
@@ -47,18 +47,24 @@ fn register(r: &mut Registry, to: &Recipient<ToSession>, id: u64, instance: &str
         path: Default::default(),
         worker: WorkerId(0),
         peer: None,
+    }
+}
+
+/// A hello's tunnels for `hosts`, with the test token.
+fn tunnels(hosts: &[&str]) -> Vec<TunnelRequest> {
+    let tunnel = |h: &&str| TunnelRequest {
+        host: h.to_string(),
+        token: "t".into(),
+        access: Default::default(),
     };
-    let tunnels = hosts
-        .iter()
-        .map(|h| TunnelRequest {
-            host: h.to_string(),
-            token: "t".into(),
-            access: Default::default(),
-        })
-        .collect();
+    hosts.iter().map(tunnel).collect()
+}
+
+/// Registers session `id` of client `instance` for `hosts`.
+fn register(r: &mut Registry, to: &Recipient<ToSession>, id: u64, instance: &str, hosts: &[&str]) {
     let msg = Register {
-        session,
-        tunnels,
+        session: session(to, id),
+        tunnels: tunnels(hosts),
         instance: Some(instance.into()),
     };
     let granted = r.handle(msg, &mut Context::new()).0;
@@ -227,24 +233,13 @@ async fn a_worker_remembers_an_unknown_host_only_until_a_host_is_taken_in() {
     let worker = WorkerIds::default().this_worker();
     let unknown = |p: &Placement| matches!(p, Placement::Unknown);
     assert!(unknown(&worker.session_for(&handle, "two.localhost").await));
-    // Known hosts and the unknown one alike are asked about again once a
-    // host is taken in: the note does not hide a host registered since.
+    // Noted: still unknown, from the worker's note this time.
     assert!(unknown(&worker.session_for(&handle, "two.localhost").await));
-    let session = SessionHandle {
-        id: 2,
-        to_session: to.clone(),
-        outbox: Outbox::new().0,
-        gate: Arc::new(Gate::default()),
-        path: Default::default(),
-        worker: WorkerId(0),
-        peer: None,
-    };
-    let tunnels = vec![TunnelRequest {
-        host: "two.localhost".into(),
-        token: "t".into(),
-        access: Default::default(),
-    }];
-    let granted = handle.register(session, tunnels, Some("b".into())).await;
+    // A host taken in since: the note does not hide it.
+    let hello = tunnels(&["two.localhost"]);
+    let granted = handle
+        .register(session(&to, 2), hello, Some("b".into()))
+        .await;
     assert!(granted.iter().all(Result::is_ok), "{granted:?}");
     assert_eq!(handle.hosts_added(), 2);
     let placed = worker.session_for(&handle, "two.localhost").await;

@@ -20,11 +20,15 @@ use actix_web::{
 };
 use awc::error::SendRequestError;
 use burrow_common::{
-    headers::{forward_request_fields, is_hop_by_hop, Forwarded, HopByHop},
+    headers::is_hop_by_hop,
     http1::{parse_content_length, status_has_no_body},
 };
 
-use super::{response::bodiless, ProxyState, Routed};
+use super::{
+    request::{forwarded_fields, Forwarding},
+    response::bodiless,
+    ProxyState, Routed,
+};
 use crate::{
     cluster::{Cluster, SECRET_HEADER},
     error::ProxyError,
@@ -41,16 +45,6 @@ pub struct Relay {
     client: awc::Client,
     cluster: Arc<Cluster>,
     metrics: Arc<Metrics>,
-}
-
-/// What the caller's request looked like where it arrived.
-struct Arrival<'a> {
-    pub host: &'a str,
-    pub public_host: &'a str,
-    pub proto: &'a str,
-    pub trust: bool,
-    /// A WebSocket upgrade.
-    pub upgrade: bool,
 }
 
 impl Relay {
@@ -80,10 +74,10 @@ impl Relay {
         &self,
         req: &HttpRequest,
         payload: Option<web::Payload>,
-        how: &Arrival<'_>,
+        how: &Forwarding<'_>,
     ) -> Result<HttpResponse, ProxyError> {
         let urls = self.cluster.locate(how.host).await;
-        let Some(first) = urls.first() else {
+        let Some((first, rest)) = urls.split_first() else {
             return Err(ProxyError::UnknownHost(how.host.to_owned()));
         };
         let forwarded = &self.metrics.cluster.forwarded_out;
@@ -108,7 +102,7 @@ impl Relay {
                 .await
                 .map_err(|e| (first.clone(), e)),
             // Without a body, a node that does not answer is passed over.
-            _ => self.send_bodiless(req, how, &urls).await,
+            _ => self.send_bodiless(req, how, (first, rest)).await,
         };
         let answer: awc::ClientResponse = sent.map_err(|(url, e)| {
             log::debug!(
@@ -123,74 +117,63 @@ impl Relay {
         Ok(response(req, answer))
     }
 
-    /// Sends a request without a body to the first of `urls` that takes
-    /// a connection.
+    /// Sends a request without a body to `first`, or, when it takes no
+    /// connection, to the next of `rest` that does.
     async fn send_bodiless(
         &self,
         req: &HttpRequest,
-        how: &Arrival<'_>,
-        urls: &[Arc<str>],
+        how: &Forwarding<'_>,
+        (first, rest): (&Arc<str>, &[Arc<str>]),
     ) -> Result<awc::ClientResponse, (Arc<str>, SendRequestError)> {
-        let mut failed = None;
-        for url in urls {
-            match self.request(req, how, url).send().await {
-                Ok(answer) => return Ok(answer),
-                Err(e @ SendRequestError::Connect(_)) => failed = Some((url.clone(), e)),
-                Err(e) => return Err((url.clone(), e)),
+        let send = |url: &Arc<str>| {
+            let (sent, url) = (self.request(req, how, url).send(), url.clone());
+            async move { sent.await.map_err(|e| (url, e)) }
+        };
+        let mut sent = send(first).await;
+        for url in rest {
+            if !matches!(sent, Err((_, SendRequestError::Connect(_)))) {
+                break;
             }
+            sent = send(url).await;
         }
-        Err(failed.unwrap_or_else(|| (Arc::from("?"), SendRequestError::Timeout)))
+        sent
     }
 
     /// The request to the node at `url`: the caller's method and target,
     /// its end-to-end fields, the forwarding fields and the secret.
-    fn request(&self, req: &HttpRequest, how: &Arrival<'_>, url: &str) -> awc::ClientRequest {
+    fn request(&self, req: &HttpRequest, how: &Forwarding<'_>, url: &str) -> awc::ClientRequest {
         let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let mut out = self
             .client
             .request(req.method().clone(), format!("{url}{target}"));
-        each_field(req, how, false, |name, value| {
+        each_field(req, how, |name, value| {
             out.headers_mut().append(name, value);
         });
         out.insert_header((SECRET_HEADER, self.cluster.secret().expose()))
     }
 }
 
-/// Calls `each` on every field the request carries to the other node:
-/// the caller's end-to-end ones (with `Upgrade` for an `upgrade`) and the
-/// forwarding fields (the secret aside). Fields that are not valid
-/// as header values were refused with the caller's head.
+/// Calls `each` on every field the request carries to the other node (see
+/// [`forwarded_fields`]), but `Expect`: this node lets the caller send its
+/// body itself.
 fn each_field(
     req: &HttpRequest,
-    how: &Arrival<'_>,
-    upgrade: bool,
+    how: &Forwarding<'_>,
     mut each: impl FnMut(header::HeaderName, header::HeaderValue),
 ) {
-    let map = req.headers();
-    let fields: Vec<(&[u8], &[u8])> = map
-        .iter()
-        .filter(|(n, _)| *n != header::EXPECT && n.as_str() != SECRET_HEADER)
-        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
-        .collect();
-    let mut rule = HopByHop::new(map.get_all(header::CONNECTION).map(|v| v.as_bytes()));
-    if upgrade {
-        rule = rule.keeping_upgrade();
-    }
-    let peer = req.peer_addr().map(|a| a.ip().to_string());
-    let fwd = Forwarded {
-        client_ip: peer.as_deref(),
-        proto: how.proto,
-        host: how.public_host,
-        trust_incoming: how.trust,
-    };
-    let mut chain = Vec::new();
-    for (name, value) in forward_request_fields(&fields, &rule, upgrade, None, &fwd, &mut chain) {
-        let name = header::HeaderName::from_bytes(name);
-        let value = header::HeaderValue::from_bytes(value);
-        if let (Ok(name), Ok(value)) = (name, value) {
-            each(name, value);
+    forwarded_fields(req, how, None, |fields| {
+        for (name, value) in fields {
+            if name.eq_ignore_ascii_case(b"expect") {
+                continue;
+            }
+            let name = header::HeaderName::from_bytes(name);
+            let value = header::HeaderValue::from_bytes(value);
+            // Fields that are not valid were refused with the caller's head.
+            if let (Ok(name), Ok(value)) = (name, value) {
+                each(name, value);
+            }
         }
-    }
+    });
 }
 
 /// Forwards a request for a host this node holds no connection of to a
@@ -207,7 +190,7 @@ pub(super) async fn relayed(
     let Some(relay) = &state.relay else {
         return (Err(ProxyError::UnknownHost(routed.host.to_string())), None);
     };
-    let how = Arrival {
+    let how = Forwarding {
         host: &routed.host,
         public_host: routed.public_host,
         proto: state.proto,

@@ -23,7 +23,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::{each_field, Arrival, Relay};
+use super::{each_field, Forwarding, Relay};
 use crate::{cluster::SECRET_HEADER, error::ProxyError};
 
 /// Largest response head from another node.
@@ -45,7 +45,7 @@ impl Relay {
         &self,
         req: &HttpRequest,
         payload: web::Payload,
-        how: &Arrival<'_>,
+        how: &Forwarding<'_>,
         url: &str,
     ) -> Result<HttpResponse, ProxyError> {
         let unreachable = |e: io::Error| {
@@ -70,10 +70,10 @@ impl Relay {
 }
 
 /// The upgrade request's head as the other node takes it.
-fn request_head(req: &HttpRequest, how: &Arrival<'_>, secret: &str) -> Vec<u8> {
+fn request_head(req: &HttpRequest, how: &Forwarding<'_>, secret: &str) -> Vec<u8> {
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let mut head = format!("{} {target} HTTP/1.1\r\n", req.method()).into_bytes();
-    each_field(req, how, true, |name, value| {
+    each_field(req, how, |name, value| {
         head.extend_from_slice(name.as_str().as_bytes());
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
