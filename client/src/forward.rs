@@ -29,6 +29,8 @@ pub struct ForwardContext {
     pub tunnels: Vec<TunnelConfig>,
     /// The names the server gave tunnels that asked for none.
     pub given: crate::config::GivenNames,
+    /// How wide request bodies' windows grew, over every connection.
+    pub body_windows: Arc<burrow_common::flow::WindowMemory>,
     /// Longest wait for a local response head (enforced by the
     /// connection's sweep, see [`Answered`]).
     pub local_timeout: Duration,
@@ -44,6 +46,7 @@ impl ForwardContext {
             local: LocalLeg::new(config),
             tunnels: config.tunnels.clone(),
             given: config.given.clone(),
+            body_windows: config.body_windows.clone(),
             local_timeout: config.local_timeout,
             observer,
         }

@@ -50,6 +50,7 @@ fn forged() -> Vec<RequestHead> {
                 headers: fields,
                 end_stream: !upgrade,
                 upgrade,
+                credit: 0,
             };
             heads.push(head(format!("GET{bad}"), "/".into(), fields.clone()));
             heads.push(head("GET".into(), format!("/a{bad}b"), fields.clone()));

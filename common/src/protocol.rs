@@ -10,7 +10,7 @@ use crate::{access::AccessRules, token::Token};
 
 /// Version of the wire protocol. A peer speaking another version is refused
 /// during the handshake with a message saying which side to upgrade.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The WebSocket path a server takes clients on unless configured otherwise.
 pub const DEFAULT_CONTROL_PATH: &str = "/_burrow/connect";
@@ -146,6 +146,11 @@ pub struct RequestHead {
     /// `true` for a WebSocket upgrade: if the local service answers 101, the
     /// stream's `Data` frames carry the raw upgraded connection both ways.
     pub upgrade: bool,
+    /// Credit beyond [`INITIAL_WINDOW`] the server gives this request's
+    /// body from what the client promised ahead of any stream (a `Window`
+    /// on stream 0), so that the body starts at the path's rate. 0 for
+    /// none; only on a stream with a body.
+    pub credit: u32,
 }
 
 /// The head of the local service's response.

@@ -31,15 +31,18 @@ fn request_head() -> impl Strategy<Value = RequestHead> {
         header_list(),
         any::<bool>(),
         any::<bool>(),
+        any::<u32>(),
     )
         .prop_map(
-            |(host, method, uri, headers, end_stream, upgrade)| RequestHead {
+            |(host, method, uri, headers, end_stream, upgrade, credit)| RequestHead {
                 host,
                 method,
                 uri,
                 headers,
                 end_stream,
                 upgrade,
+                // Credit only for a body that follows.
+                credit: if end_stream { 0 } else { credit },
             },
         )
 }
@@ -280,6 +283,7 @@ fn samples() -> Vec<Frame> {
                 headers: fields.clone(),
                 end_stream: true,
                 upgrade: false,
+                credit: 0,
             },
         },
         Frame::ResponseHead {

@@ -338,6 +338,8 @@ pub struct SessionHandle {
     /// The round trip to the client, for the windows of request bodies'
     /// answers.
     pub path: Arc<burrow_common::flow::PathState>,
+    /// The credit the client promised request bodies.
+    pub opening: Arc<burrow_common::flow::OpeningAllowance>,
     /// The server worker the session actor runs on.
     pub worker: WorkerId,
     /// The client's address.

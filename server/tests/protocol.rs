@@ -978,3 +978,100 @@ async fn a_protocol_error_closes_after_the_frames_queued_before_it() {
     assert!(protocol_close(&mut ws).await.contains("unknown frame kind"));
     assert_eq!(call.await.unwrap().0, 502);
 }
+
+/// A public POST of `body` for the tunnel's host (with its length, or
+/// chunked), on its own task: the status the caller got.
+fn public_post(
+    server: &burrow_server::RunningServer,
+    body: Bytes,
+    chunked: bool,
+) -> actix_rt::task::JoinHandle<u16> {
+    let url = format!("http://{}/up", server.addr());
+    actix_rt::spawn(async move {
+        let req = awc::Client::new()
+            .post(url)
+            .insert_header(("host", "demo.localhost"));
+        let sent = if chunked {
+            let once = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+            req.send_stream(once).await
+        } else {
+            req.send_body(body).await
+        };
+        sent.unwrap().status().as_u16()
+    })
+}
+
+/// Receives stream `id`'s request body, granting each `Data` frame's
+/// bytes back at once, with `got` bytes already received: its length.
+async fn receive_body(ws: &mut Ws, id: u32, mut got: usize) -> usize {
+    loop {
+        match next(ws).await {
+            Ok(Frame::Data { stream, data }) if stream == id => {
+                got += data.len();
+                let increment = data.len() as u32;
+                send(ws, Frame::Window { stream, increment }).await;
+            }
+            Ok(Frame::End { stream }) if stream == id => return got,
+            other => panic!("expected the body of stream {id}, got {other:?}"),
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn request_bodies_take_the_credit_the_client_promised_with_their_heads() {
+    use burrow_common::protocol::INITIAL_WINDOW;
+    let server = start();
+    let mut ws = connect_as(&server, None).await;
+    let promise = |increment| Frame::Window {
+        stream: 0,
+        increment,
+    };
+    send(&mut ws, promise(3 << 20)).await;
+    // Answered after the promise on the same connection: the session has
+    // taken it.
+    assert_served_by(&server, &mut ws, "/first").await;
+    let len = 4 << 20;
+    let caller = public_post(&server, Bytes::from(vec![7u8; len]), false);
+    let (id, head) = next_request(&mut ws).await;
+    assert_eq!(head.credit, 3 << 20, "3.5 MiB wanted, 3 promised");
+    // The initial window and the credit come with no grant.
+    let ahead = (INITIAL_WINDOW + head.credit) as usize;
+    let mut got = 0;
+    while got < ahead {
+        match next(&mut ws).await {
+            Ok(Frame::Data { stream, data }) if stream == id => got += data.len(),
+            other => panic!("expected data, got {other:?} after {got} bytes"),
+        }
+    }
+    assert_eq!(got, ahead);
+    send(
+        &mut ws,
+        Frame::Window {
+            stream: id,
+            increment: INITIAL_WINDOW,
+        },
+    )
+    .await;
+    assert_eq!(receive_body(&mut ws, id, got).await, len);
+    answer(&mut ws, id, "ok").await;
+    assert_eq!(caller.await.unwrap(), 200);
+    // Spent: the next body takes none.
+    let caller = public_post(&server, Bytes::from(vec![7u8; 2 << 20]), false);
+    let (id, head) = next_request(&mut ws).await;
+    assert_eq!(head.credit, 0);
+    assert_eq!(receive_body(&mut ws, id, 0).await, 2 << 20);
+    answer(&mut ws, id, "ok").await;
+    assert_eq!(caller.await.unwrap(), 200);
+    // A body within the initial window wants none of a new promise; one
+    // of unknown length takes all of it.
+    send(&mut ws, promise(1 << 20)).await;
+    assert_served_by(&server, &mut ws, "/second").await;
+    for (chunked, credit) in [(false, 0), (true, 1 << 20)] {
+        let caller = public_post(&server, Bytes::from(vec![7u8; 100_000]), chunked);
+        let (id, head) = next_request(&mut ws).await;
+        assert_eq!(head.credit, credit, "chunked: {chunked}");
+        assert_eq!(receive_body(&mut ws, id, 0).await, 100_000);
+        answer(&mut ws, id, "ok").await;
+        assert_eq!(caller.await.unwrap(), 200);
+    }
+}

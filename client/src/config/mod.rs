@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use burrow_common::flow::WindowMemory;
 pub use burrow_common::{
     access::AccessRules,
     config::{normalize_host, ConfigError, Token},
@@ -127,6 +128,9 @@ pub struct ClientConfig {
     pub idle_connection: Option<Duration>,
     /// Names the server gave tunnels that asked for none.
     pub given: GivenNames,
+    /// The widest window request bodies reached over the connections
+    /// (which cross one path): what each promises the bodies to come.
+    pub body_windows: Arc<WindowMemory>,
     /// The request inspector: where it listens, what it keeps.
     pub inspect: inspect::Settings,
 }
@@ -255,6 +259,7 @@ impl ClientConfig {
             max_backoff: Duration::from_secs(backoff),
             connections: raw.connections,
             given: GivenNames::default(),
+            body_windows: Arc::default(),
             idle_connection: match raw.idle_connection_secs {
                 Some(0) => None,
                 Some(secs) => Some(Duration::from_secs(secs)),

@@ -9,8 +9,8 @@ use burrow_common::{
         streams::{self, Streams},
         Frames, Heartbeat, Link,
     },
-    flow::{BodyEvent, CancelOnDrop, PathState, RecvBody, RecvCredit, SendCredit},
-    protocol::RequestHead,
+    flow::{BodyEvent, CancelOnDrop, OpeningCredit, PathState, RecvBody, RecvCredit, SendCredit},
+    protocol::{RequestHead, CONNECTION_STREAM},
     queue, DecodeError, Frame, Outbox, ResetCode,
 };
 use tokio::{task::AbortHandle, time::Instant};
@@ -58,6 +58,8 @@ pub(super) struct Dispatcher {
     /// message being reassembled.
     pub(super) link: Link,
     pub(super) streams: StreamTable,
+    /// Credit promised to the request bodies of streams to come.
+    pub(super) opening: OpeningCredit,
     pub(super) ctx: Rc<ForwardContext>,
     pub(super) role: Rc<dyn Role>,
     /// Streams opened so far (tells the idle check that requests came and
@@ -90,6 +92,7 @@ impl Dispatcher {
         Dispatcher {
             // The server sends the heartbeat; each of its pings is answered
             // with one of ours, which measures the path for request bodies.
+            opening: OpeningCredit::new(path.clone(), ctx.body_windows.clone()),
             link: Link::new(outbox, path, Heartbeat::Follows),
             streams: Rc::new(RefCell::new(Streams::default())),
             ctx,
@@ -120,6 +123,7 @@ impl Dispatcher {
             let frame = Frame::decode(bytes.map_err(protocol)?).map_err(protocol)?;
             self.dispatch(frame)?;
         }
+        self.promise();
         Ok(())
     }
 
@@ -129,7 +133,20 @@ impl Dispatcher {
             let frame = frame.map_err(|e| ConnError::Protocol(e.to_string()))?;
             self.dispatch(frame)?;
         }
+        self.promise();
         Ok(())
+    }
+
+    /// Promises the server's next request bodies the credit their path
+    /// needs, as far as the budgets allow (after every message, and when
+    /// the bodies' widest window grew on another connection).
+    pub(super) fn promise(&mut self) {
+        if let Some(increment) = self.opening.top_up() {
+            let _ = self.link.outbox().send(&Frame::Window {
+                stream: CONNECTION_STREAM,
+                increment,
+            });
+        }
     }
 
     pub(super) fn dispatch(&mut self, frame: Frame) -> Result<(), ConnError> {
@@ -167,7 +184,7 @@ impl Dispatcher {
                 self.on_reset(stream, code, reason);
                 Ok(())
             }
-            Frame::Window { stream, increment } => {
+            Frame::Window { stream, increment } if stream != CONNECTION_STREAM => {
                 self.streams.borrow().window(stream, increment);
                 Ok(())
             }
@@ -241,6 +258,11 @@ impl Dispatcher {
         let (body, body_tx) = if head.end_stream {
             (None, None)
         } else {
+            let window = self
+                .opening
+                .draw(head.credit)
+                .map_err(|e| ConnError::Protocol(format!("stream {id}: {e}")))?;
+            recv_credit.give(head.credit);
             let (tx, rx) = queue::queue();
             let body = RecvBody::new(
                 id,
@@ -249,7 +271,7 @@ impl Dispatcher {
                 recv_credit.clone(),
                 CancelOnDrop::none(),
             )
-            .on_path(self.link.path().clone());
+            .with_window(window);
             (Some(body), Some(tx))
         };
         let streams = self.streams.clone();

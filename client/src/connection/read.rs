@@ -33,6 +33,9 @@ enum Wake {
     IdleCheck,
     /// The silence timer ran out (perhaps only to be pushed forward).
     Silence,
+    /// Request bodies' windows grew on another connection: promise as
+    /// much here.
+    Widened,
     /// The client is shutting down.
     Shutdown,
 }
@@ -103,6 +106,7 @@ impl Dispatcher {
                     self.on_socket(next)?;
                 }
                 Wake::Sweep => self.sweep(),
+                Wake::Widened => self.promise(),
                 Wake::IdleCheck => self.idle_check(&mut timers),
                 Wake::Silence => {
                     if timers.heard.elapsed() >= silence {
@@ -131,6 +135,8 @@ impl Dispatcher {
     ) -> Wake {
         let open = !self.streams.borrow().is_empty();
         let may_drain = self.drain_after.is_some() && !self.drain_sent;
+        // Only a long path's connections promise (and pay the lock).
+        let long = self.opening.on_long_path();
         let stop = async {
             match stop {
                 Some(stop) => stop.await,
@@ -143,6 +149,7 @@ impl Dispatcher {
             _ = timers.sweep.tick(), if open => Wake::Sweep,
             _ = timers.idle_check.tick(), if may_drain => Wake::IdleCheck,
             () = timers.silence.as_mut() => Wake::Silence,
+            () = self.ctx.body_windows.grown(), if long => Wake::Widened,
             () = stop => Wake::Shutdown,
         }
     }

@@ -61,6 +61,7 @@ pub fn head_of(saved: &SavedRequest, host: &str) -> RequestHead {
         headers,
         end_stream: saved.body.is_empty(),
         upgrade: false,
+        credit: 0,
     }
 }
 

@@ -462,6 +462,7 @@ mod tests {
             headers: HeaderList::new(),
             end_stream: true,
             upgrade: false,
+            credit: 0,
         }
     }
 

@@ -16,7 +16,6 @@ use super::window::WindowBudget;
 use super::{
     credit::RecvCredit,
     in_flight::InFlightSlot,
-    path::PathState,
     window::{unmeasured, OpenedWindow, ReceiveWindow, WIDE_WINDOW_BUDGET},
 };
 use crate::{frame::Frame, outbox::Outbox, protocol::ResetCode, queue::Receiver};
@@ -121,13 +120,6 @@ impl RecvBody {
             cancel,
             _slot: None,
         }
-    }
-
-    /// Sizes the window by `path`, the connection's (its round trip and
-    /// its budget).
-    pub fn on_path(mut self, path: Arc<PathState>) -> Self {
-        self.window = ReceiveWindow::new(&WIDE_WINDOW_BUDGET, path);
-        self
     }
 
     /// Takes the window made when the stream opened (see

@@ -19,6 +19,7 @@
 mod body;
 mod credit;
 mod in_flight;
+mod opening;
 mod path;
 mod pump;
 mod window;
@@ -26,6 +27,7 @@ mod window;
 pub use body::{BodyError, BodyEvent, CancelOnDrop, RecvBody};
 pub use credit::{Activity, RecvCredit, SendCredit, StreamClosed};
 pub use in_flight::{InFlight, InFlightSlot};
+pub use opening::{OpeningAllowance, OpeningCredit, Overdrawn};
 pub use path::{PathState, CONNECTION_WINDOW_BUDGET};
 pub use pump::{pump_body, PumpError, MIN_PIECE};
 pub use window::{

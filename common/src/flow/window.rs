@@ -28,7 +28,10 @@ use std::sync::{
     Arc,
 };
 
-use tokio::time::{Duration, Instant};
+use tokio::{
+    sync::{futures::Notified, Notify},
+    time::{Duration, Instant},
+};
 
 use super::path::PathState;
 use crate::protocol::INITIAL_WINDOW;
@@ -120,17 +123,33 @@ pub(crate) struct ReceiveWindow {
 
 /// The widest window the streams of one peer's connections grew to
 /// (shared by a client's connections to one host, which cross the same
-/// path): what a stream opening on a long path starts with.
+/// path): what a stream opening on a long path starts with, and what a
+/// client promises the request bodies to come (see
+/// [`super::OpeningCredit`]).
 #[derive(Debug, Default)]
-pub struct WindowMemory(AtomicU32);
+pub struct WindowMemory {
+    widest: AtomicU32,
+    /// Wakes the connections that promise from it when it grows.
+    grown: Notify,
+}
 
 impl WindowMemory {
-    fn grew_to(&self, size: u32) {
-        self.0.fetch_max(size, Ordering::Relaxed);
+    pub(crate) fn grew_to(&self, size: u32) {
+        if self.widest.fetch_max(size, Ordering::Relaxed) < size {
+            self.grown.notify_waiters();
+        }
     }
 
-    fn widest(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
+    pub(crate) fn widest(&self) -> u32 {
+        self.widest.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the widest window grows after this future is first
+    /// polled: a connection that has carried nothing since then promises
+    /// the new width (creating the future costs nothing; polling it takes
+    /// a lock, for connections on long paths only).
+    pub fn grown(&self) -> Notified<'_> {
+        self.grown.notified()
     }
 }
 
@@ -159,7 +178,7 @@ impl ReceiveWindow {
         memory: Arc<WindowMemory>,
     ) -> (Self, u32) {
         let mut window = ReceiveWindow::new(budget, path);
-        let long = window.path.rtt().is_some_and(|rtt| rtt * 2 > GROW_WITHIN);
+        let long = long_path(&window.path);
         let wanted = memory.widest().min(MAX_WINDOW);
         window.memory = Some(memory);
         let extra = wanted.saturating_sub(window.size);
@@ -168,6 +187,21 @@ impl ReceiveWindow {
             return (window, extra);
         }
         (window, 0)
+    }
+
+    /// A window of [`INITIAL_WINDOW`] and `extra` on `path`, whose widening
+    /// by `extra` the budgets gave already (to a promise, see
+    /// [`super::OpeningCredit`]).
+    pub(crate) fn drawn(
+        budget: &'static WindowBudget,
+        path: Arc<PathState>,
+        memory: Arc<WindowMemory>,
+        extra: u32,
+    ) -> Self {
+        let mut window = ReceiveWindow::new(budget, path);
+        window.size = INITIAL_WINDOW + extra;
+        window.memory = Some(memory);
+        window
     }
 
     /// Records `n` bytes consumed by the reader; returns the credit to
@@ -231,16 +265,8 @@ impl ReceiveWindow {
         0
     }
 
-    /// Takes `n` bytes from both budgets, or from neither.
     fn take(&self, n: u32) -> bool {
-        if !self.budget.take(n) {
-            return false;
-        }
-        if !self.path.budget.take(n) {
-            self.budget.give(n);
-            return false;
-        }
-        true
+        take_both(self.budget, &self.path, n)
     }
 
     /// Halves the window; the difference is withheld from coming grants.
@@ -251,8 +277,7 @@ impl ReceiveWindow {
     }
 
     fn give(&self, n: u32) {
-        self.budget.give(n);
-        self.path.budget.give(n);
+        give_both(self.budget, &self.path, n);
     }
 
     /// The current window.
@@ -260,6 +285,31 @@ impl ReceiveWindow {
     pub(crate) fn size(&self) -> u32 {
         self.size
     }
+}
+
+/// Whether `path` is long: two round trips beyond [`GROW_WITHIN`], where
+/// a window opened wide pays (on a shorter one the first grant comes back
+/// before the initial window is spent).
+pub(crate) fn long_path(path: &PathState) -> bool {
+    path.rtt().is_some_and(|rtt| rtt * 2 > GROW_WITHIN)
+}
+
+/// Takes `n` bytes from `budget` and `path`'s, or from neither.
+pub(crate) fn take_both(budget: &WindowBudget, path: &PathState, n: u32) -> bool {
+    if !budget.take(n) {
+        return false;
+    }
+    if !path.budget.take(n) {
+        budget.give(n);
+        return false;
+    }
+    true
+}
+
+/// Gives `n` bytes back to `budget` and `path`'s.
+pub(crate) fn give_both(budget: &WindowBudget, path: &PathState, n: u32) {
+    budget.give(n);
+    path.budget.give(n);
 }
 
 /// A stream's receive window made as the stream opens, before its body's

@@ -68,6 +68,9 @@ pub enum DecodeError {
     /// A `Window` frame granting nothing.
     #[error("window frame with zero increment")]
     ZeroWindow,
+    /// A `RequestHead` whose credit flag is set and whose credit is zero.
+    #[error("request head with a credit of zero")]
+    ZeroCredit,
     /// An unknown flag bit is set.
     #[error("{kind} frame has unknown flags {flags:#04x}")]
     UnknownFlags {

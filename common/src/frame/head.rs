@@ -4,8 +4,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{
-    header_only, reader::Reader, DecodeError, EncodeError, FLAG_END_STREAM, FLAG_INLINE_BODY,
-    FLAG_UPGRADE, FRAME_HEADER_LEN, KIND_REQUEST_HEAD, KIND_RESPONSE_HEAD,
+    header_only, reader::Reader, DecodeError, EncodeError, FLAG_CREDIT, FLAG_END_STREAM,
+    FLAG_INLINE_BODY, FLAG_UPGRADE, FRAME_HEADER_LEN, KIND_REQUEST_HEAD, KIND_RESPONSE_HEAD,
 };
 use crate::protocol::{RequestHead, ResponseHead, MAX_HEAD_SIZE, MAX_INLINE_BODY};
 
@@ -16,6 +16,7 @@ pub(super) fn encode_request_head(stream: u32, head: &RequestHead) -> Result<Byt
         uri: &head.uri,
         end_stream: head.end_stream,
         upgrade: head.upgrade,
+        credit: head.credit,
     };
     encode_request_head_from(
         stream,
@@ -37,6 +38,8 @@ pub struct RequestTarget<'a> {
     pub end_stream: bool,
     /// `true` for a WebSocket upgrade.
     pub upgrade: bool,
+    /// Opening credit drawn for the body (see [`RequestHead::credit`]).
+    pub credit: u32,
 }
 
 /// Encodes a `RequestHead` frame straight from header fields held elsewhere
@@ -58,7 +61,16 @@ pub fn encode_request_head_from<'a>(
     if target.upgrade {
         flags |= FLAG_UPGRADE;
     }
+    if target.credit > 0 {
+        if target.end_stream {
+            return Err(EncodeError::TooLarge("credit of a request without a body"));
+        }
+        flags |= FLAG_CREDIT;
+    }
     buf.put_u8(flags);
+    if target.credit > 0 {
+        buf.put_u32(target.credit);
+    }
     buf.put_u8(host);
     buf.put_slice(target.host.as_bytes());
     buf.put_u8(method);
@@ -141,7 +153,23 @@ pub fn encode_response_head_from<'a>(
 
 /// The payload of a `RequestHead` frame.
 pub(super) fn decode_request_head(r: &mut Reader) -> Result<RequestHead, DecodeError> {
-    let flags = r.flags(FLAG_END_STREAM | FLAG_UPGRADE)?;
+    let flags = r.flags(FLAG_END_STREAM | FLAG_UPGRADE | FLAG_CREDIT)?;
+    let end_stream = flags & FLAG_END_STREAM != 0;
+    let credit = if flags & FLAG_CREDIT != 0 {
+        if end_stream {
+            // Credit for a body that does not follow.
+            return Err(DecodeError::UnknownFlags {
+                kind: "request-head",
+                flags,
+            });
+        }
+        match r.u32("credit")? {
+            0 => return Err(DecodeError::ZeroCredit),
+            credit => credit,
+        }
+    } else {
+        0
+    };
     let host = r.text8("host")?;
     let method = r.text8("method")?;
     let uri = r.text16("uri")?;
@@ -152,8 +180,9 @@ pub(super) fn decode_request_head(r: &mut Reader) -> Result<RequestHead, DecodeE
         method,
         uri,
         headers,
-        end_stream: flags & FLAG_END_STREAM != 0,
+        end_stream,
         upgrade: flags & FLAG_UPGRADE != 0,
+        credit,
     })
 }
 

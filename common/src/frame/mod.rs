@@ -41,6 +41,8 @@ const KIND_GO_AWAY: u8 = 11;
 pub(crate) const FLAG_END_STREAM: u8 = 0x01;
 pub(crate) const FLAG_UPGRADE: u8 = 0x02;
 pub(crate) const FLAG_INLINE_BODY: u8 = 0x04;
+/// A `RequestHead`'s flag: a u32 credit follows the flags.
+pub(crate) const FLAG_CREDIT: u8 = 0x04;
 
 /// One protocol frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,9 +86,12 @@ pub enum Frame {
         /// Human-readable detail, possibly empty.
         reason: String,
     },
-    /// The sender may send `increment` more body bytes on this stream.
+    /// The sender may send `increment` more body bytes on this stream; on
+    /// stream 0 (client to server), the server may give `increment` more
+    /// to the request bodies of the streams it opens (their
+    /// [`RequestHead::credit`]).
     Window {
-        /// The stream the credit is for.
+        /// The stream the credit is for, or 0.
         stream: u32,
         /// Additional bytes granted; never zero.
         increment: u32,
@@ -182,7 +187,9 @@ impl Frame {
             kind,
             KIND_HELLO | KIND_HELLO_ACK | KIND_DRAIN | KIND_GO_AWAY
         );
-        if is_connection_frame != (stream == CONNECTION_STREAM) {
+        // A Window is for a stream, or on stream 0 the credit promised
+        // to the streams the server opens (docs/PROTOCOL.md, section 6).
+        if kind != KIND_WINDOW && is_connection_frame != (stream == CONNECTION_STREAM) {
             return Err(DecodeError::WrongStream { kind: name, stream });
         }
         let mut r = Reader::new(msg, name);
@@ -385,6 +392,7 @@ mod tests {
                 ]),
                 end_stream: false,
                 upgrade: false,
+                credit: 3 << 20,
             },
         });
         round_trip(Frame::RequestHead {
@@ -396,6 +404,7 @@ mod tests {
                 headers: hl(&[("upgrade", b"websocket"), ("connection", b"upgrade")]),
                 end_stream: false,
                 upgrade: true,
+                credit: 0,
             },
         });
         round_trip(Frame::ResponseHead {
@@ -451,6 +460,11 @@ mod tests {
         round_trip(Frame::Window {
             stream: 9,
             increment: 65536,
+        });
+        // Stream 0: credit promised to the streams the server opens.
+        round_trip(Frame::Window {
+            stream: 0,
+            increment: 5 << 20,
         });
         round_trip(Frame::Drain);
         round_trip(Frame::GoAway);
@@ -543,6 +557,7 @@ mod tests {
             )],
             end_stream: true,
             upgrade: false,
+            credit: 0,
         };
         assert!(Frame::RequestHead { stream: 1, head }.encode().is_err());
         let head = ResponseHead {
@@ -614,6 +629,18 @@ mod tests {
             (
                 vec![KIND_WINDOW, 0, 0, 0, 1, 0, 0, 0, 0],
                 DecodeError::ZeroWindow,
+            ),
+            (
+                // Credit for a request without a body.
+                vec![KIND_REQUEST_HEAD, 0, 0, 0, 1, 0x05, 0, 0, 1, 0],
+                DecodeError::UnknownFlags {
+                    kind: "request-head",
+                    flags: 0x05,
+                },
+            ),
+            (
+                vec![KIND_REQUEST_HEAD, 0, 0, 0, 1, 0x04, 0, 0, 0, 0],
+                DecodeError::ZeroCredit,
             ),
             (
                 vec![KIND_RESET, 0, 0, 0, 1],
@@ -717,6 +744,7 @@ mod tests {
                 headers: hl(&[("accept", b"*/*")]),
                 end_stream: true,
                 upgrade: false,
+                credit: 0,
             },
         }
         .encode()

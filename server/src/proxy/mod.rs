@@ -276,8 +276,12 @@ async fn open(
             continue;
         };
         let id = session.next_stream_id();
-        let (frame, has_body) = request_frame(id, req, &how).map_err(refused)?;
-        let (stream, opened) = new_stream(&session, id, has_body, slot, tunnel.clone());
+        let head = request_frame(id, req, &how, &session.opening).map_err(refused)?;
+        let (stream, opened) = new_stream(&session, id, head.has_body, slot, tunnel.clone());
+        // Before the pump can run: the body may start with what it took.
+        if head.credit > 0 {
+            opened.send_credit.grant(head.credit);
+        }
         // The table entry first, then the head: the session actor handles
         // its mailbox before its streams on every turn, so the entry exists
         // before any answer can come back. A dead session drops the message
@@ -288,7 +292,7 @@ async fn open(
         // queues.
         session
             .outbox
-            .send_encoded(frame)
+            .send_encoded(head.frame)
             .map_err(|_| refused(ProxyError::TunnelGone(routed.host.to_string())))?;
         if opened.ahead > 0 {
             // Right behind the head: the answer may start at the path's rate.

@@ -3,8 +3,10 @@
 
 use actix_web::{http::header, HttpRequest};
 use burrow_common::{
+    flow::OpeningAllowance,
     frame::{encode_request_head_from, RequestTarget},
     headers::{forward_request_fields, Field, Forwarded, HopByHop},
+    protocol::INITIAL_WINDOW,
 };
 use bytes::Bytes;
 
@@ -24,26 +26,48 @@ pub(super) struct Forwarding<'a> {
     pub upgrade: bool,
 }
 
+/// A request's `RequestHead` frame, and what follows it.
+pub(super) struct HeadFrame {
+    pub frame: Bytes,
+    /// A body follows the head.
+    pub has_body: bool,
+    /// Credit beyond the initial window the body took from what the
+    /// client promised (see `RequestHead::credit`).
+    pub credit: u32,
+}
+
 /// The `RequestHead` frame of stream `id` for `req` (see
-/// [`forward_request_fields`] for what is changed), and whether a body
-/// follows.
+/// [`forward_request_fields`] for what is changed), its body taking from
+/// `opening` what its length needs beyond the initial window.
 pub(super) fn request_frame(
     id: u32,
     req: &HttpRequest,
     how: &Forwarding<'_>,
-) -> Result<(Bytes, bool), ProxyError> {
+    opening: &OpeningAllowance,
+) -> Result<HeadFrame, ProxyError> {
     let map = req.headers();
     let chunked = map.contains_key(header::TRANSFER_ENCODING);
-    let sized = map
-        .get(header::CONTENT_LENGTH)
-        .is_some_and(|v| v.as_bytes() != b"0");
+    let length = map.get(header::CONTENT_LENGTH);
+    let sized = length.is_some_and(|v| v.as_bytes() != b"0");
     let end_stream = !how.upgrade && !chunked && !sized;
+    // An upgraded connection's bytes may flow for hours: its window
+    // widens as any does, and a promise meant for uploads stays for them.
+    let wanted = match (end_stream || how.upgrade, chunked) {
+        (true, _) => 0,
+        (false, true) => u64::MAX,
+        (false, false) => length
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or_default()
+            .saturating_sub(u64::from(INITIAL_WINDOW)),
+    };
+    let credit = opening.draw(wanted);
     let target = RequestTarget {
         host: how.host,
         method: req.method().as_str(),
         uri: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
         end_stream,
         upgrade: how.upgrade,
+        credit,
     };
     // An absolute-form target overrides Host (RFC 9112, 3.2.2): the local
     // service sees the host the request was routed by.
@@ -51,8 +75,15 @@ pub(super) fn request_frame(
     let frame = forwarded_fields(req, how, authority, |fields| {
         encode_request_head_from(id, &target, fields)
     });
-    let frame = frame.map_err(|_| ProxyError::HeadTooLarge)?;
-    Ok((frame, !end_stream))
+    let frame = frame.map_err(|_| {
+        opening.add(credit);
+        ProxyError::HeadTooLarge
+    })?;
+    Ok(HeadFrame {
+        frame,
+        has_body: !end_stream,
+        credit,
+    })
 }
 
 /// Calls `f` with `req`'s fields as they travel on from this node: its

@@ -45,6 +45,7 @@ fn session(to: &Recipient<ToSession>, id: u64) -> SessionHandle {
         outbox: Outbox::new().0,
         gate: Arc::new(Gate::default()),
         path: Default::default(),
+        opening: Default::default(),
         worker: WorkerId(0),
         peer: None,
     }

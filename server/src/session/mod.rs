@@ -25,7 +25,7 @@ use actix::{
 use actix_ws::{CloseCode, Message, ProtocolError};
 use burrow_common::{
     connection::{streams::Streams, Frames, Heartbeat, Incoming, Link, WsIn},
-    flow::PathState,
+    flow::{OpeningAllowance, PathState},
     fragments::Piece,
     outbox::Pending,
     Frame, Outbox,
@@ -111,6 +111,8 @@ pub struct TunnelSession {
     streams: Streams<StreamEntry>,
     /// Shared with the session's handles; see [`Gate`].
     gate: Arc<Gate>,
+    /// What the client promised request bodies (`Window` on stream 0).
+    opening: Arc<OpeningAllowance>,
     /// Set once the client has asked for a drain (see [`Frame::Drain`]).
     draining: bool,
     /// A `FinishDrain` is in the mailbox (see `drain`).
@@ -153,6 +155,7 @@ impl TunnelSession {
             peer,
             streams: Streams::default(),
             gate: Arc::new(Gate::default()),
+            opening: Arc::default(),
             draining: false,
             finish_queued: false,
             state: State::AwaitingHello,
@@ -174,6 +177,7 @@ impl TunnelSession {
             outbox: self.link.outbox().clone(),
             gate: self.gate.clone(),
             path: self.link.path().clone(),
+            opening: self.opening.clone(),
             worker: self.worker,
             peer: self.peer,
         }

@@ -9,7 +9,7 @@ use std::{
 use burrow_common::{
     connection::streams::{self, Expiry},
     flow::{Activity, BodyEvent, RecvCredit, SendCredit},
-    protocol::ResponseHead,
+    protocol::{ResponseHead, CONNECTION_STREAM},
     queue::Sender,
     Frame, ResetCode,
 };
@@ -160,7 +160,9 @@ impl TunnelSession {
     }
 
     pub(super) fn on_window(&mut self, stream: u32, increment: u32) {
-        if let Some(e) = self.streams.window(stream, increment) {
+        if stream == CONNECTION_STREAM {
+            self.opening.add(increment);
+        } else if let Some(e) = self.streams.window(stream, increment) {
             e.activity.touch();
         }
     }
