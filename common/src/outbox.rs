@@ -9,22 +9,19 @@
 //! A window sized for a long path lets one stream queue megabytes, and a
 //! head queued behind them waits for all of them to reach the socket: the
 //! small request beside a download would take several round trips. So the
-//! large `Data` entries queued and not yet taken by the writer are counted
+//! large `Data` entries queued and not yet taken by the writer hold room
 //! ([`DATA_QUEUE_LIMIT`] at most, about what keeps a socket busy): a pump
-//! waits for room ([`Outbox::data_room`]) before queueing more, and a head
-//! or a small frame waits behind that much at most.
+//! takes room ([`Outbox::data_room`]) before queueing one, and a head or a
+//! small frame waits behind that much at most. Room is handed out first
+//! come, first served (a fair semaphore), so streams that all have bytes
+//! to send take the connection in turn, a frame each: woken all at once,
+//! the one that ran first would take every frame's worth of room.
 
-use std::{
-    collections::VecDeque,
-    sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
-    },
-};
+use std::{collections::VecDeque, sync::Arc};
 
 use bytes::Bytes;
 use thiserror::Error;
-use tokio::sync::Notify;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::{
     fragments::Piece,
@@ -120,61 +117,38 @@ pub fn data_fragments(stream: u32, mut pieces: Vec<Bytes>) -> impl Iterator<Item
 #[derive(Clone, Debug)]
 pub struct Outbox {
     tx: Sender<Outgoing>,
-    data: Arc<DataQueued>,
+    /// Room for large `Data` bytes: taken by pumps, given back as the
+    /// writer takes their entries; closed once the writer is gone.
+    room: Arc<Semaphore>,
 }
 
-/// The large `Data` bytes in a queue, and the pumps waiting for room.
-#[derive(Debug, Default)]
-struct DataQueued {
-    bytes: AtomicUsize,
-    /// The writer is gone: nobody will make room.
-    closed: AtomicBool,
-    room: Notify,
-}
-
-impl DataQueued {
-    fn taken(&self, n: usize) {
-        let before = self.bytes.fetch_sub(n, Ordering::AcqRel);
-        if before > DATA_QUEUE_LIMIT && before - n <= DATA_QUEUE_LIMIT {
-            self.room.notify_waiters();
-        }
-    }
-}
+/// Room in a connection's queue for one large `Data` entry, taken in turn
+/// (see the module's documentation); given back if not used.
+#[derive(Debug)]
+pub struct DataRoom<'a>(SemaphorePermit<'a>);
 
 impl Outbox {
     /// A new queue and the receiving end its writer task drains.
     pub fn new() -> (Outbox, Pending) {
         let (tx, rx) = queue();
-        let data = Arc::new(DataQueued::default());
+        let room = Arc::new(Semaphore::new(DATA_QUEUE_LIMIT));
         let pending = Pending {
             rx,
-            data: Arc::clone(&data),
+            room: Arc::clone(&room),
         };
-        (Outbox { tx, data }, pending)
+        (Outbox { tx, room }, pending)
     }
 
-    /// Waits until the queue has room for more large `Data` entries (see
-    /// the module's documentation); at once when it has.
-    pub async fn data_room(&self) {
-        loop {
-            if self.has_room() {
-                return;
-            }
-            let notified = self.data.room.notified();
-            let mut notified = std::pin::pin!(notified);
-            // Registered before the second look, so a wake-up between the
-            // look and the wait is not lost.
-            notified.as_mut().enable();
-            if self.has_room() {
-                return;
-            }
-            notified.await;
+    /// Waits for room for a large `Data` entry of `len` bytes (at most
+    /// [`MAX_DATA_PAYLOAD`]), after the pumps that asked before.
+    ///
+    /// [`MAX_DATA_PAYLOAD`]: crate::protocol::MAX_DATA_PAYLOAD
+    pub async fn data_room(&self, len: usize) -> Result<DataRoom<'_>, SendError> {
+        let len = len.min(crate::protocol::MAX_DATA_PAYLOAD) as u32;
+        match self.room.acquire_many(len).await {
+            Ok(permit) => Ok(DataRoom(permit)),
+            Err(_) => Err(SendError::Closed),
         }
-    }
-
-    fn has_room(&self) -> bool {
-        self.data.bytes.load(Ordering::Acquire) <= DATA_QUEUE_LIMIT
-            || self.data.closed.load(Ordering::Acquire)
     }
 
     /// Encodes and queues a frame.
@@ -198,21 +172,27 @@ impl Outbox {
     }
 
     /// Queues `pieces` as one `Data` frame on `stream`, without copying them
-    /// (see [`Outgoing::Data`]). At most [`MAX_DATA_PAYLOAD`] bytes in all.
-    ///
-    /// [`MAX_DATA_PAYLOAD`]: crate::protocol::MAX_DATA_PAYLOAD
-    pub fn send_data(&self, stream: u32, pieces: Vec<Bytes>) -> Result<(), SendError> {
-        let len = pieces.iter().map(Bytes::len).sum();
-        if len > crate::protocol::MAX_DATA_PAYLOAD {
+    /// (see [`Outgoing::Data`]), in `room` taken for them (at least as many
+    /// bytes as they hold; more is given back).
+    pub fn send_data(
+        &self,
+        stream: u32,
+        pieces: Vec<Bytes>,
+        room: DataRoom<'_>,
+    ) -> Result<(), SendError> {
+        let DataRoom(mut room) = room;
+        let len: usize = pieces.iter().map(Bytes::len).sum();
+        if len > room.num_permits() {
             return Err(EncodeError::DataTooLarge(len).into());
         }
-        self.data.bytes.fetch_add(len, Ordering::AcqRel);
+        // What the pieces do not fill goes back at once.
+        drop(room.split(room.num_permits() - len));
         self.tx
             .send(Outgoing::Data { stream, pieces })
-            .map_err(|_| {
-                self.data.taken(len);
-                SendError::Closed
-            })
+            .map_err(|_| SendError::Closed)?;
+        // Held by the entry now: the writer gives it back as it takes it.
+        room.forget();
+        Ok(())
     }
 }
 
@@ -220,7 +200,7 @@ impl Outbox {
 /// the count of queued `Data` bytes.
 pub struct Pending {
     rx: Receiver<Outgoing>,
-    data: Arc<DataQueued>,
+    room: Arc<Semaphore>,
 }
 
 impl Pending {
@@ -247,22 +227,22 @@ impl Pending {
 
     fn taken(&self, entry: Option<&Outgoing>) {
         if let Some(Outgoing::Data { pieces, .. }) = entry {
-            self.data.taken(pieces.iter().map(Bytes::len).sum());
+            self.room.add_permits(pieces.iter().map(Bytes::len).sum());
         }
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        self.data.closed.store(true, Ordering::Release);
-        self.data.room.notify_waiters();
+        // Pumps waiting for room learn that the tunnel is closed.
+        self.room.close();
     }
 }
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pending")
-            .field("data", &self.data)
+            .field("room", &self.room.available_permits())
             .finish_non_exhaustive()
     }
 }
@@ -292,35 +272,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pumps_wait_while_the_queue_holds_its_limit_of_data() {
+    async fn room_for_data_goes_in_turn_and_ends_with_the_writer() {
         use futures_util::FutureExt;
         let (outbox, mut pending) = Outbox::new();
-        let piece = || vec![Bytes::from(vec![0u8; 64 * 1024])];
-        for _ in 0..DATA_QUEUE_LIMIT / (64 * 1024) {
-            outbox.send_data(1, piece()).unwrap();
+        let frame = 64 * 1024;
+        let piece = || vec![Bytes::from(vec![0u8; frame])];
+        for _ in 0..DATA_QUEUE_LIMIT / frame {
+            let room = outbox.data_room(frame).now_or_never().expect("room");
+            outbox.send_data(1, piece(), room.unwrap()).unwrap();
         }
-        // At the limit: room still.
-        assert!(outbox.data_room().now_or_never().is_some());
-        outbox.send_data(1, piece()).unwrap();
-        // Heads and control frames are never held back.
+        // Full. Heads and control frames are never held back.
         outbox.send(&Frame::End { stream: 2 }).unwrap();
-        let mut waiting = Box::pin(outbox.data_room());
-        assert!((&mut waiting).now_or_never().is_none());
-        // The writer takes one entry: room, and the waiting pump is woken.
+        let mut first = Box::pin(outbox.data_room(frame));
+        let mut second = Box::pin(outbox.data_room(frame));
+        assert!((&mut first).now_or_never().is_none());
+        assert!((&mut second).now_or_never().is_none());
+        // The writer takes an entry: the first to ask gets the room, and
+        // asking again puts it behind the second.
         assert!(matches!(pending.recv().await, Some(Outgoing::Data { .. })));
-        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
-            .await
-            .expect("woken");
-        // Everything taken, then more than the limit again: the writer
-        // going away frees a waiting pump too.
+        let room = (&mut first).now_or_never().expect("first served").unwrap();
+        outbox.send_data(1, piece(), room).unwrap();
+        let mut again = Box::pin(outbox.data_room(frame));
+        assert!(matches!(pending.recv().await, Some(Outgoing::Data { .. })));
+        assert!((&mut again).now_or_never().is_none(), "its turn is later");
+        let room = (&mut second).now_or_never().expect("in turn").unwrap();
+        // Room not filled goes back: half a frame here.
+        let half = vec![Bytes::from(vec![0u8; frame / 2])];
+        outbox.send_data(3, half, room).unwrap();
+        assert!(matches!(pending.recv().await, Some(Outgoing::Data { .. })));
+        assert!((&mut again).now_or_never().is_some(), "half and half");
+        // The writer going away frees a waiting pump with the news.
         pending.take_all();
-        for _ in 0..=DATA_QUEUE_LIMIT / (64 * 1024) {
-            outbox.send_data(1, piece()).unwrap();
+        while let Some(room) = outbox.data_room(frame).now_or_never() {
+            outbox.send_data(1, piece(), room.unwrap()).unwrap();
         }
-        let waiting = outbox.data_room();
+        let waiting = outbox.data_room(frame);
         drop(pending);
-        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
-            .await
-            .expect("freed when the writer is gone");
+        assert_eq!(waiting.await.map(|_| ()), Err(SendError::Closed));
     }
 }

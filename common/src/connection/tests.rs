@@ -166,8 +166,9 @@ async fn the_writer_sends_in_order_and_nothing_after_a_close() {
     };
     outbox.send(&Frame::End { stream: 1 }).unwrap();
     let big = crate::protocol::MAX_DATA_PAYLOAD;
+    let room = outbox.data_room(big).await.unwrap();
     outbox
-        .send_data(3, vec![Bytes::from(vec![1; big])])
+        .send_data(3, vec![Bytes::from(vec![1; big])], room)
         .unwrap();
     outbox
         .send_control(Control::Pong(Bytes::from_static(b"p")))

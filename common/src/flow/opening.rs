@@ -24,8 +24,8 @@ use thiserror::Error;
 use super::{
     path::PathState,
     window::{
-        give_both, long_path, take_both, OpenedWindow, ReceiveWindow, WindowBudget, WindowMemory,
-        MAX_WINDOW, WIDE_WINDOW_BUDGET,
+        give_both, take_both, OpenedWindow, ReceiveWindow, WindowBudget, WindowMemory, MAX_WINDOW,
+        WIDE_WINDOW_BUDGET,
     },
 };
 use crate::protocol::INITIAL_WINDOW;
@@ -74,7 +74,7 @@ impl OpeningCredit {
             .min(MAX_WINDOW)
             .saturating_sub(INITIAL_WINDOW);
         let more = wanted.saturating_sub(self.promised);
-        if more == 0 || !long_path(&self.path) || !take_both(self.budget, &self.path, more) {
+        if more == 0 || !self.path.is_long() || !take_both(self.budget, &self.path, more) {
             return None;
         }
         self.promised += more;
@@ -97,7 +97,7 @@ impl OpeningCredit {
     /// while its peers' bodies widen ([`WindowMemory::grown`]) should
     /// [`OpeningCredit::top_up`] too.
     pub fn on_long_path(&self) -> bool {
-        long_path(&self.path)
+        self.path.is_long()
     }
 
     /// Credit promised and not drawn.

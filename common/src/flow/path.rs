@@ -19,7 +19,7 @@ use std::{
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::window::WindowBudget;
+use super::window::{WindowBudget, GROW_WITHIN};
 
 /// Widening the streams of one connection may hold together: two streams
 /// at [`super::MAX_WINDOW`].
@@ -63,6 +63,14 @@ impl PathState {
             0 => None,
             us => Some(Duration::from_micros(us)),
         }
+    }
+
+    /// Whether the path is long: two round trips beyond [`GROW_WITHIN`],
+    /// where a window opened wide pays (on a shorter one the first grant
+    /// comes back before the initial window is spent) and a hop between
+    /// threads costs nothing next to the round trip.
+    pub fn is_long(&self) -> bool {
+        self.rtt().is_some_and(|rtt| rtt * 2 > GROW_WITHIN)
     }
 
     /// Adds one measured round trip: the first is taken as it is, later

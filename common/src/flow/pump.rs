@@ -66,9 +66,6 @@ where
         if chunk.is_empty() {
             continue;
         }
-        // The connection's queue first: a window's worth queued at once
-        // would hold up every other stream's frames (see `outbox`).
-        outbox.data_room().await;
         let room = credit
             .acquire(MAX_DATA_PAYLOAD)
             .await
@@ -77,7 +74,7 @@ where
         if ready.filled < room {
             credit.grant((room - ready.filled) as u32);
         }
-        queue_data(stream, ready.pieces, ready.filled, outbox)?;
+        queue_data(stream, ready.pieces, ready.filled, outbox).await?;
         sent += ready.filled as u64;
         if ready.ended {
             break;
@@ -135,16 +132,21 @@ where
     }
 }
 
-/// Queues one `Data` frame: large pieces as they are, small ones copied
-/// into one frame.
-fn queue_data<E>(
+/// Queues one `Data` frame: large pieces as they are, in their turn for
+/// the connection's queue (a window's worth queued at once would hold up
+/// every other stream's frames, see `outbox`), small ones copied into one
+/// frame.
+async fn queue_data<E>(
     stream: u32,
     pieces: Vec<Bytes>,
     filled: usize,
     outbox: &Outbox,
 ) -> Result<(), PumpError<E>> {
     let queued = if filled > PACK_LIMIT && filled / pieces.len() >= MIN_PIECE {
-        outbox.send_data(stream, pieces)
+        match outbox.data_room(filled).await {
+            Ok(room) => outbox.send_data(stream, pieces, room),
+            Err(e) => Err(e),
+        }
     } else {
         // Small, or many crumbs: one copy into one frame.
         let mut frame = data_frame_buffer(stream, filled);

@@ -178,7 +178,7 @@ impl ReceiveWindow {
         memory: Arc<WindowMemory>,
     ) -> (Self, u32) {
         let mut window = ReceiveWindow::new(budget, path);
-        let long = long_path(&window.path);
+        let long = window.path.is_long();
         let wanted = memory.widest().min(MAX_WINDOW);
         window.memory = Some(memory);
         let extra = wanted.saturating_sub(window.size);
@@ -285,13 +285,6 @@ impl ReceiveWindow {
     pub(crate) fn size(&self) -> u32 {
         self.size
     }
-}
-
-/// Whether `path` is long: two round trips beyond [`GROW_WITHIN`], where
-/// a window opened wide pays (on a shorter one the first grant comes back
-/// before the initial window is spent).
-pub(crate) fn long_path(path: &PathState) -> bool {
-    path.rtt().is_some_and(|rtt| rtt * 2 > GROW_WITHIN)
 }
 
 /// Takes `n` bytes from `budget` and `path`'s, or from neither.
