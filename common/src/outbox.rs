@@ -13,9 +13,10 @@
 //! ([`DATA_QUEUE_LIMIT`] at most, about what keeps a socket busy): a pump
 //! takes room ([`Outbox::data_room`]) before queueing one, and a head or a
 //! small frame waits behind that much at most. Room is handed out first
-//! come, first served (a fair semaphore), so streams that all have bytes
-//! to send take the connection in turn, a frame each: woken all at once,
-//! the one that ran first would take every frame's worth of room.
+//! come, first served (a fair semaphore), and a pump asks for one frame's
+//! worth a turn (see `flow::pump`), so streams that all have bytes to send
+//! take the connection in turn, a frame each: woken all at once, the one
+//! that ran first would take every frame's worth of room.
 
 use std::{collections::VecDeque, sync::Arc};
 

@@ -134,8 +134,8 @@ where
 
 /// Queues one `Data` frame: large pieces as they are, in their turn for
 /// the connection's queue (a window's worth queued at once would hold up
-/// every other stream's frames, see `outbox`), small ones copied into one
-/// frame.
+/// every other stream's frames, see `outbox`), a frame per turn; small
+/// ones copied into one frame.
 async fn queue_data<E>(
     stream: u32,
     pieces: Vec<Bytes>,
@@ -143,10 +143,15 @@ async fn queue_data<E>(
     outbox: &Outbox,
 ) -> Result<(), PumpError<E>> {
     let queued = if filled > PACK_LIMIT && filled / pieces.len() >= MIN_PIECE {
-        match outbox.data_room(filled).await {
-            Ok(room) => outbox.send_data(stream, pieces, room),
-            Err(e) => Err(e),
-        }
+        let room = outbox.data_room(filled).await;
+        let queued = room.and_then(|room| outbox.send_data(stream, pieces, room));
+        // The room the writer gives back goes to the pumps waiting for it
+        // in turn, and what none waits for is free: a pump that found room
+        // free would take frame after frame of it in one run, while the
+        // connection's other pumps, woken with it, wait to be run. Each
+        // frame ends the run, so that they ask in turn.
+        tokio::task::yield_now().await;
+        queued
     } else {
         // Small, or many crumbs: one copy into one frame.
         let mut frame = data_frame_buffer(stream, filled);
@@ -154,4 +159,59 @@ async fn queue_data<E>(
         outbox.send_encoded(frame.freeze())
     };
     queued.map_err(|_| PumpError::TunnelClosed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use futures_util::stream;
+
+    use super::*;
+    use crate::outbox::{Outgoing, DATA_QUEUE_LIMIT};
+
+    /// Lets every task that is ready run until none is.
+    async fn settle() {
+        for _ in 0..64 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn pumps_of_one_connection_take_its_room_a_frame_each() {
+        let (outbox, mut pending) = Outbox::new();
+        for stream in [1, 3] {
+            let (credit, outbox) = (SendCredit::new(), outbox.clone());
+            credit.grant(64 << 20);
+            let chunks =
+                (0..64).map(|_| Ok::<_, Infallible>(Bytes::from(vec![0; MAX_DATA_PAYLOAD])));
+            tokio::spawn(
+                async move { pump_body(stream, stream::iter(chunks), &credit, &outbox).await },
+            );
+        }
+        settle().await;
+        let frames = DATA_QUEUE_LIMIT / MAX_DATA_PAYLOAD;
+        // The writer takes the whole queue at once, round after round: the
+        // room it gives back must go to both streams alike, not to the one
+        // that happens to run first.
+        let mut sent = [0usize; 2];
+        for round in 0..6 {
+            let taken = pending.take_all();
+            assert_eq!(taken.len(), frames, "round {round}: the queue is full");
+            if round > 0 {
+                for entry in taken {
+                    match entry {
+                        Outgoing::Data { stream, .. } => sent[(stream / 2) as usize] += 1,
+                        _ => panic!("only Data is queued"),
+                    }
+                }
+                assert!(
+                    sent[0].abs_diff(sent[1]) <= 1,
+                    "round {round}: frames of streams 1 and 3: {sent:?}"
+                );
+            }
+            settle().await;
+        }
+    }
 }
