@@ -25,7 +25,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::store::Record;
-use crate::observe::{ws::WsMessage, BodyCapture};
+use crate::observe::{ws::WsMessage, BodyCapture, Fields};
 
 /// Milliseconds, to the microsecond.
 fn ms(d: Duration) -> f64 {
@@ -107,7 +107,7 @@ fn message(m: &WsMessage) -> Value {
 }
 
 /// Header fields as `[name, value]` pairs.
-pub fn fields(list: &HeaderList) -> Value {
+pub fn fields(list: &Fields) -> Value {
     let pairs = list
         .iter()
         .map(|(n, v)| json!([String::from_utf8_lossy(n), String::from_utf8_lossy(v)]));
@@ -216,10 +216,10 @@ mod tests {
     #[test]
     fn a_detail_reads_back_as_the_request_it_recorded() {
         let mut e = Exchange::new_for("a.localhost", "POST", "/hook?x=1");
-        e.request_headers = vec![
+        e.request_headers = Fields::of(&vec![
             (Bytes::from_static(b"x-a"), Bytes::from_static(b"1")),
             (Bytes::from_static(b"x-a"), Bytes::from_static(b"2")),
-        ];
+        ]);
         e.request_body = BodyCapture {
             bytes: vec![0, 159, 146, 150],
             total: 4,
@@ -240,7 +240,7 @@ mod tests {
         let saved = request_of(&back).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(saved.method, "POST");
         assert_eq!(saved.path, "/hook?x=1");
-        assert_eq!(saved.headers, record.exchange.request_headers);
+        assert_eq!(saved.headers, record.exchange.request_headers.to_list());
         assert_eq!(&saved.body[..], &[0, 159, 146, 150]);
         assert_eq!(saved.missing, 0);
         assert_eq!(saved.local.as_deref(), Some("http://localhost:3000"));

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::observe::Exchange;
+use crate::observe::{Exchange, Fields};
 
 /// Longest text compared line by line, in lines (a longer one is only
 /// said to differ).
@@ -24,8 +24,8 @@ pub fn answers(old: &Exchange, new: &Exchange) -> Value {
 }
 
 /// The fields whose values differ, by name (lower case), with both lists.
-fn headers(old: &[(bytes::Bytes, bytes::Bytes)], new: &[(bytes::Bytes, bytes::Bytes)]) -> Value {
-    let values = |list: &[(bytes::Bytes, bytes::Bytes)], name: &str| -> Vec<String> {
+fn headers(old: &Fields, new: &Fields) -> Value {
+    let values = |list: &Fields, name: &str| -> Vec<String> {
         list.iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
@@ -173,7 +173,7 @@ mod tests {
             f("x-a", "2"),
             f("x-b", "3"),
         ];
-        let d = headers(&old, &new);
+        let d = headers(&Fields::of(&old.to_vec()), &Fields::of(&new.to_vec()));
         assert_eq!(
             d,
             json!([

@@ -1,8 +1,8 @@
 //! Kept exchanges in other tools' forms: a request as a curl command, and
 //! every exchange as HAR 1.2 (what browsers' developer tools import).
 
+use crate::observe::Fields;
 use base64::{engine::general_purpose::STANDARD, Engine};
-use burrow_common::protocol::HeaderList;
 use serde_json::{json, Value};
 
 use super::{capture, store::Record};
@@ -58,7 +58,7 @@ pub fn curl(r: &Record, url: &str) -> String {
     out
 }
 
-fn pairs(list: &HeaderList) -> Vec<Value> {
+fn pairs(list: &Fields) -> Vec<Value> {
     list.iter()
         .map(|(n, v)| {
             json!({"name": String::from_utf8_lossy(n), "value": String::from_utf8_lossy(v)})
@@ -66,7 +66,7 @@ fn pairs(list: &HeaderList) -> Vec<Value> {
         .collect()
 }
 
-fn find<'a>(list: &'a HeaderList, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+fn find<'a>(list: &'a Fields, name: &str) -> Option<std::borrow::Cow<'a, str>> {
     list.iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
         .map(|(_, v)| String::from_utf8_lossy(v))
@@ -216,13 +216,13 @@ mod tests {
     #[test]
     fn curl_quotes_what_a_shell_would_split() {
         let mut e = Exchange::new_for("a.localhost", "POST", "/x");
-        e.request_headers = vec![
+        e.request_headers = Fields::of(&vec![
             (
                 Bytes::from_static(b"host"),
                 Bytes::from_static(b"a.localhost"),
             ),
             (Bytes::from_static(b"x-note"), Bytes::from_static(b"it's")),
-        ];
+        ]);
         e.request_body = BodyCapture {
             bytes: b"{\"a\": 'b'}".to_vec(),
             total: 10,

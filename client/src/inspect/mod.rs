@@ -87,7 +87,7 @@ pub fn saved_of(r: &Record) -> SavedRequest {
         path: e.uri.clone(),
         host: Some(e.host.clone()),
         local: Some(r.local.to_string()),
-        headers: e.request_headers.clone(),
+        headers: e.request_headers.to_list(),
         body: e.request_body.bytes.clone().into(),
         missing: e.request_body.total - e.request_body.bytes.len() as u64,
     }

@@ -36,12 +36,9 @@ impl Record {
     /// Bytes it holds, as counted against the total.
     fn weight(&self) -> usize {
         let e = &self.exchange;
-        let fields = |h: &burrow_common::protocol::HeaderList| -> usize {
-            h.iter().map(|(n, v)| n.len() + v.len()).sum()
-        };
         256 + e.uri.len()
-            + fields(&e.request_headers)
-            + fields(&e.response_headers)
+            + e.request_headers.size()
+            + e.response_headers.size()
             + e.request_body.bytes.len()
             + e.response_body.bytes.len()
     }

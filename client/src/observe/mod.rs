@@ -11,6 +11,7 @@
 //! which only queues: its subscribers (the request log, the terminal
 //! screen) take the events in batches on a thread of their own.
 
+mod fields;
 pub mod hub;
 pub mod ws;
 
@@ -30,6 +31,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use crate::failure::StreamFailure;
+pub use fields::Fields;
 
 /// How many body bytes pass between two progress reports of one exchange:
 /// a long transfer is seen moving, a small one costs nothing.
@@ -115,13 +117,13 @@ pub struct Exchange {
     /// `true` for a WebSocket upgrade.
     pub upgrade: bool,
     /// The request's header fields, when captured.
-    pub request_headers: HeaderList,
+    pub request_headers: Fields,
     /// The request body.
     pub request_body: BodyCapture,
     /// The local service's status, once its head arrived.
     pub status: Option<u16>,
     /// The response's header fields, when captured.
-    pub response_headers: HeaderList,
+    pub response_headers: Fields,
     /// The response body.
     pub response_body: BodyCapture,
     /// When the request arrived from the server.
@@ -163,10 +165,10 @@ impl Exchange {
             method: String::new(),
             uri: String::new(),
             upgrade: false,
-            request_headers: HeaderList::new(),
+            request_headers: Fields::default(),
             request_body: BodyCapture::default(),
             status: None,
-            response_headers: HeaderList::new(),
+            response_headers: Fields::default(),
             response_body: BodyCapture::default(),
             started,
             head_after: None,
@@ -177,27 +179,6 @@ impl Exchange {
             messages_dropped: 0,
         }
     }
-}
-
-/// Header fields copied into one buffer of their own, each name and value
-/// a slice of it: three allocations whatever their number, and a kept
-/// record holds only its own bytes (not the message its head came in).
-fn compact<'a>(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> HeaderList {
-    let fields: Vec<(&[u8], &[u8])> = fields.collect();
-    let size = fields.iter().map(|(n, v)| n.len() + v.len()).sum();
-    let mut buffer = bytes::BytesMut::with_capacity(size);
-    for (n, v) in &fields {
-        buffer.extend_from_slice(n);
-        buffer.extend_from_slice(v);
-    }
-    let mut all = buffer.freeze();
-    fields
-        .iter()
-        .map(|(n, v)| {
-            let name = all.split_to(n.len());
-            (name, all.split_to(v.len()))
-        })
-        .collect()
 }
 
 /// The exchange being recorded for one stream, or nothing when no
@@ -250,7 +231,7 @@ impl Trace {
         self.with(|r| {
             if r.capture.headers {
                 let fields = headers.iter().map(|(n, v)| (&n[..], &v[..]));
-                r.exchange.request_headers = compact(fields);
+                r.exchange.request_headers = Fields::copied(fields);
             }
         });
     }
@@ -267,7 +248,7 @@ impl Trace {
             e.status = Some(status);
             e.head_after = Some(e.started.elapsed());
             if r.capture.headers {
-                e.response_headers = compact(fields);
+                e.response_headers = Fields::copied(fields);
             }
             if let Some(body) = inline {
                 e.response_body.take(body, r.capture.body_bytes);

@@ -1,0 +1,120 @@
+//! Header fields as an observer keeps them: copied into one buffer, each
+//! name and value behind its length.
+//!
+//! A record is made for every request while the inspector is on, on the
+//! forwarding thread, and dropped later, mostly on the hub's thread. A list
+//! of `Bytes` pairs cut from one shared buffer cost an allocation for the
+//! list, one for the buffer, one for the buffer's shared count and a count
+//! change per name and value, each undone on the other thread; here a
+//! head's fields are one allocation and one copy, freed as one block.
+
+use burrow_common::protocol::HeaderList;
+use bytes::Bytes;
+
+/// Header fields in order (a name may repeat), as one buffer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fields(Vec<u8>);
+
+/// Bytes before each name and each value: its length.
+const LEN: usize = 4;
+
+impl Fields {
+    /// A copy of `fields`.
+    pub fn copied<'a>(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Fields {
+        // Room for a usual head; a larger one grows it.
+        let mut buffer = Vec::with_capacity(512);
+        for (name, value) in fields {
+            for part in [name, value] {
+                // A head's parts are far below 4 GiB: the frame that
+                // carried them is bounded much lower.
+                let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+                buffer.extend_from_slice(&len.to_le_bytes());
+                buffer.extend_from_slice(&part[..len as usize]);
+            }
+        }
+        Fields(buffer)
+    }
+
+    /// A copy of `list`.
+    pub fn of(list: &HeaderList) -> Fields {
+        Fields::copied(list.iter().map(|(n, v)| (&n[..], &v[..])))
+    }
+
+    /// The fields, in order.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter(&self.0)
+    }
+
+    /// The fields as a list of their own.
+    pub fn to_list(&self) -> HeaderList {
+        self.iter()
+            .map(|(n, v)| (Bytes::copy_from_slice(n), Bytes::copy_from_slice(v)))
+            .collect()
+    }
+
+    /// The bytes of every name and value.
+    pub fn size(&self) -> usize {
+        self.iter().map(|(n, v)| n.len() + v.len()).sum()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a Fields {
+    type Item = (&'a [u8], &'a [u8]);
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+/// The fields of a [`Fields`], in order.
+#[derive(Clone)]
+pub struct Iter<'a>(&'a [u8]);
+
+impl<'a> Iter<'a> {
+    fn part(&mut self) -> Option<&'a [u8]> {
+        let (len, rest) = self.0.split_first_chunk::<LEN>()?;
+        let len = (u32::from_le_bytes(*len) as usize).min(rest.len());
+        let (part, rest) = rest.split_at(len);
+        self.0 = rest;
+        Some(part)
+    }
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some((self.part()?, self.part()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_come_back_in_order_with_any_bytes() {
+        let list: HeaderList = vec![
+            (Bytes::from_static(b"x-a"), Bytes::from_static(b"1")),
+            (Bytes::from_static(b"x-empty"), Bytes::new()),
+            (
+                Bytes::from_static(b"x-a"),
+                Bytes::from_static(b"2\r\n\0\xff"),
+            ),
+            (Bytes::new(), Bytes::from_static(b"nameless")),
+        ];
+        let kept = Fields::of(&list);
+        assert_eq!(kept.to_list(), list);
+        assert_eq!(kept.iter().count(), 4);
+        assert_eq!(kept.size(), 3 + 1 + 7 + 3 + 5 + 8);
+        assert!(!kept.is_empty());
+        assert!(Fields::default().is_empty());
+        assert_eq!(Fields::default().iter().next(), None);
+    }
+}
