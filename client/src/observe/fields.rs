@@ -6,33 +6,48 @@
 //! of `Bytes` pairs cut from one shared buffer cost an allocation for the
 //! list, one for the buffer, one for the buffer's shared count and a count
 //! change per name and value, each undone on the other thread; here a
-//! head's fields are one allocation and one copy, freed as one block.
+//! head's fields are one allocation of their size, freed as one block.
 
 use burrow_common::protocol::HeaderList;
 use bytes::Bytes;
 
 /// Header fields in order (a name may repeat), as one buffer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Fields(Vec<u8>);
+pub struct Fields(Box<[u8]>);
 
 /// Bytes before each name and each value: its length.
 const LEN: usize = 4;
 
+/// The most a thread's scratch buffer keeps between two heads.
+const MAX_SCRATCH: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 impl Fields {
     /// A copy of `fields`.
     pub fn copied<'a>(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Fields {
-        // Room for a usual head; a larger one grows it.
-        let mut buffer = Vec::with_capacity(512);
-        for (name, value) in fields {
-            for part in [name, value] {
-                // A head's parts are far below 4 GiB: the frame that
-                // carried them is bounded much lower.
-                let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
-                buffer.extend_from_slice(&len.to_le_bytes());
-                buffer.extend_from_slice(&part[..len as usize]);
+        // Written where the thread wrote the last head, then copied out at
+        // its size: one allocation, and a kept record holds no slack.
+        SCRATCH.with(|scratch| {
+            let mut buffer = scratch.take();
+            buffer.clear();
+            for (name, value) in fields {
+                for part in [name, value] {
+                    // A head's parts are far below 4 GiB: the frame that
+                    // carried them is bounded much lower.
+                    let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+                    buffer.extend_from_slice(&len.to_le_bytes());
+                    buffer.extend_from_slice(&part[..len as usize]);
+                }
             }
-        }
-        Fields(buffer)
+            let kept = Fields(buffer.as_slice().into());
+            if buffer.capacity() <= MAX_SCRATCH {
+                scratch.set(buffer);
+            }
+            kept
+        })
     }
 
     /// A copy of `list`.
