@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use actix_web::{web, App, HttpRequest, HttpServer};
+use actix_web::{web, HttpRequest};
 use burrow_common::{batch, Frame, HelloAck, RequestHead, ResetCode};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -125,19 +125,7 @@ async fn forged_heads_are_reset_and_never_reach_the_local_service() {
 
     let (tx, mut resets) = mpsc::unbounded_channel::<(u32, ResetCode)>();
     let tx = web::Data::new(tx);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let server_addr = listener.local_addr().unwrap();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(tx.clone())
-            .route("/_burrow/connect", web::get().to(serve))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_rt::spawn(server);
+    let server_addr = stand_in_server(tx, serve);
 
     let config = client_config(server_addr, &format!("http://{local_addr}"), TOKEN);
     let (events, _rx) = mpsc::unbounded_channel();

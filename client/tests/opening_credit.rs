@@ -6,9 +6,9 @@
 
 mod support;
 
-use std::{net::TcpListener, time::Duration};
+use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpServer};
+use actix_web::{web, HttpRequest};
 use burrow_common::{
     batch,
     flow::MAX_WINDOW,
@@ -185,19 +185,7 @@ async fn a_long_path_s_promise_lets_a_body_start_whole_and_an_overdraw_ends_the_
         from_client: from_client_tx,
         outgoing: std::sync::Mutex::new(Some(outgoing)),
     });
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let server_addr = listener.local_addr().unwrap();
-    let http = HttpServer::new(move || {
-        App::new()
-            .app_data(wires.clone())
-            .route("/_burrow/connect", web::get().to(serve))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_rt::spawn(http);
+    let server_addr = stand_in_server(wires, serve);
     let (events_tx, mut events) = unbounded_channel();
     let config = client_config(server_addr, &upstream.url(), TOKEN);
     let client = actix_rt::spawn(run_client(config, events_tx));

@@ -276,3 +276,30 @@ pub async fn raw_bytes(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
         .expect("read");
     out
 }
+
+/// A stand-in tunnel server on a free loopback port, for tests that speak
+/// the protocol to the client themselves: `handler` takes each client
+/// connection at `/_burrow/connect`, with `data` as the app's data.
+pub fn stand_in_server<T, F, Args>(data: actix_web::web::Data<T>, handler: F) -> SocketAddr
+where
+    T: Send + Sync + 'static,
+    F: actix_web::Handler<Args> + Clone + Send + 'static,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    use actix_web::{web, App, HttpServer};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = listener.local_addr().expect("its address");
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/_burrow/connect", web::get().to(handler.clone()))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .expect("listening")
+    .run();
+    actix_rt::spawn(server);
+    addr
+}
