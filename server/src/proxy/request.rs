@@ -6,6 +6,7 @@ use burrow_common::{
     flow::OpeningAllowance,
     frame::{encode_request_head_from, RequestTarget},
     headers::{forward_request_fields, Field, Forwarded, HopByHop},
+    http1::parse_content_length,
     protocol::INITIAL_WINDOW,
 };
 use bytes::Bytes;
@@ -47,18 +48,20 @@ pub(super) fn request_frame(
 ) -> Result<HeadFrame, ProxyError> {
     let map = req.headers();
     let chunked = map.contains_key(header::TRANSFER_ENCODING);
-    let length = map.get(header::CONTENT_LENGTH);
-    let sized = length.is_some_and(|v| v.as_bytes() != b"0");
+    // Actix has read the length already (a bad one never gets here), and
+    // "00" is as empty as "0": such a head ends its stream.
+    let length = map
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| parse_content_length(v.as_bytes()))
+        .unwrap_or_default();
+    let sized = length > 0;
     let end_stream = !how.upgrade && !chunked && !sized;
     // An upgraded connection's bytes may flow for hours: its window
     // widens as any does, and a promise meant for uploads stays for them.
     let wanted = match (end_stream || how.upgrade, chunked) {
         (true, _) => 0,
         (false, true) => u64::MAX,
-        (false, false) => length
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .unwrap_or_default()
-            .saturating_sub(u64::from(INITIAL_WINDOW)),
+        (false, false) => length.saturating_sub(u64::from(INITIAL_WINDOW)),
     };
     let credit = opening.draw(wanted);
     let target = RequestTarget {
@@ -122,4 +125,43 @@ pub(super) fn forwarded_fields<R>(
         &fwd,
         &mut chain,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    const HOW: Forwarding<'static> = Forwarding {
+        host: "h.test",
+        public_host: "h.test",
+        proto: "http",
+        trust: false,
+        upgrade: false,
+    };
+
+    fn head_for(length: &str, opening: &OpeningAllowance) -> HeadFrame {
+        let req = TestRequest::post()
+            .uri("/up")
+            .insert_header((header::CONTENT_LENGTH, length))
+            .to_http_request();
+        request_frame(1, &req, &HOW, opening).expect("a head")
+    }
+
+    #[test]
+    fn a_zero_length_however_written_ends_the_stream_and_draws_nothing() {
+        let opening = OpeningAllowance::default();
+        opening.add(8 << 20);
+        for zero in ["0", "00", "000"] {
+            let head = head_for(zero, &opening);
+            assert!(!head.has_body, "Content-Length: {zero}");
+            assert_eq!(head.credit, 0, "Content-Length: {zero}");
+        }
+        let wide = u64::from(INITIAL_WINDOW) + 1000;
+        let head = head_for(&format!("0{wide}"), &opening);
+        assert!(head.has_body);
+        assert_eq!(head.credit, 1000, "what the body needs beyond the window");
+        assert_eq!(opening.draw(u64::MAX), (8 << 20) - 1000, "the rest is left");
+    }
 }
