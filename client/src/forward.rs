@@ -5,7 +5,7 @@
 //! [`ExchangeObserver`](crate::observe::ExchangeObserver), when one is
 //! set, sees each exchange once it ends.
 
-use std::{rc::Rc, sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, rc::Rc, sync::Arc, time::Duration};
 
 use burrow_common::{
     flow::{RecvBody, SendCredit},
@@ -63,7 +63,7 @@ pub fn forward(
     outbox: Outbox,
     credit: Arc<SendCredit>,
     answered: Answered,
-) -> impl std::future::Future<Output = ()> {
+) -> impl Future<Output = ()> {
     let call = Call::new(&head);
     // The scope wraps the whole stream, so that the future is moved once,
     // into the task that runs it.
@@ -94,13 +94,15 @@ async fn run(
     trace: &mut Trace,
     call: &Call,
 ) -> Result<(), StreamFailure> {
-    let tunnel = route(ctx, &head.host)?;
-    let fields = head.headers.iter().map(|(n, v)| (&n[..], &v[..]));
-    if let Some(problem) = request_head_problem(&head.method, &head.uri, fields) {
-        return Err(StreamFailure::new(ResetCode::BadRequest, problem));
-    }
-    trace.request_headers(&head.headers);
+    let tunnel = match route(ctx, &head.host).and_then(|t| check(&head).map(|()| t)) {
+        Ok(tunnel) => tunnel,
+        Err(refused) => {
+            trace.request(&head);
+            return Err(refused);
+        }
+    };
     if head.upgrade {
+        trace.request(&head);
         return upgrade(head, body, tunnel, ctx, reply, trace).await;
     }
     let on_continue = call.expects().then(|| reply.on_continue());
@@ -108,13 +110,40 @@ async fn run(
         trace.request_sent();
     }
     let body = body.map(|b| trace.tap_request(b));
-    let answer = ctx
-        .local
-        .send(tunnel, call, &head, body, on_continue)
-        .await?;
+    // The request is recorded while the local service works on it, not
+    // before it is written.
+    let answer = {
+        let send = std::pin::pin!(ctx.local.send(tunnel, call, &head, body, on_continue));
+        meanwhile(send, || trace.request(&head)).await?
+    };
     // Its values share the buffer of the message the head came in.
     drop(head);
     reply.answer(answer, &tunnel.local, trace).await
+}
+
+/// Whether `head` can be written to a local service.
+fn check(head: &RequestHead) -> Result<(), StreamFailure> {
+    let fields = head.headers.iter().map(|(n, v)| (&n[..], &v[..]));
+    match request_head_problem(&head.method, &head.uri, fields) {
+        Some(problem) => Err(StreamFailure::new(ResetCode::BadRequest, problem)),
+        None => Ok(()),
+    }
+}
+
+/// Runs `fut`, and `then` once its first step is taken (a request's first
+/// step writes it): work that the answer need not wait for.
+/// The future is pinned where it was made: moving it here would copy the
+/// local leg's whole state.
+async fn meanwhile<F: Future>(mut fut: Pin<&mut F>, then: impl FnOnce()) -> F::Output {
+    let mut then = Some(then);
+    std::future::poll_fn(|cx| {
+        let step = fut.as_mut().poll(cx);
+        if let Some(then) = then.take() {
+            then();
+        }
+        step
+    })
+    .await
 }
 
 /// A WebSocket upgrade, relayed over a connection of its own.
@@ -149,4 +178,31 @@ fn route<'a>(ctx: &'a ForwardContext, host: &str) -> Result<&'a TunnelConfig, St
             format!("this client does not serve {host}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::Cell, pin::pin, task::Poll};
+
+    use super::meanwhile;
+
+    #[tokio::test]
+    async fn work_meanwhile_runs_once_after_the_first_step_whenever_that_ends() {
+        let (steps, done) = (Cell::new(0), Cell::new(None));
+        // Two steps: the work runs between them, once.
+        let fut = pin!(std::future::poll_fn(|cx| {
+            steps.set(steps.get() + 1);
+            if steps.get() == 1 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(())
+        }));
+        meanwhile(fut, || done.set(Some(steps.get()))).await;
+        assert_eq!((steps.get(), done.get()), (2, Some(1)));
+        // Ready at once: the work runs all the same.
+        let ran = Cell::new(false);
+        let answer = meanwhile(pin!(async { 7 }), || ran.set(true)).await;
+        assert!(ran.get() && answer == 7);
+    }
 }

@@ -88,7 +88,7 @@ pub async fn replay(
     });
     let observer: Arc<dyn ExchangeObserver> = collector.clone();
     let mut trace = Trace::start(Some(&observer), 0, &head);
-    trace.request_headers(&head.headers);
+    trace.request(&head);
     let call = Call::new(&head);
     let body =
         (!saved.body.is_empty()).then(|| stream::iter([Ok::<_, BodyError>(saved.body.clone())]));

@@ -23,10 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use burrow_common::{
-    protocol::{HeaderList, RequestHead},
-    ResetCode,
-};
+use burrow_common::{protocol::RequestHead, ResetCode};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
@@ -189,30 +186,52 @@ struct Recording {
     capture: Capture,
     observer: Arc<dyn ExchangeObserver>,
     exchange: Exchange,
+    request_taken: bool,
+}
+
+impl Recording {
+    fn take_request(&mut self, head: &RequestHead) {
+        if std::mem::replace(&mut self.request_taken, true) {
+            return;
+        }
+        let e = &mut self.exchange;
+        e.host = head.host.clone();
+        e.method = head.method.clone();
+        e.uri = head.uri.clone();
+        if self.capture.headers {
+            let fields = head.headers.iter().map(|(n, v)| (&n[..], &v[..]));
+            e.request_headers = Fields::copied(fields);
+        }
+    }
 }
 
 impl Trace {
-    /// Starts recording the exchange of `head` for `observer`, if any.
+    /// Starts recording the exchange of `head` for `observer`, if any: its
+    /// clock starts now, while its method, target and fields are taken by
+    /// [`Trace::request`] (at once for a live observer, which is told now).
     pub fn start(
         observer: Option<&Arc<dyn ExchangeObserver>>,
         stream: u32,
         head: &RequestHead,
     ) -> Self {
-        Trace(observer.map(|o| {
-            let recording = Recording {
+        let trace = Trace(observer.map(|o| {
+            let mut exchange = Exchange::emptied(Instant::now());
+            exchange.stream = stream;
+            exchange.upgrade = head.upgrade;
+            Rc::new(RefCell::new(Recording {
                 capture: o.capture(),
                 observer: Arc::clone(o),
-                exchange: Exchange {
-                    stream,
-                    upgrade: head.upgrade,
-                    ..Exchange::new_for(&head.host, &head.method, &head.uri)
-                },
-            };
-            if recording.capture.live {
-                o.started(&recording.exchange);
+                exchange,
+                request_taken: false,
+            }))
+        }));
+        trace.with(|r| {
+            if r.capture.live {
+                r.take_request(head);
+                r.observer.started(&r.exchange);
             }
-            Rc::new(RefCell::new(recording))
-        }))
+        });
+        trace
     }
 
     /// A trace that records nothing.
@@ -226,14 +245,11 @@ impl Trace {
         }
     }
 
-    /// The request's header fields, as received from the server.
-    pub fn request_headers(&mut self, headers: &HeaderList) {
-        self.with(|r| {
-            if r.capture.headers {
-                let fields = headers.iter().map(|(n, v)| (&n[..], &v[..]));
-                r.exchange.request_headers = Fields::copied(fields);
-            }
-        });
+    /// The request as received from the server: its host, method, target
+    /// and, when captured, its header fields. Taken once, however often
+    /// asked, so that a path may take it where it costs the caller least.
+    pub fn request(&mut self, head: &RequestHead) {
+        self.with(|r| r.take_request(head));
     }
 
     /// The response head, as it goes back to the server.
@@ -408,6 +424,8 @@ mod tests {
     use std::sync::Mutex;
 
     use futures_util::{stream, StreamExt};
+
+    use burrow_common::protocol::HeaderList;
 
     use super::*;
 
