@@ -65,8 +65,6 @@ pub fn forward(
     answered: Answered,
 ) -> impl Future<Output = ()> {
     let call = Call::new(&head);
-    // The scope wraps the whole stream, so that the future is moved once,
-    // into the task that runs it.
     let scope = call.clone();
     let stream = async move {
         let reply = Reply {
@@ -83,7 +81,10 @@ pub fn forward(
         }
         trace.finish(result.err());
     };
-    scope.scope(stream)
+    // The stream's state is large (the local leg's and the answer's, over
+    // 5 KiB): boxed where it is made, so that it is copied once, and the
+    // scope around it and the task that runs it move a pointer.
+    scope.scope(Box::pin(stream))
 }
 
 async fn run(

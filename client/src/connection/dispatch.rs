@@ -281,9 +281,7 @@ impl Dispatcher {
             let outbox = self.link.outbox().clone();
             let credit = send_credit.clone();
             let answered = answered.clone();
-            // Boxed: the forwarding future is large, and the task would
-            // otherwise copy all of it on every move while being spawned.
-            let fut = Box::pin(forward(id, head, body, ctx, outbox, credit, answered));
+            let fut = forward(id, head, body, ctx, outbox, credit, answered);
             async move {
                 fut.await;
                 streams.borrow_mut().remove(id);
