@@ -125,6 +125,7 @@ impl Store {
         {
             if let Some(old) = self.records.pop_front() {
                 self.bytes -= old.weight();
+                crate::observe::release(old.exchange);
             }
         }
         let _ = self.news.send(id);

@@ -16,7 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Capture, Exchange, ExchangeObserver};
+use super::{
+    home::{self, Returns},
+    Capture, Exchange, ExchangeObserver,
+};
 
 /// How long the hub waits, once woken, for more events to join a batch:
 /// short enough that a person watching sees a request at once.
@@ -86,6 +89,8 @@ struct Queue {
     /// The hub's thread waits for a first event (and must be woken by it).
     waiting: bool,
     closed: bool,
+    /// Records the subscribers let go of, for their home threads to free.
+    returns: Returns,
 }
 
 struct Shared {
@@ -118,6 +123,7 @@ impl Hub {
                 dropped: 0,
                 waiting: false,
                 closed: false,
+                returns: Returns::default(),
             }),
             ready: Condvar::new(),
             delivering: Mutex::new(subscribers),
@@ -140,8 +146,9 @@ impl Hub {
     }
 
     fn push(&self, event: TrafficEvent) {
-        let wake = {
+        let (wake, _freed_here) = {
             let mut q = self.shared.lock();
+            let freed = q.returns.take_for(home::here());
             if q.events.len() >= MAX_QUEUED {
                 q.dropped += 1;
                 return;
@@ -149,7 +156,7 @@ impl Hub {
             q.events.push(event);
             let wake = q.waiting;
             q.waiting = false;
-            wake
+            (wake, freed)
         };
         if wake {
             self.shared.ready.notify_one();
@@ -231,12 +238,21 @@ impl Shared {
             std::mem::swap(&mut q.events, batch);
             std::mem::take(&mut q.dropped)
         };
-        if !batch.is_empty() || dropped > 0 {
+        if batch.is_empty() && dropped == 0 {
+            return;
+        }
+        let released = home::gathering(|| {
             for s in subscribers.iter_mut() {
                 s.events(batch, dropped);
             }
-        }
-        batch.clear();
+            for event in batch.drain(..) {
+                if let TrafficEvent::Ended(record) = event {
+                    home::release(record);
+                }
+            }
+        });
+        drop(subscribers);
+        self.lock().returns.queue(released);
     }
 }
 

@@ -12,6 +12,7 @@
 //! screen) take the events in batches on a thread of their own.
 
 mod fields;
+mod home;
 pub mod hub;
 pub mod ws;
 
@@ -29,6 +30,7 @@ use futures_util::{Stream, StreamExt};
 
 use crate::failure::StreamFailure;
 pub use fields::Fields;
+pub(crate) use home::release;
 
 /// How many body bytes pass between two progress reports of one exchange:
 /// a long transfer is seen moving, a small one costs nothing.
@@ -139,6 +141,8 @@ pub struct Exchange {
     pub messages: VecDeque<ws::WsMessage>,
     /// Messages left out of `messages` (older ones, past the bound).
     pub messages_dropped: u64,
+    /// The thread whose heap holds it (see `home`).
+    pub(crate) home: usize,
 }
 
 impl Exchange {
@@ -174,6 +178,7 @@ impl Exchange {
             failure: None,
             messages: VecDeque::new(),
             messages_dropped: 0,
+            home: home::here(),
         }
     }
 }
