@@ -133,6 +133,7 @@ fn check(head: &RequestHead) -> Result<(), StreamFailure> {
 
 /// Runs `fut`, and `then` once its first step is taken (a request's first
 /// step writes it): work that the answer need not wait for.
+///
 /// The future is pinned where it was made: moving it here would copy the
 /// local leg's whole state.
 async fn meanwhile<F: Future>(mut fut: Pin<&mut F>, then: impl FnOnce()) -> F::Output {

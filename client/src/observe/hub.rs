@@ -3,10 +3,11 @@
 //! the terminal screen, the inspector to come), so that no subscriber runs
 //! on a forwarding thread or slows a request.
 //!
-//! Queueing costs a request a lock and a push; the hub's thread is woken
-//! by the first event after a batch only, waits [`GATHER`] for more, and
-//! takes them all, so a busy tunnel wakes it at most twenty times a second
-//! whatever its rate. Past [`MAX_QUEUED`] events (a subscriber that stalls)
+//! Queueing costs a request a lock and a push (and the freeing of two of
+//! its thread's records the hub let go of, see `observe::home`); the hub's
+//! thread is woken by the first event after a batch only, waits [`GATHER`]
+//! for more, and takes them all, so a busy tunnel wakes it at most twenty
+//! times a second whatever its rate. Past [`MAX_QUEUED`] events (a subscriber that stalls)
 //! events are counted, not kept, and the count is handed over with the
 //! next batch.
 
@@ -146,16 +147,18 @@ impl Hub {
     }
 
     fn push(&self, event: TrafficEvent) {
+        // Records of this thread's that the hub let go of: freed here, once
+        // the lock is released.
         let (wake, _freed_here) = {
             let mut q = self.shared.lock();
             let freed = q.returns.take_for(home::here());
-            if q.events.len() >= MAX_QUEUED {
+            let wake = if q.events.len() >= MAX_QUEUED {
                 q.dropped += 1;
-                return;
-            }
-            q.events.push(event);
-            let wake = q.waiting;
-            q.waiting = false;
+                false
+            } else {
+                q.events.push(event);
+                std::mem::take(&mut q.waiting)
+            };
             (wake, freed)
         };
         if wake {
