@@ -192,8 +192,9 @@ impl Cluster {
         if let Some(urls) = self.routes.fresh(host) {
             return urls;
         }
+        let seen = self.routes.seen();
         match self.reached(self.directory.locate(host).await) {
-            Some(urls) => self.routes.put(host, urls),
+            Some(urls) => self.routes.put(host, urls, seen),
             None => self.routes.stale(host),
         }
     }

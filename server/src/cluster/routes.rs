@@ -66,10 +66,23 @@ impl Routes {
             .unwrap_or_default()
     }
 
-    /// Keeps the route to `host` just found, and answers it.
-    pub(super) fn put(&self, host: &str, urls: Vec<String>) -> Vec<Arc<str>> {
+    /// How many changes were published so far: taken before a lookup in
+    /// the directory, and given to [`Routes::put`] with its answer.
+    pub(super) fn seen(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
+    /// Keeps the route to `host` just found, and answers it. Not kept when
+    /// a change was published since the lookup began (`seen`): the answer
+    /// may be from before it, and kept it would outlive the change that
+    /// dropped the route (a request waiting for the host would then try the
+    /// old node again, and wait for a change that had come already).
+    pub(super) fn put(&self, host: &str, urls: Vec<String>, seen: u64) -> Vec<Arc<str>> {
         let urls: Vec<Arc<str>> = urls.into_iter().map(Arc::from).collect();
         let mut map = self.lock();
+        if self.seen() != seen {
+            return urls;
+        }
         if map.len() >= MOST {
             map.clear();
         }
@@ -88,14 +101,16 @@ impl Routes {
     }
 
     fn forget_all(&self) {
-        self.lock().clear();
         self.changes.send_modify(|n| *n += 1);
+        self.lock().clear();
     }
 
-    /// A host's change was published.
+    /// A host's change was published. Counted before the route is
+    /// dropped: a lookup that puts its answer after the count is seen
+    /// keeps nothing, and one that put it before has it dropped here.
     pub(super) fn changed(&self, host: &str) {
-        self.forget(host);
         self.changes.send_modify(|n| *n += 1);
+        self.forget(host);
     }
 
     /// Wakes on the next change published after this call.
@@ -130,5 +145,31 @@ pub(super) async fn listen(client: redis::Client, cluster: Arc<Cluster>) {
             Err(e) => log::debug!("cluster: cannot listen for changes: {e}"),
         }
         tokio::time::sleep(RELISTEN_AFTER).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_from_before_a_change_is_not_kept() {
+        let routes = Routes::default();
+        let seen = routes.seen();
+        routes.put("h", vec!["http://a".into()], seen);
+        assert_eq!(routes.fresh("h").map(|u| u.len()), Some(1));
+        // A lookup begins, the host changes, the lookup's answer comes.
+        let seen = routes.seen();
+        routes.changed("h");
+        let urls = routes.put("h", vec!["http://a".into()], seen);
+        assert_eq!(urls.len(), 1, "answered all the same");
+        assert!(routes.fresh("h").is_none(), "but not kept");
+        // The next lookup's is.
+        let seen = routes.seen();
+        routes.put("h", vec!["http://b".into()], seen);
+        assert_eq!(
+            routes.fresh("h").as_deref(),
+            Some(&[Arc::from("http://b")][..])
+        );
     }
 }
