@@ -7,9 +7,9 @@
 //! its thread's records the hub let go of, see `observe::home`); the hub's
 //! thread is woken by the first event after a batch only, waits [`GATHER`]
 //! for more, and takes them all, so a busy tunnel wakes it at most twenty
-//! times a second whatever its rate. Past [`MAX_QUEUED`] events (a subscriber that stalls)
-//! events are counted, not kept, and the count is handed over with the
-//! next batch.
+//! times a second whatever its rate. Past [`MAX_QUEUED`] events (a
+//! subscriber that stalls) events are counted, not kept, and the count is
+//! handed over with the next batch.
 
 use std::{
     sync::{Arc, Condvar, Mutex, MutexGuard},

@@ -204,8 +204,7 @@ impl Recording {
         e.method = head.method.clone();
         e.uri = head.uri.clone();
         if self.capture.headers {
-            let fields = head.headers.iter().map(|(n, v)| (&n[..], &v[..]));
-            e.request_headers = Fields::copied(fields);
+            e.request_headers = Fields::of(&head.headers);
         }
     }
 }
