@@ -111,15 +111,16 @@ async fn run(
         trace.request_sent();
     }
     let body = body.map(|b| trace.tap_request(b));
-    // The request is recorded while the local service works on it, not
-    // before it is written.
+    // The request's fields are copied while the local service works on it,
+    // not before it is written; its texts are moved in once it is sent.
     let answer = {
         let send = std::pin::pin!(ctx.local.send(tunnel, call, &head, body, on_continue));
-        meanwhile(send, || trace.request(&head)).await?
+        meanwhile(send, || trace.request_fields(&head)).await
     };
-    // Its values share the buffer of the message the head came in.
-    drop(head);
-    reply.answer(answer, &tunnel.local, trace).await
+    // Its values share the buffer of the message the head came in: not
+    // kept past here.
+    trace.request_done(head);
+    reply.answer(answer?, &tunnel.local, trace).await
 }
 
 /// Whether `head` can be written to a local service.

@@ -32,21 +32,43 @@ pub struct Record {
     pub exchange: Arc<Exchange>,
 }
 
-impl Record {
-    /// Bytes it holds, as counted against the total.
-    fn weight(&self) -> usize {
-        let e = &self.exchange;
-        256 + e.uri.len()
-            + e.request_headers.size()
-            + e.response_headers.size()
-            + e.request_body.bytes.len()
-            + e.response_body.bytes.len()
+/// A record and the bytes it holds, as counted against the total: counted
+/// once, as it comes, so that dropping it does not read it again (by then
+/// it has long left the cache).
+struct Kept {
+    record: Record,
+    weight: usize,
+}
+
+/// Bytes `e` holds, as counted against the total.
+fn weight(e: &Exchange) -> usize {
+    256 + e.uri.len()
+        + e.request_headers.size()
+        + e.response_headers.size()
+        + e.request_body.bytes.len()
+        + e.response_body.bytes.len()
+}
+
+/// Both clocks, read at one moment: a record's wall-clock start is the
+/// wall clock's now less the time since the exchange started.
+#[derive(Clone, Copy)]
+struct Clocks {
+    monotonic: Instant,
+    wall: SystemTime,
+}
+
+impl Clocks {
+    fn now() -> Clocks {
+        Clocks {
+            monotonic: Instant::now(),
+            wall: SystemTime::now(),
+        }
     }
 }
 
 /// The records, newest last.
 pub struct Store {
-    records: VecDeque<Record>,
+    records: VecDeque<Kept>,
     next_id: u64,
     bytes: usize,
     limits: Limits,
@@ -97,51 +119,72 @@ impl Store {
 
     /// Keeps `exchange` (a replay of `replay_of`, if given); returns its id.
     pub fn add(&mut self, exchange: Arc<Exchange>, replay_of: Option<u64>) -> u64 {
-        let elapsed = Instant::now().saturating_duration_since(exchange.started);
-        let at = SystemTime::now()
+        self.add_at(exchange, replay_of, Clocks::now())
+    }
+
+    /// [`Store::add`], the clocks read by the caller (once for a batch).
+    fn add_at(&mut self, exchange: Arc<Exchange>, replay_of: Option<u64>, now: Clocks) -> u64 {
+        let elapsed = now.monotonic.saturating_duration_since(exchange.started);
+        let at = now
+            .wall
             .checked_sub(elapsed)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let id = self.next_id;
         self.next_id += 1;
-        let local = match self.known.get(&exchange.host) {
-            Some(local) => Arc::clone(local),
-            None => {
-                let local: Arc<str> = (self.locals)(&exchange.host).into();
-                self.known.insert(exchange.host.clone(), Arc::clone(&local));
-                local
-            }
+        let kept = Kept {
+            weight: weight(&exchange),
+            record: Record {
+                id,
+                at,
+                replay_of,
+                local: self.local_of(&exchange.host),
+                exchange,
+            },
         };
-        let record = Record {
-            id,
-            at,
-            replay_of,
-            local,
-            exchange,
-        };
-        self.bytes += record.weight();
-        self.records.push_back(record);
+        self.bytes += kept.weight;
+        self.records.push_back(kept);
         while self.records.len() > self.limits.entries
             || (self.bytes > self.limits.total_bytes && self.records.len() > 1)
         {
             if let Some(old) = self.records.pop_front() {
-                self.bytes -= old.weight();
-                crate::observe::release(old.exchange);
+                self.bytes -= old.weight;
+                crate::observe::release(old.record.exchange);
             }
         }
         let _ = self.news.send(id);
         id
     }
 
+    /// The local service of `host`: the newest record's when it is the same
+    /// host (most often), else looked up once per host.
+    fn local_of(&mut self, host: &str) -> Arc<str> {
+        let last = self.records.back().map(|k| &k.record);
+        if let Some(last) = last.filter(|r| r.exchange.host == host) {
+            return Arc::clone(&last.local);
+        }
+        match self.known.get(host) {
+            Some(local) => Arc::clone(local),
+            None => {
+                let local: Arc<str> = (self.locals)(host).into();
+                self.known.insert(host.to_owned(), Arc::clone(&local));
+                local
+            }
+        }
+    }
+
     /// The record `id`, if still kept.
     pub fn get(&self, id: u64) -> Option<&Record> {
-        let first = self.records.front()?.id;
+        let first = self.records.front()?.record.id;
         let at = usize::try_from(id.checked_sub(first)?).ok()?;
-        self.records.get(at).filter(|r| r.id == id)
+        self.records
+            .get(at)
+            .map(|k| &k.record)
+            .filter(|r| r.id == id)
     }
 
     /// The records, newest first.
     pub fn newest_first(&self) -> impl Iterator<Item = &Record> {
-        self.records.iter().rev()
+        self.records.iter().rev().map(|k| &k.record)
     }
 
     /// Bytes held in all.
@@ -171,9 +214,12 @@ impl Subscriber for Keeper {
 
     fn events(&mut self, batch: &[TrafficEvent], _dropped: u64) {
         let mut store = self.0.lock();
+        // A batch waited at most the hub's gathering time: one reading of
+        // the clocks dates all of it.
+        let now = Clocks::now();
         for event in batch {
             if let TrafficEvent::Ended(e) = event {
-                store.add(Arc::clone(e), None);
+                store.add_at(Arc::clone(e), None, now);
             }
         }
     }
@@ -218,5 +264,24 @@ mod tests {
         store.clear();
         assert_eq!((store.newest_first().count(), store.bytes()), (0, 0));
         assert_eq!(store.add(Arc::new(exchange(1)), None), 9);
+    }
+
+    #[test]
+    fn each_record_names_its_own_hosts_local_service() {
+        let shared = Shared::new(Limits::default(), |host| format!("http://{host}:1"));
+        let mut store = shared.lock();
+        for host in ["a.localhost", "a.localhost", "b.localhost", "a.localhost"] {
+            store.add(Arc::new(Exchange::new_for(host, "GET", "/")), None);
+        }
+        let locals: Vec<&str> = store.newest_first().map(|r| &*r.local).collect();
+        assert_eq!(
+            locals,
+            [
+                "http://a.localhost:1",
+                "http://b.localhost:1",
+                "http://a.localhost:1",
+                "http://a.localhost:1"
+            ]
+        );
     }
 }

@@ -191,20 +191,38 @@ struct Recording {
     capture: Capture,
     observer: Arc<dyn ExchangeObserver>,
     exchange: Exchange,
-    request_taken: bool,
+    /// The request's host, method and target are in `exchange` (an empty
+    /// host is a valid state before, so this cannot be read from it).
+    texts_taken: bool,
+    /// Its header fields are, when captured.
+    fields_taken: bool,
 }
 
 impl Recording {
     fn take_request(&mut self, head: &RequestHead) {
-        if std::mem::replace(&mut self.request_taken, true) {
-            return;
+        self.take_fields(head);
+        if !std::mem::replace(&mut self.texts_taken, true) {
+            let e = &mut self.exchange;
+            e.host = head.host.clone();
+            e.method = head.method.clone();
+            e.uri = head.uri.clone();
         }
-        let e = &mut self.exchange;
-        e.host = head.host.clone();
-        e.method = head.method.clone();
-        e.uri = head.uri.clone();
-        if self.capture.headers {
-            e.request_headers = Fields::of(&head.headers);
+    }
+
+    fn take_fields(&mut self, head: &RequestHead) {
+        if self.capture.headers && !std::mem::replace(&mut self.fields_taken, true) {
+            self.exchange.request_headers = Fields::of(&head.headers);
+        }
+    }
+
+    /// Like [`Recording::take_request`], the texts moved, not copied.
+    fn take_request_from(&mut self, mut head: RequestHead) {
+        self.take_fields(&head);
+        if !std::mem::replace(&mut self.texts_taken, true) {
+            let e = &mut self.exchange;
+            e.host = std::mem::take(&mut head.host);
+            e.method = std::mem::take(&mut head.method);
+            e.uri = std::mem::take(&mut head.uri);
         }
     }
 }
@@ -226,7 +244,8 @@ impl Trace {
                 capture: o.capture(),
                 observer: Arc::clone(o),
                 exchange,
-                request_taken: false,
+                texts_taken: false,
+                fields_taken: false,
             }))
         }));
         trace.with(|r| {
@@ -254,6 +273,17 @@ impl Trace {
     /// asked, so that a path may take it where it costs the caller least.
     pub fn request(&mut self, head: &RequestHead) {
         self.with(|r| r.take_request(head));
+    }
+
+    /// The request's header fields alone, when captured (taken once too).
+    pub fn request_fields(&mut self, head: &RequestHead) {
+        self.with(|r| r.take_fields(head));
+    }
+
+    /// The request, handed over once the path is done with it: what was
+    /// not taken yet is taken, its texts moved rather than copied.
+    pub fn request_done(&mut self, head: RequestHead) {
+        self.with(|r| r.take_request_from(head));
     }
 
     /// The response head, as it goes back to the server.
@@ -504,5 +534,43 @@ mod tests {
         // One that does not ask is told only the end.
         let notes = big_body(Arc::new(Notes(Mutex::default(), false))).await;
         assert_eq!(notes, ["ended 614400"]);
+    }
+
+    /// Keeps the exchange it is handed, headers captured.
+    #[derive(Default)]
+    struct Keeps(Mutex<Option<Exchange>>);
+
+    impl ExchangeObserver for Keeps {
+        fn capture(&self) -> Capture {
+            Capture {
+                headers: true,
+                ..Capture::default()
+            }
+        }
+        fn exchange(&self, e: Exchange) {
+            *self.0.lock().unwrap() = Some(e);
+        }
+    }
+
+    #[test]
+    fn a_request_handed_over_is_taken_once_its_fields_first() {
+        let keeps = Arc::new(Keeps::default());
+        let as_dyn: Arc<dyn ExchangeObserver> = keeps.clone();
+        let mut head = head();
+        head.headers
+            .push((Bytes::from_static(b"x-a"), Bytes::from_static(b"1")));
+        let mut trace = Trace::start(Some(&as_dyn), 1, &head);
+        trace.request_fields(&head);
+        // Changed after the fields were taken: the copy taken stays.
+        head.headers.clear();
+        trace.request_done(head);
+        trace.finish(None);
+        let e = keeps.0.lock().unwrap().take().expect("handed over");
+        assert_eq!(
+            (&*e.host, &*e.method, &*e.uri),
+            ("a.localhost", "GET", "/big")
+        );
+        let fields: Vec<_> = e.request_headers.iter().collect();
+        assert_eq!(fields, [(&b"x-a"[..], &b"1"[..])]);
     }
 }
