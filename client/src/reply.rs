@@ -5,13 +5,17 @@ use std::{cell::Cell, rc::Rc};
 
 use burrow_common::{
     flow::{pump_body, PumpError, SendCredit},
-    frame::encode_response_head_from,
+    frame::{encode_response_head_from, encoded_response_fields},
     protocol::{ResponseHead, MAX_INLINE_BODY},
     Frame, Outbox, ResetCode,
 };
 
 pub use crate::failure::StreamFailure;
-use crate::{local::Answer, observe::Trace, upload::OnContinue};
+use crate::{
+    local::Answer,
+    observe::{Fields, Trace},
+    upload::OnContinue,
+};
 
 /// Whether a stream's response head has been queued. The connection resets
 /// streams still unanswered after the local timeout on a periodic sweep, so
@@ -110,6 +114,12 @@ impl Reply<'_> {
             inline.as_deref(),
         )
         .map_err(head_failure)?;
+        // Kept as encoded, one copy: going through the answer's header map
+        // again cost ten times that.
+        let inline_len = inline.as_ref().map_or(0, |b| b.len());
+        let fields = trace
+            .keeps_headers()
+            .then(|| Fields::encoded(encoded_response_fields(&frame, inline_len)));
         self.send_encoded_head(frame)?;
         if end_stream {
             // The whole answer is queued: the connection's writer, woken by
@@ -117,7 +127,7 @@ impl Reply<'_> {
             // go of the local connection, so neither delays the caller.
             writer_first().await;
         }
-        trace.response_head(status, answer.fields(), inline.as_deref());
+        trace.response_head(status, fields, inline.as_deref());
         if end_stream {
             return Ok(());
         }

@@ -16,7 +16,7 @@ use crate::{
     config::TunnelConfig,
     http1::{read_stream, ResponseStart},
     local::Answer,
-    observe::Trace,
+    observe::{Fields, Trace},
     plain::send_raw,
     reply::{Reply, StreamFailure},
     transport::Connector,
@@ -40,7 +40,10 @@ pub async fn relay(
         let answer = Answer::raw(start, Box::new(rd), false);
         return reply.answer(answer, local, trace).await;
     }
-    trace.response_head(start.status, start.fields(), None);
+    let fields = trace
+        .keeps_headers()
+        .then(|| Fields::copied(start.fields()));
+    trace.response_head(start.status, fields, None);
     let websocket =
         find(&head.headers, b"upgrade").is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"));
     drop(head);

@@ -15,7 +15,7 @@ use crate::{
     config::TunnelConfig,
     failure::StreamFailure,
     local::{Call, LocalLeg},
-    observe::{Capture, Exchange, ExchangeObserver, Trace},
+    observe::{Capture, Exchange, ExchangeObserver, Fields, Trace},
 };
 
 /// Keeps the one exchange it is given.
@@ -98,7 +98,8 @@ pub async fn replay(
     let exchange = call.scope(async {
         let body = body.map(|b| trace.tap_request(b));
         let answer = leg.send(tunnel, &call, &head, body, None).await?;
-        trace.response_head(answer.status(), answer.fields(), None);
+        let fields = trace.keeps_headers().then(|| Fields::copied(answer.fields()));
+        trace.response_head(answer.status(), fields, None);
         let mut body = std::pin::pin!(trace.tap_response(answer.body()));
         let mut read = 0;
         while let Some(chunk) = body.next().await {

@@ -1,12 +1,14 @@
 //! Header fields as an observer keeps them: copied into one buffer, each
-//! name and value behind its length.
+//! name and value behind its length, as the wire protocol encodes them.
 //!
 //! A record is made for every request while the inspector is on, on the
 //! forwarding thread, and dropped later, mostly on the hub's thread. A list
 //! of `Bytes` pairs cut from one shared buffer cost an allocation for the
 //! list, one for the buffer, one for the buffer's shared count and a count
 //! change per name and value, each undone on the other thread; here a
-//! head's fields are one allocation of their size, freed as one block.
+//! head's fields are one allocation of their size, freed as one block. A
+//! response head's fields are copied as encoded for the tunnel, in one
+//! piece ([`Fields::encoded`]).
 
 use burrow_common::protocol::HeaderList;
 use bytes::Bytes;
@@ -15,8 +17,9 @@ use bytes::Bytes;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Fields(Box<[u8]>);
 
-/// Bytes before each name and each value: its length.
-const LEN: usize = 4;
+/// Bytes before each name and each value: its length (`u16`, big-endian,
+/// as in the wire protocol).
+const LEN: usize = 2;
 
 /// The most a thread's scratch buffer keeps between two heads.
 const MAX_SCRATCH: usize = 16 * 1024;
@@ -35,11 +38,11 @@ impl Fields {
             buffer.clear();
             for (name, value) in fields {
                 for part in [name, value] {
-                    // A head's parts are far below 4 GiB: the frame that
-                    // carried them is bounded much lower.
-                    let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
-                    buffer.extend_from_slice(&len.to_le_bytes());
-                    buffer.extend_from_slice(&part[..len as usize]);
+                    // No longer part crosses the tunnel (its frame's length
+                    // prefix is as wide): one could only be cut here.
+                    let len = u16::try_from(part.len()).unwrap_or(u16::MAX);
+                    buffer.extend_from_slice(&len.to_be_bytes());
+                    buffer.extend_from_slice(&part[..usize::from(len)]);
                 }
             }
             let kept = Fields(buffer.as_slice().into());
@@ -48,6 +51,12 @@ impl Fields {
             }
             kept
         })
+    }
+
+    /// A copy of fields as the wire protocol encodes them (see
+    /// `burrow_common::frame::encoded_response_fields`).
+    pub fn encoded(fields: &[u8]) -> Fields {
+        Fields(fields.into())
     }
 
     /// A copy of `list`.
@@ -94,7 +103,7 @@ pub struct Iter<'a>(&'a [u8]);
 impl<'a> Iter<'a> {
     fn part(&mut self) -> Option<&'a [u8]> {
         let (len, rest) = self.0.split_first_chunk::<LEN>()?;
-        let len = (u32::from_le_bytes(*len) as usize).min(rest.len());
+        let len = usize::from(u16::from_be_bytes(*len)).min(rest.len());
         let (part, rest) = rest.split_at(len);
         self.0 = rest;
         Some(part)
@@ -131,5 +140,26 @@ mod tests {
         assert!(!kept.is_empty());
         assert!(Fields::default().is_empty());
         assert_eq!(Fields::default().iter().next(), None);
+    }
+
+    #[test]
+    fn fields_as_encoded_for_the_tunnel_read_as_a_copy_of_them() {
+        let fields: [(&[u8], &[u8]); 3] = [
+            (b"content-type", b"text/plain"),
+            (b"x-odd", b"a\r\nb\0"),
+            (b"x-empty", b""),
+        ];
+        let frame = burrow_common::frame::encode_response_head_from(
+            7,
+            200,
+            fields.iter().copied(),
+            true,
+            Some(b"hello"),
+        )
+        .expect("encodes");
+        let wire = burrow_common::frame::encoded_response_fields(&frame, 5);
+        let kept = Fields::encoded(wire);
+        assert_eq!(kept, Fields::copied(fields.iter().copied()));
+        assert_eq!(kept.iter().collect::<Vec<_>>(), fields);
     }
 }

@@ -286,19 +286,21 @@ impl Trace {
         self.with(|r| r.take_request_from(head));
     }
 
-    /// The response head, as it goes back to the server.
-    pub fn response_head<'a>(
-        &mut self,
-        status: u16,
-        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-        inline: Option<&[u8]>,
-    ) {
+    /// Whether header fields are kept: [`Trace::response_head`] wants them
+    /// then.
+    pub fn keeps_headers(&self) -> bool {
+        self.0.as_ref().is_some_and(|r| r.borrow().capture.headers)
+    }
+
+    /// The response head, as it goes back to the server, its fields copied
+    /// when [`Trace::keeps_headers`].
+    pub fn response_head(&mut self, status: u16, fields: Option<Fields>, inline: Option<&[u8]>) {
         self.with(|r| {
             let e = &mut r.exchange;
             e.status = Some(status);
             e.head_after = Some(e.started.elapsed());
-            if r.capture.headers {
-                e.response_headers = Fields::copied(fields);
+            if let Some(fields) = fields {
+                e.response_headers = fields;
             }
             if let Some(body) = inline {
                 e.response_body.take(body, r.capture.body_bytes);

@@ -5,17 +5,18 @@
 //! with a connection per thread the lock around standard error makes
 //! threads wait on (and wake) each other: about 2.5 µs of CPU and 12 % of
 //! the requests per second in the benchmark (docs/PERFORMANCE.md, "The
-//! request log"). Gathered, a request pays for formatting its line and
-//! copying it into a buffer; the writer is woken by the first line after
-//! a write, lets [`GATHER`] pass so that a busy tunnel's lines go out
-//! together, and writes them in one call. A reader of standard error that
+//! request log"). Gathered, the lines of a batch of exchanges are
+//! formatted together on the event hub's thread ([`Sink::lines`]: one
+//! clock reading and one lock for the batch) and copied into a buffer; the
+//! writer is woken by the first lines after a write, lets [`GATHER`] pass
+//! so that a busy tunnel's lines go out together, and writes them in one
+//! call. A reader of standard error that
 //! falls behind (a pipe nobody reads) never holds a request up: past
 //! [`MAX_PENDING`] bytes, lines are counted rather than kept, and the count
 //! is written when the reader is back.
 
 use std::{
-    cell::RefCell,
-    fmt,
+    cell::{Cell, RefCell},
     io::{IsTerminal, Write},
     sync::{Arc, Condvar, Mutex, MutexGuard},
     thread,
@@ -40,9 +41,6 @@ struct Pending {
     waiting: bool,
     /// No more lines come: write what is left and end.
     closed: bool,
-    /// The second `stamp` shows.
-    second: u64,
-    stamp: [u8; 20],
 }
 
 struct Shared {
@@ -60,8 +58,60 @@ pub struct Sink {
 }
 
 thread_local! {
-    /// Where a line is formatted, outside the lock.
+    /// Where lines are formatted, outside the lock.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The second last shown, and how it reads.
+    static STAMP: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [b'-'; 20])) };
+}
+
+/// Lines formatted together and handed to the writer at once.
+pub struct Lines<'a> {
+    out: &'a mut Vec<u8>,
+    stamp: [u8; 20],
+    colour: bool,
+    count: u64,
+}
+
+impl Lines<'_> {
+    /// Adds one line, as the process's other log lines look:
+    /// `[time LEVEL target] text`, the text written by `text`.
+    pub fn line(&mut self, level: Level, target: &str, text: impl FnOnce(&mut Vec<u8>)) {
+        let (start, end) = match (self.colour, level) {
+            (false, _) => ("", ""),
+            (true, Level::Error) => ("\x1b[31m", "\x1b[0m"),
+            (true, Level::Warn) => ("\x1b[33m", "\x1b[0m"),
+            (true, Level::Info) => ("\x1b[32m", "\x1b[0m"),
+            (true, _) => ("\x1b[34m", "\x1b[0m"),
+        };
+        let out = &mut *self.out;
+        out.push(b'[');
+        out.extend_from_slice(&self.stamp);
+        out.push(b' ');
+        out.extend_from_slice(start.as_bytes());
+        // Five wide, as `{level:<5}` pads it.
+        let name = level.as_str();
+        out.extend_from_slice(name.as_bytes());
+        out.extend(std::iter::repeat_n(b' ', 5usize.saturating_sub(name.len())));
+        out.extend_from_slice(end.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(b"] ");
+        text(out);
+        out.push(b'\n');
+        self.count += 1;
+    }
+}
+
+/// How `second` reads, worked out once per second on each thread.
+fn stamp(second: u64) -> [u8; 20] {
+    STAMP.with(|last| match last.get() {
+        (s, stamp) if s == second => stamp,
+        _ => {
+            let stamp = utc(second);
+            last.set((second, stamp));
+            stamp
+        }
+    })
 }
 
 impl Sink {
@@ -76,8 +126,6 @@ impl Sink {
                 dropped: 0,
                 waiting: false,
                 closed: false,
-                second: u64::MAX,
-                stamp: [b'-'; 20],
             }),
             ready: Condvar::new(),
             out: Mutex::new(()),
@@ -90,43 +138,23 @@ impl Sink {
         Ok(Sink { shared })
     }
 
-    /// Adds one line, as the process's other log lines look:
-    /// `[time LEVEL target] text`.
-    pub fn line(&self, level: Level, target: &str, text: fmt::Arguments<'_>) {
-        let second = now_secs();
+    /// Adds the lines `write` makes, stamped with one reading of the
+    /// clock and handed to the writer under one lock: a batch of
+    /// exchanges costs one of each, not one per line.
+    pub fn lines(&self, write: impl FnOnce(&mut Lines<'_>)) {
         SCRATCH.with(|scratch| {
-            let mut line = scratch.borrow_mut();
-            line.clear();
-            let (start, end) = match (self.shared.colour, level) {
-                (false, _) => ("", ""),
-                (true, Level::Error) => ("\x1b[31m", "\x1b[0m"),
-                (true, Level::Warn) => ("\x1b[33m", "\x1b[0m"),
-                (true, Level::Info) => ("\x1b[32m", "\x1b[0m"),
-                (true, _) => ("\x1b[34m", "\x1b[0m"),
+            let mut out = scratch.borrow_mut();
+            out.clear();
+            let mut lines = Lines {
+                out: &mut out,
+                stamp: stamp(now_secs()),
+                colour: self.shared.colour,
+                count: 0,
             };
-            // Writing into a Vec fails only when a Display impl does.
-            let _ = writeln!(line, " {start}{level:<5}{end} {target}] {text}");
-            let wake = {
-                let mut p = self.shared.lock();
-                if p.bytes.len() + line.len() > MAX_PENDING {
-                    p.dropped += 1;
-                    return;
-                }
-                if p.second != second {
-                    p.second = second;
-                    p.stamp = utc(second);
-                }
-                let was_empty = p.bytes.is_empty();
-                let stamp = p.stamp;
-                p.bytes.push(b'[');
-                p.bytes.extend_from_slice(&stamp);
-                p.bytes.extend_from_slice(&line);
-                let wake = was_empty && p.waiting;
-                p.waiting &= !wake;
-                wake
-            };
-            if wake {
-                self.shared.ready.notify_one();
+            write(&mut lines);
+            let count = lines.count;
+            if count > 0 {
+                self.shared.push(&out, count);
             }
         });
     }
@@ -148,6 +176,25 @@ impl Drop for Sink {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `count` whole lines for the writer, or counts them as left
+    /// out when the writer is that far behind.
+    fn push(&self, lines: &[u8], count: u64) {
+        let wake = {
+            let mut p = self.lock();
+            if p.bytes.len() + lines.len() > MAX_PENDING {
+                p.dropped += count;
+                return;
+            }
+            let wake = p.bytes.is_empty() && p.waiting;
+            p.bytes.extend_from_slice(lines);
+            p.waiting &= !wake;
+            wake
+        };
+        if wake {
+            self.ready.notify_one();
+        }
     }
 
     /// The writer thread: a batch per wake-up, until the sink is dropped.
@@ -235,5 +282,25 @@ mod tests {
         assert_eq!(&utc(951_782_400), b"2000-02-29T00:00:00Z");
         assert_eq!(&utc(1_796_397_107), b"2026-12-04T15:11:47Z");
         assert_eq!(&utc(4_107_542_399), b"2100-02-28T23:59:59Z");
+    }
+
+    #[test]
+    fn lines_look_like_the_other_log_lines_and_are_counted() {
+        let mut out = Vec::new();
+        let mut lines = Lines {
+            out: &mut out,
+            stamp: utc(1_796_397_107),
+            colour: false,
+            count: 0,
+        };
+        lines.line(Level::Info, "burrow::requests", |o| {
+            o.extend_from_slice(b"GET / 200")
+        });
+        lines.line(Level::Debug, "t", |_| ());
+        assert_eq!(lines.count, 2);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "[2026-12-04T15:11:47Z INFO  burrow::requests] GET / 200\n[2026-12-04T15:11:47Z DEBUG t] \n"
+        );
     }
 }

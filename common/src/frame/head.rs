@@ -151,6 +151,17 @@ pub fn encode_response_head_from<'a>(
     Ok(buf.freeze())
 }
 
+/// The header fields of a frame made by [`encode_response_head_from`] with
+/// an inline body of `inline` bytes, as they were encoded: each name and
+/// value behind its `u16` length (the count before them left out), for a
+/// copy in one piece.
+pub fn encoded_response_fields(frame: &[u8], inline: usize) -> &[u8] {
+    // The frame's header, then flags, status and the field count.
+    let start = FRAME_HEADER_LEN + 1 + 2 + 2;
+    let end = frame.len().saturating_sub(inline);
+    frame.get(start..end).unwrap_or_default()
+}
+
 /// The payload of a `RequestHead` frame.
 pub(super) fn decode_request_head(r: &mut Reader) -> Result<RequestHead, DecodeError> {
     let flags = r.flags(FLAG_END_STREAM | FLAG_UPGRADE | FLAG_CREDIT)?;

@@ -16,7 +16,9 @@ mod reader;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 pub use error::{DecodeError, EncodeError};
-pub use head::{encode_request_head_from, encode_response_head_from, RequestTarget};
+pub use head::{
+    encode_request_head_from, encode_response_head_from, encoded_response_fields, RequestTarget,
+};
 use reader::Reader;
 
 use crate::protocol::{
@@ -479,6 +481,15 @@ mod tests {
         ];
         let bytes =
             encode_response_head_from(9, 200, fields.iter().copied(), true, Some(b"hi")).unwrap();
+        // The fields as encoded: each part behind its length, nothing else.
+        let mut encoded = Vec::new();
+        for (name, value) in fields {
+            for part in [name, value] {
+                encoded.extend_from_slice(&(part.len() as u16).to_be_bytes());
+                encoded.extend_from_slice(part);
+            }
+        }
+        assert_eq!(encoded_response_fields(&bytes, 2), &encoded[..]);
         let expect = ResponseHead {
             status: 200,
             headers: hl(&[
