@@ -88,6 +88,9 @@ impl AppParts {
             )
         };
         let http = HttpService::build()
+            .on_connect_ext(|io: &CallerIo, data: &mut actix_http::Extensions| {
+                io.remember_ip(data);
+            })
             .keep_alive(actix_http::KeepAlive::default())
             .client_request_timeout(self.head_timeout)
             .client_disconnect_timeout(DISCONNECT_TIMEOUT)

@@ -98,7 +98,9 @@ pub async fn replay(
     let exchange = call.scope(async {
         let body = body.map(|b| trace.tap_request(b));
         let answer = leg.send(tunnel, &call, &head, body, None).await?;
-        let fields = trace.keeps_headers().then(|| Fields::copied(answer.fields()));
+        let fields = trace
+            .keeps_headers()
+            .then(|| Fields::copied(answer.fields()));
         trace.response_head(answer.status(), fields, None);
         let mut body = std::pin::pin!(trace.tap_response(answer.body()));
         let mut read = 0;

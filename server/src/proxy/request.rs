@@ -11,7 +11,7 @@ use burrow_common::{
 };
 use bytes::Bytes;
 
-use crate::error::ProxyError;
+use crate::{caller_io::CallerIp, error::ProxyError};
 
 /// How the head of one request is forwarded.
 pub(super) struct Forwarding<'a> {
@@ -109,7 +109,7 @@ pub(super) fn forwarded_fields<R>(
     if how.upgrade {
         rule = rule.keeping_upgrade();
     }
-    let peer = req.peer_addr().map(|a| a.ip().to_string());
+    let peer = CallerIp::of(req);
     let fwd = Forwarded {
         client_ip: peer.as_deref(),
         proto: how.proto,
