@@ -14,6 +14,7 @@
 mod fields;
 mod home;
 pub mod hub;
+mod recording;
 pub mod ws;
 
 use std::{
@@ -31,6 +32,7 @@ use futures_util::{Stream, StreamExt};
 use crate::failure::StreamFailure;
 pub use fields::Fields;
 pub(crate) use home::release;
+use recording::Recording;
 
 /// How many body bytes pass between two progress reports of one exchange:
 /// a long transfer is seen moving, a small one costs nothing.
@@ -186,46 +188,6 @@ impl Exchange {
 /// The exchange being recorded for one stream, or nothing when no
 /// observer is set.
 pub struct Trace(Option<Rc<RefCell<Recording>>>);
-
-struct Recording {
-    capture: Capture,
-    observer: Arc<dyn ExchangeObserver>,
-    exchange: Exchange,
-    /// The request's host, method and target are in `exchange` (an empty
-    /// host is a valid state before, so this cannot be read from it).
-    texts_taken: bool,
-    /// Its header fields are, when captured.
-    fields_taken: bool,
-}
-
-impl Recording {
-    fn take_request(&mut self, head: &RequestHead) {
-        self.take_fields(head);
-        if !std::mem::replace(&mut self.texts_taken, true) {
-            let e = &mut self.exchange;
-            e.host = head.host.clone();
-            e.method = head.method.clone();
-            e.uri = head.uri.clone();
-        }
-    }
-
-    fn take_fields(&mut self, head: &RequestHead) {
-        if self.capture.headers && !std::mem::replace(&mut self.fields_taken, true) {
-            self.exchange.request_headers = Fields::of(&head.headers);
-        }
-    }
-
-    /// Like [`Recording::take_request`], the texts moved, not copied.
-    fn take_request_from(&mut self, mut head: RequestHead) {
-        self.take_fields(&head);
-        if !std::mem::replace(&mut self.texts_taken, true) {
-            let e = &mut self.exchange;
-            e.host = std::mem::take(&mut head.host);
-            e.method = std::mem::take(&mut head.method);
-            e.uri = std::mem::take(&mut head.uri);
-        }
-    }
-}
 
 impl Trace {
     /// Starts recording the exchange of `head` for `observer`, if any: its
