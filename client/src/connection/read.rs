@@ -27,12 +27,8 @@ const IDLE_CHECK_MIN: Duration = Duration::from_millis(100);
 enum Wake {
     /// A WebSocket frame, the end of the socket, or its error.
     Socket(Option<Result<ws::Frame, awc::error::WsProtocolError>>),
-    /// Time to reset streams past the local timeout.
-    Sweep,
-    /// Time to see whether the connection has been idle long enough.
-    IdleCheck,
-    /// The silence timer ran out (perhaps only to be pushed forward).
-    Silence,
+    /// The alarm rang: one of the timers' deadlines may have come.
+    Alarm,
     /// Request bodies' windows grew on another connection: promise as
     /// much here.
     Widened,
@@ -40,16 +36,33 @@ enum Wake {
     Shutdown,
 }
 
-/// The read loop's timers: one per connection each, pushed forward lazily
-/// (a timer per message would cost a wheel insertion and removal each
-/// time).
+/// The read loop's timers (the local-timeout sweep, the idle check and the
+/// silence), kept as deadlines behind one alarm armed for the earliest.
+/// The loop polls its timers on each wake the socket does not settle, and
+/// a tokio timer's poll costs a few hundred instructions: three of them
+/// cost about 1,300 a request. Deadlines move only when the alarm rings
+/// (the silence is pushed forward lazily, by the time last heard), so the
+/// alarm is not reset as messages come.
 struct Timers {
-    silence: std::pin::Pin<Box<tokio::time::Sleep>>,
+    alarm: std::pin::Pin<Box<tokio::time::Sleep>>,
     heard: Instant,
-    sweep: tokio::time::Interval,
-    idle_check: tokio::time::Interval,
+    silence: Duration,
+    sweep_every: Duration,
+    /// `None` while no stream is open, so that an idle connection sleeps.
+    next_sweep: Option<Instant>,
+    /// With a drain after idling only.
+    idle_every: Option<Duration>,
+    next_idle_check: Instant,
     busy_at: Instant,
     opened_then: u64,
+}
+
+/// The timers' work that came due.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Due {
+    sweep: bool,
+    idle_check: bool,
+    silent: bool,
 }
 
 impl Timers {
@@ -59,24 +72,68 @@ impl Timers {
         opened: u64,
         silence: Duration,
     ) -> Self {
+        let now = Instant::now();
         // Local response timeouts are enforced to within a quarter of their
-        // length by one timer per connection, armed while streams are open.
-        let every = (local_timeout / 4).clamp(SWEEP_MIN, SWEEP_MAX);
-        let mut sweep = tokio::time::interval(every);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // length by one sweep per connection (it looks only while streams
+        // are open).
+        let sweep_every = (local_timeout / 4).clamp(SWEEP_MIN, SWEEP_MAX);
         // The idle check: a connection that may drain looks a few times
         // per idle period whether it carried a request since.
-        let idle_every = drain_after.map_or(silence, |d| (d / 4).max(IDLE_CHECK_MIN));
-        let mut idle_check = tokio::time::interval(idle_every);
-        idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Timers {
-            silence: Box::pin(tokio::time::sleep(silence)),
-            heard: Instant::now(),
-            sweep,
-            idle_check,
-            busy_at: Instant::now(),
+        let idle_every = drain_after.map(|d| (d / 4).max(IDLE_CHECK_MIN));
+        let mut timers = Timers {
+            alarm: Box::pin(tokio::time::sleep_until(now)),
+            heard: now,
+            silence,
+            sweep_every,
+            next_sweep: Some(now + sweep_every),
+            idle_every,
+            next_idle_check: now + idle_every.unwrap_or(silence),
+            busy_at: now,
             opened_then: opened,
+        };
+        timers.arm();
+        timers
+    }
+
+    /// Arms the alarm for the earliest deadline (unless it is set so).
+    fn arm(&mut self) {
+        let mut at = self.heard + self.silence;
+        if let Some(sweep) = self.next_sweep {
+            at = at.min(sweep);
         }
+        if self.idle_every.is_some() {
+            at = at.min(self.next_idle_check);
+        }
+        if at != self.alarm.deadline() {
+            self.alarm.as_mut().reset(at);
+        }
+    }
+
+    /// Takes the sweep up again once a stream is open (after it found
+    /// none): at most once a sweep period.
+    fn streams_open(&mut self) {
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(Instant::now() + self.sweep_every);
+            self.arm();
+        }
+    }
+
+    /// What came due by `now` (the sweep only while streams are `open`),
+    /// each deadline that passed moved on (as `MissedTickBehavior::Delay`
+    /// would), and the alarm armed again.
+    fn ring(&mut self, now: Instant, open: bool) -> Due {
+        let mut due = Due::default();
+        if self.next_sweep.is_some_and(|at| now >= at) {
+            due.sweep = open;
+            self.next_sweep = open.then(|| now + self.sweep_every);
+        }
+        if let Some(every) = self.idle_every.filter(|_| now >= self.next_idle_check) {
+            due.idle_check = true;
+            self.next_idle_check = now + every;
+        }
+        due.silent = now.saturating_duration_since(self.heard) >= self.silence;
+        self.arm();
+        due
     }
 }
 
@@ -105,17 +162,21 @@ impl Dispatcher {
                     timers.heard = Instant::now();
                     self.on_socket(next)?;
                 }
-                Wake::Sweep => self.sweep(),
-                Wake::Widened => self.promise(),
-                Wake::IdleCheck => self.idle_check(&mut timers),
-                Wake::Silence => {
-                    if timers.heard.elapsed() >= silence {
+                Wake::Alarm => {
+                    let open = !self.streams.borrow().is_empty();
+                    let due = timers.ring(Instant::now(), open);
+                    if due.silent {
                         let why = format!("no word from the server for {} s", silence.as_secs());
                         return Err(ConnError::Lost(why));
                     }
-                    let next = timers.heard + silence;
-                    timers.silence.as_mut().reset(next);
+                    if due.sweep {
+                        self.sweep();
+                    }
+                    if due.idle_check && !self.drain_sent {
+                        self.idle_check(&mut timers);
+                    }
                 }
+                Wake::Widened => self.promise(),
                 Wake::Shutdown if self.can_drain => {
                     stopping = true;
                     self.ask_drain();
@@ -133,8 +194,9 @@ impl Dispatcher {
         timers: &mut Timers,
         stop: Option<std::pin::Pin<&mut impl std::future::Future<Output = ()>>>,
     ) -> Wake {
-        let open = !self.streams.borrow().is_empty();
-        let may_drain = self.drain_after.is_some() && !self.drain_sent;
+        if !self.streams.borrow().is_empty() {
+            timers.streams_open();
+        }
         // Only a long path's connections promise (and pay the lock).
         let long = self.opening.on_long_path();
         let stop = async {
@@ -146,9 +208,7 @@ impl Dispatcher {
         tokio::select! {
             biased;
             next = stream.next() => Wake::Socket(next),
-            _ = timers.sweep.tick(), if open => Wake::Sweep,
-            _ = timers.idle_check.tick(), if may_drain => Wake::IdleCheck,
-            () = timers.silence.as_mut() => Wake::Silence,
+            () = timers.alarm.as_mut() => Wake::Alarm,
             () = self.ctx.body_windows.grown(), if long => Wake::Widened,
             () = stop => Wake::Shutdown,
         }
@@ -219,5 +279,52 @@ fn ws_in(frame: ws::Frame) -> WsIn {
         ws::Frame::Pong(payload) => WsIn::Pong(payload),
         ws::Frame::Close(reason) => WsIn::Close(reason.and_then(|r| r.description)),
         ws::Frame::Text(_) => WsIn::Text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test]
+    async fn the_alarm_rings_for_each_timer_in_turn_and_the_sweep_sleeps_while_idle() {
+        // Sweep every 100 ms, idle check every 250 ms, silence after 1 s.
+        let mut t = Timers::new(400 * MS, Some(1000 * MS), 0, 1000 * MS);
+        let start = t.heard;
+        assert_eq!(t.alarm.deadline(), start + 100 * MS);
+        assert_eq!(t.ring(start + 50 * MS, true), Due::default());
+        let due = t.ring(start + 100 * MS, true);
+        assert_eq!(
+            (due.sweep, due.idle_check, due.silent),
+            (true, false, false)
+        );
+        assert_eq!(t.alarm.deadline(), start + 200 * MS);
+        // No stream open when it comes due: the sweep stops, the idle
+        // check and the silence go on.
+        assert_eq!(t.ring(start + 200 * MS, false), Due::default());
+        assert_eq!(t.alarm.deadline(), start + 250 * MS);
+        let due = t.ring(start + 250 * MS, false);
+        assert_eq!((due.sweep, due.idle_check), (false, true));
+        assert_eq!(t.alarm.deadline(), start + 500 * MS);
+        // A stream opens: the sweep is back, a period from now.
+        t.streams_open();
+        assert!(t.alarm.deadline() < start + 500 * MS);
+        // Heard from lately: no silence yet; long ago: silence.
+        t.heard = start + 900 * MS;
+        assert!(!t.ring(start + 1500 * MS, true).silent);
+        assert!(t.ring(start + 1900 * MS, true).silent);
+    }
+
+    #[tokio::test]
+    async fn without_a_drain_there_is_no_idle_check() {
+        let mut t = Timers::new(40_000 * MS, None, 0, 30_000 * MS);
+        let start = t.heard;
+        // The sweep at its longest period; no idle check at all.
+        assert_eq!(t.alarm.deadline(), start + SWEEP_MAX);
+        let due = t.ring(start + SWEEP_MAX, false);
+        assert_eq!(due, Due::default());
+        assert_eq!(t.alarm.deadline(), start + 30_000 * MS);
     }
 }
