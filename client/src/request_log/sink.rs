@@ -7,7 +7,8 @@
 //! the requests per second in the benchmark (docs/PERFORMANCE.md, "The
 //! request log"). Gathered, the lines of a batch of exchanges are
 //! formatted together on the event hub's thread ([`Sink::lines`]: one
-//! clock reading and one lock for the batch) and copied into a buffer; the
+//! clock reading, and one lock per [`PART`] of lines) and copied into a
+//! buffer; the
 //! writer is woken by the first lines after a write, lets [`GATHER`] pass
 //! so that a busy tunnel's lines go out together, and writes them in one
 //! call. A reader of standard error that
@@ -70,7 +71,13 @@ pub struct Lines<'a> {
     stamp: [u8; 20],
     colour: bool,
     count: u64,
+    /// Where they go, a part at a time (none in tests).
+    to: Option<&'a Shared>,
 }
+
+/// Lines handed to the writer in parts of about this size: a batch of long
+/// lines is not left out whole when only its end would not fit.
+const PART: usize = 64 * 1024;
 
 impl Lines<'_> {
     /// Adds one line, as the process's other log lines look:
@@ -99,6 +106,13 @@ impl Lines<'_> {
         text(out);
         out.push(b'\n');
         self.count += 1;
+        if self.out.len() >= PART {
+            if let Some(to) = self.to {
+                to.push(self.out, self.count);
+                self.out.clear();
+                self.count = 0;
+            }
+        }
     }
 }
 
@@ -139,8 +153,9 @@ impl Sink {
     }
 
     /// Adds the lines `write` makes, stamped with one reading of the
-    /// clock and handed to the writer under one lock: a batch of
-    /// exchanges costs one of each, not one per line.
+    /// clock and handed to the writer a part at a time: a batch of
+    /// exchanges costs one clock reading and a lock per part, not one of
+    /// each per line.
     pub fn lines(&self, write: impl FnOnce(&mut Lines<'_>)) {
         SCRATCH.with(|scratch| {
             let mut out = scratch.borrow_mut();
@@ -150,6 +165,7 @@ impl Sink {
                 stamp: stamp(now_secs()),
                 colour: self.shared.colour,
                 count: 0,
+                to: Some(&self.shared),
             };
             write(&mut lines);
             let count = lines.count;
@@ -292,6 +308,7 @@ mod tests {
             stamp: utc(1_796_397_107),
             colour: false,
             count: 0,
+            to: None,
         };
         lines.line(Level::Info, "burrow::requests", |o| {
             o.extend_from_slice(b"GET / 200")
@@ -302,5 +319,41 @@ mod tests {
             String::from_utf8_lossy(&out),
             "[2026-12-04T15:11:47Z INFO  burrow::requests] GET / 200\n[2026-12-04T15:11:47Z DEBUG t] \n"
         );
+    }
+
+    #[test]
+    fn a_long_batch_goes_in_parts_and_only_what_does_not_fit_is_left_out() {
+        let room = 3 * PART / 2;
+        let shared = Shared {
+            pending: Mutex::new(Pending {
+                bytes: vec![b'x'; MAX_PENDING - room],
+                dropped: 0,
+                waiting: false,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            out: Mutex::new(()),
+            colour: false,
+        };
+        let mut out = Vec::new();
+        let mut lines = Lines {
+            out: &mut out,
+            stamp: utc(0),
+            colour: false,
+            count: 0,
+            to: Some(&shared),
+        };
+        let long = vec![b'a'; 1000];
+        for _ in 0..200 {
+            lines.line(Level::Info, "t", |o| o.extend_from_slice(&long));
+        }
+        // Each line is 1,032 bytes: a part is 64 lines. The first part fits
+        // in what room is left, the next two do not; eight lines wait.
+        let line = 1032;
+        assert_eq!(lines.count, 8);
+        assert_eq!(out.len(), 8 * line);
+        let p = shared.lock();
+        assert_eq!(p.bytes.len(), MAX_PENDING - room + 64 * line);
+        assert_eq!(p.dropped, 128);
     }
 }
