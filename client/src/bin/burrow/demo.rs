@@ -79,7 +79,11 @@ pub fn run(
             observer: hub.clone().map(|h| h as Arc<dyn ExchangeObserver>),
             ..Options::default()
         };
-        let client = burrow_client::run(config, options, crate::signals::stop_requested());
+        let client = burrow_client::run(
+            config,
+            options,
+            crate::signals::watched(crate::signals::stop_requested()),
+        );
         let result = tokio::select! {
             result = client => result.map_err(anyhow::Error::new),
             () = announce(rx, banner) => Ok(()),

@@ -66,7 +66,7 @@ pub fn serve(
         };
         let seen = registered(rx, config.clone(), identity, told, screen.clone());
         actix_rt::spawn(seen);
-        let stop = stop_asked(&asked, screen.as_ref());
+        let stop = crate::signals::watched(stop_asked(asked.clone(), screen.clone()));
         let result = burrow_client::run(config, options, stop).await;
         if let Some(inspecting) = inspecting {
             inspecting.stop(false).await;
@@ -102,7 +102,7 @@ fn subscribers(screen: Option<&Shared>, inspector: Option<&Inspector>) -> Vec<Bo
 }
 
 /// Ends when a signal or the screen's Ctrl-C asks the client to stop.
-async fn stop_asked(asked: &Notify, screen: Option<&Shared>) {
+async fn stop_asked(asked: Arc<Notify>, screen: Option<Shared>) {
     tokio::select! {
         () = crate::signals::stop_requested() => {}
         () = asked.notified() => {}
