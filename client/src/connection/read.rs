@@ -50,9 +50,9 @@ struct Timers {
     sweep_every: Duration,
     /// `None` while no stream is open, so that an idle connection sleeps.
     next_sweep: Option<Instant>,
-    /// With a drain after idling only.
-    idle_every: Option<Duration>,
-    next_idle_check: Instant,
+    /// The idle check's period and next time, with a drain after idling
+    /// only.
+    idle_check: Option<(Duration, Instant)>,
     busy_at: Instant,
     opened_then: u64,
 }
@@ -86,8 +86,7 @@ impl Timers {
             silence,
             sweep_every,
             next_sweep: Some(now + sweep_every),
-            idle_every,
-            next_idle_check: now + idle_every.unwrap_or(silence),
+            idle_check: idle_every.map(|every| (every, now + every)),
             busy_at: now,
             opened_then: opened,
         };
@@ -101,8 +100,8 @@ impl Timers {
         if let Some(sweep) = self.next_sweep {
             at = at.min(sweep);
         }
-        if self.idle_every.is_some() {
-            at = at.min(self.next_idle_check);
+        if let Some((_, next)) = self.idle_check {
+            at = at.min(next);
         }
         if at != self.alarm.deadline() {
             self.alarm.as_mut().reset(at);
@@ -127,9 +126,11 @@ impl Timers {
             due.sweep = open;
             self.next_sweep = open.then(|| now + self.sweep_every);
         }
-        if let Some(every) = self.idle_every.filter(|_| now >= self.next_idle_check) {
-            due.idle_check = true;
-            self.next_idle_check = now + every;
+        if let Some((every, next)) = &mut self.idle_check {
+            if now >= *next {
+                due.idle_check = true;
+                *next = now + *every;
+            }
         }
         due.silent = now.saturating_duration_since(self.heard) >= self.silence;
         self.arm();

@@ -8,13 +8,12 @@
 //! request log"). Gathered, the lines of a batch of exchanges are
 //! formatted together on the event hub's thread ([`Sink::lines`]: one
 //! clock reading, and one lock per [`PART`] of lines) and copied into a
-//! buffer; the
-//! writer is woken by the first lines after a write, lets [`GATHER`] pass
-//! so that a busy tunnel's lines go out together, and writes them in one
-//! call. A reader of standard error that
-//! falls behind (a pipe nobody reads) never holds a request up: past
-//! [`MAX_PENDING`] bytes, lines are counted rather than kept, and the count
-//! is written when the reader is back.
+//! buffer; the writer is woken by the first lines after a write, lets
+//! [`GATHER`] pass so that a busy tunnel's lines go out together, and
+//! writes them in one call. A reader of standard error that falls behind
+//! (a pipe nobody reads) never holds a request up: past [`MAX_PENDING`]
+//! bytes, lines are counted rather than kept, and the count is written
+//! when the reader is back.
 
 use std::{
     cell::{Cell, RefCell},
@@ -69,10 +68,9 @@ thread_local! {
 pub struct Lines<'a> {
     out: &'a mut Vec<u8>,
     stamp: [u8; 20],
-    colour: bool,
     count: u64,
-    /// Where they go, a part at a time (none in tests).
-    to: Option<&'a Shared>,
+    /// Where they go, a part at a time.
+    to: &'a Shared,
 }
 
 /// Lines handed to the writer in parts of about this size: a batch of long
@@ -83,7 +81,7 @@ impl Lines<'_> {
     /// Adds one line, as the process's other log lines look:
     /// `[time LEVEL target] text`, the text written by `text`.
     pub fn line(&mut self, level: Level, target: &str, text: impl FnOnce(&mut Vec<u8>)) {
-        let (start, end) = match (self.colour, level) {
+        let (start, end) = match (self.to.colour, level) {
             (false, _) => ("", ""),
             (true, Level::Error) => ("\x1b[31m", "\x1b[0m"),
             (true, Level::Warn) => ("\x1b[33m", "\x1b[0m"),
@@ -107,11 +105,9 @@ impl Lines<'_> {
         out.push(b'\n');
         self.count += 1;
         if self.out.len() >= PART {
-            if let Some(to) = self.to {
-                to.push(self.out, self.count);
-                self.out.clear();
-                self.count = 0;
-            }
+            self.to.push(self.out, self.count);
+            self.out.clear();
+            self.count = 0;
         }
     }
 }
@@ -134,17 +130,7 @@ impl Sink {
         let colour = std::io::stderr().is_terminal()
             && std::env::var_os("NO_COLOR").is_none()
             && std::env::var("RUST_LOG_STYLE").map_or(true, |s| s != "never");
-        let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending {
-                bytes: Vec::new(),
-                dropped: 0,
-                waiting: false,
-                closed: false,
-            }),
-            ready: Condvar::new(),
-            out: Mutex::new(()),
-            colour,
-        });
+        let shared = Arc::new(Shared::new(colour));
         let writer = Arc::clone(&shared);
         thread::Builder::new()
             .name("burrow-log".into())
@@ -163,9 +149,8 @@ impl Sink {
             let mut lines = Lines {
                 out: &mut out,
                 stamp: stamp(now_secs()),
-                colour: self.shared.colour,
                 count: 0,
-                to: Some(&self.shared),
+                to: &self.shared,
             };
             write(&mut lines);
             let count = lines.count;
@@ -190,6 +175,21 @@ impl Drop for Sink {
 }
 
 impl Shared {
+    /// Nothing pending yet; lines in colour when `colour`.
+    fn new(colour: bool) -> Shared {
+        Shared {
+            pending: Mutex::new(Pending {
+                bytes: Vec::new(),
+                dropped: 0,
+                waiting: false,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            out: Mutex::new(()),
+            colour,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -300,16 +300,20 @@ mod tests {
         assert_eq!(&utc(4_107_542_399), b"2100-02-28T23:59:59Z");
     }
 
+    /// Lines stamped `second`, formatted into `out`, going to `to`.
+    fn lines<'a>(out: &'a mut Vec<u8>, second: u64, to: &'a Shared) -> Lines<'a> {
+        Lines {
+            out,
+            stamp: utc(second),
+            count: 0,
+            to,
+        }
+    }
+
     #[test]
     fn lines_look_like_the_other_log_lines_and_are_counted() {
-        let mut out = Vec::new();
-        let mut lines = Lines {
-            out: &mut out,
-            stamp: utc(1_796_397_107),
-            colour: false,
-            count: 0,
-            to: None,
-        };
+        let (shared, mut out) = (Shared::new(false), Vec::new());
+        let mut lines = lines(&mut out, 1_796_397_107, &shared);
         lines.line(Level::Info, "burrow::requests", |o| {
             o.extend_from_slice(b"GET / 200")
         });
@@ -324,25 +328,9 @@ mod tests {
     #[test]
     fn a_long_batch_goes_in_parts_and_only_what_does_not_fit_is_left_out() {
         let room = 3 * PART / 2;
-        let shared = Shared {
-            pending: Mutex::new(Pending {
-                bytes: vec![b'x'; MAX_PENDING - room],
-                dropped: 0,
-                waiting: false,
-                closed: false,
-            }),
-            ready: Condvar::new(),
-            out: Mutex::new(()),
-            colour: false,
-        };
-        let mut out = Vec::new();
-        let mut lines = Lines {
-            out: &mut out,
-            stamp: utc(0),
-            colour: false,
-            count: 0,
-            to: Some(&shared),
-        };
+        let (shared, mut out) = (Shared::new(false), Vec::new());
+        shared.lock().bytes = vec![b'x'; MAX_PENDING - room];
+        let mut lines = lines(&mut out, 0, &shared);
         let long = vec![b'a'; 1000];
         for _ in 0..200 {
             lines.line(Level::Info, "t", |o| o.extend_from_slice(&long));

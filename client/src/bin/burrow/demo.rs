@@ -27,6 +27,8 @@ use burrow_client::{
     ClientConfig, ClientEvent, Options,
 };
 
+use crate::signals::{stop_requested, watched};
+
 /// What the demo tells once its tunnel is up.
 struct Banner {
     url: String,
@@ -79,11 +81,7 @@ pub fn run(
             observer: hub.clone().map(|h| h as Arc<dyn ExchangeObserver>),
             ..Options::default()
         };
-        let client = burrow_client::run(
-            config,
-            options,
-            crate::signals::watched(crate::signals::stop_requested()),
-        );
+        let client = burrow_client::run(config, options, watched(stop_requested()));
         let result = tokio::select! {
             result = client => result.map_err(anyhow::Error::new),
             () = announce(rx, banner) => Ok(()),
