@@ -35,7 +35,7 @@ pub fn request_head_problem<'a>(
     if !is_token(method.as_bytes()) {
         return Some(format!("invalid method {method:?}"));
     }
-    if !target.starts_with('/') || !target.bytes().all(|b| b > b' ' && b != 0x7f) {
+    if !target.starts_with('/') || !no_space_or_control(target.as_bytes()) {
         return Some(format!("request target {target:?} is not a path"));
     }
     for (name, value) in fields {
@@ -43,7 +43,7 @@ pub fn request_head_problem<'a>(
             let name = String::from_utf8_lossy(name);
             return Some(format!("invalid header name {name:?}"));
         }
-        if value.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
+        if has_control(value) {
             let name = String::from_utf8_lossy(name);
             return Some(format!("invalid value for header {name}"));
         }
@@ -51,12 +51,62 @@ pub fn request_head_problem<'a>(
     None
 }
 
+// Byte classes. Every request's method, target and fields are checked at
+// both ends, so each check is one table lookup or a few comparisons a
+// byte, over the whole field without stopping early (which lets the
+// compiler check many bytes at once): searching a list of allowed
+// characters for each byte cost the client about 1,000 instructions a
+// request.
+
 /// `true` for an HTTP token (RFC 9110, 5.6.2): a method or a field name.
 fn is_token(bytes: &[u8]) -> bool {
-    !bytes.is_empty()
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !bytes.is_empty() && bytes.iter().all(|&b| TOKEN[b as usize])
+}
+
+/// `true` when a field value holds a control character other than tab
+/// (CR, LF and NUL among them), which may not be written into a head.
+fn has_control(value: &[u8]) -> bool {
+    value.iter().fold(false, |bad, &b| {
+        bad | (b < b' ' && b != b'\t') | (b == 0x7f)
+    })
+}
+
+/// `true` when `bytes` holds no space and no control character: what a
+/// request target may hold.
+fn no_space_or_control(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .fold(true, |ok, &b| ok & (b > b' ') & (b != 0x7f))
+}
+
+/// `true` when `bytes` is visible ASCII, spaces and tabs only.
+pub fn is_visible_ascii(bytes: &[u8]) -> bool {
+    bytes.iter().fold(true, |ok, &b| {
+        ok & ((b == b'\t') | (b' '..=b'~').contains(&b))
+    })
+}
+
+/// The bytes of a token: letters, digits and ``!#$%&'*+-.^_`|~``.
+const TOKEN: [bool; 256] = byte_class(b"!#$%&'*+-.^_`|~");
+
+/// The bytes a request target of the plainest kind holds (a path and
+/// query any URI parser takes): letters, digits and `/?-._~%!$&'()*+,;=:@`.
+pub const PLAIN_PATH: [bool; 256] = byte_class(b"/?-._~%!$&'()*+,;=:@");
+
+/// A table of letters, digits and `extra`.
+const fn byte_class(extra: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
 }
 
 /// Why a chunked body could not be decoded.
@@ -156,6 +206,42 @@ impl ChunkedDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_byte_class_holds_exactly_its_bytes() {
+        for b in 0..=255u8 {
+            let one = [b];
+            let alnum = b.is_ascii_alphanumeric();
+            let control = (b < b' ' && b != b'\t') || b == 0x7f;
+            assert_eq!(
+                is_token(&one),
+                alnum || b"!#$%&'*+-.^_`|~".contains(&b),
+                "{b}"
+            );
+            assert_eq!(
+                PLAIN_PATH[b as usize],
+                alnum || b"/?-._~%!$&'()*+,;=:@".contains(&b)
+            );
+            assert_eq!(has_control(&one), control, "{b}");
+            assert_eq!(no_space_or_control(&one), b > b' ' && b != 0x7f, "{b}");
+            assert_eq!(
+                is_visible_ascii(&one),
+                b == b'\t' || (0x20..0x7f).contains(&b)
+            );
+            // Anywhere in a longer field, after and before good bytes.
+            let mut long = b"abcdefghijklmnopqrstuvwxyz0123456789".to_vec();
+            long.insert(b as usize % 30, b);
+            assert_eq!(has_control(&long), control, "{b} inside");
+            assert_eq!(is_token(&long), is_token(&one), "{b} inside");
+            assert_eq!(
+                is_visible_ascii(&long),
+                is_visible_ascii(&one),
+                "{b} inside"
+            );
+        }
+        assert!(!is_token(b""));
+        assert!(!has_control(b"") && no_space_or_control(b"") && is_visible_ascii(b""));
+    }
 
     #[test]
     fn a_request_head_with_a_line_break_or_nul_anywhere_is_refused() {

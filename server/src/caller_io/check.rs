@@ -8,6 +8,8 @@
 
 use std::mem::MaybeUninit;
 
+use burrow_common::http1::{is_visible_ascii, PLAIN_PATH};
+
 use thiserror::Error;
 
 /// The most header fields the HTTP service takes in one head.
@@ -261,19 +263,15 @@ impl Fields {
 /// `true` for a path and query of characters any URI parser takes: the
 /// common target, checked without the copy a parse would make.
 fn plain_path(target: &str) -> bool {
-    target.starts_with('/')
-        && target
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/?-._~%!$&'()*+,;=:@".contains(&b))
+    target.starts_with('/') && target.bytes().all(|b| PLAIN_PATH[b as usize])
 }
 
 /// `value` as text when it is visible ASCII, spaces and tabs only (what
 /// the service reads a value as text from).
 fn visible(value: &[u8]) -> Option<&str> {
-    let ok = value
-        .iter()
-        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
-    ok.then(|| std::str::from_utf8(value).ok()).flatten()
+    is_visible_ascii(value)
+        .then(|| std::str::from_utf8(value).ok())
+        .flatten()
 }
 
 #[cfg(test)]
