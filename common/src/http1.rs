@@ -54,9 +54,9 @@ pub fn request_head_problem<'a>(
 // Byte classes. Every request's method, target and fields are checked at
 // both ends, so each check is one table lookup or a few comparisons a
 // byte, over the whole field without stopping early (which lets the
-// compiler check many bytes at once): searching a list of allowed
-// characters for each byte cost the client about 1,000 instructions a
-// request.
+// compiler check many bytes at once): a search of a list of allowed
+// characters for each byte was a measurable part of every request
+// (docs/PERFORMANCE.md, "What the rest is made of").
 
 /// `true` for an HTTP token (RFC 9110, 5.6.2): a method or a field name.
 fn is_token(bytes: &[u8]) -> bool {

@@ -9,7 +9,6 @@
 use std::mem::MaybeUninit;
 
 use burrow_common::http1::{is_visible_ascii, PLAIN_PATH};
-
 use thiserror::Error;
 
 /// The most header fields the HTTP service takes in one head.
