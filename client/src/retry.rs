@@ -26,7 +26,7 @@ use awc::{
     http::Method,
     ClientRequest, ClientResponse,
 };
-use burrow_common::{headers::find, protocol::RequestHead, ResetCode};
+use burrow_common::{protocol::RequestHead, ResetCode};
 
 use crate::{
     failure::{local_failure, StreamFailure},
@@ -72,7 +72,7 @@ pub fn send_again<'a>(
             return Err(StreamFailure::new(ResetCode::LocalError, reason));
         }
         log::debug!("{} {}: {local} {STALE}; sent again", head.method, head.uri);
-        let exchange = Exchange::new(find(&head.headers, b"date").is_none(), false);
+        let exchange = Exchange::new(head, false);
         let sending = build()?.force_close().send_body(awc::body::None::new());
         Exchange::scope(exchange, sending)
             .await

@@ -74,10 +74,7 @@ impl Call {
         let expects = !head.end_stream
             && find(&head.headers, b"expect")
                 .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
-        Call(Exchange::new(
-            find(&head.headers, b"date").is_none(),
-            expects,
-        ))
+        Call(Exchange::new(head, expects))
     }
 
     /// Whether the request waits for the service's `100 Continue`.

@@ -11,11 +11,11 @@ use std::{
     time::Duration,
 };
 
+use burrow_common::{headers::find, protocol::RequestHead};
+use bytes::Buf;
 use tokio::{io::ReadBuf, time::Sleep};
 
 use super::{Conn, LocalIo, EXCHANGE};
-use bytes::Buf;
-
 use crate::date_cut::DateCut;
 
 /// How long a request with `Expect: 100-continue` waits for the local
@@ -58,11 +58,12 @@ pub(super) enum Interim {
 }
 
 impl Exchange {
-    /// An exchange for a request; `strip_date` when the caller sent no
-    /// `date`, `expect` when the request asks for `100-continue`.
-    pub fn new(strip_date: bool, expect: bool) -> Rc<Self> {
+    /// An exchange for the request of `head`; `expect` when it asks for
+    /// `100-continue` (and has a body).
+    pub fn new(head: &RequestHead, expect: bool) -> Rc<Self> {
+        let strip_date = find(&head.headers, b"date").is_none();
         Rc::new(Exchange {
-            date: DateCut::new(strip_date),
+            date: DateCut::new(strip_date, head.end_stream),
             expect,
             ..Exchange::default()
         })
