@@ -114,8 +114,8 @@ impl Reply<'_> {
             inline.as_deref(),
         )
         .map_err(head_failure)?;
-        // Kept as encoded, one copy: going through the answer's header map
-        // again cost ten times that.
+        // Kept as encoded, one copy, rather than a second walk of the
+        // answer's header map.
         let inline_len = inline.as_ref().map_or(0, |b| b.len());
         let fields = trace
             .keeps_headers()

@@ -39,10 +39,10 @@ enum Wake {
 /// The read loop's timers (the local-timeout sweep, the idle check and the
 /// silence), kept as deadlines behind one alarm armed for the earliest.
 /// The loop polls its timers on each wake the socket does not settle, and
-/// a tokio timer's poll costs a few hundred instructions: three of them
-/// cost about 1,300 a request. Deadlines move only when the alarm rings
-/// (the silence is pushed forward lazily, by the time last heard), so the
-/// alarm is not reset as messages come.
+/// a tokio timer's poll is not free: one is polled instead of three
+/// (docs/PERFORMANCE.md, "Counted again"). Deadlines move only when the
+/// alarm rings (the silence is pushed forward lazily, by the time last
+/// heard), so the alarm is not reset as messages come.
 struct Timers {
     alarm: std::pin::Pin<Box<tokio::time::Sleep>>,
     heard: Instant,

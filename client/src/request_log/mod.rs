@@ -162,8 +162,8 @@ impl RequestLog {
 }
 
 /// `{method} {uri} {status} {ms} ms {size}` (`-` for no status), the line
-/// of nearly every exchange: written by hand, at a tenth of what
-/// `format_args!` costs for it.
+/// of nearly every exchange: written by hand, far cheaper than through
+/// `format_args!` (docs/PERFORMANCE.md, "Counted again").
 fn answered(out: &mut Vec<u8>, e: &Exchange, ms: Millis, size: Size) {
     out.extend_from_slice(e.method.as_bytes());
     out.push(b' ');

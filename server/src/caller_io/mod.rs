@@ -161,8 +161,9 @@ impl CallerIo {
 }
 
 /// A caller's IP address as text, made once per connection: every request
-/// forwarded names it (`X-Forwarded-For`), and formatting it each time cost
-/// about 700 instructions a request.
+/// forwarded names it (`X-Forwarded-For`), and formatting it each time was
+/// a measurable part of each request (docs/PERFORMANCE.md, "Counted
+/// again").
 pub struct CallerIp(Box<str>);
 
 impl CallerIp {

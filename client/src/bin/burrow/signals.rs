@@ -20,9 +20,9 @@ pub async fn stop_requested() {
 
 /// `stop` watched by a task of its own, as a future that is cheap to poll.
 /// The client polls the stop future it is given each time its first
-/// connection's task wakes, for nearly every request, and the signals'
-/// futures cost about 390 instructions a poll; a one-shot channel's, a
-/// few dozen.
+/// connection's task wakes, for nearly every request: a one-shot
+/// channel's poll costs a tenth of the signals' futures'
+/// (docs/PERFORMANCE.md, "Counted again").
 pub fn watched(stop: impl Future<Output = ()> + 'static) -> impl Future<Output = ()> {
     let (tell, told) = tokio::sync::oneshot::channel();
     actix_rt::spawn(async move {
