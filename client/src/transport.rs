@@ -1,7 +1,8 @@
 //! How the client opens connections: one connector, TCP with
 //! `TCP_NODELAY` and a connect timeout, used by the control WebSocket, by
 //! the pooled HTTP client for local services and by WebSocket upgrades to
-//! local services. The control WebSocket adds TLS for `wss://` servers.
+//! local services. The control WebSocket adds TLS for `wss://` servers,
+//! and bounds what its socket holds unsent.
 
 use std::{collections::HashMap, io, sync::Arc, time::Duration};
 
@@ -11,6 +12,7 @@ use actix_tls::connect::{
     ConnectError, ConnectInfo, Connection, Connector as TcpConnector, Resolve, Resolver,
 };
 use awc::http::Uri;
+use burrow_common::outbox::keep_unsent_low;
 use futures_util::future::LocalBoxFuture;
 
 use crate::{
@@ -130,27 +132,33 @@ impl Connector {
     }
 
     /// The HTTP client that opens the control WebSocket, over TLS with
-    /// `tls` when it is given.
+    /// `tls` when it is given. Its socket keeps few unsent bytes
+    /// ([`keep_unsent_low`]), so that a small answer is not queued behind
+    /// megabytes of a download in the kernel.
     pub fn control_client(&self, tls: Option<Arc<rustls::ClientConfig>>) -> awc::Client {
-        self.client(tls)
+        self.client(tls, true)
     }
 
     /// An HTTP/1.1 client over this connector: pooled keep-alive
     /// connections, no redirects followed, no headers of its own added, no
     /// decompression. Response-head timeouts are set per request.
     pub fn http_client(&self) -> awc::Client {
-        self.client(None)
+        self.client(None, false)
     }
 
     /// The HTTP/1.1 client both are: connections through [`LocalIo`] (which
     /// changes nothing outside a forwarded exchange), with TLS to the
-    /// server when `server_tls` is given.
-    fn client(&self, server_tls: Option<Arc<rustls::ClientConfig>>) -> awc::Client {
+    /// server when `server_tls` is given; a `tunnel`'s unsent bytes are
+    /// bounded.
+    fn client(&self, server_tls: Option<Arc<rustls::ClientConfig>>, tunnel: bool) -> awc::Client {
         let this = self.clone();
         let local = actix_service::fn_service(move |conn: Connection<Uri, TcpStream>| {
             let this = this.clone();
             async move {
                 let (tcp, req) = conn.into_parts();
+                if tunnel {
+                    keep_unsent_low(&tcp);
+                }
                 let authority = req.authority().map_or("", |a| a.as_str()).to_owned();
                 let stream = this.local_stream(&authority, tcp).await;
                 let stream = stream.map_err(ConnectError::Io)?;

@@ -34,6 +34,30 @@ use crate::{
 /// pumps wait: eight full frames, a few milliseconds of a fast link.
 pub const DATA_QUEUE_LIMIT: usize = 512 * 1024;
 
+/// Most bytes a tunnel's socket holds that the kernel has not sent yet
+/// (`TCP_NOTSENT_LOWAT`). Without a bound the kernel takes as much as its
+/// send buffer grows to, megabytes on a long path, and a small answer
+/// queued behind a download waits for all of it to leave: a round trip
+/// more at the tail. Bounded, those bytes wait in the queue instead, where
+/// a head or a small frame passes them. This is a few milliseconds of a
+/// fast link's sending, enough that a busy writer keeps the socket fed.
+///
+/// The client bounds its tunnel socket, which carries downloads. The
+/// server's stays unbounded: there the bound kept a fast upload's bytes in
+/// the server's memory instead, 8-10 MiB more at its peak, for little less
+/// wait (docs/PERFORMANCE.md, "No bufferbloat").
+pub const SOCKET_UNSENT: u32 = 128 * 1024;
+
+/// Bounds the unsent bytes of the tunnel socket `socket` to
+/// [`SOCKET_UNSENT`]. Where the system has no such bound the socket keeps
+/// its default; an error leaves it so too (the tunnel works either way).
+pub fn keep_unsent_low(socket: &impl std::os::fd::AsFd) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = socket2::SockRef::from(socket).set_tcp_notsent_lowat(SOCKET_UNSENT);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = socket;
+}
+
 /// Why a frame could not be queued.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SendError {
@@ -270,6 +294,17 @@ mod tests {
         let empty: Vec<Piece> = data_fragments(4, Vec::new()).collect();
         assert_eq!(empty.len(), 2);
         assert!(matches!(&empty[1], Piece::Last(b) if b.is_empty()));
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_tunnel_socket_keeps_few_unsent_bytes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let lowat = || socket2::SockRef::from(&socket).tcp_notsent_lowat().unwrap();
+        assert_eq!(lowat(), 0, "the system's default");
+        keep_unsent_low(&socket);
+        assert_eq!(lowat(), SOCKET_UNSENT);
     }
 
     #[tokio::test]

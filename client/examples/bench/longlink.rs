@@ -33,6 +33,7 @@ struct Figures {
     up: f64,
     four: (f64, f64, f64),
     beside: (f64, f64),
+    beside_up: (f64, f64),
 }
 
 /// Every column at every round trip in `rtts` (ms), as one table.
@@ -106,6 +107,10 @@ fn set(table: &mut Table, ms: u64, col: &str, f: &Figures, base: (f64, f64, f64)
         &format!("GET beside a download p50 / p99{unit}"),
         format!("{} / {}", rt(f.beside.0), rt(f.beside.1)),
     );
+    row(
+        &format!("GET beside an upload p50 / p99{unit}"),
+        format!("{} / {}", rt(f.beside_up.0), rt(f.beside_up.1)),
+    );
 }
 
 fn measure(t: &Tunnel) -> Res<Figures> {
@@ -118,7 +123,8 @@ fn measure(t: &Tunnel) -> Res<Figures> {
         down: mib / best(&|| download(t.addr, t.host(), false, LONG_LINK_FILE))?,
         up: mib / best(&|| upload(t.addr, t.host(), false, LONG_LINK_FILE))?,
         four: four_downloads(t)?,
-        beside: beside_a_download(t)?,
+        beside: beside_a_transfer(t, false)?,
+        beside_up: beside_a_transfer(t, true)?,
     })
 }
 
@@ -238,18 +244,21 @@ fn four_downloads(t: &Tunnel) -> Res<(f64, f64, f64)> {
 }
 
 /// p50 and p99 of small GETs on a kept-alive connection while downloads
-/// fill the link.
-fn beside_a_download(t: &Tunnel) -> Res<(f64, f64)> {
+/// (or uploads, `up`), one after another, fill the link.
+fn beside_a_transfer(t: &Tunnel, up: bool) -> Res<(f64, f64)> {
     let done = Arc::new(AtomicBool::new(false));
     let running = Arc::clone(&done);
     let (addr, host) = (t.addr, t.host());
     let filler = thread::spawn(move || {
         while !running.load(Ordering::Acquire) {
-            download(addr, host, false, LONG_LINK_FILE)?;
+            match up {
+                true => upload(addr, host, false, LONG_LINK_FILE)?,
+                false => download(addr, host, false, LONG_LINK_FILE)?,
+            };
         }
         Ok::<(), String>(())
     });
-    // Let the download reach full speed first.
+    // Let the transfer reach full speed first.
     thread::sleep(Duration::from_millis(500));
     let got = kept_alive(t, 40);
     done.store(true, Ordering::Release);
