@@ -2,9 +2,9 @@
 //! `TCP_NODELAY` and a connect timeout, used by the control WebSocket, by
 //! the pooled HTTP client for local services and by WebSocket upgrades to
 //! local services. The control WebSocket adds TLS for `wss://` servers,
-//! and bounds what its socket holds unsent.
+//! and hands out its socket, which the connection bounds on a long path.
 
-use std::{collections::HashMap, io, sync::Arc, time::Duration};
+use std::{cell::RefCell, collections::HashMap, io, rc::Rc, sync::Arc, time::Duration};
 
 use actix_rt::net::TcpStream;
 use actix_service::{Service, ServiceExt};
@@ -12,11 +12,10 @@ use actix_tls::connect::{
     ConnectError, ConnectInfo, Connection, Connector as TcpConnector, Resolve, Resolver,
 };
 use awc::http::Uri;
-use burrow_common::outbox::keep_unsent_low;
 use futures_util::future::LocalBoxFuture;
 
 use crate::{
-    local_io::LocalIo,
+    local_io::{LocalIo, SocketHandle},
     local_tls::{LocalStream, LocalTls},
 };
 
@@ -132,37 +131,45 @@ impl Connector {
     }
 
     /// The HTTP client that opens the control WebSocket, over TLS with
-    /// `tls` when it is given. Its socket keeps few unsent bytes
-    /// ([`keep_unsent_low`]), so that a small answer is not queued behind
-    /// megabytes of a download in the kernel.
-    pub fn control_client(&self, tls: Option<Arc<rustls::ClientConfig>>) -> awc::Client {
-        self.client(tls, true)
+    /// `tls` when it is given, and where its socket will be once it opens
+    /// (for the connection to bound what it holds unsent on a long path).
+    pub fn control_client(
+        &self,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> (awc::Client, Rc<RefCell<SocketHandle>>) {
+        let socket = Rc::default();
+        (self.client(tls, Some(Rc::clone(&socket))), socket)
     }
 
     /// An HTTP/1.1 client over this connector: pooled keep-alive
     /// connections, no redirects followed, no headers of its own added, no
     /// decompression. Response-head timeouts are set per request.
     pub fn http_client(&self) -> awc::Client {
-        self.client(None, false)
+        self.client(None, None)
     }
 
     /// The HTTP/1.1 client both are: connections through [`LocalIo`] (which
     /// changes nothing outside a forwarded exchange), with TLS to the
-    /// server when `server_tls` is given; a `tunnel`'s unsent bytes are
-    /// bounded.
-    fn client(&self, server_tls: Option<Arc<rustls::ClientConfig>>, tunnel: bool) -> awc::Client {
+    /// server when `server_tls` is given; the last connection's socket
+    /// goes to `socket` when it is given.
+    fn client(
+        &self,
+        server_tls: Option<Arc<rustls::ClientConfig>>,
+        socket: Option<Rc<RefCell<SocketHandle>>>,
+    ) -> awc::Client {
         let this = self.clone();
         let local = actix_service::fn_service(move |conn: Connection<Uri, TcpStream>| {
-            let this = this.clone();
+            let (this, socket) = (this.clone(), socket.clone());
             async move {
                 let (tcp, req) = conn.into_parts();
-                if tunnel {
-                    keep_unsent_low(&tcp);
-                }
                 let authority = req.authority().map_or("", |a| a.as_str()).to_owned();
                 let stream = this.local_stream(&authority, tcp).await;
                 let stream = stream.map_err(ConnectError::Io)?;
-                Ok(Connection::new(req, LocalIo::new(stream)))
+                let io = LocalIo::new(stream);
+                if let Some(socket) = socket {
+                    *socket.borrow_mut() = io.socket();
+                }
+                Ok(Connection::new(req, io))
             }
         });
         let mut connector = awc::Connector::new()

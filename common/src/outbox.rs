@@ -42,10 +42,12 @@ pub const DATA_QUEUE_LIMIT: usize = 512 * 1024;
 /// a head or a small frame passes them. This is a few milliseconds of a
 /// fast link's sending, enough that a busy writer keeps the socket fed.
 ///
-/// The client bounds its tunnel socket, which carries downloads. The
-/// server's stays unbounded: there the bound kept a fast upload's bytes in
-/// the server's memory instead, 8-10 MiB more at its peak, for little less
-/// wait (docs/PERFORMANCE.md, "No bufferbloat").
+/// The client bounds its tunnel socket, which carries downloads, once the
+/// path is found long; on a short one the bound saves little and costs a
+/// fast download more wake-ups. The server's stays unbounded: there the
+/// bound kept a fast upload's bytes in the server's memory instead, 8-10
+/// MiB more at its peak, for little less wait (docs/PERFORMANCE.md, "No
+/// bufferbloat").
 pub const SOCKET_UNSENT: u32 = 128 * 1024;
 
 /// Bounds the unsent bytes of the tunnel socket `socket` to

@@ -77,6 +77,8 @@ pub(super) struct Dispatcher {
     /// The server said it is shutting down (`GoAway`): it sends no new
     /// stream here and closes the connection once the open ones are done.
     pub(super) server_leaving: bool,
+    /// The socket beneath, fitted to the path as it is measured.
+    pub(super) socket: super::TunnelSocket,
 }
 
 impl Dispatcher {
@@ -103,6 +105,7 @@ impl Dispatcher {
             drain_sent: false,
             silence,
             server_leaving: false,
+            socket: super::TunnelSocket::default(),
         }
     }
 

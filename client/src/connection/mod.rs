@@ -19,7 +19,9 @@ use burrow_common::{
 use futures_util::{SinkExt, StreamExt};
 use thiserror::Error;
 
-use crate::{config::ClientConfig, forward::ForwardContext, shutdown::Shutdown};
+use crate::{
+    config::ClientConfig, forward::ForwardContext, local_io::SocketHandle, shutdown::Shutdown,
+};
 
 /// Longest wait for the server's answer to the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,7 +107,7 @@ pub async fn serve(
     role: Rc<dyn Role>,
     shutdown: &Shutdown,
 ) -> Result<(), ConnError> {
-    let framed = connect(config, &ctx).await?;
+    let (framed, mut socket) = connect(config, &ctx).await?;
     let (mut sink, mut stream) = framed.split();
     let asked = tokio::time::Instant::now();
     send_hello(&mut sink, config, instance).await?;
@@ -116,6 +118,7 @@ pub async fn serve(
     // registration in it: a little long, never short).
     let path = Arc::new(PathState::new());
     path.sample(asked.elapsed());
+    socket.fit(&path);
     let ack = check_ack(ack)?;
     remember_names(config, &ack);
     if !role.registered(&ack) {
@@ -132,6 +135,7 @@ pub async fn serve(
     let silence = server_silence(ack.ping_secs);
     let mut conn =
         dispatch::Dispatcher::new(outbox, ctx, role, drain_after, ack.drain, silence, path);
+    conn.socket = socket;
     let result = match conn.dispatch_early(early) {
         Ok(()) => conn.read_loop(&mut stream, shutdown).await,
         Err(e) => Err(e),
@@ -141,15 +145,48 @@ pub async fn serve(
     result
 }
 
+/// The socket under the WebSocket to the server. On a long path it holds
+/// few unsent bytes ([`burrow_common::outbox::keep_unsent_low`]), so that a
+/// small answer does not wait behind a download's megabytes in the
+/// kernel. On a short one it keeps the system's default: there the bound
+/// would cost a fast download about 5 % and save a wait of a millisecond
+/// or two (docs/PERFORMANCE.md, "No bufferbloat").
+#[derive(Debug, Default)]
+pub(super) struct TunnelSocket {
+    handle: SocketHandle,
+    bounded: bool,
+}
+
+impl TunnelSocket {
+    fn new(handle: SocketHandle) -> Self {
+        TunnelSocket {
+            handle,
+            bounded: false,
+        }
+    }
+
+    /// Bounds the socket once `path` is found long.
+    pub(super) fn fit(&mut self, path: &PathState) {
+        if !self.bounded && path.is_long() {
+            self.handle.keep_unsent_low();
+            self.bounded = true;
+        }
+    }
+}
+
 /// The WebSocket to the server's control endpoint: the one that answered
 /// last, or, when it cannot be reached, the next `server` lists.
-async fn connect(config: &ClientConfig, ctx: &ForwardContext) -> Result<Ws, ConnError> {
+async fn connect(
+    config: &ClientConfig,
+    ctx: &ForwardContext,
+) -> Result<(Ws, TunnelSocket), ConnError> {
     let mut failed = None;
     for (index, url) in config.servers.in_turn() {
-        let opened = ctx
+        let (client, socket) = ctx
             .local
             .connector()
-            .control_client(config.server_tls.clone())
+            .control_client(config.server_tls.clone());
+        let opened = client
             .ws(url.as_str())
             .max_frame_size(MAX_MESSAGE_SIZE)
             .connect()
@@ -157,7 +194,7 @@ async fn connect(config: &ClientConfig, ctx: &ForwardContext) -> Result<Ws, Conn
         match opened.map_err(|e| upgrade_failure(url, e)) {
             Ok((_, framed)) => {
                 config.servers.answered(index);
-                return Ok(framed);
+                return Ok((framed, TunnelSocket::new(socket.take())));
             }
             Err(e @ ConnError::Connect { .. }) => {
                 log::debug!("{e}");
@@ -341,3 +378,6 @@ fn check_ack(ack: HelloAck) -> Result<HelloAck, ConnError> {
         retry: refused.iter().all(|v| v.retry),
     })
 }
+
+#[cfg(test)]
+mod tests;

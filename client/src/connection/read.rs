@@ -252,6 +252,7 @@ impl Dispatcher {
         let received = self.link.receive(ws_in(item));
         if let (true, Some(rtt)) = (pong, self.link.path().rtt()) {
             self.role.round_trip(rtt);
+            self.socket.fit(self.link.path());
         }
         match received {
             Ok(Incoming::Frames(frames)) => self.dispatch_frames(frames),

@@ -35,7 +35,7 @@ use std::{
     fmt,
     io::{self, IoSlice},
     pin::Pin,
-    rc::Rc,
+    rc::{Rc, Weak},
     task::{Context, Poll},
 };
 
@@ -44,7 +44,10 @@ mod exchange;
 pub use exchange::Exchange;
 use exchange::Interim;
 
-use crate::{date_cut::Step, local_tls::LocalStream};
+use crate::{
+    date_cut::Step,
+    local_tls::{tcp_of, LocalStream},
+};
 use actix_rt::net::{ActixStream, Ready};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -156,6 +159,30 @@ impl LocalIo {
             heard: Cell::new(false),
             tail: Cell::new([0; 5]),
         }))
+    }
+}
+
+impl LocalIo {
+    /// A handle on this connection's socket.
+    pub fn socket(&self) -> SocketHandle {
+        SocketHandle(Rc::downgrade(&self.0))
+    }
+}
+
+/// A connection's socket, for a setting chosen after it opened (the
+/// tunnel's, once its path is measured). It holds nothing open: once the
+/// connection is gone, it reaches nothing.
+#[derive(Debug, Clone, Default)]
+pub struct SocketHandle(Weak<Conn>);
+
+impl SocketHandle {
+    /// Bounds the socket's unsent bytes (see
+    /// [`burrow_common::outbox::keep_unsent_low`]), while it is open.
+    pub fn keep_unsent_low(&self) {
+        let Some(conn) = self.0.upgrade() else { return };
+        if let Ok(stream) = conn.tcp.try_borrow() {
+            burrow_common::outbox::keep_unsent_low(tcp_of(&stream));
+        };
     }
 }
 
