@@ -5,11 +5,12 @@
 //!
 //! Queueing costs a request a lock and a push (and the freeing of two of
 //! its thread's records the hub let go of, see `observe::home`); the hub's
-//! thread is woken by the first event after a batch only, waits [`GATHER`]
-//! for more, and takes them all, so a busy tunnel wakes it at most twenty
-//! times a second whatever its rate. Past [`MAX_QUEUED`] events (a
-//! subscriber that stalls) events are counted, not kept, and the count is
-//! handed over with the next batch.
+//! thread is woken by the first event after a batch, waits [`GATHER`] for
+//! more, or until [`BATCH`] have come, and takes them all: a tunnel wakes
+//! it at most twenty times a second, or once every [`BATCH`] events when
+//! it is busier, and the records waiting for it stay about a megabyte.
+//! Past [`MAX_QUEUED`] events (a subscriber that stalls) events are
+//! counted, not kept, and the count is handed over with the next batch.
 
 use std::{
     sync::{Arc, Condvar, Mutex, MutexGuard},
@@ -25,6 +26,10 @@ use super::{
 /// How long the hub waits, once woken, for more events to join a batch:
 /// short enough that a person watching sees a request at once.
 pub const GATHER: Duration = Duration::from_millis(50);
+
+/// Events that end the hub's wait early: at tens of thousands of requests
+/// a second, [`GATHER`]'s worth of records held several megabytes.
+pub const BATCH: usize = 1024;
 
 /// Most events kept for the subscribers.
 pub const MAX_QUEUED: usize = 16 * 1024;
@@ -89,6 +94,8 @@ struct Queue {
     dropped: u64,
     /// The hub's thread waits for a first event (and must be woken by it).
     waiting: bool,
+    /// The hub's thread gathers a batch (and is woken when it is full).
+    gathering: bool,
     closed: bool,
     /// Records the subscribers let go of, for their home threads to free.
     returns: Returns,
@@ -96,6 +103,8 @@ struct Queue {
 
 struct Shared {
     queue: Mutex<Queue>,
+    /// How long a batch gathers ([`GATHER`]).
+    gather: Duration,
     ready: Condvar,
     /// Held while a batch is delivered, so that a flush waits for it.
     delivering: Mutex<Vec<Box<dyn Subscriber>>>,
@@ -112,6 +121,13 @@ impl Hub {
     /// A hub for `subscribers`, its thread started; `None` with no
     /// subscriber, so that the client records nothing.
     pub fn start(subscribers: Vec<Box<dyn Subscriber>>) -> std::io::Result<Option<Arc<Hub>>> {
+        Hub::start_gathering(subscribers, GATHER)
+    }
+
+    fn start_gathering(
+        subscribers: Vec<Box<dyn Subscriber>>,
+        gather: Duration,
+    ) -> std::io::Result<Option<Arc<Hub>>> {
         if subscribers.is_empty() {
             return Ok(None);
         }
@@ -123,9 +139,11 @@ impl Hub {
                 events: Vec::new(),
                 dropped: 0,
                 waiting: false,
+                gathering: false,
                 closed: false,
                 returns: Returns::default(),
             }),
+            gather,
             ready: Condvar::new(),
             delivering: Mutex::new(subscribers),
         });
@@ -157,7 +175,8 @@ impl Hub {
                 false
             } else {
                 q.events.push(event);
-                std::mem::take(&mut q.waiting)
+                let full = q.gathering && q.events.len() == BATCH;
+                std::mem::take(&mut q.waiting) || full
             };
             (wake, freed)
         };
@@ -220,11 +239,22 @@ impl Shared {
                 q.waiting = true;
                 q = self.ready.wait(q).unwrap_or_else(|e| e.into_inner());
             }
+            let until = Instant::now() + self.gather;
+            q.gathering = true;
+            while q.events.len() < BATCH && !q.closed {
+                let Some(left) = until.checked_duration_since(Instant::now()) else {
+                    break;
+                };
+                q = self
+                    .ready
+                    .wait_timeout(q, left)
+                    .map_or_else(|e| e.into_inner().0, |w| w.0);
+            }
+            q.gathering = false;
             if q.closed {
                 return;
             }
             drop(q);
-            thread::sleep(GATHER);
             self.deliver(&mut batch);
         }
     }

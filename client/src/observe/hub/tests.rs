@@ -95,3 +95,33 @@ fn a_stalled_subscriber_costs_the_callers_nothing_and_the_rest_are_counted() {
     assert_eq!(dropped, 10);
     hub.close();
 }
+
+#[test]
+fn a_full_batch_goes_out_without_waiting_for_the_gathering_to_end() {
+    let (tx, rx) = mpsc::channel();
+    // A gathering far longer than the test waits.
+    let probe: Vec<Box<dyn Subscriber>> = vec![Box::new(Probe(tx, Capture::default()))];
+    let hub = Hub::start_gathering(probe, Duration::from_secs(3600))
+        .expect("start")
+        .expect("a hub");
+    let e = exchange("/c");
+    hub.exchange(e.clone());
+    // The first event has the hub's thread gathering.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hub.shared.lock().gathering {
+        assert!(Instant::now() < deadline, "the hub never started gathering");
+        thread::yield_now();
+    }
+    for _ in 1..BATCH {
+        hub.exchange(e.clone());
+    }
+    let mut seen = 0;
+    while seen < BATCH {
+        let (names, _) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a full batch, before the gathering's end");
+        seen += names.len();
+    }
+    assert_eq!(seen, BATCH);
+    hub.close();
+}
