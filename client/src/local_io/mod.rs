@@ -160,9 +160,7 @@ impl LocalIo {
             tail: Cell::new([0; 5]),
         }))
     }
-}
 
-impl LocalIo {
     /// A handle on this connection's socket.
     pub fn socket(&self) -> SocketHandle {
         SocketHandle(Rc::downgrade(&self.0))
